@@ -1,0 +1,20 @@
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/heatmaps.smk"
+include: "workflow/rules/render.smk"
+
+
+rule all:
+    input:
+        all_outputs,
+    default_target: True

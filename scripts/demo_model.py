@@ -1,0 +1,15 @@
+from xaipipe.demo import train_demo_model
+from xaipipe.logs import logged
+from xaipipe.model import set_threads
+from xaipipe.preprocess import Preprocessing
+from xaipipe.stages import write_json
+
+with logged(snakemake.log[0]):
+    set_threads(snakemake.threads)
+    metrics = train_demo_model(
+        snakemake.output.model,
+        Preprocessing.from_config(snakemake.params.preprocessing),
+        snakemake.params.image_size,
+        snakemake.params.seed,
+    )
+    write_json(snakemake.output.metrics, metrics)

@@ -1,0 +1,16 @@
+from xaipipe.logs import logged
+from xaipipe.model import set_threads
+from xaipipe.stages import compute_heatmaps_shard
+
+with logged(snakemake.log[0]):
+    set_threads(snakemake.threads)
+    compute_heatmaps_shard(
+        snakemake.input.shard,
+        snakemake.input.predictions,
+        snakemake.input.model,
+        snakemake.wildcards.method,
+        dict(snakemake.params.method_params),
+        snakemake.params.targets,
+        snakemake.params.batch_size,
+        snakemake.output[0],
+    )

@@ -1,0 +1,13 @@
+from xaipipe.logs import logged
+from xaipipe.preprocess import Preprocessing
+from xaipipe.stages import preprocess_shard
+
+with logged(snakemake.log[0]):
+    preprocess_shard(
+        snakemake.params.image_dir,
+        snakemake.params.ids,
+        snakemake.params.labels,
+        snakemake.params.class_names,
+        Preprocessing.from_config(snakemake.params.preprocessing),
+        snakemake.output[0],
+    )

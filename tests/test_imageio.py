@@ -1,0 +1,64 @@
+import cv2
+import numpy as np
+import pytest
+
+from xaipipe.imageio import load_image, write_png
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])
+def test_gray_8bit_round_trip(tmp_path, suffix):
+    image = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    cv2.imwrite(str(tmp_path / f"g{suffix}"), image)
+    loaded = load_image(tmp_path / f"g{suffix}")
+    assert loaded.dtype == np.uint8 and loaded.shape == (6, 8)
+    np.testing.assert_array_equal(loaded, image)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_gray_16bit_keeps_its_depth(tmp_path, suffix):
+    image = (np.arange(48, dtype=np.uint16) * 1000).reshape(6, 8)
+    cv2.imwrite(str(tmp_path / f"g{suffix}"), image)
+    loaded = load_image(tmp_path / f"g{suffix}")
+    assert loaded.dtype == np.uint16
+    np.testing.assert_array_equal(loaded, image)
+
+
+def test_color_is_returned_in_rgb_order(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    write_png(tmp_path / "red.png", rgb)
+    bgr_on_disk = cv2.imread(str(tmp_path / "red.png"))
+    assert bgr_on_disk[0, 0].tolist() == [0, 0, 200]
+    np.testing.assert_array_equal(load_image(tmp_path / "red.png"), rgb)
+
+
+def test_jpeg_color_loads_close_to_the_original(tmp_path):
+    rgb = np.full((16, 16, 3), (30, 120, 220), np.uint8)
+    cv2.imwrite(str(tmp_path / "c.jpg"), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 100])
+    loaded = load_image(tmp_path / "c.jpg")
+    assert np.abs(loaded.astype(int) - rgb).max() <= 2
+
+
+def test_alpha_channel_is_dropped(tmp_path):
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 2] = 180  # red in BGR order
+    bgra[..., 3] = 10  # nearly transparent: the colour is kept as stored
+    cv2.imwrite(str(tmp_path / "a.png"), bgra)
+    loaded = load_image(tmp_path / "a.png")
+    assert loaded.shape == (4, 4, 3)
+    assert loaded[0, 0].tolist() == [180, 0, 0]
+
+
+def test_truncated_and_missing_images_name_the_file(tmp_path):
+    write_png(tmp_path / "ok.png", np.zeros((32, 32), np.uint8))
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="cut.png"):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        load_image(tmp_path / "gone.png")
+
+
+def test_write_png_leaves_no_temporary_files(tmp_path):
+    write_png(tmp_path / "sub" / "x.png", np.ones((3, 3), np.uint8))
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.png"]

@@ -1,0 +1,44 @@
+import cv2
+import numpy as np
+import pytest
+
+from xaipipe.maps import normalize_maps, resize_linear
+
+
+def test_tiny_maps_still_reach_one():
+    maps = np.array([[[0.0, 1e-12], [3e-12, 4e-12]]], np.float32)
+    out = normalize_maps(maps)
+    assert out.max() == 1.0 and out.min() == 0.0
+    np.testing.assert_allclose(out[0], [[0, 0.25], [0.75, 1.0]], rtol=1e-5)
+
+
+def test_constant_maps_become_zeros_not_nan():
+    out = normalize_maps(np.stack([np.zeros((3, 3)), np.full((3, 3), 5.0), np.full((3, 3), -2.0)]))
+    assert np.isfinite(out).all() and not out.any()
+
+
+def test_each_map_is_normalized_on_its_own():
+    maps = np.stack([np.array([[0.0, 2.0]]), np.array([[-4.0, 4.0]])])
+    np.testing.assert_allclose(normalize_maps(maps), [[[0, 1]], [[0, 1]]])
+
+
+def test_non_finite_maps_are_an_error():
+    with pytest.raises(ValueError, match="NaN"):
+        normalize_maps(np.array([[[np.nan, 1.0]]]))
+
+
+def test_2d_resize_matches_opencv_linear():
+    maps = np.random.default_rng(1).random((3, 7, 5)).astype(np.float32)
+    out = resize_linear(maps, (28, 15))
+    for m, o in zip(maps, out):
+        np.testing.assert_allclose(o, cv2.resize(m, (15, 28), interpolation=cv2.INTER_LINEAR), atol=1e-5)
+
+
+def test_3d_resize_keeps_constants_and_linear_ramps():
+    constant = np.full((1, 2, 3, 4), 0.5, np.float32)
+    np.testing.assert_allclose(resize_linear(constant, (8, 6, 4)), 0.5)
+    ramp = np.arange(4, dtype=np.float32).reshape(1, 4, 1, 1) * np.ones((1, 4, 2, 2), np.float32)
+    out = resize_linear(ramp, (8, 2, 2))
+    assert out.shape == (1, 8, 2, 2)
+    # interior samples of a linear ramp stay on the ramp (half-pixel centres)
+    np.testing.assert_allclose(out[0, 1:7, 0, 0], (np.arange(1, 7) + 0.5) / 2 - 0.5)

@@ -1,0 +1,196 @@
+"""The real Snakemake pipeline on a small demo, run once per module in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from xaipipe import h5store
+from xaipipe.imageio import load_image
+from xaipipe.model import load_model, sha256_file
+from xaipipe.naming import overlay_name
+from xaipipe.preprocess import Preprocessing
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+N_PER_CLASS = 10
+SHARD_SIZE = 8
+CONFIG = {
+    "demo": {"build": True, "n_per_class": N_PER_CLASS, "image_size": 192, "seed": 42},
+    "data": {"images": "results/demo/images"},
+    "model": {"path": "results/demo/model.keras"},
+    "preprocessing": {"size": [64, 64], "channels": 1, "standardize": "tf"},
+    "methods": ["gc"],
+    "shard_size": SHARD_SIZE,
+    "batch_size": 5,
+}
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(config_path), "--cores", "2", *args,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def mtimes(folder: Path) -> dict[Path, int]:
+    """Modification times of the outputs under ``folder`` (logs and benchmark records left out)."""
+    return {
+        p: p.stat().st_mtime_ns
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not {"logs", "benchmarks"} & set(p.relative_to(folder).parts)
+    }
+
+
+def changed_since(before: dict[Path, int], folder: Path) -> set[Path]:
+    return {p for p, t in mtimes(folder).items() if before.get(p) != t}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    result = snakemake(workdir, CONFIG)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_demo_model_reaches_the_promised_accuracy(run):
+    metrics = yaml.safe_load((run / "results/demo/model_metrics.json").read_text())
+    assert metrics["val_accuracy"] >= 0.95
+
+
+def test_predictions_match_the_model_run_directly(run):
+    model = load_model(run / "results/demo/model.keras")
+    pre = Preprocessing(size=(64, 64), channels=1, standardize="tf")
+    lines = (run / "results/predictions.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["sample", "label", "predicted", "p_disk", "p_none", "p_square"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 3 * N_PER_CLASS
+    ids = [r[0] for r in rows]
+    x = np.stack([pre.model_input(load_image(run / "results/demo/images" / i)) for i in ids])
+    direct = model.predict(x, verbose=0)
+    np.testing.assert_allclose(np.array([r[3:] for r in rows], float), direct, atol=2e-6)
+    assert [r[1] for r in rows] == [i.split("/")[0] for i in ids]
+    accuracy = np.mean([r[1] == r[2] for r in rows])
+    assert accuracy >= 0.9
+
+
+def test_heatmap_files_hold_maps_and_provenance(run):
+    files = sorted((run / "results/heatmaps/gradcam").glob("shard-*.h5"))
+    assert [f.name for f in files] == ["shard-00000.h5", "shard-00001.h5", "shard-00002.h5", "shard-00003.h5"]
+    with h5store.open_checked(files[0], h5store.HEATMAPS) as f:
+        assert f.attrs["method"] == "gradcam"
+        assert f.attrs["target_layer"] == "conv4"
+        assert f.attrs["model_sha256"] == sha256_file(run / "results/demo/model.keras")
+        assert h5store.json_attr(f, "method_params")["score"] == "logits"
+        raw, normalized = f["raw"][()], f["normalized"][()]
+        assert raw.shape == normalized.shape == (SHARD_SIZE, 64, 64)
+        assert raw.dtype == np.float32 and raw.min() >= 0
+        assert normalized.min() == 0.0 and np.allclose(normalized.reshape(SHARD_SIZE, -1).max(axis=1), 1.0)
+        predicted = h5store.read_predictions(run / "results/predictions/shard-00000.h5")["predicted"]
+        assert f["class_index"][()].tolist() == predicted.tolist()
+        assert f["sample_index"][()].tolist() == list(range(SHARD_SIZE))
+
+
+def lesion_hit_rate(workdir: Path, method: str) -> tuple[int, int]:
+    hits = total = 0
+    for path in sorted((workdir / "results/heatmaps" / method).glob("shard-*.h5")):
+        with h5store.open_checked(path, h5store.HEATMAPS) as f:
+            ids = h5store.read_strings(f, "ids")
+            for m, row in enumerate(f["sample_index"][()]):
+                mask = cv2.imread(str(workdir / "results/demo/masks" / ids[row]), cv2.IMREAD_GRAYSCALE)
+                if not mask.any():
+                    continue
+                heat = cv2.resize(f["normalized"][m], mask.shape[::-1], interpolation=cv2.INTER_LINEAR)
+                y, x = np.unravel_index(heat.argmax(), heat.shape)
+                hits += bool(mask[y, x])
+                total += 1
+    return hits, total
+
+
+def test_gradcam_peaks_inside_the_lesion(run):
+    hits, total = lesion_hit_rate(run, "gradcam")
+    assert total == 2 * N_PER_CLASS
+    assert hits / total >= 0.9, f"{hits}/{total}"
+
+
+def test_overlays_are_drawn_at_the_image_resolution(run):
+    overlays = sorted(p.name for p in (run / "results/overlays/gradcam").iterdir())
+    assert overlays == sorted(overlay_name(i) for i in _ids(run))
+    picture = cv2.imread(str(run / "results/overlays/gradcam/disk.disk_0000.png"))
+    assert picture.shape == (192, 192, 3)
+    assert np.ptp(picture[..., 2].astype(int) - picture[..., 0].astype(int)) > 50  # coloured, not gray
+
+
+def _ids(workdir: Path) -> list[str]:
+    return [line.split("\t")[0] for line in (workdir / "results/predictions.tsv").read_text().splitlines()[1:]]
+
+
+def test_logs_record_progress(run):
+    log = (run / "results/logs/heatmaps/gradcam/shard-00000.log").read_text()
+    assert "heatmaps gc" in log and "2/2" in log
+
+
+def test_reruns_do_only_what_changed(run):
+    results = run / "results"
+    assert "Nothing to be done" in snakemake(run, CONFIG, "-n").stdout
+
+    # deleting one overlay re-renders only its shard
+    before = mtimes(results)
+    victim = results / "overlays/gradcam" / overlay_name("none/none_0001.png")  # sample 11: shard 1
+    victim.unlink()
+    assert snakemake(run, CONFIG).returncode == 0
+    shard1 = {results / "overlays/gradcam" / overlay_name(i) for i in _ids(run)[8:16]}
+    assert victim.exists()
+    assert changed_since(before, results) == shard1
+
+    # changing alpha re-renders only
+    before = mtimes(results)
+    alpha = {**CONFIG, "render": {"alpha": 0.6}}
+    assert snakemake(run, alpha).returncode == 0
+    assert changed_since(before, results) == {results / "overlays/gradcam" / overlay_name(i) for i in _ids(run)}
+
+    # changing the method's parameters recomputes its heatmaps and overlays, nothing upstream
+    before = mtimes(results)
+    probs = {**alpha, "methods": [{"name": "gradcam", "score": "probabilities"}]}
+    assert snakemake(run, probs).returncode == 0
+    changed = changed_since(before, results)
+    heatmaps = set((results / "heatmaps/gradcam").glob("*.h5"))
+    assert heatmaps <= changed
+    assert {p.parent.name for p in changed - heatmaps} == {"gradcam"}
+    assert all("overlays" in p.parts for p in changed - heatmaps)
+
+
+def test_all_classes_are_named_with_their_class(run, tmp_path):
+    config = {**CONFIG, "targets": "all", "output": "all_classes", "data": CONFIG["data"], "model": CONFIG["model"]}
+    config["demo"] = {**CONFIG["demo"], "masks": "results/demo/masks", "metrics": "results/demo/model_metrics.json"}
+    result = snakemake(run, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = {p.name for p in (run / "all_classes/overlays/gradcam").iterdir()}
+    assert names == {overlay_name(i, c) for i in _ids(run) for c in range(3)}
+    with h5store.open_checked(run / "all_classes/heatmaps/gradcam/shard-00000.h5", h5store.HEATMAPS) as f:
+        assert f["class_index"][()].tolist() == [0, 1, 2] * SHARD_SIZE
+
+
+def test_a_config_typo_stops_before_any_job(tmp_path):
+    bad = {**CONFIG, "rendr": {"alpha": 0.3}}
+    result = snakemake(tmp_path, bad)
+    assert result.returncode != 0
+    assert "config key (top level)" in result.stderr and "'rendr' was unexpected" in result.stderr
+    assert not (tmp_path / "results").exists()
+    unknown = {**CONFIG, "methods": ["gradcamm"]}
+    result = snakemake(tmp_path, unknown)
+    assert result.returncode != 0
+    assert "methods[0]" in result.stderr and "valid keys: gradcam, GradCAM, gc" in result.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,63 @@
+import re
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from xaipipe import workflow as xw
+from xaipipe.samples import shard_names, shard_slice
+
+
+try:
+    validate(config, "../schemas/config.schema.yaml")
+except WorkflowError:
+    problems = xw.config_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+try:
+    SAMPLES = xw.sample_sheet(config)
+    METHODS = xw.method_specs(config)
+    N_CLASSES = xw.class_count(config, SAMPLES) if config["targets"] == "all" else None
+except ValueError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+
+OUT = config["output"]
+SHARD_SIZE = config["shard_size"]
+SHARDS = shard_names(len(SAMPLES), SHARD_SIZE)
+MODEL = config["model"]["path"]
+IMAGES = config["data"]["images"]
+
+
+wildcard_constraints:
+    shard=r"\d{5}",
+    method="|".join(re.escape(m) for m in METHODS),
+
+
+def shard_ids(wildcards):
+    return list(SAMPLES.ids[shard_slice(wildcards.shard, SHARD_SIZE)])
+
+
+def shard_labels(wildcards):
+    if SAMPLES.labels is None:
+        return None
+    return list(SAMPLES.labels[shard_slice(wildcards.shard, SHARD_SIZE)])
+
+
+def shard_images(wildcards):
+    return [f"{IMAGES}/{sample_id}" for sample_id in shard_ids(wildcards)]
+
+
+def method_params(wildcards):
+    return METHODS[wildcards.method]
+
+
+def overlay_files(shard):
+    names = xw.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES)
+    return [f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}" for name in names]
+
+
+def all_outputs(wildcards):
+    outputs = [f"{OUT}/predictions.tsv"]
+    outputs += expand(f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS)
+    for shard in SHARDS:
+        outputs += expand(overlay_files(shard), method=METHODS)
+    return outputs

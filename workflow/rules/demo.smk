@@ -1,0 +1,32 @@
+if config["demo"]["build"]:
+
+    rule demo_data:
+        output:
+            images=[f"{IMAGES}/{sample_id}" for sample_id in SAMPLES.ids],
+            masks=[f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids],
+        params:
+            image_dir=IMAGES,
+            mask_dir=config["demo"]["masks"],
+            n_per_class=config["demo"]["n_per_class"],
+            image_size=config["demo"]["image_size"],
+            seed=config["demo"]["seed"],
+        log:
+            f"{OUT}/logs/demo_data.log",
+        script:
+            "../../scripts/demo_data.py"
+
+    rule demo_model:
+        output:
+            model=MODEL,
+            metrics=config["demo"]["metrics"],
+        params:
+            preprocessing=config["preprocessing"],
+            image_size=config["demo"]["image_size"],
+            seed=config["demo"]["seed"],
+        threads: 2
+        log:
+            f"{OUT}/logs/demo_model.log",
+        benchmark:
+            f"{OUT}/benchmarks/demo_model.tsv"
+        script:
+            "../../scripts/demo_model.py"

@@ -1,0 +1,18 @@
+rule heatmaps:
+    input:
+        shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
+        predictions=f"{OUT}/predictions/shard-{{shard}}.h5",
+        model=MODEL,
+    output:
+        f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5",
+    params:
+        method_params=method_params,
+        targets=config["targets"],
+        batch_size=config["batch_size"],
+    threads: 2
+    log:
+        f"{OUT}/logs/heatmaps/{{method}}/shard-{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/heatmaps/{{method}}/shard-{{shard}}.tsv"
+    script:
+        "../../scripts/heatmaps.py"

@@ -1,0 +1,26 @@
+rule predict:
+    input:
+        shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
+        model=MODEL,
+    output:
+        f"{OUT}/predictions/shard-{{shard}}.h5",
+    params:
+        batch_size=config["batch_size"],
+    threads: 2
+    log:
+        f"{OUT}/logs/predict/shard-{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict/shard-{{shard}}.tsv"
+    script:
+        "../../scripts/predict.py"
+
+
+rule predictions_table:
+    input:
+        expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS),
+    output:
+        f"{OUT}/predictions.tsv",
+    log:
+        f"{OUT}/logs/predictions_table.log",
+    script:
+        "../../scripts/predictions_table.py"

@@ -1,0 +1,58 @@
+"""Progress bars and log files for long-running steps."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], description: str, total: int | None = None, unit: str = "img") -> Iterator[T]:
+    """Iterate with a progress bar on stderr (the job's log inside the workflow)."""
+    return iter(tqdm(items, desc=description, total=total, unit=unit, file=sys.stderr, mininterval=2.0))
+
+
+@contextlib.contextmanager
+def logged(log_path: str | os.PathLike | None) -> Iterator[None]:
+    """Send logging, stdout and stderr of the block to ``log_path`` (append); errors included."""
+    if not log_path:
+        yield
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    with open(log_path, "a", buffering=1) as log, _fd_redirect(log), contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        except BaseException:
+            logging.exception("step failed")
+            raise
+        finally:
+            root.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def _fd_redirect(log) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at ``log`` too, for what native libraries (TensorFlow) print."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)

@@ -1,0 +1,52 @@
+"""Operations on heatmaps shared by every method: resizing and normalization."""
+
+from __future__ import annotations
+
+import numpy as np
+
+_RELATIVE_TOLERANCE = 1e-6
+
+
+def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Resize (N, *spatial) maps to (N, *shape) by separable (bi/tri)linear interpolation.
+
+    Pixel centres are aligned as in OpenCV's INTER_LINEAR and ``tf.image.resize``
+    (half-pixel offsets), for 2D and 3D maps alike.
+    """
+    if maps.ndim != len(shape) + 1:
+        raise ValueError(f"maps of shape {maps.shape} cannot be resized to {shape}")
+    out = maps.astype(np.float32, copy=False)
+    for axis, n_out in enumerate(shape, start=1):
+        n_in = out.shape[axis]
+        if n_in == n_out:
+            continue
+        coords = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+        lo = np.floor(coords).astype(np.intp)
+        hi = np.minimum(lo + 1, n_in - 1)
+        weight_shape = [1] * out.ndim
+        weight_shape[axis] = n_out
+        w = (coords - lo).astype(np.float32).reshape(weight_shape)
+        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w
+    return out
+
+
+def normalize_maps(maps: np.ndarray) -> np.ndarray:
+    """Scale each map of (N, ...) to [0, 1] by its own minimum and maximum.
+
+    The test for a flat map is relative to the map's magnitude, so maps whose
+    values are all tiny (vanishing gradients) still reach exactly 1 at their
+    maximum; a constant map (all values equal, zeros included) becomes zeros.
+    Non-finite values are an error, not something to hide.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if not np.all(np.isfinite(maps)):
+        raise ValueError("heatmap holds NaN or infinite values")
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    lo = flat.min(axis=1, keepdims=True)
+    hi = flat.max(axis=1, keepdims=True)
+    span = hi - lo
+    scale = np.maximum(np.abs(lo), np.abs(hi))
+    flat_maps = span <= _RELATIVE_TOLERANCE * scale
+    safe_span = np.where(flat_maps | (span == 0), 1.0, span)
+    out = np.where(flat_maps | (span == 0), 0.0, (flat - lo) / safe_span)
+    return out.reshape(maps.shape).astype(np.float32)

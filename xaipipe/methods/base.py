@@ -1,0 +1,62 @@
+"""What every XAI method shares: target classes, batching, upsampling, normalization."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+
+from xaipipe.maps import normalize_maps, resize_linear
+
+
+class Method(ABC):
+    """An XAI method bound to one model.
+
+    Subclasses implement :meth:`raw_maps`, the method's own computation for a
+    batch; everything else (class selection, batching, normalization) lives here.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.spatial_shape = self.input_shape[:-1]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters that determine the maps (recorded with every output)."""
+        return {}
+
+    @property
+    def target_layer(self) -> str | None:
+        return None
+
+    @abstractmethod
+    def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Maps (B, T, *spatial) at the input resolution for inputs (B, ...) and classes (B, T)."""
+
+    def explain(self, inputs: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, normalized) maps, each (B, T, *spatial), for one batch."""
+        raw = self.raw_maps(inputs, classes)
+        normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape)).reshape(raw.shape)
+        return raw, normalized
+
+
+def upsample_to_input(maps: np.ndarray, spatial_shape: tuple[int, ...]) -> np.ndarray:
+    """Resize (B, T, *s) maps to (B, T, *spatial_shape)."""
+    batch, targets = maps.shape[:2]
+    resized = resize_linear(maps.reshape(batch * targets, *maps.shape[2:]), spatial_shape)
+    return resized.reshape(batch, targets, *spatial_shape)
+
+
+def target_classes(scores: np.ndarray, mode: str, labels: np.ndarray | None = None) -> np.ndarray:
+    """The classes (N, T) to explain: ``argmax`` of the scores (T=1) or ``all`` classes (T=K)."""
+    n, k = scores.shape
+    if mode == "argmax":
+        return scores.argmax(axis=1).astype(np.int32)[:, None]
+    if mode == "all":
+        return np.tile(np.arange(k, dtype=np.int32), (n, 1))
+    raise ValueError(f"targets must be 'argmax' or 'all', got {mode!r}")

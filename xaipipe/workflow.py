@@ -1,0 +1,88 @@
+"""What the Snakefile needs at parse time: samples, shards, methods, output names.
+
+Nothing here imports TensorFlow, so building the job graph stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xaipipe import demo, methods
+from xaipipe.naming import overlay_name
+from xaipipe.samples import SampleSheet, discover_folder, shard_slice
+
+
+def sample_sheet(config: dict[str, Any]) -> SampleSheet:
+    """The study's samples: the demo's (known before its files exist) or those found in ``data.images``."""
+    if config["demo"]["build"]:
+        ids = demo.sample_ids(config["demo"]["n_per_class"])
+        names = demo.CLASS_NAMES
+        labels = tuple(names.index(i.split("/")[0]) for i in ids)
+        return SampleSheet(tuple(ids), labels, names)
+    data = config["data"]
+    try:
+        return discover_folder(data["images"], data["class_subfolders"])
+    except (OSError, ValueError) as error:
+        raise ValueError(f"config key data.images: {error}") from None
+
+
+def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Canonical method name -> its parameters, from the ``methods`` list of the config.
+
+    An entry is a key (``gradcam``) or a mapping with ``name`` and parameters.
+    Unknown keys and the same method listed twice stop the run here, before any job.
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    for position, entry in enumerate(config["methods"]):
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        key = entry.pop("name")
+        try:
+            name = methods.canonical_name(key)
+        except ValueError as error:
+            raise ValueError(f"config key methods[{position}]: {error}") from None
+        if name in specs:
+            raise ValueError(f"config key methods[{position}]: method {name!r} is listed twice")
+        entry.setdefault("layer", config["model"]["layer"])
+        entry.setdefault("score", config["score"])
+        specs[name] = entry
+    return specs
+
+
+def overlay_names(sheet: SampleSheet, shard: str, shard_size: int, classes: int | None) -> list[str]:
+    """The overlay file names of one shard: one per sample, or one per sample and class."""
+    ids = sheet.ids[shard_slice(shard, shard_size)]
+    if classes is None:
+        return [overlay_name(i) for i in ids]
+    return [overlay_name(i, c) for i in ids for c in range(classes)]
+
+
+def class_count(config: dict[str, Any], sheet: SampleSheet) -> int:
+    """How many classes the model has, for naming the overlays of ``targets: all``."""
+    if config["classes"]:
+        return len(config["classes"])
+    if sheet.class_names:
+        return len(sheet.class_names)
+    raise ValueError(
+        "config key targets: 'all' needs the number of classes; list them under 'classes' "
+        "or keep the images in one subfolder per class"
+    )
+
+
+def config_errors(config: dict[str, Any], schema_path: str) -> list[str]:
+    """Every schema violation of ``config`` as one line naming the key at fault."""
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    lines = []
+    for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema.get("properties", {}))
+            lines.append(f"config key {key}: {error.message}; allowed keys: {', '.join(allowed)}")
+        elif error.validator == "enum":
+            lines.append(f"config key {key}: {error.instance!r} is not one of {error.validator_value}")
+        else:
+            lines.append(f"config key {key}: {error.message}")
+    return lines
