@@ -139,7 +139,7 @@ def _ids(workdir: Path) -> list[str]:
 
 def test_logs_record_progress(run):
     log = (run / "results/logs/heatmaps/gradcam/shard-00000.log").read_text()
-    assert "heatmaps gc" in log and "2/2" in log
+    assert "heatmaps gradcam: 100%" in log and "2/2" in log
 
 
 def test_reruns_do_only_what_changed(run):

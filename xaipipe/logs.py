@@ -22,6 +22,7 @@ def progress(items: Iterable[T], description: str, total: int | None = None, uni
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike | None) -> Iterator[None]:
     """Send logging, stdout and stderr of the block to ``log_path`` (append); errors included."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines are noise in a job log
     if not log_path:
         yield
         return

@@ -1,4 +1,11 @@
+import os
 import re
+import sys
+
+# The library sits beside the Snakefile: importable here and in every job (also in the
+# conda environment of --use-conda, which installs only the dependencies).
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate

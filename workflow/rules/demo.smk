@@ -12,6 +12,8 @@ if config["demo"]["build"]:
             seed=config["demo"]["seed"],
         log:
             f"{OUT}/logs/demo_data.log",
+        conda:
+            "../../envs/xaipipe.yaml"
         script:
             "../../scripts/demo_data.py"
 
@@ -28,5 +30,7 @@ if config["demo"]["build"]:
             f"{OUT}/logs/demo_model.log",
         benchmark:
             f"{OUT}/benchmarks/demo_model.tsv"
+        conda:
+            "../../envs/xaipipe.yaml"
         script:
             "../../scripts/demo_model.py"

@@ -14,5 +14,7 @@ rule heatmaps:
         f"{OUT}/logs/heatmaps/{{method}}/shard-{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/heatmaps/{{method}}/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/xaipipe.yaml"
     script:
         "../../scripts/heatmaps.py"

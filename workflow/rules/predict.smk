@@ -11,6 +11,8 @@ rule predict:
         f"{OUT}/logs/predict/shard-{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/predict/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/xaipipe.yaml"
     script:
         "../../scripts/predict.py"
 
@@ -22,5 +24,7 @@ rule predictions_table:
         f"{OUT}/predictions.tsv",
     log:
         f"{OUT}/logs/predictions_table.log",
+    conda:
+        "../../envs/xaipipe.yaml"
     script:
         "../../scripts/predictions_table.py"

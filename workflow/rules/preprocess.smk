@@ -13,5 +13,7 @@ rule preprocess:
         f"{OUT}/logs/preprocess/shard-{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/preprocess/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/xaipipe.yaml"
     script:
         "../../scripts/preprocess.py"

@@ -16,5 +16,7 @@ for render_shard in SHARDS:
             class_suffix=N_CLASSES is not None,
         log:
             f"{OUT}/logs/render/{{method}}/shard-{render_shard}.log",
+        conda:
+            "../../envs/xaipipe.yaml"
         script:
             "../../scripts/render.py"
