@@ -12,6 +12,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/heatmaps.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

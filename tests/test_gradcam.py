@@ -137,3 +137,14 @@ def test_targets():
     assert target_classes(scores, "all").tolist() == [[0, 1, 2], [0, 1, 2]]
     with pytest.raises(ValueError, match="argmax"):
         target_classes(scores, "max")
+
+
+def test_untrained_resnet50_maps_still_reach_one():
+    """Vanishing gradients of an untrained deep network: the normalized maximum is 1, not 0.35."""
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=3)
+    x = np.random.default_rng(3).normal(size=(2, 64, 64, 3)).astype(np.float32)
+    raw, normalized = GradCAM(model).explain(x, np.array([[0], [2]]))
+    assert np.isfinite(raw).all()
+    peaks = normalized.reshape(2, -1).max(axis=1)
+    for peak, map_ in zip(peaks, raw.reshape(2, -1)):
+        assert peak == 1.0 or not map_.any()

@@ -1,10 +1,7 @@
-"""The real Snakemake pipeline on a small demo, run once per module in a temporary folder."""
+"""The real Snakemake pipeline on a small demo (run once per session, see conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +10,7 @@ import pytest
 import yaml
 
 from xaipipe import h5store
+from xaipipe.evaluate import lesion_hit_rate, peak_in_mask
 from xaipipe.imageio import load_image
 from xaipipe.model import load_model, sha256_file
 from xaipipe.naming import overlay_name
@@ -20,28 +18,7 @@ from xaipipe.preprocess import Preprocessing
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
-N_PER_CLASS = 10
-SHARD_SIZE = 8
-CONFIG = {
-    "demo": {"build": True, "n_per_class": N_PER_CLASS, "image_size": 192, "seed": 42},
-    "data": {"images": "results/demo/images"},
-    "model": {"path": "results/demo/model.keras"},
-    "preprocessing": {"size": [64, 64], "channels": 1, "standardize": "tf"},
-    "methods": ["gc"],
-    "shard_size": SHARD_SIZE,
-    "batch_size": 5,
-}
-
-
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(config_path), "--cores", "2", *args,
-    ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+from pipeline_runs import CONFIG, N_PER_CLASS, SHARD_SIZE, snakemake
 
 
 def mtimes(folder: Path) -> dict[Path, int]:
@@ -58,11 +35,8 @@ def changed_since(before: dict[Path, int], folder: Path) -> set[Path]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    result = snakemake(workdir, CONFIG)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+def run(demo_run):
+    return demo_run
 
 
 def test_demo_model_reaches_the_promised_accuracy(run):
@@ -103,26 +77,15 @@ def test_heatmap_files_hold_maps_and_provenance(run):
         assert f["sample_index"][()].tolist() == list(range(SHARD_SIZE))
 
 
-def lesion_hit_rate(workdir: Path, method: str) -> tuple[int, int]:
-    hits = total = 0
-    for path in sorted((workdir / "results/heatmaps" / method).glob("shard-*.h5")):
-        with h5store.open_checked(path, h5store.HEATMAPS) as f:
-            ids = h5store.read_strings(f, "ids")
-            for m, row in enumerate(f["sample_index"][()]):
-                mask = cv2.imread(str(workdir / "results/demo/masks" / ids[row]), cv2.IMREAD_GRAYSCALE)
-                if not mask.any():
-                    continue
-                heat = cv2.resize(f["normalized"][m], mask.shape[::-1], interpolation=cv2.INTER_LINEAR)
-                y, x = np.unravel_index(heat.argmax(), heat.shape)
-                hits += bool(mask[y, x])
-                total += 1
-    return hits, total
-
-
 def test_gradcam_peaks_inside_the_lesion(run):
-    hits, total = lesion_hit_rate(run, "gradcam")
-    assert total == 2 * N_PER_CLASS
-    assert hits / total >= 0.9, f"{hits}/{total}"
+    table = (run / "results/evaluation/localization.tsv").read_text().splitlines()
+    assert table[0].split("\t") == ["method", "hits", "lesion_images", "hit_rate"]
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in table[1:]}
+    hits, total, rate = rows["gradcam"]
+    assert int(total) == 2 * N_PER_CLASS
+    assert int(hits) / int(total) >= 0.9, f"{hits}/{total}"
+    recomputed = lesion_hit_rate(sorted((run / "results/heatmaps/gradcam").glob("*.h5")), run / "results/demo/masks")
+    assert (recomputed.hits, recomputed.total) == (int(hits), int(total))
 
 
 def test_overlays_are_drawn_at_the_image_resolution(run):
@@ -167,14 +130,13 @@ def test_reruns_do_only_what_changed(run):
     assert snakemake(run, probs).returncode == 0
     changed = changed_since(before, results)
     heatmaps = set((results / "heatmaps/gradcam").glob("*.h5"))
-    assert heatmaps <= changed
-    assert {p.parent.name for p in changed - heatmaps} == {"gradcam"}
-    assert all("overlays" in p.parts for p in changed - heatmaps)
+    overlays = {results / "overlays/gradcam" / overlay_name(i) for i in _ids(run)}
+    evaluation = {results / "evaluation" / name for name in ("localization.tsv", "randomization.tsv")}
+    assert changed == heatmaps | overlays | evaluation | {results / "evaluation/randomization/gradcam.tsv"}
 
 
 def test_all_classes_are_named_with_their_class(run, tmp_path):
-    config = {**CONFIG, "targets": "all", "output": "all_classes", "data": CONFIG["data"], "model": CONFIG["model"]}
-    config["demo"] = {**CONFIG["demo"], "masks": "results/demo/masks", "metrics": "results/demo/model_metrics.json"}
+    config = {**CONFIG, "targets": "all", "output": "all_classes"}
     result = snakemake(run, config)
     assert result.returncode == 0, result.stderr[-3000:]
     names = {p.name for p in (run / "all_classes/overlays/gradcam").iterdir()}
@@ -194,3 +156,14 @@ def test_a_config_typo_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "methods[0]" in result.stderr and "valid keys: gradcam, GradCAM, gc" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_peak_in_mask_checks_the_resized_maximum():
+    mask = np.zeros((8, 8), np.uint8)
+    mask[4:, 4:] = 255
+    heat = np.zeros((4, 4), np.float32)
+    heat[3, 3] = 1.0
+    assert peak_in_mask(heat, mask)
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 1] = 1.0
+    assert not peak_in_mask(heat, mask)

@@ -42,6 +42,13 @@ def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ValueError(f"config key methods[{position}]: {error}") from None
         if name in specs:
             raise ValueError(f"config key methods[{position}]: method {name!r} is listed twice")
+        allowed = methods.parameters(name)
+        for param in entry:
+            if param not in allowed:
+                raise ValueError(
+                    f"config key methods[{position}].{param}: {key} takes no parameter {param!r}; "
+                    f"its parameters: {', '.join(allowed)}"
+                )
         entry.setdefault("layer", config["model"]["layer"])
         entry.setdefault("score", config["score"])
         specs[name] = entry

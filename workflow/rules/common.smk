@@ -62,9 +62,15 @@ def overlay_files(shard):
     return [f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}" for name in names]
 
 
+def heatmaps_by_method():
+    return {method: [f"{OUT}/heatmaps/{method}/shard-{shard}.h5" for shard in SHARDS] for method in METHODS}
+
+
 def all_outputs(wildcards):
     outputs = [f"{OUT}/predictions.tsv"]
     outputs += expand(f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS)
+    if config["demo"]["build"]:
+        outputs += [f"{OUT}/evaluation/localization.tsv", f"{OUT}/evaluation/randomization.tsv"]
     for shard in SHARDS:
         outputs += expand(overlay_files(shard), method=METHODS)
     return outputs

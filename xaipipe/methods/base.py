@@ -52,6 +52,23 @@ def upsample_to_input(maps: np.ndarray, spatial_shape: tuple[int, ...]) -> np.nd
     return resized.reshape(batch, targets, *spatial_shape)
 
 
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 1; ValueError naming the parameter otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def repeat_classes(classes: np.ndarray, repeats: int) -> np.ndarray:
+    """Classes (B, T) -> (B * repeats, T): each image's targets for each of its perturbations."""
+    return np.repeat(np.asarray(classes, np.int32), repeats, axis=0)
+
+
+def pick_scores(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The scores (N, T) of classes (N, T) from all scores (N, K)."""
+    return np.take_along_axis(scores, np.asarray(classes, np.intp), axis=1)
+
+
 def target_classes(scores: np.ndarray, mode: str, labels: np.ndarray | None = None) -> np.ndarray:
     """The classes (N, T) to explain: ``argmax`` of the scores (T=1) or ``all`` classes (T=K)."""
     n, k = scores.shape

@@ -1,0 +1,47 @@
+"""Running the real Snakemake pipeline from the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+N_PER_CLASS = 10
+SHARD_SIZE = 8
+CONFIG = {
+    "demo": {"build": True, "n_per_class": N_PER_CLASS, "image_size": 192, "seed": 42, "sanity_samples": 16},
+    "data": {"images": "results/demo/images"},
+    "model": {"path": "results/demo/model.keras"},
+    "preprocessing": {"size": [64, 64], "channels": 1, "standardize": "tf"},
+    "methods": ["gc"],
+    "shard_size": SHARD_SIZE,
+    "batch_size": 5,
+}
+# every method, each under a different one of its keys, on the same demo images and model
+ALL_METHODS = [
+    "GradCAM",
+    "gc++",
+    "ggc",
+    "SaliencyMap",
+    "gb",
+    {"name": "ig", "baseline": -1.0},
+    {"name": "os", "patch_size": 8, "stride": 4},
+    {"name": "lp", "num_samples": 500},
+    {"name": "LimeCon", "num_samples": 500},
+]
+ALL_METHODS_CONFIG = {**CONFIG, "methods": ALL_METHODS, "shard_size": 16, "batch_size": 16, "output": "all_methods"}
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run the workflow of this repository in ``workdir`` with ``config``."""
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(config_path), "--cores", "2", *args,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})

@@ -1,0 +1,140 @@
+"""LIME for images (Ribeiro et al., 2016, "Why Should I Trust You?": Explaining the
+Predictions of Any Classifier"): the shared part of LimePro and LimeCon.
+
+The input is split into about ``segments`` superpixels: a regular grid of cells
+(squares in 2D, boxes in 3D) whose counts per axis follow the input's aspect, so
+the segmentation is deterministic and the same for every image. ``num_samples``
+binary vectors z in {0, 1}^S are drawn from ``seed`` (the first is all ones, the
+image itself) and shared by every image; in the perturbed input the segments with
+z_s = 0 are set to ``fill``. The target score f(z) of each perturbed input is then
+fitted by a weighted ridge regression (penalty 1, with intercept, as LIME's default)
+
+    min_w sum_n pi(z_n) (f(z_n) - w_0 - w . z_n)^2 + |w|^2,
+    pi(z) = sqrt(exp(-d(z)^2 / kernel_width^2)),  d = cosine distance of z to all ones,
+
+and the map shows the segments with the ``num_features`` largest weights of one
+sign (see :mod:`xaipipe.methods.limepro`, :mod:`xaipipe.methods.limecon`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+
+from xaipipe.autodiff import Scores
+from xaipipe.methods.base import Method, check_positive_int, pick_scores
+
+RIDGE_PENALTY = 1.0
+
+
+def grid_segments(shape: tuple[int, ...], segments: int) -> np.ndarray:
+    """Labels (*shape) of a regular grid of about ``segments`` cells, numbered 0..S-1."""
+    scale = (segments / np.prod(shape)) ** (1 / len(shape))
+    counts = [int(np.clip(round(n * scale), 1, n)) for n in shape]
+    cells = np.meshgrid(*[np.arange(n) * c // n for n, c in zip(shape, counts)], indexing="ij")
+    return np.ravel_multi_index(cells, counts).astype(np.int32)
+
+
+def kernel_weights(samples: np.ndarray, kernel_width: float) -> np.ndarray:
+    """LIME's exponential kernel of the cosine distance between each sample and all ones."""
+    n_on = samples.sum(axis=1)
+    distance = 1.0 - np.sqrt(n_on / samples.shape[1])  # cos(z, 1) = |z|_1 / sqrt(|z|_1 * S)
+    return np.sqrt(np.exp(-(distance**2) / kernel_width**2))
+
+
+def weighted_ridge(samples: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Coefficients (M, S) of a weighted ridge fit with intercept of targets (N, M) on samples (N, S)."""
+    x = samples.astype(np.float64)
+    w = weights.astype(np.float64)[:, None]
+    x_centred = x - (w * x).sum(axis=0) / w.sum()
+    y_centred = targets - (w * targets).sum(axis=0) / w.sum()
+    gram = x_centred.T @ (w * x_centred) + RIDGE_PENALTY * np.eye(x.shape[1])
+    return np.linalg.solve(gram, x_centred.T @ (w * y_centred)).T
+
+
+class Lime(Method):
+    """LIME on grid superpixels; subclasses choose the sign of the weights shown."""
+
+    sign: ClassVar[int]
+
+    def __init__(
+        self,
+        model: keras.Model,
+        layer: str | None = None,
+        score: str = "logits",
+        num_samples: int = 1000,
+        segments: int = 50,
+        num_features: int = 5,
+        kernel_width: float = 0.25,
+        seed: int = 0,
+        fill: float = 0.0,
+        batch_size: int = 256,
+    ):
+        super().__init__(model)  # ``layer`` has no meaning here
+        self.score = score
+        self.num_samples = check_positive_int("num_samples", num_samples)
+        self.segments = check_positive_int("segments", segments)
+        self.num_features = check_positive_int("num_features", num_features)
+        if isinstance(kernel_width, bool) or not isinstance(kernel_width, (int, float)) or kernel_width <= 0:
+            raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
+        self.kernel_width = float(kernel_width)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = int(seed)
+        if isinstance(fill, bool) or not isinstance(fill, (int, float, np.number)):
+            raise ValueError(f"fill must be a number, got {fill!r}")
+        self.fill = float(fill)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self._scores = Scores(model, score)
+        self.labels = grid_segments(self.spatial_shape, self.segments)
+        n_segments = int(self.labels.max()) + 1
+        samples = np.random.default_rng(self.seed).integers(0, 2, (self.num_samples, n_segments), dtype=np.int8)
+        samples[0] = 1
+        self.samples = samples
+        self.sample_weights = kernel_weights(samples, self.kernel_width)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "num_samples": self.num_samples,
+            "segments": self.segments,
+            "num_features": self.num_features,
+            "kernel_width": self.kernel_width,
+            "seed": self.seed,
+            "fill": self.fill,
+            "segmentation": "grid",
+        }
+
+    def perturbed_scores(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Target scores (B, num_samples, T) of the perturbed inputs."""
+        inputs = np.asarray(inputs, np.float32)
+        classes = np.asarray(classes, np.int32)
+        n = self.num_samples
+        rows = len(inputs) * n
+        out = np.empty((rows, classes.shape[1]), np.float32)
+        for start in range(0, rows, self.batch_size):
+            index = np.arange(start, min(start + self.batch_size, rows))
+            images, samples = np.divmod(index, n)
+            keep = self.samples[samples][:, self.labels][..., None].astype(np.float32)  # (rows, *spatial, 1)
+            batch = inputs[images] * keep + self.fill * (1.0 - keep)
+            out[index] = pick_scores(self._scores(batch, self.batch_size), classes[images])
+        return out.reshape(len(inputs), n, -1)
+
+    def segment_weights(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """The ridge weights (B, T, S) of the segments for each image and target."""
+        scores = self.perturbed_scores(inputs, classes)  # (B, N, T)
+        batch, n, n_targets = scores.shape
+        targets = scores.transpose(1, 0, 2).reshape(n, batch * n_targets).astype(np.float64)
+        coefficients = weighted_ridge(self.samples, targets, self.sample_weights)  # (B*T, S)
+        return coefficients.reshape(batch, n_targets, -1)
+
+    def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        signed = self.sign * self.segment_weights(inputs, classes)  # the chosen sign made positive
+        order = np.argsort(-signed, axis=-1, kind="stable")[..., : self.num_features]
+        top = np.take_along_axis(signed, order, axis=-1)
+        shown = np.zeros_like(signed)
+        np.put_along_axis(shown, order, np.maximum(top, 0.0), axis=-1)
+        return shown[..., self.labels].astype(np.float32)

@@ -1,0 +1,37 @@
+"""Saliency maps (Simonyan et al., 2014, "Deep Inside Convolutional Networks: Visualising
+Image Classification Models and Saliency Maps").
+
+M_ij = max_c |dS / dx_ijc|: the largest absolute gradient over the input channels
+of the class score S (before the softmax by default) with respect to the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from xaipipe.autodiff import ScoreGradients
+from xaipipe.methods.base import Method
+
+
+class SaliencyMap(Method):
+    name = "saliency"
+    guided = False
+
+    def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
+        super().__init__(model)  # ``layer`` has no meaning here: the gradient is taken at the input
+        self.score = score
+        self._gradients = ScoreGradients(model, None, score, guided=self.guided)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"score": self.score}
+
+    def input_gradients(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Gradients (B, T, *spatial, C) of the target scores with respect to the input."""
+        return self._gradients(inputs, classes)[1]
+
+    def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        return np.abs(self.input_gradients(inputs, classes)).max(axis=-1)
