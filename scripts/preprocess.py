@@ -10,4 +10,7 @@ with logged(snakemake.log[0]):
         snakemake.params.class_names,
         Preprocessing.from_config(snakemake.params.preprocessing),
         snakemake.output[0],
+        image_format=snakemake.params.image_format,
+        preprocess_overlay=snakemake.params.preprocessing["preprocess_overlay"],
+        first_index=snakemake.params.first_index,
     )

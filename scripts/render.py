@@ -10,4 +10,5 @@ with logged(snakemake.log[0]):
         snakemake.params.render["alpha"],
         snakemake.params.render["colormap"],
         snakemake.params.class_suffix,
+        snakemake.params.render["format"],
     )

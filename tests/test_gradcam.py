@@ -148,3 +148,10 @@ def test_untrained_resnet50_maps_still_reach_one():
     peaks = normalized.reshape(2, -1).max(axis=1)
     for peak, map_ in zip(peaks, raw.reshape(2, -1)):
         assert peak == 1.0 or not map_.any()
+
+
+def test_label_targets_name_the_sample_without_label():
+    scores = np.zeros((3, 2))
+    assert target_classes(scores, "label", np.array([1, 0, 1])).tolist() == [[1], [0], [1]]
+    with pytest.raises(ValueError, match="'b.png' has no label"):
+        target_classes(scores, "label", np.array([1, -1, 0]), ["a.png", "b.png", "c.png"])

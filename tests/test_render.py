@@ -42,3 +42,9 @@ def test_bad_render_input_is_refused():
         colorize(np.zeros((2, 2), np.float32), "rainbow")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         colorize(np.full((2, 2), 2.0, np.float32))
+
+
+def test_overlay_names_of_volumes_and_ids_without_extension():
+    assert overlay_name("ct/case_7.nii.gz", None, ".nii.gz") == "ct.case_7.nii.gz"
+    assert overlay_name("mr/brain.mha", 1, ".gif") == "mr.brain.class_1.gif"
+    assert overlay_name("case.01", None, ".png") == "case.01.png"

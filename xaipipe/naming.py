@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import posixpath
+from xaipipe.samples import SAMPLE_EXTENSIONS
 
 
 def overlay_name(sample_id: str, class_index: int | None = None, extension: str = ".png") -> str:
     """``disk/case_01.png`` -> ``disk.case_01.png``; with a class: ``disk.case_01.class_2.png``."""
-    stem, _ = posixpath.splitext(sample_id.replace("\\", "/"))
-    name = stem.replace("/", ".")
+    name = sample_stem(sample_id.replace("\\", "/")).replace("/", ".")
     if class_index is not None:
         name += f".class_{class_index}"
     return name + extension
+
+
+def sample_stem(sample_id: str) -> str:
+    """The sample id without a known image or volume extension (``.nii.gz`` counts as one).
+
+    Ids without such an extension (``image_format`` supplies it) are kept whole,
+    dots included.
+    """
+    lower = sample_id.lower()
+    for extension in sorted(SAMPLE_EXTENSIONS, key=len, reverse=True):
+        if lower.endswith(extension):
+            return sample_id[: -len(extension)]
+    return sample_id

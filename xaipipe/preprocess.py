@@ -1,15 +1,20 @@
-"""Bring a loaded image to the model's input: channels, resize, standardization.
+"""Bring a loaded image or volume to the model's input.
 
-The order is fixed: channel conversion, then resize, then standardization.
+The order is fixed: the subfunctions (in the order configured), then the
+conversion to the model's channel count, then the resize, then the
+standardization. 2D images are (H, W) or (H, W, 3); volumes (D, H, W) or (D, H, W, 3).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+
+from xaipipe import subfunctions as sf
+from xaipipe.maps import resize_linear
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -18,7 +23,9 @@ INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+VOLUME_INTERPOLATIONS = ("nearest", "linear")
 STANDARDIZE_MODES = ("none", "minmax", "z-score", "grayscale", "tf", "caffe", "torch")
+_LUMINANCE = np.array([0.299, 0.587, 0.114])
 
 _IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -27,67 +34,121 @@ _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How an image becomes a model input.
+    """How an image (2D) or volume (3D) becomes a model input.
 
-    size: (height, width) of the model input.
+    size: (height, width) or (depth, height, width) of the model input; its length
+        decides whether samples are 2D images or volumes.
     channels: 1 (gray) or 3 (RGB) channels of the model input.
     standardize: one of STANDARDIZE_MODES.
-    interpolation: one of INTERPOLATIONS, used for the resize.
+    interpolation: one of INTERPOLATIONS (volumes: nearest or linear).
+    subfunctions: steps applied before everything else, in order (see xaipipe.subfunctions).
+    seed: seed of random subfunctions (a random crop), combined with the sample's position.
     """
 
-    size: tuple[int, int]
+    size: tuple[int, ...]
     channels: int = 3
     standardize: str = "minmax"
     interpolation: str = "area"
+    subfunctions: tuple = field(default=())
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if len(self.size) != 2 or min(self.size) < 1:
-            raise ValueError(f"preprocessing.size must be [height, width], got {self.size}")
+        if len(self.size) not in (2, 3) or min(self.size) < 1:
+            raise ValueError(f"preprocessing.size must be [height, width] or [depth, height, width], got {self.size}")
         if self.channels not in (1, 3):
             raise ValueError(f"preprocessing.channels must be 1 or 3, got {self.channels}")
         if self.standardize not in STANDARDIZE_MODES:
             raise ValueError(
                 f"preprocessing.standardize must be one of {STANDARDIZE_MODES}, got {self.standardize!r}"
             )
-        if self.interpolation not in INTERPOLATIONS:
+        allowed = VOLUME_INTERPOLATIONS if self.spatial_dims == 3 else tuple(INTERPOLATIONS)
+        if self.interpolation not in allowed:
             raise ValueError(
-                f"preprocessing.interpolation must be one of {tuple(INTERPOLATIONS)}, got {self.interpolation!r}"
+                f"preprocessing.interpolation must be one of {allowed} for {self.spatial_dims}D inputs, "
+                f"got {self.interpolation!r}"
             )
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "Preprocessing":
+        steps = []
+        for position, entry in enumerate(cfg.get("subfunctions", [])):
+            try:
+                steps.append(sf.from_config(entry))
+            except ValueError as error:
+                raise ValueError(f"config key preprocessing.subfunctions[{position}]: {error}") from None
         return cls(
             size=tuple(cfg["size"]),
             channels=cfg["channels"],
             standardize=cfg["standardize"],
             interpolation=cfg["interpolation"],
+            subfunctions=tuple(steps),
+            seed=cfg.get("seed", 0),
         )
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def spatial_dims(self) -> int:
+        return len(self.size)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
         return (*self.size, self.channels)
 
-    def model_input(self, image: np.ndarray) -> np.ndarray:
-        """The float32 (H, W, C) model input for a loaded image."""
-        image = convert_channels(image, self.channels)
-        height, width = self.size
-        if image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[self.interpolation])
-        image = image.astype(np.float32)
-        if image.ndim == 2:
-            image = image[:, :, None]
+    def apply_subfunctions(self, image: np.ndarray, sample_index: int = 0) -> np.ndarray:
+        """The image after the subfunctions (what overlays use with ``preprocess_overlay``)."""
+        check_dims(image, self.spatial_dims)
+        return sf.Pipeline(list(self.subfunctions), self.seed)(image, self.spatial_dims, sample_index)
+
+    def model_input(self, image: np.ndarray, sample_index: int = 0) -> np.ndarray:
+        """The float32 (*size, channels) model input for a loaded image or volume."""
+        image = self.apply_subfunctions(image, sample_index)
+        image = convert_channels(image, self.channels, self.spatial_dims)
+        image = resize(image, self.size, self.interpolation).astype(np.float32)
+        if image.ndim == self.spatial_dims:
+            image = image[..., None]
         return standardize(image, self.standardize)
 
 
-def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Gray (H, W) or RGB (H, W, 3) to the requested channel count (gray stays (H, W))."""
+def check_dims(image: np.ndarray, spatial_dims: int) -> None:
+    """ValueError unless ``image`` is a gray or RGB array of ``spatial_dims`` spatial axes."""
+    gray = image.ndim == spatial_dims
+    colour = image.ndim == spatial_dims + 1 and image.shape[-1] in (1, 3)
+    if not (gray or colour):
+        kind = "2D image" if spatial_dims == 2 else "volume"
+        raise ValueError(f"expected a {kind} (gray or RGB), got an array of shape {image.shape}")
+
+
+def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.ndarray:
+    """Resize the spatial axes of a 2D image (OpenCV) or a volume (separable linear or nearest)."""
+    spatial = image.shape[: len(size)]
+    if tuple(spatial) == tuple(size):
+        return image
+    if len(size) == 2:
+        height, width = size
+        return cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[interpolation])
+    moved = np.moveaxis(image, -1, 0) if image.ndim == 4 else image[None]
+    if interpolation == "nearest":
+        index = np.ix_(*[np.minimum((np.arange(n) + 0.5) * (s / n), s - 1).astype(np.intp) for n, s in zip(size, spatial)])
+        out = moved[(slice(None), *index)]
+    else:
+        out = resize_linear(moved.astype(np.float32), tuple(size))
+    return np.moveaxis(out, 0, -1) if image.ndim == 4 else out[0]
+
+
+def convert_channels(image: np.ndarray, channels: int, spatial_dims: int = 2) -> np.ndarray:
+    """Gray or RGB (a trailing axis of 3; 1 is squeezed) to ``channels`` (gray keeps no channel axis)."""
+    if image.ndim == spatial_dims + 1 and image.shape[-1] == 1:
+        image = image[..., 0]
+    is_gray = image.ndim == spatial_dims
     if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    return image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+        if is_gray:
+            return image
+        gray = image.astype(np.float64) @ _LUMINANCE
+        return np.round(gray).astype(image.dtype) if np.issubdtype(image.dtype, np.integer) else gray.astype(np.float32)
+    return np.repeat(image[..., None], 3, axis=-1) if is_gray else image
 
 
 def standardize(image: np.ndarray, mode: str) -> np.ndarray:
-    """Standardize a float32 (H, W, C) image; per-image statistics for minmax and z-score."""
+    """Standardize a float32 (..., C) image; per-image statistics for minmax and z-score."""
     if mode == "none":
         return image
     if mode in ("minmax", "grayscale"):
@@ -109,12 +170,18 @@ def standardize(image: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unknown standardization mode {mode!r}; valid: {STANDARDIZE_MODES}")
 
 
-def display_image(image: np.ndarray) -> np.ndarray:
-    """An 8-bit RGB (H, W, 3) copy of a loaded image for drawing overlays on.
+def display_image(image: np.ndarray, spatial_dims: int = 2) -> np.ndarray:
+    """An 8-bit RGB copy of a loaded image (H, W, 3) or volume (D, H, W, 3) to draw overlays on.
 
-    8-bit images are kept as they are; 16-bit and float images are scaled from
-    their own minimum and maximum to 0..255.
+    8-bit images are kept as they are; other 2D images are scaled from their own
+    minimum and maximum to 0..255; volumes as :func:`xaipipe.volumes.display_volume` does.
     """
+    if spatial_dims == 3:
+        from xaipipe.volumes import display_volume
+
+        return display_volume(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
     if image.dtype != np.uint8:
         lo, hi = float(image.min()), float(image.max())
         scaled = (image.astype(np.float64) - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros(image.shape)

@@ -17,12 +17,21 @@ import numpy as np
 
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
-from xaipipe.imageio import load_image, write_png
+from xaipipe.imageio import write_png
+from xaipipe.loading import load_sample
 from xaipipe.logs import progress
 from xaipipe.naming import overlay_name
-from xaipipe.preprocess import Preprocessing, display_image
+from xaipipe.preprocess import Preprocessing, convert_channels, display_image
+from xaipipe.samples import sample_path
 
 log = logging.getLogger(__name__)
+
+
+def overlay_base(image: np.ndarray, spatial_dims: int) -> np.ndarray:
+    """The 8-bit image that overlays are drawn on: RGB for 2D, gray or RGB for volumes (smaller to store)."""
+    display = display_image(image, spatial_dims)
+    gray_source = image.ndim == spatial_dims or image.shape[-1] == 1
+    return display[..., 0] if spatial_dims == 3 and gray_source else display
 
 
 def preprocess_shard(
@@ -32,17 +41,45 @@ def preprocess_shard(
     class_names: Sequence[str] | None,
     preprocessing: Preprocessing,
     out_path: str | os.PathLike,
+    image_format: str | None = None,
+    preprocess_overlay: bool = True,
+    first_index: int = 0,
 ) -> None:
-    """Load the images ``ids`` from ``image_dir`` and write their model inputs and overlay images."""
-    image_dir = Path(image_dir)
+    """Load the samples ``ids`` from ``image_dir`` and write their model inputs and overlay images.
+
+    ``preprocess_overlay``: overlays are drawn on the image after the subfunctions
+    (true) or on the untouched original (false). ``first_index`` is the position of
+    the shard's first sample in the study (it seeds random subfunctions per sample).
+    """
     labels = [-1] * len(ids) if labels is None else list(labels)
-    attrs = {"preprocessing": preprocessing.__dict__, "class_names": list(class_names or []), "image_dir": str(image_dir)}
+    dims = preprocessing.spatial_dims
+    attrs = {
+        "preprocessing": preprocessing_record(preprocessing),
+        "class_names": list(class_names or []),
+        "image_dir": str(image_dir),
+        "spatial_dims": dims,
+        "preprocess_overlay": preprocess_overlay,
+    }
     with h5store.create(out_path, h5store.PREPROCESSED, **attrs) as f:
         h5store.create_preprocessed(f, ids, preprocessing.input_shape, labels)
+        spacing = f.create_dataset("spacing", shape=(len(ids), dims), dtype=np.float64)
         for row, sample_id in enumerate(progress(ids, "preprocess")):
-            image = load_image(image_dir / sample_id)
-            f["inputs"][row] = preprocessing.model_input(image)
-            h5store.put_overlay_image(f, row, display_image(image))
+            path = sample_path(image_dir, sample_id, image_format)
+            try:
+                image, sample_spacing = load_sample(path, dims)
+                f["inputs"][row] = preprocessing.model_input(image, first_index + row)
+                base = preprocessing.apply_subfunctions(image, first_index + row) if preprocess_overlay else image
+            except ValueError as error:
+                raise ValueError(f"sample {sample_id!r}: {error}") from None
+            spacing[row] = sample_spacing if sample_spacing is not None else np.ones(dims)
+            h5store.put_overlay_image(f, row, overlay_base(base, dims))
+
+
+def preprocessing_record(preprocessing: Preprocessing) -> dict[str, Any]:
+    """The preprocessing settings as plain data, for the HDF5 attributes."""
+    record = {k: v for k, v in preprocessing.__dict__.items() if k != "subfunctions"}
+    record["subfunctions"] = [{"name": type(step).__name__, **step.__dict__} for step in preprocessing.subfunctions]
+    return record
 
 
 def predict_shard(
@@ -108,8 +145,8 @@ def compute_heatmaps_shard(
 
     model = load_model(model_path)
     explainer = methods.create(method, model, **method_params)
-    scores = h5store.read_predictions(predictions_path)["probabilities"]
-    classes = target_classes(scores, targets)
+    predictions = h5store.read_predictions(predictions_path)
+    classes = target_classes(predictions["probabilities"], targets, predictions["labels"], predictions["ids"])
     n, n_targets = classes.shape
     log.info("method %s, target layer %s, %d samples x %d targets", method, explainer.target_layer, n, n_targets)
     attrs = {
@@ -134,6 +171,19 @@ def compute_heatmaps_shard(
             f["normalized"][maps] = normalized.reshape(-1, *explainer.spatial_shape)
 
 
+OUTPUT_EXTENSIONS = {"png": ".png", "npy": ".npy", "nifti": ".nii.gz", "gif": ".gif"}
+
+
+def output_format(requested: str, spatial_dims: int) -> str:
+    """The render format: ``auto`` is PNG for 2D images and NIfTI for volumes."""
+    if requested == "auto":
+        return "png" if spatial_dims == 2 else "nifti"
+    allowed = ("png", "npy") if spatial_dims == 2 else ("nifti", "npy", "gif")
+    if requested not in allowed:
+        raise ValueError(f"render.format {requested!r} does not suit {spatial_dims}D inputs; use one of {allowed}")
+    return requested
+
+
 def render_shard(
     preprocessed_path: str | os.PathLike,
     heatmaps_path: str | os.PathLike,
@@ -142,8 +192,15 @@ def render_shard(
     alpha: float,
     colormap: str,
     class_suffix: bool,
+    file_format: str = "auto",
 ) -> list[Path]:
-    """Write one PNG per map of a heatmaps file; returns the paths written."""
+    """Write one file per map of a heatmaps file, at the overlay image's resolution; returns the paths.
+
+    2D: PNG of the coloured map (blended over the image with ``overlay``) or the map as
+    ``.npy``. Volumes: the map as NIfTI (with the sample's spacing) or ``.npy``, or an
+    animated GIF of the slices drawn like the PNGs.
+    """
+    from xaipipe.maps import resize_linear
     from xaipipe.render import render
 
     written = []
@@ -151,12 +208,32 @@ def render_shard(
         heatmaps_path, h5store.HEATMAPS
     ) as maps:
         ids = shard.ids
+        dims = int(shard.file.attrs.get("spatial_dims", 2))
+        fmt = output_format(file_format, dims)
         sample_index, class_index = maps["sample_index"][()], maps["class_index"][()]
         for m in progress(range(len(sample_index)), "render", unit="map"):
             row = int(sample_index[m])
-            picture = render(maps["normalized"][m], shard.overlay_image(row), overlay, alpha, colormap)
-            path = Path(out_dir) / overlay_name(ids[row], int(class_index[m]) if class_suffix else None)
-            write_png(path, picture)
+            image = shard.overlay_image(row)
+            path = Path(out_dir) / overlay_name(
+                ids[row], int(class_index[m]) if class_suffix else None, OUTPUT_EXTENSIONS[fmt]
+            )
+            heatmap = maps["normalized"][m]
+            if fmt == "png":
+                write_png(path, render(heatmap, convert_channels(image, 3), overlay, alpha, colormap))
+            elif fmt == "gif":
+                from xaipipe.volumes import overlay_frames, write_gif
+
+                write_gif(path, overlay_frames(convert_channels(image, 3, 3), heatmap, overlay, alpha, colormap))
+            else:
+                resized = np.clip(resize_linear(heatmap[None], image.shape[:dims])[0], 0.0, 1.0)
+                if fmt == "npy":
+                    from xaipipe.volumes import write_npy
+
+                    write_npy(path, resized)
+                else:
+                    from xaipipe.volumes import write_nifti
+
+                    write_nifti(path, resized, tuple(shard.file["spacing"][row]))
             written.append(path)
     return written
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from xaipipe import demo, methods
 from xaipipe.naming import overlay_name
-from xaipipe.samples import SampleSheet, discover_folder, shard_slice
+from xaipipe.samples import SampleSheet, discover_folder, read_csv, read_json, shard_slice
 
 
 def sample_sheet(config: dict[str, Any]) -> SampleSheet:
@@ -21,9 +21,22 @@ def sample_sheet(config: dict[str, Any]) -> SampleSheet:
         return SampleSheet(tuple(ids), labels, names)
     data = config["data"]
     try:
-        return discover_folder(data["images"], data["class_subfolders"])
+        if data["samples"] is None:
+            sheet = discover_folder(data["images"], data["class_subfolders"])
+        elif data["samples"].lower().endswith(".csv"):
+            sheet = read_csv(
+                data["samples"], data["id_column"], data["class_column"], data["class_columns"], config["classes"]
+            )
+        elif data["samples"].lower().endswith(".json"):
+            sheet = read_json(data["samples"], config["classes"])
+        else:
+            raise ValueError(f"{data['samples']}: a sample table must be a .csv or .json file")
     except (OSError, ValueError) as error:
-        raise ValueError(f"config key data.images: {error}") from None
+        key = "data.images" if data["samples"] is None else "data.samples"
+        raise ValueError(f"config key {key}: {error}") from None
+    if config["targets"] == "label" and (sheet.labels is None or -1 in sheet.labels):
+        raise ValueError("config key targets: 'label' needs a label for every sample; the samples have none")
+    return sheet
 
 
 def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -55,12 +68,14 @@ def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return specs
 
 
-def overlay_names(sheet: SampleSheet, shard: str, shard_size: int, classes: int | None) -> list[str]:
+def overlay_names(
+    sheet: SampleSheet, shard: str, shard_size: int, classes: int | None, extension: str = ".png"
+) -> list[str]:
     """The overlay file names of one shard: one per sample, or one per sample and class."""
     ids = sheet.ids[shard_slice(shard, shard_size)]
     if classes is None:
-        return [overlay_name(i) for i in ids]
-    return [overlay_name(i, c) for i in ids for c in range(classes)]
+        return [overlay_name(i, None, extension) for i in ids]
+    return [overlay_name(i, c, extension) for i in ids for c in range(classes)]
 
 
 def class_count(config: dict[str, Any], sheet: SampleSheet) -> int:

@@ -11,7 +11,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from xaipipe import workflow as xw
-from xaipipe.samples import shard_names, shard_slice
+from xaipipe.samples import sample_path, shard_names, shard_slice
+from xaipipe.stages import OUTPUT_EXTENSIONS, output_format
 
 
 try:
@@ -24,6 +25,8 @@ try:
     SAMPLES = xw.sample_sheet(config)
     METHODS = xw.method_specs(config)
     N_CLASSES = xw.class_count(config, SAMPLES) if config["targets"] == "all" else None
+    SPATIAL_DIMS = len(config["preprocessing"]["size"])
+    OVERLAY_EXTENSION = OUTPUT_EXTENSIONS[output_format(config["render"]["format"], SPATIAL_DIMS)]
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
@@ -50,7 +53,12 @@ def shard_labels(wildcards):
 
 
 def shard_images(wildcards):
-    return [f"{IMAGES}/{sample_id}" for sample_id in shard_ids(wildcards)]
+    image_format = config["data"]["image_format"]
+    return [str(sample_path(IMAGES, sample_id, image_format)) for sample_id in shard_ids(wildcards)]
+
+
+def shard_start(wildcards):
+    return shard_slice(wildcards.shard, SHARD_SIZE).start
 
 
 def method_params(wildcards):
@@ -58,7 +66,7 @@ def method_params(wildcards):
 
 
 def overlay_files(shard):
-    names = xw.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES)
+    names = xw.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
     return [f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}" for name in names]
 
 

@@ -9,6 +9,8 @@ rule preprocess:
         labels=shard_labels,
         class_names=SAMPLES.class_names,
         preprocessing=config["preprocessing"],
+        image_format=config["data"]["image_format"],
+        first_index=shard_start,
     log:
         f"{OUT}/logs/preprocess/shard-{{shard}}.log",
     benchmark:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import keras
@@ -69,11 +70,23 @@ def pick_scores(scores: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return np.take_along_axis(scores, np.asarray(classes, np.intp), axis=1)
 
 
-def target_classes(scores: np.ndarray, mode: str, labels: np.ndarray | None = None) -> np.ndarray:
-    """The classes (N, T) to explain: ``argmax`` of the scores (T=1) or ``all`` classes (T=K)."""
+def target_classes(
+    scores: np.ndarray, mode: str, labels: np.ndarray | None = None, ids: Sequence[str] | None = None
+) -> np.ndarray:
+    """The classes (N, T) to explain: ``argmax`` of the scores (T=1), ``all`` classes (T=K),
+    or each sample's ``label`` (T=1; -1 marks a missing label, an error naming the sample)."""
     n, k = scores.shape
     if mode == "argmax":
         return scores.argmax(axis=1).astype(np.int32)[:, None]
     if mode == "all":
         return np.tile(np.arange(k, dtype=np.int32), (n, 1))
-    raise ValueError(f"targets must be 'argmax' or 'all', got {mode!r}")
+    if mode == "label":
+        if labels is None:
+            raise ValueError("targets 'label' needs labels")
+        labels = np.asarray(labels, np.int32)
+        bad = np.flatnonzero((labels < 0) | (labels >= k))
+        if len(bad):
+            name = ids[bad[0]] if ids is not None else f"#{bad[0]}"
+            raise ValueError(f"sample {name!r} has no label among the model's {k} classes (label {labels[bad[0]]})")
+        return labels[:, None]
+    raise ValueError(f"targets must be 'argmax', 'all' or 'label', got {mode!r}")

@@ -1,0 +1,287 @@
+import cv2
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from xaipipe import volumes
+from xaipipe.maps import resize_linear
+from xaipipe.render import colorize
+from xaipipe.volumes import (
+    VOLUME_EXTENSIONS,
+    Volume,
+    display_volume,
+    is_volume_path,
+    load_volume,
+    overlay_frames,
+    write_gif,
+    write_nifti,
+    write_npy,
+)
+
+SPACING = (2.5, 0.7, 0.8)  # z, y, x in mm
+
+
+def hu_volume() -> np.ndarray:
+    """A non-symmetric int16 volume (D, H, W) = (4, 5, 6) of Hounsfield-like values."""
+    array = (np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6) * 7 - 1000).astype(np.int16)
+    array[1, 2, 3] = 1234
+    return array
+
+
+def write_sitk(path, array, spacing_zyx, is_vector=False):
+    image = sitk.GetImageFromArray(array, isVector=is_vector)
+    image.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
+    sitk.WriteImage(image, str(path))
+
+
+def test_is_volume_path():
+    assert VOLUME_EXTENSIONS == (".nii", ".nii.gz", ".mha", ".mhd", ".npy")
+    for name in ["ct.nii", "ct.nii.gz", "CT.NII.GZ", "a/b.Mha", "b.mhd", "x.npy"]:
+        assert is_volume_path(name), name
+    for name in ["ct.gz", "ct.png", "ct.nii.zip", "nii", ".npy", "x.raw"]:
+        assert not is_volume_path(name), name
+
+
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii", "ct.mha", "ct.mhd"])
+def test_sitk_round_trip_keeps_values_dtype_axes_and_spacing(tmp_path, name):
+    array = hu_volume()
+    path = tmp_path / name
+    write_sitk(path, array, SPACING)
+    if name.endswith(".mhd"):
+        assert (tmp_path / "ct.raw").is_file()
+    volume = load_volume(path)
+    assert isinstance(volume, Volume)
+    assert volume.array.dtype == np.int16
+    assert volume.array.shape == (4, 5, 6)
+    assert volume.array[1, 2, 3] == 1234
+    assert volume.array[3, 0, 5] == array[3, 0, 5] == (3 * 30 + 5) * 7 - 1000
+    np.testing.assert_array_equal(volume.array, array)
+    assert volume.spacing == pytest.approx(SPACING, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["map.nii.gz", "map.nii"])
+def test_write_nifti_float_map_round_trip(tmp_path, name):
+    array = np.random.default_rng(0).random((3, 4, 7), dtype=np.float32)
+    write_nifti(tmp_path / name, array, SPACING)
+    volume = load_volume(tmp_path / name)
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, array)
+    assert volume.spacing == pytest.approx(SPACING, rel=1e-6)
+    # SimpleITK itself sees the spacing in (x, y, z) order
+    assert sitk.ReadImage(str(tmp_path / name)).GetSpacing() == pytest.approx(SPACING[::-1], rel=1e-6)
+
+
+def test_write_nifti_rgb_round_trip(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    rgb[2, 1, 4] = (255, 0, 10)
+    write_nifti(tmp_path / "rgb.nii.gz", rgb, SPACING)
+    image = sitk.ReadImage(str(tmp_path / "rgb.nii.gz"))
+    assert image.GetNumberOfComponentsPerPixel() == 3 and image.GetDimension() == 3
+    volume = load_volume(tmp_path / "rgb.nii.gz")
+    assert volume.array.dtype == np.uint8 and volume.array.shape == (3, 4, 5, 3)
+    assert tuple(volume.array[2, 1, 4]) == (255, 0, 10)
+    np.testing.assert_array_equal(volume.array, rgb)
+    assert volume.spacing == pytest.approx(SPACING, rel=1e-6)
+
+
+def test_write_nifti_leaves_no_temporary_files(tmp_path):
+    out = tmp_path / "sub" / "map.nii.gz"
+    write_nifti(out, np.zeros((2, 3, 4), np.float32), (1.0, 1.0, 1.0))
+    write_nifti(out, np.ones((2, 3, 4), np.float32), (1.0, 1.0, 1.0))  # overwrite
+    assert sorted(p.name for p in out.parent.iterdir()) == ["map.nii.gz"]
+    np.testing.assert_array_equal(load_volume(out).array, np.ones((2, 3, 4), np.float32))
+
+
+def test_write_nifti_interrupted_leaves_no_target(tmp_path, monkeypatch):
+    def half_write(image, filename, *args, **kwargs):
+        with open(filename, "wb") as handle:
+            handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(volumes.sitk, "WriteImage", half_write)
+    with pytest.raises(KeyboardInterrupt):
+        write_nifti(tmp_path / "map.nii.gz", np.zeros((2, 3, 4), np.float32), SPACING)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_nifti_failure_keeps_previous_file(tmp_path, monkeypatch):
+    out = tmp_path / "map.nii"
+    write_nifti(out, np.full((2, 3, 4), 5, np.float32), SPACING)
+
+    def failing(image, filename, *args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(volumes.sitk, "WriteImage", failing)
+    with pytest.raises(ValueError, match="map.nii"):
+        write_nifti(out, np.zeros((2, 3, 4), np.float32), SPACING)
+    assert [p.name for p in tmp_path.iterdir()] == ["map.nii"]
+    np.testing.assert_array_equal(load_volume(out).array, np.full((2, 3, 4), 5, np.float32))
+
+
+def test_write_nifti_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="nii.gz or .nii"):
+        write_nifti(tmp_path / "map.mha", np.zeros((2, 3, 4), np.float32), SPACING)
+    with pytest.raises(ValueError, match="uint8"):
+        write_nifti(tmp_path / "rgb.nii", np.zeros((2, 3, 4, 3), np.float32), SPACING)
+    with pytest.raises(ValueError, match="shape"):
+        write_nifti(tmp_path / "flat.nii", np.zeros((3, 4), np.float32), SPACING)
+    with pytest.raises(ValueError, match="spacing"):
+        write_nifti(tmp_path / "map.nii", np.zeros((2, 3, 4), np.float32), (1.0, 0.0, 1.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npy_round_trip(tmp_path):
+    array = hu_volume()
+    write_npy(tmp_path / "v.npy", array)
+    volume = load_volume(tmp_path / "v.npy")
+    assert volume.spacing == (1.0, 1.0, 1.0)
+    assert volume.array.dtype == np.int16 and volume.array[1, 2, 3] == 1234
+    np.testing.assert_array_equal(volume.array, array)
+
+    rgb = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    write_npy(tmp_path / "rgb.npy", rgb)
+    np.testing.assert_array_equal(load_volume(tmp_path / "rgb.npy").array, rgb)
+
+    write_npy(tmp_path / "one.npy", array[..., np.newaxis])
+    squeezed = load_volume(tmp_path / "one.npy").array
+    assert squeezed.shape == (4, 5, 6)
+    np.testing.assert_array_equal(squeezed, array)
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".part"]
+
+
+@pytest.mark.parametrize("name", ["flat.npy", "flat.nii.gz", "flat.mha"])
+def test_2d_inputs_rejected(tmp_path, name):
+    path = tmp_path / name
+    image = np.arange(20, dtype=np.int16).reshape(4, 5)
+    if name.endswith(".npy"):
+        np.save(path, image)
+    else:
+        sitk.WriteImage(sitk.GetImageFromArray(image), str(path))
+    with pytest.raises(ValueError, match="volume expected") as info:
+        load_volume(path)
+    assert str(path) in str(info.value)
+
+
+def test_other_component_counts_and_time_series_rejected(tmp_path):
+    np.save(tmp_path / "four.npy", np.zeros((2, 3, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="four.npy"):
+        load_volume(tmp_path / "four.npy")
+    series = sitk.JoinSeries([sitk.GetImageFromArray(np.full((2, 3, 4), t, np.float32)) for t in range(5)])
+    sitk.WriteImage(series, str(tmp_path / "series.nii.gz"))
+    with pytest.raises(ValueError, match="series.nii.gz.*time series"):
+        load_volume(tmp_path / "series.nii.gz")
+
+
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii", "ct.mha"])
+def test_truncated_file_rejected(tmp_path, name):
+    array = np.random.default_rng(2).integers(-1000, 2000, (8, 16, 16)).astype(np.int16)
+    full = tmp_path / f"full_{name}"
+    write_sitk(full, array, SPACING)
+    data = full.read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated") as info:
+        load_volume(path)
+    assert str(path) in str(info.value)
+
+
+def test_garbage_and_unsupported_files_rejected(tmp_path):
+    for name in ["junk.nii.gz", "junk.nii", "junk.mha", "junk.npy"]:
+        path = tmp_path / name
+        path.write_bytes(b"not a volume at all" * 3)
+        with pytest.raises(ValueError) as info:
+            load_volume(path)
+        assert str(path) in str(info.value)
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="a.png"):
+        load_volume(tmp_path / "a.png")
+
+
+def test_mhd_without_raw_rejected(tmp_path):
+    write_sitk(tmp_path / "ct.mhd", hu_volume(), SPACING)
+    (tmp_path / "ct.raw").unlink()
+    with pytest.raises(ValueError, match="ct.mhd"):
+        load_volume(tmp_path / "ct.mhd")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.nii.gz"):
+        load_volume(tmp_path / "nothere.nii.gz")
+
+
+def test_gif_frames_and_size(tmp_path):
+    frames = np.zeros((5, 12, 20, 3), np.uint8)
+    frames[:, :, :, 0] = 255  # pure red in RGB
+    frames[4, :, :] = (0, 0, 255)  # last frame pure blue
+    out = tmp_path / "v.gif"
+    write_gif(out, frames, fps=4.0)
+    assert out.read_bytes()[:6] == b"GIF89a"
+    assert b"NETSCAPE2.0" in out.read_bytes()
+    ok, animation = cv2.imreadanimation(str(out))
+    assert ok
+    assert len(animation.frames) == 5
+    assert all(frame.shape[:2] == (12, 20) for frame in animation.frames)
+    assert animation.loop_count == 0  # forever
+    assert all(d == 250 for d in animation.durations)
+    # OpenCV reads BGR: red is channel 2, blue channel 0
+    assert animation.frames[0][5, 5, 2] > 200 and animation.frames[0][5, 5, 0] < 50
+    assert animation.frames[4][5, 5, 0] > 200 and animation.frames[4][5, 5, 2] < 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gif"]
+
+
+def test_gif_rejects_bad_frames(tmp_path):
+    with pytest.raises(ValueError, match="bad.gif"):
+        write_gif(tmp_path / "bad.gif", np.zeros((3, 4, 5), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overlay_frames_alpha_extremes():
+    rng = np.random.default_rng(3)
+    volume = rng.integers(0, 256, (6, 8, 10, 3), dtype=np.uint8)
+    heatmap = rng.random((3, 4, 5)).astype(np.float32)
+    same = overlay_frames(volume, heatmap, alpha=0.0)
+    assert same.shape == volume.shape and same.dtype == np.uint8
+    np.testing.assert_array_equal(same, volume)
+
+    colour = overlay_frames(volume, heatmap, alpha=1.0, colormap="viridis")
+    resized = np.clip(resize_linear(heatmap[None], (6, 8, 10))[0], 0, 1)
+    expected = np.stack([colorize(resized[z], "viridis") for z in range(6)])
+    np.testing.assert_array_equal(colour, expected)
+    np.testing.assert_array_equal(overlay_frames(volume, heatmap, overlay=False, colormap="viridis"), expected)
+
+    half = overlay_frames(volume, heatmap, alpha=0.5, colormap="viridis")
+    mid = np.round(0.5 * volume.astype(np.float32) + 0.5 * expected.astype(np.float32))
+    np.testing.assert_array_equal(half, mid.astype(np.uint8))
+
+
+def test_overlay_frames_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        overlay_frames(np.zeros((2, 3, 4), np.uint8), np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError):
+        overlay_frames(np.zeros((2, 3, 4, 3), np.uint8), np.zeros((3, 4)))
+
+
+def test_display_volume_percentile_scaling():
+    array = np.arange(1001, dtype=np.int16).reshape(1, 1, 1001) - 1000  # -1000 .. 0 HU
+    array = np.repeat(array, 2, axis=0)
+    lo, hi = np.percentile(array, [0.5, 99.5])
+    assert (lo, hi) == (-995.0, -5.0)
+    shown = display_volume(array)
+    assert shown.shape == (2, 1, 1001, 3) and shown.dtype == np.uint8
+    np.testing.assert_array_equal(shown[..., 0], shown[..., 2])
+    row = shown[0, 0, :, 0]
+    assert row[0] == 0 and row[5] == 0  # at and below the 0.5th percentile
+    assert row[995] == 255 and row[1000] == 255  # at and above the 99.5th
+    assert row[500] == round((500 - 5) * 255 / 990)  # -500 HU, linear in between
+    assert display_volume(np.full((2, 3, 4), 7, np.int16)).max() == 0
+
+
+def test_display_volume_rgb():
+    rgb = np.random.default_rng(4).integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(display_volume(rgb), rgb)
+    floats = np.zeros((2, 3, 4, 3), np.float32)
+    floats[0, 0, 0] = (-1.0, 0.0, 1.0)
+    shown = display_volume(floats)
+    assert shown.dtype == np.uint8
+    assert tuple(shown[0, 0, 0]) == (0, 128, 255)
+    assert shown[1, 1, 1, 0] == 128
