@@ -176,12 +176,12 @@ def display_image(image: np.ndarray, spatial_dims: int = 2) -> np.ndarray:
     8-bit images are kept as they are; other 2D images are scaled from their own
     minimum and maximum to 0..255; volumes as :func:`xaipipe.volumes.display_volume` does.
     """
+    if image.ndim == spatial_dims + 1 and image.shape[-1] == 1:
+        image = image[..., 0]
     if spatial_dims == 3:
         from xaipipe.volumes import display_volume
 
         return display_volume(image)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
     if image.dtype != np.uint8:
         lo, hi = float(image.min()), float(image.max())
         scaled = (image.astype(np.float64) - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros(image.shape)

@@ -17,11 +17,11 @@ import numpy as np
 
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
-from xaipipe.imageio import write_png
 from xaipipe.loading import load_sample
 from xaipipe.logs import progress
 from xaipipe.naming import overlay_name
-from xaipipe.preprocess import Preprocessing, convert_channels, display_image
+from xaipipe.outputs import EXTENSIONS, output_format, write_map
+from xaipipe.preprocess import Preprocessing, display_image
 from xaipipe.samples import sample_path
 
 log = logging.getLogger(__name__)
@@ -171,19 +171,6 @@ def compute_heatmaps_shard(
             f["normalized"][maps] = normalized.reshape(-1, *explainer.spatial_shape)
 
 
-OUTPUT_EXTENSIONS = {"png": ".png", "npy": ".npy", "nifti": ".nii.gz", "gif": ".gif"}
-
-
-def output_format(requested: str, spatial_dims: int) -> str:
-    """The render format: ``auto`` is PNG for 2D images and NIfTI for volumes."""
-    if requested == "auto":
-        return "png" if spatial_dims == 2 else "nifti"
-    allowed = ("png", "npy") if spatial_dims == 2 else ("nifti", "npy", "gif")
-    if requested not in allowed:
-        raise ValueError(f"render.format {requested!r} does not suit {spatial_dims}D inputs; use one of {allowed}")
-    return requested
-
-
 def render_shard(
     preprocessed_path: str | os.PathLike,
     heatmaps_path: str | os.PathLike,
@@ -200,9 +187,6 @@ def render_shard(
     ``.npy``. Volumes: the map as NIfTI (with the sample's spacing) or ``.npy``, or an
     animated GIF of the slices drawn like the PNGs.
     """
-    from xaipipe.maps import resize_linear
-    from xaipipe.render import render
-
     written = []
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.open_checked(
         heatmaps_path, h5store.HEATMAPS
@@ -215,25 +199,10 @@ def render_shard(
             row = int(sample_index[m])
             image = shard.overlay_image(row)
             path = Path(out_dir) / overlay_name(
-                ids[row], int(class_index[m]) if class_suffix else None, OUTPUT_EXTENSIONS[fmt]
+                ids[row], int(class_index[m]) if class_suffix else None, EXTENSIONS[fmt]
             )
-            heatmap = maps["normalized"][m]
-            if fmt == "png":
-                write_png(path, render(heatmap, convert_channels(image, 3), overlay, alpha, colormap))
-            elif fmt == "gif":
-                from xaipipe.volumes import overlay_frames, write_gif
-
-                write_gif(path, overlay_frames(convert_channels(image, 3, 3), heatmap, overlay, alpha, colormap))
-            else:
-                resized = np.clip(resize_linear(heatmap[None], image.shape[:dims])[0], 0.0, 1.0)
-                if fmt == "npy":
-                    from xaipipe.volumes import write_npy
-
-                    write_npy(path, resized)
-                else:
-                    from xaipipe.volumes import write_nifti
-
-                    write_nifti(path, resized, tuple(shard.file["spacing"][row]))
+            spacing = tuple(shard.file["spacing"][row])
+            write_map(path, maps["normalized"][m], image, dims, fmt, overlay, alpha, colormap, spacing)
             written.append(path)
     return written
 

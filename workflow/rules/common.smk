@@ -12,7 +12,7 @@ from snakemake.utils import validate
 
 from xaipipe import workflow as xw
 from xaipipe.samples import sample_path, shard_names, shard_slice
-from xaipipe.stages import OUTPUT_EXTENSIONS, output_format
+from xaipipe.outputs import EXTENSIONS, output_format
 
 
 try:
@@ -26,7 +26,7 @@ try:
     METHODS = xw.method_specs(config)
     N_CLASSES = xw.class_count(config, SAMPLES) if config["targets"] == "all" else None
     SPATIAL_DIMS = len(config["preprocessing"]["size"])
-    OVERLAY_EXTENSION = OUTPUT_EXTENSIONS[output_format(config["render"]["format"], SPATIAL_DIMS)]
+    OVERLAY_EXTENSION = EXTENSIONS[output_format(config["render"]["format"], SPATIAL_DIMS)]
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
 
 from xaipipe.maps import normalize_maps, resize_linear
+
+if TYPE_CHECKING:
+    import keras
 
 
 class Method(ABC):

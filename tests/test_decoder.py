@@ -1,0 +1,174 @@
+"""xai_decoder as outside code calls it: duck-typed generators and model wrappers written here."""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from xaipipe import DataGenerator, methods, xai_decoder
+from xaipipe.imageio import write_png
+from xaipipe.subfunctions import Crop
+from xaipipe.volumes import load_volume
+
+K = 3
+
+
+def small_cnn(input_shape: tuple[int, ...]) -> keras.Model:
+    keras.utils.set_random_seed(7)
+    conv = keras.layers.Conv3D if len(input_shape) == 4 else keras.layers.Conv2D
+    pool = keras.layers.GlobalAveragePooling3D if len(input_shape) == 4 else keras.layers.GlobalAveragePooling2D
+    inputs = keras.Input(input_shape)
+    x = conv(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(K, activation="softmax")(pool()(x)))
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        write_png(tmp_path / "imgs" / f"case_{k}.png", rng.integers(0, 255, (40 + k, 30), dtype=np.uint8))
+    return tmp_path / "imgs"
+
+
+class SeedStyleGenerator:
+    """The attributes and methods of the seed framework's DataGenerator, as outside code has them."""
+
+    def __init__(self, samples, path_imagedir, image_format, resize):
+        self.samples = samples
+        self.path_imagedir = str(path_imagedir)
+        self.image_format = image_format
+        self.grayscale = True
+        self.batch_size = 2
+        self.kwargs = {}
+        self.resize = resize
+
+    def sample_loader(self, sample, path_imagedir, image_format=None, grayscale=False, **kwargs):
+        image = cv2.imread(f"{path_imagedir}/{sample}.{image_format}", cv2.IMREAD_GRAYSCALE)
+        return image[..., None]
+
+    def preprocess_image(self, index, run_resize=True, run_aug=True, run_standardize=True):
+        image = self.sample_loader(self.samples[index], self.path_imagedir, self.image_format).astype(np.float32)
+        image = image[2:-2, 2:-2]  # a "subfunction": crop a 2-pixel border
+        if run_resize:
+            image = cv2.resize(image, self.resize[::-1])[..., None]
+        if run_standardize:
+            image = image / 255.0
+        return image
+
+
+class Wrapper:
+    """The seed framework's NeuralNetwork: the Keras model in .model, the class count in .n_labels."""
+
+    def __init__(self, model):
+        self.model = model
+        self.n_labels = K
+
+
+def test_duck_typed_generator_and_wrapper_return_maps_at_overlay_resolution(image_dir):
+    gen = SeedStyleGenerator([f"case_{k}" for k in range(5)], image_dir, "png", (16, 16))
+    model = small_cnn((16, 16, 1))
+    preds = np.eye(K)[[0, 1, 2, 0, 1]]
+    images, heatmaps = xai_decoder(gen, Wrapper(model), preds, method="gc")
+    assert len(images) == 5 and images[0].shape == (36, 26, 1)  # cropped, not resized
+    assert heatmaps.dtype == object and heatmaps[4].shape == (40, 26)
+    for image, heatmap in zip(images, heatmaps):
+        assert heatmap.shape == image.shape[:2]
+        assert 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+    # the same maps as the batched method, resized to the overlay image
+    inputs = np.stack([gen.preprocess_image(i, run_aug=False) for i in range(5)])
+    _, direct = methods.create("gradcam", model).explain(inputs, np.array([[0], [1], [2], [0], [1]]))
+    expected = cv2.resize(direct[2, 0], (26, 38), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(heatmaps[2], np.clip(expected, 0, 1), atol=1e-5)
+
+
+def test_without_preds_every_class_and_original_images(image_dir):
+    gen = SeedStyleGenerator([f"case_{k}" for k in range(2)], image_dir, "png", (16, 16))
+    images, heatmaps = xai_decoder(gen, Wrapper(small_cnn((16, 16, 1))), None, method="GradCAM++", preprocess_overlay=False)
+    assert images.shape == (2, 40, 30, 1) or images[1].shape == (41, 30, 1)
+    assert heatmaps[1].shape == (K, 41, 30)
+
+
+def test_out_path_writes_files_with_the_seed_naming(image_dir, tmp_path):
+    gen = SeedStyleGenerator(["case_0", "case_1"], image_dir, "png", (16, 16))
+    model = small_cnn((16, 16, 1))
+    out = tmp_path / "xai"
+    assert xai_decoder(gen, model, np.eye(K)[[2, 0]], out_path=out) is None
+    assert sorted(p.name for p in out.iterdir()) == ["case_0.png", "case_1.png"]
+    assert cv2.imread(str(out / "case_1.png")).shape == (37, 26, 3)  # 41x30, cropped
+    xai_decoder(gen, model, None, method="sm", out_path=tmp_path / "all")
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [
+        f"case_{s}.class_{c}.png" for s in range(2) for c in range(K)
+    ]
+
+
+def test_seed_style_method_objects_are_called_image_by_image(image_dir):
+    model = small_cnn((16, 16, 1))
+    calls = []
+
+    class MyGradCAM:
+        """A user's own method object with the seed's interface."""
+
+        def __init__(self):
+            self.inner = methods.create("gradcam", model)
+
+        def compute_heatmap(self, image, class_index):
+            calls.append((image.shape, class_index))
+            return self.inner.explain(image, np.array([[class_index]]))[1][0, 0]
+
+    gen = SeedStyleGenerator(["case_0", "case_1", "case_2"], image_dir, "png", (16, 16))
+    preds = np.eye(K)[[1, 1, 2]]
+    _, theirs = xai_decoder(gen, model, preds, method=MyGradCAM())
+    assert calls == [((1, 16, 16, 1), 1), ((1, 16, 16, 1), 1), ((1, 16, 16, 1), 2)]
+    _, ours = xai_decoder(gen, model, preds, method="gradcam")
+    for a, b in zip(theirs, ours):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+    class Coarse:
+        def compute_heatmap(self, image, class_index):
+            return np.arange(16, dtype=np.float32).reshape(4, 4)  # a map at a layer's resolution
+
+    _, coarse = xai_decoder(gen, model, preds, method=Coarse())
+    assert coarse[0].shape == (36, 26)
+    assert coarse[0][0, 0] < coarse[0][-1, -1]
+
+
+def test_xaipipe_generator_with_subfunctions(image_dir):
+    gen = DataGenerator(
+        [f"case_{k}" for k in range(3)], image_dir, image_format="png", resize=(16, 16), grayscale=True,
+        subfunctions=[Crop((20, 20))], standardize_mode="minmax", batch_size=2,
+    )  # fmt: skip
+    images, heatmaps = xai_decoder(gen, small_cnn((16, 16, 1)), np.eye(K)[[0, 1, 2]])
+    assert images.shape == (3, 20, 20, 1) and heatmaps.shape == (3, 20, 20)
+    images, _ = xai_decoder(gen, small_cnn((16, 16, 1)), np.eye(K)[[0, 1, 2]], preprocess_overlay=False)
+    assert [i.shape for i in images] == [(40, 30, 1), (41, 30, 1), (42, 30, 1)]
+
+
+def test_volumes_return_depth_and_write_nifti(tmp_path):
+    rng = np.random.default_rng(1)
+    for k in range(2):
+        np.save(tmp_path / f"vol_{k}.npy", rng.normal(size=(10, 12, 14)).astype(np.float32))
+    gen = DataGenerator(["vol_0", "vol_1"], tmp_path, image_format="npy", resize=(8, 8, 8), grayscale=True,
+                        standardize_mode="z-score")  # fmt: skip
+    model = small_cnn((8, 8, 8, 1))
+    images, heatmaps = xai_decoder(gen, model, None, method="ig")
+    assert images.shape == (2, 10, 12, 14, 1) and heatmaps.shape == (2, K, 10, 12, 14)
+    gen.image_format = "nii.gz"
+    for k in range(2):
+        (tmp_path / f"vol_{k}.npy").rename(tmp_path / f"vol_{k}.npy.bak")
+    from xaipipe.volumes import write_nifti
+
+    for k in range(2):
+        write_nifti(tmp_path / f"vol_{k}.nii.gz", rng.normal(size=(10, 12, 14)).astype(np.float32), (2.0, 1.0, 1.0))
+    xai_decoder(gen, model, np.eye(K)[[1, 2]], method="gc", out_path=tmp_path / "out")
+    written = load_volume(tmp_path / "out" / "vol_1.nii.gz")
+    assert written.array.shape == (10, 12, 14) and 0.0 <= written.array.min() and written.array.max() <= 1.0
+
+
+def test_bad_model_and_method_are_refused(image_dir):
+    gen = SeedStyleGenerator(["case_0"], image_dir, "png", (16, 16))
+    with pytest.raises(TypeError, match="Keras model"):
+        xai_decoder(gen, object())
+    with pytest.raises(ValueError, match="valid keys"):
+        xai_decoder(gen, small_cnn((16, 16, 1)), method="gradkam")

@@ -1,0 +1,142 @@
+"""The pipeline on users' data: NIfTI volumes with a 3D CNN, and a CSV-labelled set of 16-bit PNGs.
+
+The models are built by hand so that the right map is known: an identity layer,
+global average pooling and a dense layer whose class 0 score is the mean
+intensity, so Grad-CAM of class 0 is the (ReLU of the) standardized image
+itself and its peak lies on the brightest structure.
+"""
+
+from __future__ import annotations
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from pipeline_runs import snakemake
+from xaipipe import h5store
+from xaipipe.volumes import load_volume, write_nifti
+
+pytestmark = pytest.mark.e2e
+
+
+def intensity_model(input_shape: tuple[int, ...], path) -> None:
+    conv = keras.layers.Conv3D if len(input_shape) == 4 else keras.layers.Conv2D
+    pool = keras.layers.GlobalAveragePooling3D if len(input_shape) == 4 else keras.layers.GlobalAveragePooling2D
+    inputs = keras.Input(input_shape)
+    features = conv(1, 1, use_bias=False, name="features")
+    dense = keras.layers.Dense(2, activation="softmax", name="classes")
+    model = keras.Model(inputs, dense(pool()(features(inputs))))
+    features.set_weights([np.ones(features.get_weights()[0].shape, np.float32)])
+    dense.set_weights([np.array([[4.0, -4.0]], np.float32), np.array([5.0, 0.0], np.float32)])  # class 0 wins
+    model.save(path)
+
+
+def blob(shape: tuple[int, ...], centre: tuple[int, ...], radius: float) -> np.ndarray:
+    grid = np.indices(shape)
+    distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
+    return distance <= radius
+
+
+def base_config(tmp_path, **changes) -> dict:
+    config = {
+        "demo": {"build": False},
+        "model": {"path": str(tmp_path / "model.keras")},
+        "methods": ["gradcam", "saliency"],
+        "shard_size": 3,
+        "batch_size": 2,
+    }
+    return {**config, **changes}
+
+
+def test_nifti_volumes_with_a_3d_cnn(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = [(6, 10, 12), (14, 4, 20), (9, 15, 5), (4, 4, 4)]
+    for k, centre in enumerate(centres):
+        hu = rng.normal(-800, 30, (20, 20, 24))
+        hu[blob(hu.shape, centre, 3)] = 400  # a bright nodule
+        write_nifti(tmp_path / "ct" / f"case_{k}.nii.gz", hu.astype(np.int16), (2.5, 0.8, 0.7))
+    intensity_model((16, 16, 16, 1), tmp_path / "model.keras")
+    config = base_config(
+        tmp_path,
+        data={"images": str(tmp_path / "ct")},
+        preprocessing={"size": [16, 16, 16], "channels": 1, "standardize": "z-score", "interpolation": "linear"},
+    )
+    result = snakemake(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for k, centre in enumerate(centres):
+        out = load_volume(tmp_path / "results/overlays/gradcam" / f"case_{k}.nii.gz")
+        assert out.array.shape == (20, 20, 24)  # back at the volume's own size
+        assert out.spacing == pytest.approx((2.5, 0.8, 0.7))  # and spacing
+        peak = np.unravel_index(out.array.argmax(), out.array.shape)
+        assert blob(out.array.shape, centre, 3.5)[peak], (k, peak, centre)
+    with h5store.open_checked(tmp_path / "results/heatmaps/saliency/shard-00001.h5", h5store.HEATMAPS) as f:
+        assert f["raw"].shape == (1, 16, 16, 16)
+    # GIF output of the same maps: only the render step runs again
+    gif = snakemake(tmp_path, {**config, "render": {"format": "gif"}})
+    assert gif.returncode == 0, gif.stderr[-3000:]
+    ok, frames = cv2.imreadanimation(str(tmp_path / "results/overlays/gradcam/case_0.gif"))
+    assert ok and len(frames.frames) == 20 and frames.frames[0].shape[:2] == (20, 24)
+
+
+def test_csv_labelled_16bit_pngs(tmp_path):
+    rng = np.random.default_rng(1)
+    rows, squares = ["SAMPLE,CLASS"], {}
+    (tmp_path / "png").mkdir()
+    for k in range(5):
+        image = rng.normal(9000, 300, (64, 64)).clip(0, 65535)
+        y, x = rng.integers(12, 40, 2)
+        image[y : y + 10, x : x + 10] = 40000
+        cv2.imwrite(str(tmp_path / "png" / f"p{k}.png"), image.astype(np.uint16))
+        squares[f"p{k}"] = (y, x)
+        rows.append(f"p{k},{'bright' if k % 2 == 0 else 'dark'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    intensity_model((32, 32, 1), tmp_path / "model.keras")
+    config = base_config(
+        tmp_path,
+        data={"images": str(tmp_path / "png"), "samples": str(tmp_path / "labels.csv"), "image_format": "png"},
+        classes=["bright", "dark"],
+        targets="label",
+        preprocessing={
+            "size": [32, 32], "channels": 1, "standardize": "minmax",
+            "subfunctions": [{"name": "crop", "shape": [60, 60]}],
+        },
+    )  # fmt: skip
+    result = snakemake(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line.split("\t") for line in (tmp_path / "results/predictions.tsv").read_text().splitlines()]
+    assert table[0][:3] == ["sample", "label", "predicted"]
+    assert [r[1] for r in table[1:]] == ["bright", "dark", "bright", "dark", "bright"]
+    with h5store.open_checked(tmp_path / "results/heatmaps/gradcam/shard-00000.h5", h5store.HEATMAPS) as f:
+        assert f["class_index"][()].tolist() == [0, 1, 0]  # the labels, not the predictions
+    for k in (0, 2, 4):  # class 0's map is the image: its peak is on the square
+        picture = cv2.imread(str(tmp_path / "results/overlays/gradcam" / f"p{k}.png"))
+        assert picture.shape == (60, 60, 3)  # drawn on the cropped image (preprocess_overlay)
+    with h5store.open_checked(tmp_path / "results/heatmaps/gradcam/shard-00000.h5", h5store.HEATMAPS) as f:
+        heat = cv2.resize(f["normalized"][0], (60, 60), interpolation=cv2.INTER_LINEAR)
+    y, x = np.unravel_index(heat.argmax(), heat.shape)
+    sy, sx = squares["p0"]
+    assert sy - 2 <= y + 2 < sy + 10 and sx - 2 <= x + 2 < sx + 10  # crop offset (64 - 60) / 2 = 2
+
+
+def test_bad_inputs_stop_before_the_model_runs(tmp_path):
+    (tmp_path / "png").mkdir()
+    for k in range(2):
+        cv2.imwrite(str(tmp_path / "png" / f"p{k}.png"), np.zeros((8, 8), np.uint16))
+    intensity_model((8, 8, 1), tmp_path / "model.keras")
+    pre = {"size": [8, 8], "channels": 1}
+    (tmp_path / "labels.csv").write_text("SAMPLE,CLASS\np0,a\np1,b\np2,a\n")
+    config = base_config(tmp_path, data={"images": str(tmp_path / "png"), "samples": str(tmp_path / "labels.csv"),
+                                         "image_format": "png"}, preprocessing=pre)  # fmt: skip
+    result = snakemake(tmp_path, config)
+    assert result.returncode != 0 and "p2.png" in result.stderr  # missing file named
+    assert not (tmp_path / "results/predictions").exists()
+    (tmp_path / "labels.csv").write_text("SAMPLE,CLASS\np0,a\np1,b\n")
+    wrong_column = {**config, "data": {**config["data"], "class_column": "DIAGNOSIS"}}
+    result = snakemake(tmp_path, wrong_column)
+    assert result.returncode != 0 and "label column 'DIAGNOSIS' does not exist" in result.stderr
+    (tmp_path / "png" / "p1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = snakemake(tmp_path, config)
+    assert result.returncode != 0 and "p1" in result.stderr
+    assert not (tmp_path / "results/predictions").exists()
+    assert not list((tmp_path / "results/preprocessed").glob("*.h5"))

@@ -1,0 +1,164 @@
+"""Sample tables, subfunctions and loaders, against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xaipipe.imageio import write_png
+from xaipipe.loading import load_sample
+from xaipipe.preprocess import Preprocessing, resize
+from xaipipe.samples import read_csv, read_json, sample_path
+from xaipipe.subfunctions import Clip, ColorConstancy, Crop, Padding, Pipeline, from_config
+from xaipipe.volumes import write_nifti
+
+
+def test_csv_with_class_names(tmp_path):
+    (tmp_path / "s.csv").write_text("SAMPLE,CLASS\na,cat\nb,dog\nc,cat\n")
+    sheet = read_csv(tmp_path / "s.csv")
+    assert sheet.ids == ("a", "b", "c") and sheet.class_names == ("cat", "dog") and sheet.labels == (0, 1, 0)
+
+
+def test_csv_with_indices_and_configured_names(tmp_path):
+    (tmp_path / "s.csv").write_text("id,diagnosis\na,2\nb,0\n")
+    sheet = read_csv(tmp_path / "s.csv", "id", "diagnosis", classes=["x", "y", "z"])
+    assert sheet.labels == (2, 0) and sheet.class_names == ("x", "y", "z")
+    sheet = read_csv(tmp_path / "s.csv", "id", "diagnosis")
+    assert sheet.class_names == ("0", "1", "2")
+
+
+def test_csv_one_hot_and_no_labels(tmp_path):
+    (tmp_path / "s.csv").write_text("SAMPLE,benign,malignant\na,1,0\nb,0,1\n")
+    sheet = read_csv(tmp_path / "s.csv", class_columns=["benign", "malignant"])
+    assert sheet.labels == (0, 1) and sheet.class_names == ("benign", "malignant")
+    (tmp_path / "n.csv").write_text("SAMPLE\na\nb\n")
+    assert read_csv(tmp_path / "n.csv").labels is None
+
+
+def test_csv_errors_name_the_column_or_row(tmp_path):
+    (tmp_path / "s.csv").write_text("SAMPLE,benign,malignant\na,1,1\n")
+    with pytest.raises(ValueError, match="several columns"):
+        read_csv(tmp_path / "s.csv")
+    with pytest.raises(ValueError, match="label column 'CLASS' does not exist"):
+        read_csv(tmp_path / "s.csv", class_column="CLASS")
+    with pytest.raises(ValueError, match="row 2.*not one-hot"):
+        read_csv(tmp_path / "s.csv", class_columns=["benign", "malignant"])
+    with pytest.raises(ValueError, match="no id column 'ID'"):
+        read_csv(tmp_path / "s.csv", id_column="ID")
+    (tmp_path / "d.csv").write_text("SAMPLE,CLASS\na,x\na,y\n")
+    with pytest.raises(ValueError, match="'a' is listed twice"):
+        read_csv(tmp_path / "d.csv")
+    (tmp_path / "e.csv").write_text("SAMPLE,CLASS\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_csv(tmp_path / "e.csv")
+
+
+def test_json_names_indices_one_hot_and_duplicates(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"x": "dog", "y": "cat"}))
+    sheet = read_json(tmp_path / "a.json")
+    assert sheet.labels == (1, 0) and sheet.class_names == ("cat", "dog")
+    (tmp_path / "b.json").write_text(json.dumps({"x": [0, 0, 1], "y": [1, 0, 0]}))
+    assert read_json(tmp_path / "b.json").labels == (2, 0)
+    (tmp_path / "c.json").write_text(json.dumps({"x": 1, "y": 0}))
+    assert read_json(tmp_path / "c.json").class_names == ("0", "1")
+    (tmp_path / "d.json").write_text('{"x": 1, "x": 0}')
+    with pytest.raises(ValueError, match="'x' is listed twice"):
+        read_json(tmp_path / "d.json")
+
+
+def test_ids_with_or_without_extension():
+    assert sample_path("d", "a/b", "png").as_posix() == "d/a/b.png"
+    assert sample_path("d", "a/b.png", "png").as_posix() == "d/a/b.png"
+    assert sample_path("d", "ct.nii.gz", "nii.gz").as_posix() == "d/ct.nii.gz"
+    assert sample_path("d", "case.01", "png").as_posix() == "d/case.01.png"
+
+
+def test_padding_square_and_to_a_shape():
+    image = np.ones((2, 4), np.uint8)
+    padded = Padding()(image, 2, np.random.default_rng(0))
+    assert padded.shape == (4, 4) and padded[0].sum() == 0 and padded[1:3].sum() == 8
+    volume = np.ones((2, 3, 4, 3), np.float32)
+    out = Padding((4, 3, 6), "edge")(volume, 3, np.random.default_rng(0))
+    assert out.shape == (4, 3, 6, 3) and out.min() == 1.0
+
+
+def test_crop_center_and_seeded_random():
+    image = np.arange(36).reshape(6, 6)
+    np.testing.assert_array_equal(Crop((2, 2))(image, 2, np.random.default_rng(0)), [[14, 15], [20, 21]])
+    crops = [Pipeline([Crop((3, 3), "random")], seed=5)(image, 2, sample_index=i) for i in range(4)]
+    again = [Pipeline([Crop((3, 3), "random")], seed=5)(image, 2, sample_index=i) for i in range(4)]
+    assert all((a == b).all() for a, b in zip(crops, again))
+    assert len({c.tobytes() for c in crops}) > 1
+    volume = np.zeros((8, 8, 8))
+    assert Crop((4, 2, 6))(volume, 3, np.random.default_rng(0)).shape == (4, 2, 6)
+    with pytest.raises(ValueError, match="larger than the image"):
+        Crop((9, 9))(image, 2, np.random.default_rng(0))
+
+
+def test_clip_global_and_per_channel():
+    hu = np.array([-2000, -500, 0, 3000], np.int16)
+    np.testing.assert_array_equal(Clip(-1000, 1000)(hu, 1, None), [-1000, -500, 0, 1000])
+    rgb = np.array([[[10.0, 100.0, 200.0]]])
+    np.testing.assert_array_equal(Clip([20, 0, 0], [255, 50, 255])(rgb, 2, None), [[[20, 50, 200]]])
+
+
+def test_color_constancy_makes_the_illuminant_gray():
+    image = np.zeros((4, 4, 3), np.float32)
+    image[...] = (200.0, 100.0, 50.0)  # a reddish cast
+    out = ColorConstancy(power=6)(image, 2, None)
+    assert np.allclose(out[0, 0, 0], out[0, 0, 1]) and np.allclose(out[0, 0, 1], out[0, 0, 2])
+    np.testing.assert_allclose(out[0, 0, 0], np.linalg.norm([200, 100, 50]) / np.sqrt(3), rtol=1e-5)
+
+
+def test_subfunctions_run_before_resize_and_standardize():
+    config = {
+        "size": [2, 2], "channels": 1, "standardize": "none", "interpolation": "nearest",
+        "subfunctions": [{"name": "crop", "shape": [2, 2]}, {"name": "clip", "max": 10}],
+    }  # fmt: skip
+    pre = Preprocessing.from_config(config)
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    np.testing.assert_array_equal(pre.model_input(image)[..., 0], [[5, 6], [9, 10]])
+    with pytest.raises(ValueError, match=r"subfunctions\[0\]: unknown subfunction 'blur'"):
+        Preprocessing.from_config({**config, "subfunctions": [{"name": "blur"}]})
+    with pytest.raises(ValueError, match="crop"):
+        from_config({"name": "crop", "shape": [2, 2], "size": 3})
+
+
+def test_volume_resize_linear_and_nearest():
+    volume = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    assert resize(volume, (4, 4, 4), "linear").shape == (4, 4, 4)
+    nearest = resize(volume, (4, 4, 4), "nearest")
+    assert set(np.unique(nearest)) == set(range(8)) and nearest[0, 0, 0] == 0 and nearest[3, 3, 3] == 7
+    with pytest.raises(ValueError, match="nearest or linear|'nearest', 'linear'"):
+        Preprocessing(size=(4, 4, 4), interpolation="area")
+
+
+def test_load_sample_refuses_the_wrong_kind(tmp_path):
+    write_nifti(tmp_path / "v.nii.gz", np.zeros((4, 5, 6), np.float32), (1.0, 1.0, 1.0))
+    write_png(tmp_path / "i.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="v.nii.gz: a volume where a 2D image is expected"):
+        load_sample(tmp_path / "v.nii.gz", 2)
+    with pytest.raises(ValueError, match="i.png: a 2D image where a volume is expected"):
+        load_sample(tmp_path / "i.png", 3)
+    volume, spacing = load_sample(tmp_path / "v.nii.gz", 3)
+    assert volume.shape == (4, 5, 6) and spacing == (1.0, 1.0, 1.0)
+    np.save(tmp_path / "a.npy", np.ones((3, 3, 3, 3, 3)))
+    with pytest.raises(ValueError, match="a.npy"):
+        load_sample(tmp_path / "a.npy", 2)
+
+
+def test_gray_image_for_rgb_model_and_rgba_for_gray_model(tmp_path):
+    import cv2
+
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 2] = 200
+    bgra[..., 3] = 255
+    cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
+    image, _ = load_sample(tmp_path / "rgba.png", 2)
+    gray_input = Preprocessing(size=(4, 4), channels=1, standardize="none").model_input(image)
+    assert gray_input.shape == (4, 4, 1) and gray_input[0, 0, 0] == round(0.299 * 200)
+    write_png(tmp_path / "g.png", np.full((4, 4), 90, np.uint8))
+    rgb_input = Preprocessing(size=(4, 4), channels=3, standardize="none").model_input(load_sample(tmp_path / "g.png", 2)[0])
+    assert rgb_input.shape == (4, 4, 3) and (rgb_input == 90).all()

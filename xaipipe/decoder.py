@@ -1,0 +1,148 @@
+"""``xai_decoder``: the seed framework's XAI decoder, on xaipipe's batched methods.
+
+Same signature and behaviour as AUCMEDI's ``aucmedi.xai.decoder.xai_decoder``; the
+maps come from the same method classes and the files from the same writer
+(:func:`xaipipe.outputs.write_map`) as the Snakemake pipeline's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xaipipe.methods.base import Method, upsample_to_input
+from xaipipe.naming import overlay_name
+from xaipipe.outputs import EXTENSIONS, format_of_extension, map_at, write_map
+from xaipipe.preprocess import display_image
+
+
+class SeedMethod(Method):
+    """Adapter for a method object of the seed framework's interface, ``compute_heatmap(image, class_index)``.
+
+    It is called image by image and class by class (a one-image batch in, one map
+    out), as the seed's decoder calls it; its maps are resized to the input.
+    """
+
+    def __init__(self, model: Any, method: Any):
+        super().__init__(model)
+        self.method = method
+
+    def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        maps = np.stack(
+            [
+                np.stack([np.asarray(self.method.compute_heatmap(image=x[None], class_index=int(c))) for c in row])
+                for x, row in zip(inputs, classes, strict=True)
+            ]
+        ).astype(np.float32)
+        if maps.shape[2:] != self.spatial_shape:
+            maps = upsample_to_input(maps, self.spatial_shape)
+        return maps
+
+
+def _keras_model(model: Any) -> tuple[Any, int]:
+    """The Keras model and its class count, from a Keras model or a wrapper with ``.model`` and ``.n_labels``."""
+    if hasattr(model, "model") and hasattr(model, "n_labels"):
+        return model.model, int(model.n_labels)
+    if hasattr(model, "inputs") and hasattr(model, "outputs"):
+        return model, int(model.outputs[0].shape[-1])
+    raise TypeError("model must be a Keras model or an object with .model (a Keras model) and .n_labels")
+
+
+def _method(method: Any, model: Any, layer: str | None) -> Method:
+    from xaipipe import methods
+
+    if isinstance(method, str):
+        return methods.create(method, model, layer=layer)
+    if isinstance(method, Method):
+        return method
+    if hasattr(method, "compute_heatmap"):
+        return SeedMethod(model, method)
+    raise TypeError(f"method must be a method key, a xaipipe method or have compute_heatmap(); got {type(method)}")
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """One array when all shapes agree, else an object array of the individual arrays."""
+    if len({a.shape for a in arrays}) <= 1:
+        return np.stack(arrays)
+    out = np.empty(len(arrays), dtype=object)
+    out[:] = arrays
+    return out
+
+
+def xai_decoder(
+    data_gen: Any,
+    model: Any,
+    preds: np.ndarray | None = None,
+    method: Any = "gradcam",
+    layerName: str | None = None,  # noqa: N803 - the seed's name
+    overlay: bool = True,
+    alpha: float = 0.25,
+    preprocess_overlay: bool = True,
+    out_path: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Compute XAI heatmaps for every sample of ``data_gen``.
+
+    preds: predictions (N, K); with them, one map per sample for its argmax class;
+        without, one map per sample and class.
+    method: a method key (see the README's table), a xaipipe method object, or an
+        object with ``compute_heatmap(image, class_index)``.
+    preprocess_overlay: maps are drawn on / resized to the image after the
+        generator's subfunctions (true) or the image as loaded (false).
+    out_path: None returns ``(images, heatmaps)``: the images at the overlay
+        resolution and the maps resized to them, (N, H, W) with ``preds``, (N, K, H, W)
+        without (volumes: with the depth axis). A folder writes one file per map,
+        named like ``dir.sample.png`` (``.class_{k}`` without ``preds``), and returns None.
+    """
+    keras_model, n_labels = _keras_model(model)
+    explainer = _method(method, keras_model, layerName)
+    dims = len(explainer.spatial_shape)
+    n = len(data_gen.samples)
+    if preds is not None:
+        preds = np.asarray(preds)
+        if len(preds) != n:
+            raise ValueError(f"preds has {len(preds)} rows for {n} samples")
+        classes = preds.argmax(axis=1).astype(np.int32)[:, None]
+    else:
+        classes = np.tile(np.arange(n_labels, dtype=np.int32), (n, 1))
+    extension = (data_gen.image_format or "png") if dims == 2 else (data_gen.image_format or "nii.gz")
+    file_format = format_of_extension(extension, dims)
+    if out_path is not None:
+        extension = "." + extension.lstrip(".") if file_format == "png" else EXTENSIONS[file_format]
+    images, heatmaps = [], []
+    batch_size = max(1, int(getattr(data_gen, "batch_size", 32) or 32))
+    for start in range(0, n, batch_size):
+        indices = range(start, min(start + batch_size, n))
+        inputs = np.stack(
+            [data_gen.preprocess_image(i, run_resize=True, run_aug=False, run_standardize=True) for i in indices]
+        )
+        _, maps = explainer.explain(inputs, classes[start : start + len(indices)])
+        for j, i in enumerate(indices):
+            image = _overlay_image(data_gen, i, preprocess_overlay)
+            shape = image.shape[:dims]
+            if out_path is None:
+                images.append(image)
+                resized = np.stack([map_at(m, shape) for m in maps[j]])
+                heatmaps.append(resized[0] if preds is not None else resized)
+                continue
+            for t, class_index in enumerate(classes[i]):
+                name = overlay_name(str(data_gen.samples[i]), None if preds is not None else int(class_index), extension)
+                display = display_image(image, dims)
+                write_map(Path(out_path) / name, maps[j, t], display, dims, file_format, overlay, alpha)
+    if out_path is None:
+        return _stack(images), _stack(heatmaps)
+    return None
+
+
+def _overlay_image(data_gen: Any, index: int, preprocess_overlay: bool) -> np.ndarray:
+    if preprocess_overlay:
+        return data_gen.preprocess_image(index, run_resize=False, run_aug=False, run_standardize=False)
+    return data_gen.sample_loader(
+        data_gen.samples[index],
+        data_gen.path_imagedir,
+        image_format=data_gen.image_format,
+        grayscale=data_gen.grayscale,
+        **data_gen.kwargs,
+    )
