@@ -42,3 +42,11 @@ def test_3d_resize_keeps_constants_and_linear_ramps():
     assert out.shape == (1, 8, 2, 2)
     # interior samples of a linear ramp stay on the ramp (half-pixel centres)
     np.testing.assert_allclose(out[0, 1:7, 0, 0], (np.arange(1, 7) + 0.5) / 2 - 0.5)
+
+
+@pytest.mark.parametrize("source, target", [((7, 5), (28, 15)), ((3, 4, 5), (9, 8, 15)), ((4, 4, 4), (4, 8, 2))])
+def test_compiled_resize_matches_the_numpy_resize(source, target):
+    from xaipipe.maps import resize_linear_ops
+
+    maps = np.random.default_rng(2).random((2, *source)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(resize_linear_ops(maps, target)), resize_linear(maps, target), atol=1e-5)

@@ -131,6 +131,10 @@ class ScoreGradients:
     2014): at every ReLU only positive gradients flow back, and only where the
     ReLU's input was positive. One forward pass serves all requested classes of
     a batch; the computation is compiled once per number of targets.
+
+    ``reduce(source, gradients)``, written with ``keras.ops``, is compiled into the
+    same function: a method's maps are then computed where the gradients are, and
+    only the maps come back (not the activations and gradients).
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class ScoreGradients:
         layer: keras.layers.Layer | Sequence[keras.layers.Layer] | None = None,
         score: str = "logits",
         guided: bool = False,
+        reduce: Callable[[Any, Any], Any] | None = None,
     ):
         scores = score_tensor(model, score)
         self._graph = keras.Model(model.inputs, scores)
@@ -152,6 +157,7 @@ class ScoreGradients:
         else:
             self._target = tuple(layer)
         self._guided = guided
+        self._reduce = reduce
         self._input_shape = tuple(model.inputs[0].shape[1:])
         self._compiled: dict[int, Callable] = {}
 
@@ -166,8 +172,9 @@ class ScoreGradients:
 
     def _compile(self, n_targets: int) -> Callable:
         wrt_input = not self._target
+        reduce = self._reduce
 
-        def gradients(x: tf.Tensor, classes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
             with tf.GradientTape(persistent=n_targets > 1) as tape:
                 if wrt_input:
                     tape.watch(x)
@@ -176,6 +183,8 @@ class ScoreGradients:
                 targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
             grads = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
             del tape
+            if reduce is not None:
+                return reduce(source, grads)
             return source, grads, scores
 
         signature = [
@@ -184,16 +193,19 @@ class ScoreGradients:
         ]
         return tf.function(gradients, input_signature=signature)
 
-    def __call__(self, inputs: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For inputs (B, ...) and classes (B, T): activations (B, ...), gradients (B, T, ...), scores (B, K)."""
+    def __call__(self, inputs: np.ndarray, classes: np.ndarray) -> Any:
+        """For inputs (B, ...) and classes (B, T): activations (B, ...), gradients (B, T, ...), scores (B, K);
+        with ``reduce``, what it returns instead."""
         classes = np.asarray(classes, dtype=np.int32)
         if classes.ndim != 2 or len(classes) != len(inputs):
             raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {len(inputs)} inputs")
         n_targets = classes.shape[1]
         if n_targets not in self._compiled:
             self._compiled[n_targets] = self._compile(n_targets)
-        source, grads, scores = self._compiled[n_targets](tf.constant(inputs, tf.float32), tf.constant(classes))
-        return source.numpy(), grads.numpy(), scores.numpy()
+        result = self._compiled[n_targets](tf.constant(inputs, tf.float32), tf.constant(classes))
+        if self._reduce is not None:
+            return result.numpy()
+        return tuple(r.numpy() for r in result)
 
     def path_mean(
         self,
@@ -215,16 +227,17 @@ class ScoreGradients:
         classes = np.asarray(classes, np.int32)
         alphas = np.asarray(alphas, np.float32)
         n_steps = len(alphas)
-        total = np.zeros((len(inputs), classes.shape[1], *inputs.shape[1:]), np.float64)
+        total = np.zeros((len(inputs), classes.shape[1], *inputs.shape[1:]), np.float32)
         rows = len(inputs) * n_steps
+        shape = (-1,) + (1,) * (inputs.ndim - 1)
         for start in range(0, rows, batch_size):
             index = np.arange(start, min(start + batch_size, rows))
             image, step = np.divmod(index, n_steps)
-            shape = (-1,) + (1,) * (inputs.ndim - 1)
             points = baselines[image] + alphas[step].reshape(shape) * (inputs[image] - baselines[image])
             _, grads, _ = self(points, classes[image])
-            np.add.at(total, image, grads)
-        return (total / n_steps).astype(np.float32)
+            first_rows = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # rows are sorted by image
+            total[image[first_rows]] += np.add.reduceat(grads, first_rows, axis=0)
+        return total / n_steps
 
 
 class Scores:

@@ -39,14 +39,35 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
     Non-finite values are an error, not something to hide.
     """
     maps = np.asarray(maps, dtype=np.float32)
-    if not np.all(np.isfinite(maps)):
-        raise ValueError("heatmap holds NaN or infinite values")
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    flat = maps.reshape(len(maps), -1)
     lo = flat.min(axis=1, keepdims=True)
     hi = flat.max(axis=1, keepdims=True)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise ValueError("heatmap holds NaN or infinite values")
     span = hi - lo
-    scale = np.maximum(np.abs(lo), np.abs(hi))
-    flat_maps = span <= _RELATIVE_TOLERANCE * scale
-    safe_span = np.where(flat_maps | (span == 0), 1.0, span)
-    out = np.where(flat_maps | (span == 0), 0.0, (flat - lo) / safe_span)
-    return out.reshape(maps.shape).astype(np.float32)
+    flat_maps = span <= _RELATIVE_TOLERANCE * np.maximum(np.abs(lo), np.abs(hi))
+    scale = np.where(flat_maps, 0.0, 1.0 / np.where(flat_maps, 1.0, span))
+    return ((flat - lo) * scale).reshape(maps.shape).astype(np.float32, copy=False)
+
+
+def resize_linear_ops(maps, shape: tuple[int, ...]):
+    """:func:`resize_linear` in ``keras.ops``, to run inside a compiled function: (N, *s) -> (N, *shape).
+
+    Volumes are resized in two bilinear passes (height and width, then depth),
+    which is the same separable trilinear interpolation.
+    """
+    from keras import ops
+
+    spatial = tuple(int(n) for n in maps.shape[1:])
+    if spatial == tuple(shape):
+        return maps
+    if len(shape) == 2:
+        return ops.image.resize(maps[..., None], shape, interpolation="bilinear")[..., 0]
+    depth, height, width = spatial
+    x = ops.reshape(maps, (-1, height, width, 1))
+    if (height, width) != tuple(shape[1:]):
+        x = ops.image.resize(x, shape[1:], interpolation="bilinear")
+    x = ops.reshape(x, (-1, depth, shape[1] * shape[2], 1))
+    if depth != shape[0]:
+        x = ops.image.resize(x, (shape[0], shape[1] * shape[2]), interpolation="bilinear")
+    return ops.reshape(x, (-1, *shape))

@@ -10,7 +10,8 @@ import numpy as np
 
 from xaipipe.autodiff import ScoreGradients
 from xaipipe.layers import find_target_path, path_name
-from xaipipe.methods.base import Method, upsample_to_input
+from xaipipe.maps import resize_linear_ops
+from xaipipe.methods.base import Method
 
 
 class CAMMethod(Method):
@@ -26,7 +27,7 @@ class CAMMethod(Method):
         self.layer_path = find_target_path(model, layer)
         self.layer = self.layer_path[-1]
         self.score = score
-        self._gradients = ScoreGradients(model, self.layer_path, score)
+        self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self._maps)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -37,14 +38,19 @@ class CAMMethod(Method):
         return path_name(self.layer_path)
 
     @abstractmethod
-    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K)."""
+    def channel_weights(self, activations: Any, gradients: Any) -> Any:
+        """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K), in ``keras.ops``."""
 
-    def cams(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """The maps (B, T, *s) at the target layer's resolution."""
-        activations, gradients, _ = self._gradients(inputs, classes)
+    def _maps(self, activations: Any, gradients: Any) -> Any:
+        """ReLU(sum_k w_k A^k), upsampled to the input: compiled together with the gradients."""
+        from keras import ops
+
         weights = self.channel_weights(activations, gradients)
-        return np.maximum(np.einsum("b...k,btk->bt...", activations, weights), 0.0)
+        axes = "dhw"[-(len(activations.shape) - 2) :]
+        cams = ops.relu(ops.einsum(f"b{axes}k,btk->bt{axes}", activations, weights))
+        n_targets = int(gradients.shape[1])
+        resized = resize_linear_ops(ops.reshape(cams, (-1, *cams.shape[2:])), self.spatial_shape)
+        return ops.reshape(resized, (-1, n_targets, *self.spatial_shape))
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return upsample_to_input(self.cams(inputs, classes), self.spatial_shape)
+        return self._gradients(inputs, classes)

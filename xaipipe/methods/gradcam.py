@@ -7,7 +7,7 @@ the class score y^c (before the softmax) with respect to activation map k.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from xaipipe.methods.cam import CAMMethod
 
@@ -15,6 +15,7 @@ from xaipipe.methods.cam import CAMMethod
 class GradCAM(CAMMethod):
     name = "gradcam"
 
-    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-        spatial_axes = tuple(range(2, gradients.ndim - 1))
-        return gradients.mean(axis=spatial_axes)
+    def channel_weights(self, activations: Any, gradients: Any) -> Any:
+        from keras import ops
+
+        return ops.mean(gradients, axis=tuple(range(2, len(gradients.shape) - 1)))

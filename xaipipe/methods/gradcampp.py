@@ -13,28 +13,28 @@ in the authors' code, and the raw maps keep the scale of S^c.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from xaipipe.methods.cam import CAMMethod
 
 
-def gradcampp_weights(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-    """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K)."""
-    spatial_axes = tuple(range(1, activations.ndim - 1))
-    a = activations.astype(np.float64)
-    g = gradients.astype(np.float64)
-    sum_a = a.sum(axis=spatial_axes)  # (B, K)
-    sum_a = sum_a.reshape(sum_a.shape[0], 1, *([1] * len(spatial_axes)), sum_a.shape[-1])
-    g2 = g**2
-    denominator = 2 * g2 + sum_a * g**3
-    safe = np.where(denominator != 0, denominator, 1.0)
-    alpha = np.where(denominator != 0, g2 / safe, 0.0)
-    weights = (alpha * np.maximum(g, 0.0)).sum(axis=tuple(axis + 1 for axis in spatial_axes))
-    return weights.astype(np.float32)
+def gradcampp_weights(activations: Any, gradients: Any) -> Any:
+    """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K), in ``keras.ops``."""
+    from keras import ops
+
+    rank = len(activations.shape)
+    spatial_axes = tuple(range(1, rank - 1))
+    sum_a = ops.sum(activations, axis=spatial_axes)  # (B, K)
+    sum_a = ops.reshape(sum_a, (-1, 1, *([1] * len(spatial_axes)), sum_a.shape[-1]))
+    g2 = gradients * gradients
+    denominator = 2.0 * g2 + sum_a * g2 * gradients
+    nonzero = ops.not_equal(denominator, 0.0)
+    alpha = ops.where(nonzero, g2 / ops.where(nonzero, denominator, 1.0), 0.0)
+    return ops.sum(alpha * ops.relu(gradients), axis=tuple(axis + 1 for axis in spatial_axes))
 
 
 class GradCAMPlusPlus(CAMMethod):
     name = "gradcam++"
 
-    def channel_weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    def channel_weights(self, activations: Any, gradients: Any) -> Any:
         return gradcampp_weights(activations, gradients)

@@ -23,15 +23,18 @@ class SaliencyMap(Method):
     def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
         super().__init__(model)  # ``layer`` has no meaning here: the gradient is taken at the input
         self.score = score
-        self._gradients = ScoreGradients(model, None, score, guided=self.guided)
+        self._gradients = ScoreGradients(model, None, score, guided=self.guided, reduce=_channel_max_of_magnitude)
 
     @property
     def params(self) -> dict[str, Any]:
         return {"score": self.score}
 
-    def input_gradients(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """Gradients (B, T, *spatial, C) of the target scores with respect to the input."""
-        return self._gradients(inputs, classes)[1]
-
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return np.abs(self.input_gradients(inputs, classes)).max(axis=-1)
+        return self._gradients(inputs, classes)
+
+
+def _channel_max_of_magnitude(inputs: Any, gradients: Any) -> Any:
+    """max_c |dS/dx_c|, compiled with the gradient so that only the map leaves it."""
+    from keras import ops
+
+    return ops.max(ops.abs(gradients), axis=-1)

@@ -1,0 +1,1 @@
+"""Benchmarks of xaipipe: ``python -m benchmarks.run`` (see README, "Performance")."""

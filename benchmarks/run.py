@@ -1,0 +1,280 @@
+"""Per-image cost of every xaipipe method next to the hardware limit and the peers, in one process.
+
+    python -m benchmarks.run [--models resnet50,demo,cnn3d] [--repeats 3] [--csv benchmarks/results.csv]
+
+For each model, on the same inputs and batch size: the limit (a compiled forward
+pass, and a forward plus full backward pass, per image), every xaipipe method for
+one target class and for all classes, and the peers where installed (AUCMEDI 0.11,
+called per image as its decoder does; Xplique 2.x, batched). Times are medians of
+``--repeats`` runs after a warm-up; the ratios are what counts on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+@dataclass
+class Case:
+    """One model to benchmark: how to build it, its batch and how many images the slow methods get."""
+
+    name: str
+    build: Callable
+    input_shape: tuple[int, ...]
+    batch: int
+    slow_images: int
+    params: dict[str, dict] = field(default_factory=dict)
+
+
+def resnet50():
+    import keras
+
+    return keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=3)
+
+
+def demo_cnn():
+    from xaipipe.demo import build_demo_model
+
+    return build_demo_model((64, 64, 1), 3)
+
+
+def cnn3d():
+    import keras
+
+    inputs = keras.Input((64, 64, 64, 1))
+    x = inputs
+    for filters in (8, 16, 32):
+        x = keras.layers.Conv3D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling3D()(x)
+    x = keras.layers.Conv3D(32, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="cnn3d")
+
+
+BENCH_PARAMS = {
+    "integratedgradients": {"steps": 50},
+    "occlusion": {"patch_size": 16, "stride": 16},
+    "limepro": {"num_samples": 1000},
+    "limecon": {"num_samples": 1000},
+}
+CASES = {
+    "resnet50": Case("resnet50", resnet50, (224, 224, 3), batch=16, slow_images=2),
+    "demo": Case("demo", demo_cnn, (64, 64, 1), batch=64, slow_images=16),
+    "cnn3d": Case("cnn3d", cnn3d, (64, 64, 64, 1), batch=8, slow_images=2,
+                  params={"occlusion": {"patch_size": 16, "stride": 16}, "limepro": {"num_samples": 200},
+                          "limecon": {"num_samples": 200}}),  # fmt: skip
+}
+SLOW = ("integratedgradients", "occlusion", "limepro", "limecon")
+AUCMEDI_KEYS = {
+    "gradcam": "gradcam", "gradcam++": "gradcam++", "guidedgradcam": "GuidedGradCAM", "saliency": "saliency",
+    "guidedbackprop": "guidedbackprop", "integratedgradients": "IntegratedGradients",
+    "occlusion": "OcclusionSensitivity", "limepro": "LimePro", "limecon": "LimeCon",
+}  # fmt: skip
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
+    return interleaved_medians([fn], repeats)[0]
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each of ``fns``, run in turn (a, b, a, b, ...) after a warm-up of each.
+
+    Interleaving exposes every function to the same load, so their ratio holds on a
+    shared, noisy machine even where the absolute times drift.
+    """
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+class Limits:
+    """The hardware limit on one batch: a compiled forward pass, and a forward plus full backward pass."""
+
+    def __init__(self, model, x: np.ndarray):
+        import tensorflow as tf
+
+        self.forward_fn = tf.function(lambda batch: model(batch, training=False))
+
+        @tf.function
+        def forward_backward(batch):
+            with tf.GradientTape() as tape:
+                tape.watch(batch)
+                score = tf.reduce_sum(model(batch, training=False)[:, 0])
+            return tape.gradient(score, batch)
+
+        self.forward_backward_fn = forward_backward
+        self.x = tf.constant(x)
+        self.n = len(x)
+
+    def forward(self) -> None:
+        self.forward_fn(self.x).numpy()
+
+    def forward_backward(self) -> None:
+        self.forward_backward_fn(self.x).numpy()
+
+
+def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None], float]:
+    """The passes a method cannot do without, as (the batched pass to time, how many per image)."""
+    if method in ("gradcam", "gradcam++"):
+        return limits.forward, 1.0
+    if method in ("saliency", "guidedbackprop", "guidedgradcam"):
+        return limits.forward_backward, 1.0
+    if method == "integratedgradients":
+        return limits.forward_backward, float(explainer.steps)
+    if method == "occlusion":
+        return limits.forward, float(len(explainer.patches) + 1)
+    return limits.forward, float(explainer.num_samples)  # LIME
+
+
+def aucmedi_seconds(model, method: str, x: np.ndarray, classes: np.ndarray, repeats: int) -> float | str:
+    """AUCMEDI 0.11's method, one image and one class per call, as its decoder calls it."""
+    try:
+        from aucmedi.xai.methods import xai_dict
+    except ImportError:
+        return "not installed"
+    try:
+        explainer = xai_dict[AUCMEDI_KEYS[method]](model)
+
+        def run() -> None:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # its model.predict prints
+                for i, c in enumerate(classes):
+                    explainer.compute_heatmap(image=x[i : i + 1], class_index=int(c))
+
+        return median_seconds(run, repeats) / len(x)
+    except Exception as error:  # a peer that fails is reported, not fatal
+        return f"fails: {type(error).__name__}: {str(error)[:120]}"
+
+
+def xplique_seconds(model, method: str, x: np.ndarray, classes: np.ndarray, repeats: int, n_classes: int) -> float | str:
+    """Xplique 2.x's implementation of the same method, batched like xaipipe's."""
+    try:
+        import xplique.attributions as xa
+    except ImportError:
+        return "not installed"
+    factories = {
+        "gradcam": lambda: xa.GradCAM(model, batch_size=len(x)),
+        "gradcam++": lambda: xa.GradCAMPP(model, batch_size=len(x)),
+        "saliency": lambda: xa.Saliency(model, batch_size=len(x)),
+        "guidedbackprop": lambda: xa.GuidedBackprop(model, batch_size=len(x)),
+        "integratedgradients": lambda: xa.IntegratedGradients(model, batch_size=64, steps=50),
+        "occlusion": lambda: xa.Occlusion(model, batch_size=256, patch_size=16, patch_stride=16),
+        "limepro": lambda: xa.Lime(model, batch_size=256, nb_samples=BENCH_PARAMS["limepro"]["num_samples"]),
+    }
+    if method not in factories:
+        return "no such method"
+    try:
+        explainer = factories[method]()
+        targets = np.eye(n_classes, dtype=np.float32)[classes]
+        return median_seconds(lambda: explainer.explain(x, targets), repeats) / len(x)
+    except Exception as error:
+        return f"fails: {type(error).__name__}: {str(error)[:120]}"
+
+
+def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str]) -> list[dict]:
+    import keras
+
+    from xaipipe import methods
+
+    keras.utils.set_random_seed(0)
+    model = case.build()
+    n_classes = int(model.outputs[0].shape[-1])
+    x = np.random.default_rng(0).normal(size=(case.batch, *case.input_shape)).astype(np.float32)
+    limits = Limits(model, x)
+    forward, forward_backward = (t / len(x) for t in interleaved_medians([limits.forward, limits.forward_backward], repeats))
+    print(f"\n{case.name}: batch {case.batch}, forward {forward * 1e3:.2f} ms/img, "
+          f"forward+backward {forward_backward * 1e3:.2f} ms/img", flush=True)  # fmt: skip
+    rows = []
+    for method in methods_to_run:
+        params = {**BENCH_PARAMS.get(method, {}), **case.params.get(method, {})}
+        explainer = methods.create(method, model, **params)
+        images = x[: case.slow_images] if method in SLOW else x
+        reps = 1 if method in SLOW else repeats
+        one = np.zeros((len(images), 1), np.int32)
+        everything = np.tile(np.arange(n_classes, dtype=np.int32), (len(images), 1))
+        limit_pass, passes = limit_of(method, explainer, limits)
+        t_limit, t_one, t_all = interleaved_medians(
+            [limit_pass, lambda: explainer.explain(images, one), lambda: explainer.explain(images, everything)], reps
+        )
+        limit = t_limit / len(x) * passes
+        t_one, t_all = t_one / len(images), t_all / len(images)
+        row = {
+            "model": case.name, "method": method, "images": len(images), "batch": len(images),
+            "xaipipe_ms": t_one * 1e3, "xaipipe_all_classes_ms": t_all * 1e3, "limit_ms": limit * 1e3,
+            "xaipipe_over_limit": t_one / limit, "all_over_one": t_all / t_one,
+        }  # fmt: skip
+        if peers:
+            for peer, seconds in (
+                ("aucmedi", aucmedi_seconds(model, method, images, one[:, 0], 1 if method in SLOW else repeats)),
+                ("xplique", xplique_seconds(model, method, images, one[:, 0], reps, n_classes)),
+            ):
+                row[f"{peer}_ms"] = seconds * 1e3 if isinstance(seconds, float) else seconds
+                row[f"{peer}_over_xaipipe"] = seconds / t_one if isinstance(seconds, float) else ""
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+def format_row(row: dict) -> str:
+    def cell(value):
+        return f"{value:10.2f}" if isinstance(value, float) else f"{str(value)[:24]:>10}"
+
+    peers = "".join(
+        f" | {peer} {cell(row.get(f'{peer}_ms', ''))} ms ({cell(row.get(f'{peer}_over_xaipipe', ''))}x)"
+        for peer in ("aucmedi", "xplique")
+        if f"{peer}_ms" in row
+    )
+    return (
+        f"  {row['method']:<20} {cell(row['xaipipe_ms'])} ms/img  limit {cell(row['limit_ms'])} ms"
+        f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {row['all_over_one']:5.2f}{peers}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet50,demo,cnn3d", help="comma-separated: " + ",".join(CASES))
+    parser.add_argument("--methods", default="gradcam,gradcam++,guidedgradcam,saliency,guidedbackprop,"
+                        "integratedgradients,occlusion,limepro,limecon")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-peers", action="store_true", help="skip AUCMEDI and Xplique")
+    parser.add_argument("--csv", default="benchmarks/results.csv")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    print(f"xaipipe benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"TensorFlow {tf.__version__}, Python {sys.version.split()[0]}")  # fmt: skip
+    rows = []
+    for name in args.models.split(","):
+        rows += bench_case(CASES[name], args.repeats, not args.no_peers, args.methods.split(","))
+    columns = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwritten: {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
