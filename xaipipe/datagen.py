@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from xaipipe.loading import load_sample
-from xaipipe.preprocess import Preprocessing, convert_channels, resize, standardize
+from xaipipe.preprocess import Preprocessing, convert_channels
 from xaipipe.samples import sample_path
 
 
@@ -89,13 +89,7 @@ class DataGenerator:
         image = self.sample_loader(
             self.samples[index], self.path_imagedir, image_format=self.image_format, grayscale=self.grayscale, **self.kwargs
         )
-        image = p.apply_subfunctions(image, index)
-        image = convert_channels(image, p.channels, p.spatial_dims)
-        if run_resize:
-            image = resize(image, p.size, p.interpolation)
-        if image.ndim == p.spatial_dims:
-            image = image[..., None]
-        return standardize(image.astype(np.float32), p.standardize) if run_standardize else image
+        return p.finish(p.apply_subfunctions(image, index), run_resize, run_standardize)
 
     def __getitem__(self, batch: int) -> np.ndarray:
         """The model inputs of batch ``batch``."""

@@ -127,9 +127,9 @@ def xai_decoder(
                 resized = np.stack([map_at(m, shape) for m in maps[j]])
                 heatmaps.append(resized[0] if preds is not None else resized)
                 continue
+            display = display_image(image, dims)
             for t, class_index in enumerate(classes[i]):
                 name = overlay_name(str(data_gen.samples[i]), None if preds is not None else int(class_index), extension)
-                display = display_image(image, dims)
                 write_map(Path(out_path) / name, maps[j, t], display, dims, file_format, overlay, alpha)
     if out_path is None:
         return _stack(images), _stack(heatmaps)

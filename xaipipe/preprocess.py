@@ -100,12 +100,16 @@ class Preprocessing:
 
     def model_input(self, image: np.ndarray, sample_index: int = 0) -> np.ndarray:
         """The float32 (*size, channels) model input for a loaded image or volume."""
-        image = self.apply_subfunctions(image, sample_index)
+        return self.finish(self.apply_subfunctions(image, sample_index))
+
+    def finish(self, image: np.ndarray, run_resize: bool = True, run_standardize: bool = True) -> np.ndarray:
+        """What follows the subfunctions: channel conversion, resize, standardization (float32, with channel axis)."""
         image = convert_channels(image, self.channels, self.spatial_dims)
-        image = resize(image, self.size, self.interpolation).astype(np.float32)
+        if run_resize:
+            image = resize(image, self.size, self.interpolation)
         if image.ndim == self.spatial_dims:
             image = image[..., None]
-        return standardize(image, self.standardize)
+        return standardize(image.astype(np.float32), self.standardize) if run_standardize else image
 
 
 def check_dims(image: np.ndarray, spatial_dims: int) -> None:

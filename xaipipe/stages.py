@@ -67,8 +67,9 @@ def preprocess_shard(
             path = sample_path(image_dir, sample_id, image_format)
             try:
                 image, sample_spacing = load_sample(path, dims)
-                f["inputs"][row] = preprocessing.model_input(image, first_index + row)
-                base = preprocessing.apply_subfunctions(image, first_index + row) if preprocess_overlay else image
+                processed = preprocessing.apply_subfunctions(image, first_index + row)
+                f["inputs"][row] = preprocessing.finish(processed)
+                base = processed if preprocess_overlay else image
             except ValueError as error:
                 raise ValueError(f"sample {sample_id!r}: {error}") from None
             spacing[row] = sample_spacing if sample_spacing is not None else np.ones(dims)

@@ -1,0 +1,158 @@
+"""The whole Snakemake pipeline against the in-process compute it must do, and its memory.
+
+    python -m benchmarks.pipeline [--images 1000] [--shard-size 250] [--workdir /tmp/xaipipe-bench]
+
+On N random 224x224 RGB PNG images and an untrained ResNet50 (3 classes) saved as
+``.keras``, with Grad-CAM, Grad-CAM++ and saliency: (1) the in-process compute per
+image (model forward for the predictions plus the three methods, batched, no I/O),
+measured on a subset; (2) ``snakemake --cores 2`` on all N images, its wall time and
+the ratio to N times (1); (3) from Snakemake's ``benchmark:`` files, each stage's
+time per image and the fixed cost of a job (its time minus its images' compute);
+(4) the peak memory of one heatmaps job on a shard ten times larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ["gradcam", "gradcam++", "saliency"]
+
+
+def make_images(folder: Path, n: int, size: int) -> None:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        path = folder / f"img_{k:05d}.png"
+        if not path.exists():
+            noise = cv2.GaussianBlur(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), (0, 0), 3)
+            cv2.imwrite(str(path), noise)
+
+
+def make_model(path: Path) -> None:
+    if path.exists():
+        return
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=3).save(path)
+
+
+def in_process_seconds_per_image(model_path: Path, folder: Path, n: int, batch: int) -> dict[str, float]:
+    """Compute per image, batched, without I/O: the forward pass and each method."""
+    from xaipipe import methods
+    from xaipipe.imageio import load_image
+    from xaipipe.model import load_model, predict_batch
+    from xaipipe.preprocess import Preprocessing
+
+    model = load_model(model_path)
+    pre = Preprocessing(size=(224, 224), channels=3, standardize="tf")
+    files = sorted(folder.glob("*.png"))[:n]
+    x = np.stack([pre.model_input(load_image(f)) for f in files])
+    classes = np.zeros((len(x), 1), np.int32)
+    costs = {}
+    jobs = {"predict": lambda b: predict_batch(model, b)}
+    for name in METHODS:
+        explainer = methods.create(name, model)
+        jobs[name] = lambda b, e=explainer: e.explain(b, classes[: len(b)])
+    for name, job in jobs.items():
+        job(x[:batch])  # warm-up: compile
+        start = time.perf_counter()
+        for i in range(0, len(x), batch):
+            job(x[i : i + batch])
+        costs[name] = (time.perf_counter() - start) / len(x)
+    return costs
+
+
+def run_snakemake(workdir: Path, config: dict, *targets: str, cores: int = 2) -> float:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--quiet",
+               *targets]  # fmt: skip
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-3000:])
+    return time.perf_counter() - start
+
+
+def job_records(folder: Path) -> list[dict]:
+    """Snakemake's benchmark records: seconds and peak RSS (MB) of each job."""
+    records = []
+    for path in sorted(folder.rglob("*.tsv")):
+        with open(path) as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        records.append({"job": str(path.relative_to(folder)), "s": float(row["s"]), "max_rss": float(row["max_rss"])})
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--shard-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--compute-sample", type=int, default=64, help="images for the in-process measurement")
+    parser.add_argument("--workdir", default="/tmp/xaipipe-bench")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir)
+    make_images(workdir / "images", args.images, 224)
+    make_model(workdir / "resnet50.keras")
+    costs = in_process_seconds_per_image(workdir / "resnet50.keras", workdir / "images", args.compute_sample,
+                                         args.batch_size)  # fmt: skip
+    per_image = sum(costs.values())
+    print("in-process compute per image: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in costs.items())
+          + f"; total {per_image * 1e3:.1f} ms")  # fmt: skip
+    config = {
+        "output": "results", "demo": {"build": False},
+        "data": {"images": str(workdir / "images"), "class_subfolders": False},
+        "model": {"path": str(workdir / "resnet50.keras")}, "classes": ["a", "b", "c"],
+        "preprocessing": {"size": [224, 224], "channels": 3, "standardize": "tf"},
+        "methods": METHODS, "shard_size": args.shard_size, "batch_size": args.batch_size,
+    }  # fmt: skip
+    subprocess.run(["rm", "-rf", str(workdir / "results"), str(workdir / ".snakemake")], check=True)
+    wall = run_snakemake(workdir, config)
+    compute = per_image * args.images
+    print(f"snakemake --cores 2 on {args.images} images: {wall:.1f} s wall; in-process compute {compute:.1f} s; "
+          f"ratio {wall / compute:.2f} (target <= 1.5)")  # fmt: skip
+    records = job_records(workdir / "results/benchmarks")
+    shard_images = args.shard_size
+    for stage, compute_key in (("preprocess", None), ("predict", "predict"), ("heatmaps", None), ("render", None)):
+        rows = [r for r in records if r["job"].startswith(stage)]
+        if not rows:
+            continue
+        seconds = statistics.median(r["s"] for r in rows)
+        line = f"  {stage:<10} {len(rows):3d} jobs, median {seconds:6.1f} s/job, {seconds / shard_images * 1e3:6.1f} ms/img"
+        if stage == "heatmaps":
+            fixed = [r["s"] - costs[r["job"].split("/")[1]] * shard_images for r in rows]
+            line += f", fixed cost {statistics.median(fixed):.1f} s/job"
+        if compute_key:
+            line += f", fixed cost {seconds - costs[compute_key] * shard_images:.1f} s/job"
+        line += f", peak RSS {max(r['max_rss'] for r in rows):.0f} MB"
+        print(line)
+    # memory: the same heatmaps job on a shard ten times smaller must not need much less memory
+    small_size = max(1, args.shard_size // 10)
+    small_config = {**config, "output": "results_small", "shard_size": small_size, "methods": ["gradcam"]}
+    run_snakemake(workdir, small_config, "results_small/heatmaps/gradcam/shard-00000.h5")
+    small = job_records(workdir / "results_small/benchmarks/heatmaps")[0]["max_rss"]
+    big = next(r for r in records if r["job"] == "heatmaps/gradcam/shard-00000.tsv")["max_rss"]
+    print(f"heatmaps job peak RSS: {small:.0f} MB with {small_size} images, {big:.0f} MB with {args.shard_size}: "
+          f"ratio {big / small:.2f} (target <= 1.1)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
