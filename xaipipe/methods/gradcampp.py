@@ -22,6 +22,7 @@ def gradcampp_weights(activations: Any, gradients: Any) -> Any:
     """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K), in ``keras.ops``."""
     from keras import ops
 
+    activations, gradients = ops.convert_to_tensor(activations), ops.convert_to_tensor(gradients)  # numpy too
     rank = len(activations.shape)
     spatial_axes = tuple(range(1, rank - 1))
     sum_a = ops.sum(activations, axis=spatial_axes)  # (B, K)

@@ -1,0 +1,101 @@
+"""The maps of every method for one ``.keras`` file on the Keras backend this process runs.
+
+    KERAS_BACKEND=jax python tests/backend_maps.py MODEL.keras OUT.npz
+
+Used by tests/test_backends.py: Keras fixes its backend when it is imported, so
+each backend runs this in a process of its own; the TensorFlow maps come from
+:func:`compute_maps` in the test's own process, on the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+SHAPE = (24, 24, 3)
+N_CLASSES = 4
+# name -> (method key, parameters); "gradcam_nested" targets a layer inside the nested sub-model
+METHODS: dict[str, tuple[str, dict]] = {
+    "gradcam": ("gradcam", {}),
+    "gradcam_nested": ("gradcam", {"layer": "block/inner_conv"}),
+    "gradcam_probabilities": ("gradcam", {"score": "probabilities"}),
+    "gradcam++": ("gradcam++", {}),
+    "guidedgradcam": ("guidedgradcam", {}),
+    "saliency": ("saliency", {}),
+    "guidedbackprop": ("guidedbackprop", {}),
+    "integratedgradients": ("integratedgradients", {"steps": 8}),
+    "occlusion": ("occlusion", {"patch_size": 6}),
+    "limepro": ("limepro", {"num_samples": 150, "segments": 16, "seed": 3}),
+    "limecon": ("limecon", {"num_samples": 150, "segments": 16, "seed": 3}),
+}
+
+
+def build_model():
+    """A small CNN: conv+ReLU, BatchNormalization, a nested Functional block, a softmax head;
+    weights drawn from a fixed seed (batch-norm statistics included)."""
+    import keras
+
+    block_in = keras.Input((12, 12, 8))
+    y = keras.layers.Conv2D(8, 3, padding="same", name="inner_conv")(block_in)
+    y = keras.layers.ReLU(name="inner_relu")(y)
+    block = keras.Model(block_in, y, name="block")
+
+    inputs = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = block(x)
+    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="classes")(x)
+    model = keras.Model(inputs, outputs, name="backend_cnn")
+
+    rng = np.random.default_rng(7)
+    for layer in [*model.layers, *block.layers]:
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if not shapes or isinstance(layer, keras.Model):
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta, moving mean, moving variance
+            gamma, beta, mean, variance = shapes
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma), rng.normal(0.0, 0.1, beta),
+                rng.normal(0.0, 0.2, mean), rng.uniform(0.5, 1.5, variance),
+            ])  # fmt: skip
+            continue
+        kernel, bias = shapes
+        fan_in = int(np.prod(kernel[:-1]))
+        layer.set_weights([rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel), rng.normal(0.0, 0.05, bias)])
+    return model
+
+
+def inputs_and_classes() -> tuple[np.ndarray, np.ndarray]:
+    """Two fixed images and two target classes each (several targets in one call)."""
+    x = np.random.default_rng(11).uniform(0.0, 1.0, (2, *SHAPE)).astype(np.float32)
+    return x, np.array([[0, 2], [3, 1]], np.int32)
+
+
+def compute_maps(model_path: str) -> dict[str, np.ndarray]:
+    """The raw maps (B, T, H, W) of every entry of METHODS, and the model's scores."""
+    from xaipipe.autodiff import Scores
+    from xaipipe.methods import create
+    from xaipipe.model import load_model
+
+    model = load_model(model_path)
+    x, classes = inputs_and_classes()
+    maps = {name: create(key, model, **params).raw_maps(x, classes) for name, (key, params) in METHODS.items()}
+    maps["scores"] = Scores(model, "probabilities")(x)
+    return maps
+
+
+def main(model_path: str, out_path: str) -> None:
+    import keras
+
+    maps = compute_maps(model_path)
+    np.savez(out_path, backend=keras.backend.backend(), **maps)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main(*sys.argv[1:])

@@ -1,0 +1,100 @@
+"""The JAX backend: jax.jit, jax.vjp, jax.custom_vjp.
+
+JAX differentiates functions, not tapes: the gradient with respect to a layer's
+output is the vjp of "the scores as a function of that output", the graph
+replayed with the layer's output replaced (:meth:`Forward.substitute`). The
+model's weights enter the compiled function as arguments (through a Keras
+StatelessScope), not as constants baked into it, so they are read at each call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from xaipipe.autodiff._graph import Forward
+
+
+@jax.custom_vjp
+def guided_gate(x: jax.Array) -> jax.Array:
+    """Identity forward; backward passes only positive gradients (see the TensorFlow backend)."""
+    return x
+
+
+def _gate_forward(x: jax.Array) -> tuple[jax.Array, None]:
+    return x, None
+
+
+def _gate_backward(_: None, upstream: jax.Array) -> tuple[jax.Array]:
+    return (jax.nn.relu(upstream),)
+
+
+guided_gate.defvjp(_gate_forward, _gate_backward)
+
+
+def _variables(graph: keras.Model) -> list:
+    """The graph's variables (nested sub-models included), each once."""
+    seen: dict[int, Any] = {}
+    for variable in graph.variables:
+        seen.setdefault(id(variable), variable)
+    return list(seen.values())
+
+
+def _stateless(variables: list, function: Callable) -> Callable:
+    """``function(state, *args)``: ``function(*args)`` with the variables taking the values ``state``."""
+
+    def run(state: list, *args: Any) -> Any:
+        with keras.StatelessScope(state_mapping=list(zip(variables, state))):
+            return function(*args)
+
+    return run
+
+
+def gradient_function(
+    forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
+    wrt_input = not forward.target
+    variables = _variables(forward.graph)
+
+    def gradients(x: jax.Array, classes: jax.Array) -> Any:
+        if wrt_input:
+            source = x
+            scores, pullback = jax.vjp(forward.scores, x)
+        else:
+            source, _ = forward.capture(x)  # only the layer's output is used: the rest is dead code for XLA
+            scores, pullback = jax.vjp(lambda activations: forward.substitute(x, activations), source)
+        # one cotangent per target: ones at (b, classes[b, t]), i.e. d(sum_b scores[b, classes[b, t]])
+        cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
+        (grads,) = jax.vmap(pullback, in_axes=1, out_axes=1)(cotangents)  # (B, T, ...)
+        if reduce is not None:
+            return reduce(source, grads)
+        return source, grads, scores
+
+    compiled = jax.jit(_stateless(variables, gradients))
+
+    def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
+        state = [variable.value for variable in variables]
+        result = compiled(state, jnp.asarray(inputs, jnp.float32), jnp.asarray(classes, jnp.int32))
+        if reduce is not None:
+            return np.asarray(result)
+        return tuple(np.asarray(r) for r in result)
+
+    return call
+
+
+def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy inputs (N, ...) -> numpy scores (N, K), compiled once per batch size."""
+    variables = _variables(graph)
+    compiled = jax.jit(_stateless(variables, lambda x: graph(x, training=False)))
+
+    def call(inputs: np.ndarray) -> np.ndarray:
+        state = [variable.value for variable in variables]
+        return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32)))
+
+    return call

@@ -1,0 +1,67 @@
+"""The TensorFlow backend: tf.function, tf.GradientTape, tf.custom_gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xaipipe.autodiff._graph import Forward
+
+
+@tf.custom_gradient
+def guided_gate(x: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+    """Identity forward; backward passes only positive gradients.
+
+    Put after a ReLU y = max(z, 0), whose own gradient already keeps only z > 0,
+    this gives the guided-backpropagation gradient dy * [dy > 0] * [z > 0].
+    """
+
+    def gradient(upstream: tf.Tensor) -> tf.Tensor:
+        return tf.nn.relu(upstream)
+
+    return tf.identity(x), gradient
+
+
+def gradient_function(
+    forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
+    wrt_input = not forward.target
+
+    def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
+        with tf.GradientTape(persistent=n_targets > 1) as tape:
+            if wrt_input:
+                tape.watch(x)
+            source, scores = forward.capture(x)
+            picked = tf.gather(scores, classes, batch_dims=1)
+            targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
+        grads = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
+        del tape
+        if reduce is not None:
+            return reduce(source, grads)
+        return source, grads, scores
+
+    signature = [
+        tf.TensorSpec((None, *input_shape), tf.float32),
+        tf.TensorSpec((None, n_targets), tf.int32),
+    ]
+    compiled = tf.function(gradients, input_signature=signature)
+
+    def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
+        result = compiled(tf.constant(inputs, tf.float32), tf.constant(classes))
+        if reduce is not None:
+            return result.numpy()
+        return tuple(r.numpy() for r in result)
+
+    return call
+
+
+def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy inputs (N, ...) -> numpy scores (N, K), compiled once."""
+    signature = [tf.TensorSpec((None, *input_shape), tf.float32)]
+    compiled = tf.function(lambda x: graph(x, training=False), input_signature=signature)
+    return lambda inputs: compiled(tf.constant(inputs, tf.float32)).numpy()

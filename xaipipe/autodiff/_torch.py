@@ -1,0 +1,76 @@
+"""The PyTorch backend: eager autograd (torch.autograd.grad, a torch.autograd.Function gate).
+
+Nothing is compiled: the graph is replayed eagerly, the forward pass of the
+perturbation methods under ``torch.no_grad``. Tensors live on the device that
+Keras chose (``keras.ops.convert_to_tensor``) and come back as numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import torch
+
+from xaipipe.autodiff._graph import Forward
+
+
+class _GuidedGate(torch.autograd.Function):
+    """Identity forward; backward passes only positive gradients (see the TensorFlow backend)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
+        return torch.relu(upstream)
+
+
+def guided_gate(x: torch.Tensor) -> torch.Tensor:
+    return _GuidedGate.apply(x)
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.numpy(force=True)  # detached, on the CPU
+
+
+def gradient_function(
+    forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
+
+    def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
+        x = keras.ops.convert_to_tensor(np.asarray(inputs, np.float32))
+        picks = keras.ops.convert_to_tensor(np.asarray(classes, np.int64))
+        # the input always requires a gradient, so that a layer's output does too when no weight is trainable
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            source, scores = forward.capture(x)
+            picked = torch.gather(scores, 1, picks)
+            grads = torch.stack(
+                [
+                    torch.autograd.grad(picked[:, t].sum(), source, retain_graph=t < n_targets - 1)[0]
+                    for t in range(n_targets)
+                ],
+                dim=1,
+            )
+        with torch.no_grad():
+            source = source.detach()
+            if reduce is not None:
+                return _to_numpy(reduce(source, grads))
+            return _to_numpy(source), _to_numpy(grads), _to_numpy(scores)
+
+    return call
+
+
+def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy inputs (N, ...) -> numpy scores (N, K), without autograd."""
+
+    def call(inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return _to_numpy(graph(keras.ops.convert_to_tensor(np.asarray(inputs, np.float32)), training=False))
+
+    return call
