@@ -109,29 +109,39 @@ def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[f
 
 
 class Limits:
-    """The hardware limit on one batch: a compiled forward pass, and a forward plus full backward pass."""
+    """The hardware limit on one batch: a compiled forward pass, and a forward plus full backward pass.
+
+    TensorFlow: the model under ``tf.function`` with a ``GradientTape``. Other Keras 3
+    backends: Keras's own compiled ``predict_on_batch``, and a compiled input gradient
+    of one class score.
+    """
 
     def __init__(self, model, x: np.ndarray):
-        import tensorflow as tf
+        import keras
 
-        self.forward_fn = tf.function(lambda batch: model(batch, training=False))
-
-        @tf.function
-        def forward_backward(batch):
-            with tf.GradientTape() as tape:
-                tape.watch(batch)
-                score = tf.reduce_sum(model(batch, training=False)[:, 0])
-            return tape.gradient(score, batch)
-
-        self.forward_backward_fn = forward_backward
-        self.x = tf.constant(x)
         self.n = len(x)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-    def forward(self) -> None:
-        self.forward_fn(self.x).numpy()
+            forward = tf.function(lambda batch: model(batch, training=False))
 
-    def forward_backward(self) -> None:
-        self.forward_backward_fn(self.x).numpy()
+            @tf.function
+            def forward_backward(batch):
+                with tf.GradientTape() as tape:
+                    tape.watch(batch)
+                    score = tf.reduce_sum(model(batch, training=False)[:, 0])
+                return tape.gradient(score, batch)
+
+            tensor = tf.constant(x)
+            self.forward = lambda: forward(tensor).numpy()
+            self.forward_backward = lambda: forward_backward(tensor).numpy()
+        else:
+            from xaipipe.autodiff import ScoreGradients
+
+            gradients = ScoreGradients(model, None, "probabilities", reduce=lambda inputs, grads: grads)
+            first_class = np.zeros((len(x), 1), np.int32)
+            self.forward = lambda: model.predict_on_batch(x)
+            self.forward_backward = lambda: gradients(x, first_class)
 
 
 def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None], float]:
@@ -250,22 +260,50 @@ def format_row(row: dict) -> str:
     )
 
 
+def device_name() -> str:
+    """The accelerator the backend computes on, or "CPU"."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return str(jax.devices()[0].device_kind)
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return gpus[0].name if gpus else "CPU"
+    except Exception:  # the name is information only
+        return "unknown device"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet50,demo,cnn3d", help="comma-separated: " + ",".join(CASES))
     parser.add_argument("--methods", default="gradcam,gradcam++,guidedgradcam,saliency,guidedbackprop,"
                         "integratedgradients,occlusion,limepro,limecon")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=0, help="images per batch for every model (default: per model)")
     parser.add_argument("--no-peers", action="store_true", help="skip AUCMEDI and Xplique")
     parser.add_argument("--csv", default="benchmarks/results.csv")
     args = parser.parse_args(argv)
-    import tensorflow as tf
+    import keras
 
     print(f"xaipipe benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"TensorFlow {tf.__version__}, Python {sys.version.split()[0]}")  # fmt: skip
+          f"Keras {keras.__version__} on {keras.backend.backend()} ({device_name()}), "
+          f"Python {sys.version.split()[0]}")  # fmt: skip
     rows = []
     for name in args.models.split(","):
-        rows += bench_case(CASES[name], args.repeats, not args.no_peers, args.methods.split(","))
+        case = CASES[name]
+        if args.batch:
+            case = Case(case.name, case.build, case.input_shape, args.batch, min(args.batch, case.slow_images * 4),
+                        case.params)  # fmt: skip
+        rows += bench_case(case, args.repeats, not args.no_peers, args.methods.split(","))
     columns = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     with open(args.csv, "w", newline="") as f:
