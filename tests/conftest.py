@@ -25,3 +25,35 @@ def all_methods_run(demo_run):
     result = snakemake(demo_run, ALL_METHODS_CONFIG)
     assert result.returncode == 0, result.stderr[-4000:]
     return demo_run / "all_methods"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(request):
+    """A real single-node SLURM cluster on this machine (tests/slurm/start-slurm.sh), stopped at the end.
+
+    Starting it needs root and Debian's apt (the script installs SLURM, munge and MariaDB
+    when they are missing); where it cannot start, the test that asked for it fails with
+    the script's output: it never skips. The daemons that the script started are stopped
+    by tests/slurm/stop-slurm.sh when the session ends, also after a failure.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    scripts = Path(__file__).parent / "slurm"
+    if os.geteuid() != 0:
+        pytest.fail("the SLURM test starts a cluster with tests/slurm/start-slurm.sh, which needs root; "
+                    "leave it out with -m 'not slurm'")  # fmt: skip
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.fail("the SLURM test needs Debian's apt-get (to install SLURM) or SLURM installed")
+    request.addfinalizer(lambda: subprocess.run(["bash", str(scripts / "stop-slurm.sh")], capture_output=True))
+    try:
+        started = subprocess.run(
+            ["bash", str(scripts / "start-slurm.sh")], capture_output=True, text=True, timeout=900
+        )
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"the SLURM cluster did not start within {error.timeout} s: {error.stderr!r}")
+    if started.returncode != 0:
+        pytest.fail(f"the SLURM cluster could not start (start-slurm.sh exit {started.returncode}):\n"
+                    f"{started.stdout[-3000:]}\n{started.stderr[-3000:]}")  # fmt: skip
+    return started.stdout

@@ -36,12 +36,20 @@ ALL_METHODS = [
 ALL_METHODS_CONFIG = {**CONFIG, "methods": ALL_METHODS, "shard_size": 16, "batch_size": 16, "output": "all_methods"}
 
 
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    """Run the workflow of this repository in ``workdir`` with ``config``."""
+def environment() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def snakemake_command(workdir: Path, config: dict, *args: str) -> list[str]:
+    """The command that runs the workflow of this repository in ``workdir`` with ``config`` (written there)."""
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    command = [
+    return [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
         "--configfile", str(config_path), "--cores", "2", *args,
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run the workflow of this repository in ``workdir`` with ``config``."""
+    return subprocess.run(snakemake_command(workdir, config, *args), capture_output=True, text=True, env=environment())

@@ -58,3 +58,16 @@ def test_wrong_schema_is_refused(tmp_path):
         f.attrs["schema"] = "something.else"
     with pytest.raises(ValueError, match="xaipipe.predictions"):
         h5store.read_predictions(tmp_path / "x.h5")
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    from xaipipe.atomic import write_bytes_atomic
+
+    mask = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "a.bin", b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644

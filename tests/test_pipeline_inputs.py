@@ -60,7 +60,7 @@ def test_nifti_volumes_with_a_3d_cnn(tmp_path):
     config = base_config(
         tmp_path,
         data={"images": str(tmp_path / "ct")},
-        preprocessing={"size": [16, 16, 16], "channels": 1, "standardize": "z-score", "interpolation": "linear"},
+        preprocessing={"size": [16, 16, 16], "channels": 1, "standardize": "z-score"},  # interpolation auto: linear
     )
     result = snakemake(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]

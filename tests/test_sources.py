@@ -162,3 +162,11 @@ def test_gray_image_for_rgb_model_and_rgba_for_gray_model(tmp_path):
     write_png(tmp_path / "g.png", np.full((4, 4), 90, np.uint8))
     rgb_input = Preprocessing(size=(4, 4), channels=3, standardize="none").model_input(load_sample(tmp_path / "g.png", 2)[0])
     assert rgb_input.shape == (4, 4, 3) and (rgb_input == 90).all()
+
+
+def test_auto_interpolation_suits_the_input_kind():
+    base = {"channels": 1, "standardize": "none"}
+    assert Preprocessing.from_config({**base, "size": [8, 8], "interpolation": "auto"}).interpolation == "area"
+    assert Preprocessing.from_config({**base, "size": [8, 8, 8], "interpolation": "auto"}).interpolation == "linear"
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        Preprocessing.from_config({**base, "size": [8, 8, 8], "interpolation": "area"})

@@ -76,11 +76,14 @@ class Preprocessing:
                 steps.append(sf.from_config(entry))
             except ValueError as error:
                 raise ValueError(f"config key preprocessing.subfunctions[{position}]: {error}") from None
+        interpolation = cfg.get("interpolation", "auto")
+        if interpolation == "auto":
+            interpolation = "area" if len(cfg["size"]) == 2 else "linear"
         return cls(
             size=tuple(cfg["size"]),
             channels=cfg["channels"],
             standardize=cfg["standardize"],
-            interpolation=cfg["interpolation"],
+            interpolation=interpolation,
             subfunctions=tuple(steps),
             seed=cfg.get("seed", 0),
         )

@@ -10,7 +10,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from xaipipe import resources as xr
 from xaipipe import workflow as xw
+from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
 from xaipipe.outputs import EXTENSIONS, output_format
 
@@ -25,6 +27,7 @@ try:
     SAMPLES = xw.sample_sheet(config)
     METHODS = xw.method_specs(config)
     N_CLASSES = xw.class_count(config, SAMPLES) if config["targets"] == "all" else None
+    Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     SPATIAL_DIMS = len(config["preprocessing"]["size"])
     OVERLAY_EXTENSION = EXTENSIONS[output_format(config["render"]["format"], SPATIAL_DIMS)]
 except ValueError as error:
@@ -35,6 +38,61 @@ SHARD_SIZE = config["shard_size"]
 SHARDS = shard_names(len(SAMPLES), SHARD_SIZE)
 MODEL = config["model"]["path"]
 IMAGES = config["data"]["images"]
+
+
+# What every job asks a cluster for (xaipipe/resources.py has the formulas): memory and run
+# time grow with the shard, the model file, the input size and the method, and with each
+# --retries attempt; model-bound rules get a GPU where resources.gpu says there are some.
+INPUT_SIZE = config["preprocessing"]["size"]
+CHANNELS = config["preprocessing"]["channels"]
+MAPS_PER_SAMPLE = N_CLASSES or 1
+GPU = 1 if config["resources"]["gpu"] else 0
+RUNTIME_SCALE = config["resources"]["runtime_scale"]
+
+
+def predict_mem_mb(wildcards, attempt):
+    return xr.model_job_mem_mb(SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, CHANNELS, config["batch_size"], attempt=attempt)
+
+
+def predict_runtime(wildcards, attempt):
+    return xr.model_job_runtime(SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, attempt=attempt, scale=RUNTIME_SCALE)
+
+
+def heatmaps_mem_mb(wildcards, attempt):
+    method = wildcards.method
+    return xr.model_job_mem_mb(
+        SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, CHANNELS, config["batch_size"], method, METHODS[method], attempt
+    )
+
+
+def heatmaps_runtime(wildcards, attempt, n_samples=None):
+    method = wildcards.method
+    return xr.model_job_runtime(
+        n_samples or SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, method, METHODS[method], MAPS_PER_SAMPLE, attempt, RUNTIME_SCALE
+    )
+
+
+def randomization_runtime(wildcards, attempt):
+    # the maps of the trained and of the randomized model, for demo.sanity_samples samples
+    return heatmaps_runtime(wildcards, attempt, 2 * config["demo"]["sanity_samples"])
+
+
+def light_mem_mb(wildcards, attempt):
+    return xr.light_job_mem_mb(SHARD_SIZE, INPUT_SIZE, CHANNELS, attempt)
+
+
+def preprocess_runtime(wildcards, attempt):
+    return xr.light_job_runtime(SHARD_SIZE, INPUT_SIZE, 1, attempt, RUNTIME_SCALE)
+
+
+def render_runtime(wildcards, attempt):
+    return xr.light_job_runtime(SHARD_SIZE, INPUT_SIZE, MAPS_PER_SAMPLE, attempt, RUNTIME_SCALE)
+
+
+# Merging tables is cheap: run it where snakemake runs, never as a cluster job
+# (the demo's evaluation tables: evaluate.smk).
+localrules:
+    predictions_table,
 
 
 wildcard_constraints:

@@ -10,6 +10,10 @@ if config["demo"]["build"]:
             n_per_class=config["demo"]["n_per_class"],
             image_size=config["demo"]["image_size"],
             seed=config["demo"]["seed"],
+        threads: 1
+        resources:
+            mem_mb=lambda wildcards, attempt: 1000 * attempt,
+            runtime=lambda wildcards, attempt: 10 * attempt,
         log:
             f"{OUT}/logs/demo_data.log",
         conda:
@@ -26,6 +30,10 @@ if config["demo"]["build"]:
             image_size=config["demo"]["image_size"],
             seed=config["demo"]["seed"],
         threads: 2
+        resources:
+            mem_mb=lambda wildcards, attempt: 3000 * attempt,
+            runtime=lambda wildcards, attempt: int(20 * attempt * RUNTIME_SCALE),
+            gpu=GPU,
         log:
             f"{OUT}/logs/demo_model.log",
         benchmark:

@@ -1,5 +1,9 @@
 if config["demo"]["build"]:
 
+    localrules:
+        localization,
+        randomization_table,
+
     rule localization:
         input:
             heatmaps=expand(f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS),
@@ -28,6 +32,10 @@ if config["demo"]["build"]:
             n_samples=config["demo"]["sanity_samples"],
             seed=config["demo"]["seed"],
         threads: 2
+        resources:
+            mem_mb=heatmaps_mem_mb,
+            runtime=randomization_runtime,
+            gpu=GPU,
         log:
             f"{OUT}/logs/randomization/{{method}}.log",
         conda:

@@ -1,3 +1,5 @@
+# On a cluster, each heatmaps job and the rendering of its maps (render.smk) form one job
+# (group "explain"): one submission per method and shard instead of two. Local runs ignore groups.
 rule heatmaps:
     input:
         shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
@@ -10,6 +12,12 @@ rule heatmaps:
         targets=config["targets"],
         batch_size=config["batch_size"],
     threads: 2
+    resources:
+        mem_mb=heatmaps_mem_mb,
+        runtime=heatmaps_runtime,
+        gpu=GPU,
+    group:
+        "explain"
     log:
         f"{OUT}/logs/heatmaps/{{method}}/shard-{{shard}}.log",
     benchmark:

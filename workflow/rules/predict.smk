@@ -7,6 +7,10 @@ rule predict:
     params:
         batch_size=config["batch_size"],
     threads: 2
+    resources:
+        mem_mb=predict_mem_mb,
+        runtime=predict_runtime,
+        gpu=GPU,
     log:
         f"{OUT}/logs/predict/shard-{{shard}}.log",
     benchmark:

@@ -11,6 +11,10 @@ rule preprocess:
         preprocessing=config["preprocessing"],
         image_format=config["data"]["image_format"],
         first_index=shard_start,
+    threads: 1
+    resources:
+        mem_mb=light_mem_mb,
+        runtime=preprocess_runtime,
     log:
         f"{OUT}/logs/preprocess/shard-{{shard}}.log",
     benchmark:

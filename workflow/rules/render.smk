@@ -14,6 +14,12 @@ for render_shard in SHARDS:
             out_dir=f"{OUT}/overlays/{{method}}",
             render=config["render"],
             class_suffix=N_CLASSES is not None,
+        threads: 1
+        resources:
+            mem_mb=light_mem_mb,
+            runtime=render_runtime,
+        group:
+            "explain"
         log:
             f"{OUT}/logs/render/{{method}}/shard-{render_shard}.log",
         conda:

@@ -1,0 +1,146 @@
+"""What each workflow job asks a cluster for: memory, run time and GPUs, in one place.
+
+The rules in ``workflow/rules/`` call these functions (through ``common.smk``) so that
+SLURM, or any other Snakemake executor, places every job on a node that fits it:
+
+- **memory** (``mem_mb``) is bounded by a *batch*, not by the shard: every stage
+  streams its shard batch by batch, so a job holds the Python/TensorFlow runtime, the
+  model (a few times its file size: weights, the logits copy, gradient graphs) and the
+  activations of one model call (``batch_size`` samples; for the perturbation methods
+  the method's own ``batch_size`` of perturbed copies), plus a small per-sample term for
+  the shard's ids, classes and scores;
+- **run time** (``runtime``, minutes) grows with the shard: a fixed start-up cost
+  (Snakemake, TensorFlow, loading the model) plus, per sample, the method's number of
+  model passes times the cost of one pass, which grows with the model's size and the
+  input's voxels; twice that as a margin, since a job that runs over is killed;
+- both grow with Snakemake's ``attempt``: a job that SLURM kills for running out of
+  memory or time comes back under ``--retries`` with two, three, ... times the request.
+
+Nothing here imports TensorFlow: the functions run when Snakemake builds the job graph.
+The constants are deliberately generous estimates, calibrated on the demo's measurements
+(README, "Scale") and on a ResNet50 at 224x224; ``resources.runtime_scale`` in the config
+scales every run time for slower or faster nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Memory of a Python process with Snakemake's job step and TensorFlow imported (MB).
+MODEL_BASE_MB = 1500
+#: Memory of a job that uses no model (preprocessing, rendering), MB.
+LIGHT_BASE_MB = 1000
+#: Model memory as a multiple of its file size (weights, the logits copy, gradient graphs).
+MODEL_FACTOR = 4
+#: Activation memory per sample of a model call, as a multiple of the sample's input size:
+#: forward only (predictions, occlusion, LIME) and forward + backward (gradient methods).
+FORWARD_ACTIVATIONS = 50
+GRADIENT_ACTIVATIONS = 150
+#: Per sample of the shard (ids, classes, scores, HDF5 buffers), as a multiple of the input size.
+SHARD_FACTOR = 2
+#: Size assumed for a model file that does not exist yet (the demo's, before it is trained), MB.
+UNKNOWN_MODEL_MB = 100
+
+#: Fixed cost of a job (scheduling, Snakemake, TensorFlow import, loading the model), minutes.
+FIXED_MINUTES = 2
+#: Per-sample overhead of batching, HDF5 reads and writes (seconds).
+SAMPLE_SECONDS = 0.05
+#: Cost of one model pass of one sample: at least this much, seconds ...
+PASS_SECONDS_MIN = 2.5e-4
+#: ... or this many seconds per MB of model file and per million input voxels (CPU).
+PASS_SECONDS_PER_MB_MVOX = 0.01
+#: Run time margin: a job that exceeds its request is killed.
+RUNTIME_MARGIN = 2.0
+
+#: Model passes (forward + backward counted as 3 forward passes) per sample and target.
+GRADIENT_PASSES = {"gradcam": 3, "gradcam++": 3, "saliency": 3, "guidedbackprop": 3, "guidedgradcam": 6}
+PERTURBATION_METHODS = ("integratedgradients", "occlusion", "limepro", "limecon")
+
+
+def model_mb(path: str | os.PathLike) -> float:
+    """Size of the model file in MB (``UNKNOWN_MODEL_MB`` while it does not exist)."""
+    try:
+        return os.path.getsize(path) / 1e6
+    except OSError:
+        return UNKNOWN_MODEL_MB
+
+
+def input_mb(size: Sequence[int], channels: int) -> float:
+    """Size of one model input (float32) in MB."""
+    return math.prod(size) * channels * 4 / 1e6
+
+
+def passes_per_sample(method: str, params: Mapping[str, Any], size: Sequence[int]) -> float:
+    """Model passes one target of one sample costs with ``method`` (canonical name)."""
+    if method in GRADIENT_PASSES:
+        return GRADIENT_PASSES[method]
+    if method == "integratedgradients":
+        return 3 * params.get("steps", 50)
+    if method == "occlusion":
+        patch = params.get("patch_size", 16)
+        stride = params.get("stride") or patch
+        return math.prod(max(1, math.ceil((s - patch) / stride) + 1) for s in size)
+    if method in ("limepro", "limecon"):
+        return params.get("num_samples", 1000)
+    return 3
+
+
+def model_chunk(method: str | None, params: Mapping[str, Any], batch_size: int) -> tuple[int, int]:
+    """Samples per model call and the activation factor of ``method`` (None: predictions)."""
+    if method is None:
+        return batch_size, FORWARD_ACTIVATIONS
+    if method == "integratedgradients":
+        return params.get("batch_size", 64), GRADIENT_ACTIVATIONS
+    if method in ("occlusion", "limepro", "limecon"):
+        return params.get("batch_size", 256), FORWARD_ACTIVATIONS
+    return batch_size, GRADIENT_ACTIVATIONS
+
+
+def model_job_mem_mb(
+    shard_size: int,
+    model_file_mb: float,
+    size: Sequence[int],
+    channels: int,
+    batch_size: int,
+    method: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    attempt: int = 1,
+) -> int:
+    """Memory (MB) of a job that runs the model on one shard (``method`` None: predictions)."""
+    sample = input_mb(size, channels)
+    chunk, activations = model_chunk(method, params or {}, batch_size)
+    mb = MODEL_BASE_MB + MODEL_FACTOR * model_file_mb + chunk * sample * activations + shard_size * sample * SHARD_FACTOR
+    return int(math.ceil(mb * attempt / 100) * 100)
+
+
+def model_job_runtime(
+    shard_size: int,
+    model_file_mb: float,
+    size: Sequence[int],
+    method: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    targets: int = 1,
+    attempt: int = 1,
+    scale: float = 1.0,
+) -> int:
+    """Run time (minutes) of a job that runs the model on one shard (``method`` None: predictions)."""
+    passes = 1 if method is None else passes_per_sample(method, params or {}, size) * targets
+    per_pass = max(PASS_SECONDS_MIN, PASS_SECONDS_PER_MB_MVOX * model_file_mb * math.prod(size) / 1e6)
+    seconds = shard_size * (SAMPLE_SECONDS + passes * per_pass)
+    return int(math.ceil((FIXED_MINUTES + RUNTIME_MARGIN * seconds / 60) * attempt * scale))
+
+
+def light_job_mem_mb(shard_size: int, size: Sequence[int], channels: int, attempt: int = 1) -> int:
+    """Memory (MB) of a job without the model (preprocessing, rendering) on one shard."""
+    mb = LIGHT_BASE_MB + shard_size * input_mb(size, channels) * SHARD_FACTOR
+    return int(math.ceil(mb * attempt / 100) * 100)
+
+
+def light_job_runtime(shard_size: int, size: Sequence[int], maps_per_sample: int = 1, attempt: int = 1, scale: float = 1.0) -> int:
+    """Run time (minutes) of reading or writing one shard: per sample and map 1 s per million voxels, at least 0.05 s."""
+    per_map = max(SAMPLE_SECONDS, math.prod(size) / 1e6)
+    seconds = shard_size * maps_per_sample * per_map
+    return int(math.ceil((FIXED_MINUTES + RUNTIME_MARGIN * seconds / 60) * attempt * scale))
