@@ -49,7 +49,7 @@ def gradient_function(
         tf.TensorSpec((None, *input_shape), tf.float32),
         tf.TensorSpec((None, n_targets), tf.int32),
     ]
-    compiled = tf.function(gradients, input_signature=signature)
+    compiled = tf.function(gradients, input_signature=signature, autograph=False)  # plain Python, traced once
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
         result = compiled(tf.constant(inputs, tf.float32), tf.constant(classes))
