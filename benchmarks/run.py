@@ -19,7 +19,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,7 +206,7 @@ def measure_peer(run: Callable[[], None] | str, limit_pass: Callable[[], None], 
         return f"fails: {type(error).__name__}: {str(error)[:120]}"
 
 
-def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str]) -> list[dict]:
+def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str]) -> Iterator[dict]:
     import keras
 
     from xaipipe import methods
@@ -219,7 +219,6 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
     forward, forward_backward = (t / len(x) for t in interleaved_medians([limits.forward, limits.forward_backward], repeats))
     print(f"\n{case.name}: batch {case.batch}, forward {forward * 1e3:.2f} ms/img, "
           f"forward+backward {forward_backward * 1e3:.2f} ms/img", flush=True)  # fmt: skip
-    rows = []
     for method in methods_to_run:
         params = {**BENCH_PARAMS.get(method, {}), **case.params.get(method, {})}
         explainer = methods.create(method, model, **params)
@@ -253,9 +252,8 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
                 peer_over_limit = peer_seconds / len(images) / (limit_seconds / len(x) * passes)
                 row[f"{peer}_ms"] = peer_seconds / len(images) * 1e3
                 row[f"{peer}_over_xaipipe"] = peer_over_limit / (t_one / limit)
-        rows.append(row)
         print(format_row(row), flush=True)
-    return rows
+        yield row
 
 
 def format_row(row: dict) -> str:
@@ -271,6 +269,21 @@ def format_row(row: dict) -> str:
         f"  {row['method']:<20} {cell(row['xaipipe_ms'])} ms/img  limit {cell(row['limit_ms'])} ms"
         f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {row['all_over_one']:5.2f}{peers}"
     )
+
+
+COLUMNS = [
+    "model", "method", "images", "batch", "xaipipe_ms", "xaipipe_all_classes_ms", "limit_ms",
+    "xaipipe_over_limit", "all_over_one", "aucmedi_ms", "aucmedi_over_xaipipe", "xplique_ms", "xplique_over_xaipipe",
+]  # fmt: skip
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    from xaipipe.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def device_name() -> str:
@@ -310,19 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"xaipipe benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Keras {keras.__version__} on {keras.backend.backend()} ({device_name()}), "
           f"Python {sys.version.split()[0]}")  # fmt: skip
-    rows = []
+    rows: list[dict] = []
     for name in args.models.split(","):
         case = CASES[name]
         if args.batch:
             case = Case(case.name, case.build, case.input_shape, args.batch, min(args.batch, case.slow_images * 4),
                         case.params)  # fmt: skip
-        rows += bench_case(case, args.repeats, not args.no_peers, args.methods.split(","))
-    columns = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        for row in bench_case(case, args.repeats, not args.no_peers, args.methods.split(",")):
+            rows.append(row)
+            write_csv(args.csv, rows)  # after every row: a long run stopped early keeps what it measured
     print(f"\nwritten: {args.csv}")
     return 0
 
