@@ -80,9 +80,8 @@ def in_process_seconds_per_image(model_path: Path, folder: Path, n: int, batch: 
 
 def run_snakemake(workdir: Path, config: dict, *targets: str, cores: int = 2) -> float:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--quiet",
-               *targets]  # fmt: skip
+    command = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", str(cores), "--quiet"]  # fmt: skip
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
