@@ -24,11 +24,12 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
+from xaipipe import samples
 from xaipipe.atomic import atomic_path, write_bytes_atomic
 from xaipipe.maps import resize_linear
 from xaipipe.render import render
 
-VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd", ".npy")
+VOLUME_EXTENSIONS = samples.VOLUME_EXTENSIONS + samples.ARRAY_EXTENSIONS  # the medical formats, and .npy
 _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 

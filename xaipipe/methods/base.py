@@ -62,6 +62,13 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_number(name: str, value: Any) -> float:
+    """``value`` as a float; ValueError naming the parameter unless it is a real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
 def repeat_classes(classes: np.ndarray, repeats: int) -> np.ndarray:
     """Classes (B, T) -> (B * repeats, T): each image's targets for each of its perturbations."""
     return np.repeat(np.asarray(classes, np.int32), repeats, axis=0)

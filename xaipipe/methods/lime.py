@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import Scores
-from xaipipe.methods.base import Method, check_positive_int, pick_scores
+from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores
 
 RIDGE_PENALTY = 1.0
 
@@ -83,9 +83,7 @@ class Lime(Method):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
-        if isinstance(fill, bool) or not isinstance(fill, (int, float, np.number)):
-            raise ValueError(f"fill must be a number, got {fill!r}")
-        self.fill = float(fill)
+        self.fill = check_number("fill", fill)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self._scores = Scores(model, score)
         self.labels = grid_segments(self.spatial_shape, self.segments)

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import Scores
-from xaipipe.methods.base import Method, check_positive_int, pick_scores, repeat_classes
+from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
 
 
 def patch_starts(extent: int, patch: int, stride: int) -> list[int]:
@@ -51,9 +51,7 @@ class OcclusionSensitivity(Method):
         self.score = score
         self.patch_size = check_positive_int("patch_size", patch_size)
         self.stride = self.patch_size if stride is None else check_positive_int("stride", stride)
-        if isinstance(fill, bool) or not isinstance(fill, (int, float, np.number)):
-            raise ValueError(f"fill must be a number, got {fill!r}")
-        self.fill = float(fill)
+        self.fill = check_number("fill", fill)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self._scores = Scores(model, score)
         axes = [
