@@ -16,13 +16,14 @@ import numpy as np
 
 SHAPE = (24, 24, 3)
 N_CLASSES = 4
-# name -> (method key, parameters); "gradcam_nested" targets a layer inside the nested sub-model
+# name -> (method key, parameters); the "_nested" ones target a layer inside the nested sub-model
 METHODS: dict[str, tuple[str, dict]] = {
     "gradcam": ("gradcam", {}),
     "gradcam_nested": ("gradcam", {"layer": "block/inner_conv"}),
     "gradcam_probabilities": ("gradcam", {"score": "probabilities"}),
     "gradcam++": ("gradcam++", {}),
     "guidedgradcam": ("guidedgradcam", {}),
+    "guidedgradcam_nested": ("guidedgradcam", {"layer": "block/inner_conv"}),  # ReLUs above the layer
     "saliency": ("saliency", {}),
     "guidedbackprop": ("guidedbackprop", {}),
     "integratedgradients": ("integratedgradients", {"steps": 8}),

@@ -269,6 +269,21 @@ def test_guided_methods_leave_the_users_model_unchanged(compiled, key):
     assert not np.allclose(plain, guided)
 
 
+@pytest.mark.parametrize("layer", ["conv", "conv2"])
+def test_guided_gradcam_is_guided_backprop_times_gradcam(layer):
+    # "conv" has a ReLU above it, so its plain and guided gradients differ: one forward pass must serve both
+    model = conv_relu_model()
+    x = random_inputs((8, 8, 2), 3, seed=4)
+    classes = np.array([[0, 1, 2], [2, 0, 1], [1, 1, 0]])
+    expected = GuidedBackprop(model).explain(x, classes)[0] * GradCAM(model, layer=layer).explain(x, classes)[0]
+    assert expected.any()
+    raw, _ = methods.create("ggc", model, layer=layer).explain(x, classes)
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-7 * expected.max())
+    _, plain, _ = ScoreGradients(model, find_target_path(model, "conv"))(x, classes)
+    _, guided, _ = ScoreGradients(model, find_target_path(model, "conv"), guided=True)(x, classes)
+    assert not np.allclose(plain, guided)  # the case that would catch a backward pass guided in both places
+
+
 # ---------------------------------------------------------------- every method, every key
 
 

@@ -23,10 +23,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from xaipipe.autodiff._graph import SCORES, Forward, score_tensor
+from xaipipe.autodiff._graph import SCORES, Forward, GuidedSwitch, score_tensor
 from xaipipe.layers import layer_path
 
-__all__ = ["SCORES", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
+__all__ = ["SCORES", "GuidedCAMGradients", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
 
 _BACKENDS = {"tensorflow": "_tensorflow", "jax": "_jax", "torch": "_torch"}
 
@@ -77,7 +77,7 @@ class ScoreGradients:
         self._reduce = reduce
         self._input_shape = tuple(model.inputs[0].shape[1:])
         self._backend = backend_module()
-        gate = self._backend.guided_gate if guided else None
+        gate = self._backend.make_guided_gate(GuidedSwitch()) if guided else None
         self._forward = Forward(self._graph, self._target, gate)
         self._compiled: dict[int, Callable] = {}
 
@@ -125,6 +125,43 @@ class ScoreGradients:
             first_rows = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # rows are sorted by image
             total[image[first_rows]] += np.add.reduceat(grads, first_rows, axis=0)
         return total / n_steps
+
+
+class GuidedCAMGradients:
+    """Grad-CAM's gradients at a layer and guided backpropagation's at the input, from one forward pass.
+
+    ``reduce(activations, layer_gradients, inputs, input_gradients)``, written with
+    ``keras.ops``, is compiled with them (layer gradients (B, T, ...) plain, input
+    gradients (B, T, ...) guided, see :class:`ScoreGradients`). The forward pass
+    runs once with guided gates that a :class:`GuidedSwitch` turns off for the
+    plain backward pass, which stops at the layer, and on for the guided one, so
+    the pair costs about one forward and one backward pass instead of two of each.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        layer: Sequence[keras.layers.Layer],
+        score: str,
+        reduce: Callable[[Any, Any, Any, Any], Any],
+    ):
+        self._graph = keras.Model(model.inputs, score_tensor(model, score))
+        self._reduce = reduce
+        self._input_shape = tuple(model.inputs[0].shape[1:])
+        self._backend = backend_module()
+        self._switch = GuidedSwitch()
+        self._forward = Forward(self._graph, tuple(layer), self._backend.make_guided_gate(self._switch))
+        self._compiled: dict[int, Callable] = {}
+
+    def __call__(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """What ``reduce`` returns for inputs (B, ...) and classes (B, T)."""
+        classes = np.asarray(classes, dtype=np.int32)
+        n_targets = classes.shape[1]
+        if n_targets not in self._compiled:
+            self._compiled[n_targets] = self._backend.guided_cam_function(
+                self._forward, self._switch, n_targets, self._reduce, self._input_shape
+            )
+        return self._compiled[n_targets](inputs, classes)
 
 
 class Scores:

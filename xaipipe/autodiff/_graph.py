@@ -109,6 +109,18 @@ def replay(
     return outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
 
 
+class GuidedSwitch:
+    """Whether the guided gates of a replayed graph gate the backward pass being built (default) or pass it on.
+
+    A backend's gate reads it when the backward pass is traced (TensorFlow, JAX) or
+    run (PyTorch), so that one forward pass can serve a plain backward pass and a
+    guided one (Guided Grad-CAM).
+    """
+
+    def __init__(self) -> None:
+        self.guided = True
+
+
 class Forward:
     """The class scores of a graph, replayed with a target layer and an optional guided gate.
 

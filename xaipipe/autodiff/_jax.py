@@ -17,24 +17,27 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from xaipipe.autodiff._graph import Forward
+from xaipipe.autodiff._graph import Forward, GuidedSwitch
 
 
-@jax.custom_vjp
-def guided_gate(x: jax.Array) -> jax.Array:
-    """Identity forward; backward passes only positive gradients (see the TensorFlow backend)."""
-    return x
+def make_guided_gate(switch: GuidedSwitch) -> Callable[[jax.Array], jax.Array]:
+    """An identity whose backward passes only positive gradients while ``switch.guided`` (see the TensorFlow backend).
 
+    The switch is read when the pullback is traced.
+    """
 
-def _gate_forward(x: jax.Array) -> tuple[jax.Array, None]:
-    return x, None
+    @jax.custom_vjp
+    def guided_gate(x: jax.Array) -> jax.Array:
+        return x
 
+    def forward(x: jax.Array) -> tuple[jax.Array, None]:
+        return x, None
 
-def _gate_backward(_: None, upstream: jax.Array) -> tuple[jax.Array]:
-    return (jax.nn.relu(upstream),)
+    def backward(_: None, upstream: jax.Array) -> tuple[jax.Array]:
+        return (jax.nn.relu(upstream) if switch.guided else upstream,)
 
-
-guided_gate.defvjp(_gate_forward, _gate_backward)
+    guided_gate.defvjp(forward, backward)
+    return guided_gate
 
 
 def _variables(graph: keras.Model) -> list:
@@ -84,6 +87,37 @@ def gradient_function(
         if reduce is not None:
             return np.asarray(result)
         return tuple(np.asarray(r) for r in result)
+
+    return call
+
+
+def guided_cam_function(
+    forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
+
+    One forward pass, split at the target layer: below it (input -> layer) and above
+    it (layer -> scores). The part above is pulled back twice, plainly and guided;
+    only the guided gradient is pulled back further, to the input.
+    """
+    variables = _variables(forward.graph)
+
+    def gradients(x: jax.Array, classes: jax.Array) -> Any:
+        source, pull_below = jax.vjp(lambda inputs: forward.capture(inputs)[0], x)
+        scores, pull_above = jax.vjp(lambda activations: forward.substitute(x, activations), source)
+        cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
+        switch.guided = False
+        (plain,) = jax.vmap(pull_above, in_axes=1, out_axes=1)(cotangents)
+        switch.guided = True
+        (guided_at_layer,) = jax.vmap(pull_above, in_axes=1, out_axes=1)(cotangents)
+        (guided,) = jax.vmap(pull_below, in_axes=1, out_axes=1)(guided_at_layer)
+        return reduce(source, plain, x, guided)
+
+    compiled = jax.jit(_stateless(variables, gradients))
+
+    def call(inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        state = [variable.value for variable in variables]
+        return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32), jnp.asarray(classes, jnp.int32)))
 
     return call
 

@@ -9,21 +9,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xaipipe.autodiff._graph import Forward
+from xaipipe.autodiff._graph import Forward, GuidedSwitch
 
 
-@tf.custom_gradient
-def guided_gate(x: tf.Tensor) -> tuple[tf.Tensor, Callable]:
-    """Identity forward; backward passes only positive gradients.
+def make_guided_gate(switch: GuidedSwitch) -> Callable[[tf.Tensor], tf.Tensor]:
+    """An identity whose backward passes only positive gradients while ``switch.guided`` (all of them otherwise).
 
     Put after a ReLU y = max(z, 0), whose own gradient already keeps only z > 0,
-    this gives the guided-backpropagation gradient dy * [dy > 0] * [z > 0].
+    this gives the guided-backpropagation gradient dy * [dy > 0] * [z > 0]. The
+    switch is read when ``tape.gradient`` builds the backward pass.
     """
 
-    def gradient(upstream: tf.Tensor) -> tf.Tensor:
-        return tf.nn.relu(upstream)
+    @tf.custom_gradient
+    def guided_gate(x: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+        def gradient(upstream: tf.Tensor) -> tf.Tensor:
+            return tf.nn.relu(upstream) if switch.guided else upstream
 
-    return tf.identity(x), gradient
+        return tf.identity(x), gradient
+
+    return guided_gate
 
 
 def gradient_function(
@@ -58,6 +62,35 @@ def gradient_function(
         return tuple(r.numpy() for r in result)
 
     return call
+
+
+def guided_cam_function(
+    forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
+
+    One forward pass; the plain backward pass stops at the target layer, the guided one runs to the input.
+    """
+
+    def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            source, scores = forward.capture(x)
+            picked = tf.gather(scores, classes, batch_dims=1)
+            targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
+        switch.guided = False
+        plain = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
+        switch.guided = True
+        guided = tf.stack([tape.gradient(target, x) for target in targets], axis=1)
+        del tape
+        return reduce(source, plain, x, guided)
+
+    signature = [
+        tf.TensorSpec((None, *input_shape), tf.float32),
+        tf.TensorSpec((None, n_targets), tf.int32),
+    ]
+    compiled = tf.function(gradients, input_signature=signature, autograph=False)
+    return lambda inputs, classes: compiled(tf.constant(inputs, tf.float32), tf.constant(classes)).numpy()
 
 
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:

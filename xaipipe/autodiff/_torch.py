@@ -14,23 +14,25 @@ import keras
 import numpy as np
 import torch
 
-from xaipipe.autodiff._graph import Forward
+from xaipipe.autodiff._graph import Forward, GuidedSwitch
 
 
 class _GuidedGate(torch.autograd.Function):
-    """Identity forward; backward passes only positive gradients (see the TensorFlow backend)."""
+    """Identity forward; backward passes only positive gradients while the switch is on (see the TensorFlow backend)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, switch: GuidedSwitch) -> torch.Tensor:
+        ctx.switch = switch
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
-        return torch.relu(upstream)
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return (torch.relu(upstream) if ctx.switch.guided else upstream), None
 
 
-def guided_gate(x: torch.Tensor) -> torch.Tensor:
-    return _GuidedGate.apply(x)
+def make_guided_gate(switch: GuidedSwitch) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The guided gate reading ``switch`` when the backward pass runs."""
+    return lambda x: _GuidedGate.apply(x, switch)
 
 
 def _to_numpy(x: torch.Tensor) -> np.ndarray:
@@ -62,6 +64,33 @@ def gradient_function(
             if reduce is not None:
                 return _to_numpy(reduce(source, grads))
             return _to_numpy(source), _to_numpy(grads), _to_numpy(scores)
+
+    return call
+
+
+def guided_cam_function(
+    forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
+
+    One forward pass; the plain backward pass stops at the target layer, the guided one runs to the input.
+    """
+
+    def call(inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        x = keras.ops.convert_to_tensor(np.asarray(inputs, np.float32))
+        picks = keras.ops.convert_to_tensor(np.asarray(classes, np.int64))
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            source, scores = forward.capture(x)
+            targets = [picked.sum() for picked in torch.gather(scores, 1, picks).unbind(1)]
+            switch.guided = False
+            plain = torch.stack([torch.autograd.grad(t, source, retain_graph=True)[0] for t in targets], dim=1)
+            switch.guided = True
+            guided = torch.stack(
+                [torch.autograd.grad(t, x, retain_graph=k < n_targets - 1)[0] for k, t in enumerate(targets)], dim=1
+            )
+        with torch.no_grad():
+            return _to_numpy(reduce(source.detach(), plain, x.detach(), guided))
 
     return call
 

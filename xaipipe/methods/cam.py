@@ -27,7 +27,7 @@ class CAMMethod(Method):
         self.layer_path = find_target_path(model, layer)
         self.layer = self.layer_path[-1]
         self.score = score
-        self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self._maps)
+        self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.cam_maps)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -41,7 +41,7 @@ class CAMMethod(Method):
     def channel_weights(self, activations: Any, gradients: Any) -> Any:
         """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K), in ``keras.ops``."""
 
-    def _maps(self, activations: Any, gradients: Any) -> Any:
+    def cam_maps(self, activations: Any, gradients: Any) -> Any:
         """ReLU(sum_k w_k A^k), upsampled to the input: compiled together with the gradients."""
         from keras import ops
 

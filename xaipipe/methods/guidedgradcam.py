@@ -3,7 +3,9 @@ Networks via Gradient-based Localization").
 
 M = GB * L: the elementwise product of the guided-backpropagation map GB
 (max over channels of the absolute guided gradient, see
-:mod:`xaipipe.methods.guidedbackprop`) and the Grad-CAM map L upsampled to the input.
+:mod:`xaipipe.methods.guidedbackprop`) and the Grad-CAM map L upsampled to the input. Both come from one forward pass
+(:class:`xaipipe.autodiff.GuidedCAMGradients`): a plain backward pass to the
+Grad-CAM layer and a guided one to the input.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from xaipipe.autodiff import GuidedCAMGradients
 from xaipipe.methods.base import Method
 from xaipipe.methods.gradcam import GradCAM
-from xaipipe.methods.guidedbackprop import GuidedBackprop
+from xaipipe.methods.saliency import channel_max_of_magnitude
 
 
 class GuidedGradCAM(Method):
@@ -24,8 +27,8 @@ class GuidedGradCAM(Method):
     def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
         super().__init__(model)
         self.score = score
-        self._gradcam = GradCAM(model, layer=layer, score=score)
-        self._guided = GuidedBackprop(model, score=score)
+        self._gradcam = GradCAM(model, layer=layer, score=score)  # the layer lookup and the CAM of its gradients
+        self._gradients = GuidedCAMGradients(model, self._gradcam.layer_path, score, reduce=self._maps)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -35,5 +38,9 @@ class GuidedGradCAM(Method):
     def target_layer(self) -> str:
         return self._gradcam.target_layer
 
+    def _maps(self, activations: Any, layer_gradients: Any, inputs: Any, input_gradients: Any) -> Any:
+        """GB * L, compiled with the gradients."""
+        return channel_max_of_magnitude(inputs, input_gradients) * self._gradcam.cam_maps(activations, layer_gradients)
+
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return self._guided.raw_maps(inputs, classes) * self._gradcam.raw_maps(inputs, classes)
+        return self._gradients(inputs, classes)

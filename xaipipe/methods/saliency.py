@@ -23,7 +23,7 @@ class SaliencyMap(Method):
     def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
         super().__init__(model)  # ``layer`` has no meaning here: the gradient is taken at the input
         self.score = score
-        self._gradients = ScoreGradients(model, None, score, guided=self.guided, reduce=_channel_max_of_magnitude)
+        self._gradients = ScoreGradients(model, None, score, guided=self.guided, reduce=channel_max_of_magnitude)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -33,7 +33,7 @@ class SaliencyMap(Method):
         return self._gradients(inputs, classes)
 
 
-def _channel_max_of_magnitude(inputs: Any, gradients: Any) -> Any:
+def channel_max_of_magnitude(inputs: Any, gradients: Any) -> Any:
     """max_c |dS/dx_c|, compiled with the gradient so that only the map leaves it."""
     from keras import ops
 
