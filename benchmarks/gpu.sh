@@ -20,9 +20,11 @@ download)
 run)
     backend="${2:?backend: jax or torch}"
     shift 2
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    [ -d /tmp/site/keras ] ||
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND="$backend" PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    python3 -c "import importlib, numpy; print('numpy', numpy.__version__, '$backend', importlib.import_module('$backend').__version__)"
     python3 -m benchmarks.run --no-peers --csv "${OUT:-benchmarks}/gpu-${backend}.csv" "$@"
     ;;
 *)

@@ -107,8 +107,8 @@ class Limits:
     """The hardware limit on one batch: a compiled forward pass, and a forward plus full backward pass.
 
     TensorFlow: the model under ``tf.function`` with a ``GradientTape``. Other Keras 3
-    backends: Keras's own compiled ``predict_on_batch``, and a compiled input gradient
-    of one class score.
+    backends: the model's forward pass compiled (``jax.jit``; PyTorch runs eagerly
+    under ``no_grad``), and the input gradient of one class score.
     """
 
     def __init__(self, model, x: np.ndarray):
@@ -131,11 +131,12 @@ class Limits:
             self.forward = lambda: forward(tensor).numpy()
             self.forward_backward = lambda: forward_backward(tensor).numpy()
         else:
-            from xaipipe.autodiff import ScoreGradients
+            from xaipipe.autodiff import ScoreGradients, Scores
 
+            forward = Scores(model, "probabilities")
             gradients = ScoreGradients(model, None, "probabilities", reduce=lambda inputs, grads: grads)
             first_class = np.zeros((len(x), 1), np.int32)
-            self.forward = lambda: model.predict_on_batch(x)
+            self.forward = lambda: forward(x, len(x))
             self.forward_backward = lambda: gradients(x, first_class)
 
 
@@ -236,6 +237,7 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
             "model": case.name, "method": method, "images": len(images), "batch": len(images),
             "xaipipe_ms": t_one * 1e3, "xaipipe_all_classes_ms": t_all * 1e3, "limit_ms": limit * 1e3,
             "xaipipe_over_limit": t_one / limit, "all_over_one": t_all / t_one,
+            "forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3,
         }  # fmt: skip
         if peers:
             peer_calls = {
@@ -274,6 +276,7 @@ def format_row(row: dict) -> str:
 COLUMNS = [
     "model", "method", "images", "batch", "xaipipe_ms", "xaipipe_all_classes_ms", "limit_ms",
     "xaipipe_over_limit", "all_over_one", "aucmedi_ms", "aucmedi_over_xaipipe", "xplique_ms", "xplique_over_xaipipe",
+    "forward_ms", "forward_backward_ms", "backend", "device",
 ]  # fmt: skip
 
 
@@ -320,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import keras
 
+    device = device_name()
     print(f"xaipipe benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Keras {keras.__version__} on {keras.backend.backend()} ({device_name()}), "
+          f"Keras {keras.__version__} on {keras.backend.backend()} ({device}), "
           f"Python {sys.version.split()[0]}")  # fmt: skip
     rows: list[dict] = []
     for name in args.models.split(","):
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             case = Case(case.name, case.build, case.input_shape, args.batch, min(args.batch, case.slow_images * 4),
                         case.params)  # fmt: skip
         for row in bench_case(case, args.repeats, not args.no_peers, args.methods.split(",")):
-            rows.append(row)
+            rows.append({**row, "backend": keras.backend.backend(), "device": device})
             write_csv(args.csv, rows)  # after every row: a long run stopped early keeps what it measured
     print(f"\nwritten: {args.csv}")
     return 0

@@ -26,7 +26,7 @@ import numpy as np
 from xaipipe.autodiff._graph import SCORES, Forward, GuidedSwitch, score_tensor
 from xaipipe.layers import layer_path
 
-__all__ = ["SCORES", "GuidedCAMGradients", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
+__all__ = ["SCORES", "GuidedCAMGradients", "PerturbedScores", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
 
 _BACKENDS = {"tensorflow": "_tensorflow", "jax": "_jax", "torch": "_torch"}
 
@@ -37,6 +37,12 @@ def backend_module() -> ModuleType:
     if name not in _BACKENDS:
         raise RuntimeError(f"xaipipe differentiates on the Keras backends {sorted(_BACKENDS)}, not {name!r}")
     return importlib.import_module(f"{__name__}.{_BACKENDS[name]}")
+
+
+def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` with its first row repeated up to ``size`` rows (for a backend that compiles per shape)."""
+    missing = size - len(array)
+    return array if missing <= 0 else np.concatenate([array, np.repeat(array[:1], missing, axis=0)])
 
 
 class ScoreGradients:
@@ -119,9 +125,13 @@ class ScoreGradients:
         shape = (-1,) + (1,) * (inputs.ndim - 1)
         for start in range(0, rows, batch_size):
             index = np.arange(start, min(start + batch_size, rows))
+            used = len(index)
+            if self._backend.FIXED_SHAPES and rows > batch_size:
+                index = pad_rows(index, batch_size)  # one compiled shape for every chunk
             image, step = np.divmod(index, n_steps)
             points = baselines[image] + alphas[step].reshape(shape) * (inputs[image] - baselines[image])
             _, grads, _ = self(points, classes[image])
+            image, grads = image[:used], grads[:used]
             first_rows = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # rows are sorted by image
             total[image[first_rows]] += np.add.reduceat(grads, first_rows, axis=0)
         return total / n_steps
@@ -174,4 +184,35 @@ class Scores:
     def __call__(self, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Scores (N, K) of inputs (N, ...), ``batch_size`` inputs per model call."""
         chunks = [self._forward(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
+        return np.concatenate(chunks)
+
+
+class PerturbedScores:
+    """The class scores of many perturbed copies of a few inputs, the copies made where the model runs.
+
+    ``perturb(inputs, images, codes)``, written with ``keras.ops``, is compiled with
+    the forward pass: it returns the batch of copies, copy r being ``inputs[images[r]]``
+    changed as its code ``codes[r]`` says (which segments LIME keeps, which patch
+    occlusion covers). Only the inputs and the small codes travel to the model, not
+    hundreds of full-size copies made with numpy, which on a GPU, or for volumes,
+    would cost more than the model itself.
+    """
+
+    def __init__(self, model: keras.Model, score: str, perturb: Callable[[Any, Any, Any], Any]):
+        graph = keras.Model(model.inputs, score_tensor(model, score))
+        self._backend = backend_module()
+        self._forward = self._backend.perturbed_score_function(graph, perturb)
+
+    def __call__(self, inputs: np.ndarray, images: np.ndarray, codes: np.ndarray, batch_size: int) -> np.ndarray:
+        """Scores (R, K) of the R copies given by ``images`` (R,) and ``codes`` (R, ...), ``batch_size`` per call."""
+        inputs = np.asarray(inputs, np.float32)
+        images = np.asarray(images, np.int32)
+        pad = self._backend.FIXED_SHAPES and len(images) > batch_size
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            chunk_images, chunk_codes = images[start : start + batch_size], codes[start : start + batch_size]
+            used = len(chunk_images)
+            if pad:
+                chunk_images, chunk_codes = pad_rows(chunk_images, batch_size), pad_rows(chunk_codes, batch_size)
+            chunks.append(self._forward(inputs, chunk_images, chunk_codes)[:used])
         return np.concatenate(chunks)

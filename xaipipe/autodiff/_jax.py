@@ -19,6 +19,9 @@ import numpy as np
 
 from xaipipe.autodiff._graph import Forward, GuidedSwitch
 
+#: XLA compiles a function for each input shape: callers pad a call's last chunk to the full chunk size.
+FIXED_SHAPES = True
+
 
 def make_guided_gate(switch: GuidedSwitch) -> Callable[[jax.Array], jax.Array]:
     """An identity whose backward passes only positive gradients while ``switch.guided`` (see the TensorFlow backend).
@@ -130,5 +133,17 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
     def call(inputs: np.ndarray) -> np.ndarray:
         state = [variable.value for variable in variables]
         return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32)))
+
+    return call
+
+
+def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
+    """numpy (inputs, images, codes) -> numpy scores of ``perturb(inputs, images, codes)``, compiled with it."""
+    variables = _variables(graph)
+    compiled = jax.jit(_stateless(variables, lambda *args: graph(perturb(*args), training=False)))
+
+    def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        state = [variable.value for variable in variables]
+        return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32), jnp.asarray(images, jnp.int32), jnp.asarray(codes)))
 
     return call

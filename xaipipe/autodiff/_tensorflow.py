@@ -11,6 +11,9 @@ import tensorflow as tf
 
 from xaipipe.autodiff._graph import Forward, GuidedSwitch
 
+#: Chunks of any size share one traced function (a batch dimension of None).
+FIXED_SHAPES = False
+
 
 def make_guided_gate(switch: GuidedSwitch) -> Callable[[tf.Tensor], tf.Tensor]:
     """An identity whose backward passes only positive gradients while ``switch.guided`` (all of them otherwise).
@@ -98,3 +101,18 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
     signature = [tf.TensorSpec((None, *input_shape), tf.float32)]
     compiled = tf.function(lambda x: graph(x, training=False), input_signature=signature)
     return lambda inputs: compiled(tf.constant(inputs, tf.float32)).numpy()
+
+
+def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
+    """numpy (inputs, images, codes) -> numpy scores of ``perturb(inputs, images, codes)``, compiled with it.
+
+    Traced for the first shapes, then once more for any batch size (``reduce_retracing``).
+    """
+    compiled = tf.function(
+        lambda inputs, images, codes: graph(perturb(inputs, images, codes), training=False),
+        reduce_retracing=True,
+        autograph=False,
+    )
+    return lambda inputs, images, codes: compiled(
+        tf.constant(inputs, tf.float32), tf.constant(images, tf.int32), tf.constant(codes)
+    ).numpy()

@@ -16,6 +16,9 @@ import torch
 
 from xaipipe.autodiff._graph import Forward, GuidedSwitch
 
+#: Eager: nothing is compiled, chunks of any size cost the same.
+FIXED_SHAPES = False
+
 
 class _GuidedGate(torch.autograd.Function):
     """Identity forward; backward passes only positive gradients while the switch is on (see the TensorFlow backend)."""
@@ -101,5 +104,16 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
     def call(inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return _to_numpy(graph(keras.ops.convert_to_tensor(np.asarray(inputs, np.float32)), training=False))
+
+    return call
+
+
+def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
+    """numpy (inputs, images, codes) -> numpy scores of ``perturb(inputs, images, codes)``, without autograd."""
+
+    def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            args = [keras.ops.convert_to_tensor(a) for a in (np.asarray(inputs, np.float32), images, codes)]
+            return _to_numpy(graph(perturb(*args), training=False))
 
     return call

@@ -6,7 +6,8 @@ The input is split into about ``segments`` superpixels: a regular grid of cells
 the segmentation is deterministic and the same for every image. ``num_samples``
 binary vectors z in {0, 1}^S are drawn from ``seed`` (the first is all ones, the
 image itself) and shared by every image; in the perturbed input the segments with
-z_s = 0 are set to ``fill``. The target score f(z) of each perturbed input is then
+z_s = 0 are set to ``fill`` (where the model runs, see
+:class:`xaipipe.autodiff.PerturbedScores`). The target score f(z) of each perturbed input is then
 fitted by a weighted ridge regression (penalty 1, with intercept, as LIME's default)
 
     min_w sum_n pi(z_n) (f(z_n) - w_0 - w . z_n)^2 + |w|^2,
@@ -23,8 +24,8 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 
-from xaipipe.autodiff import Scores
-from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores
+from xaipipe.autodiff import PerturbedScores
+from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
 
 RIDGE_PENALTY = 1.0
 
@@ -85,8 +86,8 @@ class Lime(Method):
         self.seed = int(seed)
         self.fill = check_number("fill", fill)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self._scores = Scores(model, score)
         self.labels = grid_segments(self.spatial_shape, self.segments)
+        self._scores = PerturbedScores(model, score, self._mask)
         n_segments = int(self.labels.max()) + 1
         samples = np.random.default_rng(self.seed).integers(0, 2, (self.num_samples, n_segments), dtype=np.int8)
         samples[0] = 1
@@ -106,20 +107,21 @@ class Lime(Method):
             "segmentation": "grid",
         }
 
+    def _mask(self, inputs: Any, images: Any, kept: Any) -> Any:
+        """Copies (R, ...) of ``inputs[images]`` with the segments that ``kept`` (R, S) marks 0 set to ``fill``."""
+        from keras import ops
+
+        keep = ops.take(ops.cast(kept, "float32"), self.labels.reshape(-1), axis=1)  # (R, voxels)
+        keep = ops.reshape(keep, (-1, *self.spatial_shape, 1))
+        return ops.take(inputs, images, axis=0) * keep + self.fill * (1.0 - keep)
+
     def perturbed_scores(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Target scores (B, num_samples, T) of the perturbed inputs."""
-        inputs = np.asarray(inputs, np.float32)
-        classes = np.asarray(classes, np.int32)
         n = self.num_samples
-        rows = len(inputs) * n
-        out = np.empty((rows, classes.shape[1]), np.float32)
-        for start in range(0, rows, self.batch_size):
-            index = np.arange(start, min(start + self.batch_size, rows))
-            images, samples = np.divmod(index, n)
-            keep = self.samples[samples][:, self.labels][..., None].astype(np.float32)  # (rows, *spatial, 1)
-            batch = inputs[images] * keep + self.fill * (1.0 - keep)
-            out[index] = pick_scores(self._scores(batch, self.batch_size), classes[images])
-        return out.reshape(len(inputs), n, -1)
+        images = np.repeat(np.arange(len(inputs), dtype=np.int32), n)
+        kept = np.tile(self.samples, (len(inputs), 1))  # int8: (B * N, S)
+        scores = self._scores(inputs, images, kept, self.batch_size)
+        return pick_scores(scores, repeat_classes(classes, n)).reshape(len(inputs), n, -1)
 
     def segment_weights(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """The ridge weights (B, T, S) of the segments for each image and target."""

@@ -10,7 +10,9 @@ d_P = S(x) - S(x with P occluded) is computed, and
     M_i = mean of d_P over the patches P that contain pixel i   (0 where none does).
 
 Positive values mark regions whose occlusion lowers the score. All occluded copies
-of all images of a batch go through the model ``batch_size`` at a time.
+of all images of a batch go through the model ``batch_size`` at a time; each copy
+is made where the model runs, from its image and the index of its patch
+(:class:`xaipipe.autodiff.PerturbedScores`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from xaipipe.autodiff import Scores
+from xaipipe.autodiff import PerturbedScores
 from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
 
 
@@ -53,34 +55,43 @@ class OcclusionSensitivity(Method):
         self.stride = self.patch_size if stride is None else check_positive_int("stride", stride)
         self.fill = check_number("fill", fill)
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self._scores = Scores(model, score)
         axes = [
             [slice(start, start + min(self.patch_size, n)) for start in patch_starts(n, self.patch_size, self.stride)]
             for n in self.spatial_shape
         ]
         self.patches = list(itertools.product(*axes))
+        # (P + 1, axes, [start, stop]) of every patch, then an empty box: the copy left intact
+        boxes = [[(axis.start, axis.stop) for axis in patch] for patch in self.patches]
+        self._boxes = np.array([*boxes, [(0, 0)] * len(self.spatial_shape)], np.int32)
+        self._scores = PerturbedScores(model, score, self._occlude)
 
     @property
     def params(self) -> dict[str, Any]:
         return {"score": self.score, "patch_size": self.patch_size, "stride": self.stride, "fill": self.fill}
 
+    def _occlude(self, inputs: Any, images: Any, patches: Any) -> Any:
+        """Copies (R, ...) of ``inputs[images]``, each with its box ``patches`` (R,) set to ``fill``, in keras.ops."""
+        from keras import ops
+
+        boxes = ops.take(self._boxes, patches, axis=0)  # (R, axes, 2)
+        covered = 1.0
+        for axis, extent in enumerate(self.spatial_shape):
+            position = ops.arange(extent, dtype="int32")[None, :]
+            inside = ops.logical_and(position >= boxes[:, axis, 0:1], position < boxes[:, axis, 1:2])  # (R, extent)
+            shape = [-1] + [1] * len(self.spatial_shape)
+            shape[1 + axis] = extent
+            covered = covered * ops.reshape(ops.cast(inside, "float32"), shape)
+        covered = ops.expand_dims(covered, -1)
+        return ops.take(inputs, images, axis=0) * (1.0 - covered) + self.fill * covered
+
     def score_drops(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Drops (B, P, T) of the target scores for each of the P patches."""
-        inputs = np.asarray(inputs, np.float32)
-        classes = np.asarray(classes, np.int32)
-        n_patches = len(self.patches)
-        original = pick_scores(self._scores(inputs, self.batch_size), classes)  # (B, T)
-        rows = len(inputs) * n_patches
-        occluded_scores = np.empty((rows, classes.shape[1]), np.float32)
-        for start in range(0, rows, self.batch_size):
-            index = np.arange(start, min(start + self.batch_size, rows))
-            images, patches = np.divmod(index, n_patches)
-            batch = inputs[images].copy()
-            for row, patch in enumerate(patches):
-                batch[(row, *self.patches[patch])] = self.fill
-            scores = self._scores(batch, self.batch_size)
-            occluded_scores[index] = pick_scores(scores, repeat_classes(classes, n_patches)[index])
-        return original[:, None, :] - occluded_scores.reshape(len(inputs), n_patches, -1)
+        copies = len(self.patches) + 1  # the last copy of each image is the image itself
+        images = np.repeat(np.arange(len(inputs), dtype=np.int32), copies)
+        patches = np.tile(np.arange(copies, dtype=np.int32), len(inputs))
+        scores = self._scores(inputs, images, patches, self.batch_size)
+        picked = pick_scores(scores, repeat_classes(classes, copies)).reshape(len(inputs), copies, -1)
+        return picked[:, -1:, :] - picked[:, :-1, :]
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         drops = self.score_drops(inputs, classes)
