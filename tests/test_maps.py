@@ -50,3 +50,12 @@ def test_compiled_resize_matches_the_numpy_resize(source, target):
 
     maps = np.random.default_rng(2).random((2, *source)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(resize_linear_ops(maps, target)), resize_linear(maps, target), atol=1e-5)
+
+
+def test_normalized_maxima_are_exactly_one_whatever_the_rounding():
+    # spans whose reciprocal rounds so that (max - min) * (1 / span) would give 0.99999994
+    rng = np.random.default_rng(0)
+    maps = (rng.random((2000, 5)) * rng.choice([1e-7, 1e-3, 1.0, 3e4], size=(2000, 1))).astype(np.float32)
+    normalized = normalize_maps(maps)
+    assert (normalized.max(axis=1) == 1.0).all()
+    assert (normalized.min(axis=1) == 0.0).all()

@@ -46,8 +46,9 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
         raise ValueError("heatmap holds NaN or infinite values")
     span = hi - lo
     flat_maps = span <= _RELATIVE_TOLERANCE * np.maximum(np.abs(lo), np.abs(hi))
-    scale = np.where(flat_maps, 0.0, 1.0 / np.where(flat_maps, 1.0, span))
-    return ((flat - lo) * scale).reshape(maps.shape).astype(np.float32, copy=False)
+    # a division, not a product with 1 / span, whose rounding can leave the maximum at 0.99999994
+    normalized = np.where(flat_maps, 0.0, (flat - lo) / np.where(flat_maps, 1.0, span))
+    return normalized.reshape(maps.shape).astype(np.float32, copy=False)
 
 
 def resize_linear_ops(maps, shape: tuple[int, ...]):
