@@ -26,7 +26,7 @@ import numpy as np
 from xaipipe.autodiff._graph import SCORES, Forward, GuidedSwitch, score_tensor
 from xaipipe.layers import layer_path
 
-__all__ = ["SCORES", "GuidedCAMGradients", "PerturbedScores", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
+__all__ = ["SCORES", "GuidedCAMGradients", "PathGradients", "PerturbedScores", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
 
 _BACKENDS = {"tensorflow": "_tensorflow", "jax": "_jax", "torch": "_torch"}
 
@@ -99,42 +99,6 @@ class ScoreGradients:
                 self._forward, n_targets, self._reduce, self._input_shape
             )
         return self._compiled[n_targets](inputs, classes)
-
-    def path_mean(
-        self,
-        inputs: np.ndarray,
-        baselines: np.ndarray,
-        classes: np.ndarray,
-        alphas: np.ndarray,
-        batch_size: int = 64,
-    ) -> np.ndarray:
-        """Mean input gradients (B, T, ...) over the points baseline + alpha * (input - baseline).
-
-        All B * len(alphas) points go through the compiled gradient in chunks of
-        ``batch_size`` rows, not one call per point. Only for ``layer=None``.
-        """
-        if self._target:
-            raise ValueError("path gradients are taken with respect to the input")
-        inputs = np.asarray(inputs, np.float32)
-        baselines = np.broadcast_to(np.asarray(baselines, np.float32), inputs.shape)
-        classes = np.asarray(classes, np.int32)
-        alphas = np.asarray(alphas, np.float32)
-        n_steps = len(alphas)
-        total = np.zeros((len(inputs), classes.shape[1], *inputs.shape[1:]), np.float32)
-        rows = len(inputs) * n_steps
-        shape = (-1,) + (1,) * (inputs.ndim - 1)
-        for start in range(0, rows, batch_size):
-            index = np.arange(start, min(start + batch_size, rows))
-            used = len(index)
-            if self._backend.FIXED_SHAPES and rows > batch_size:
-                index = pad_rows(index, batch_size)  # one compiled shape for every chunk
-            image, step = np.divmod(index, n_steps)
-            points = baselines[image] + alphas[step].reshape(shape) * (inputs[image] - baselines[image])
-            _, grads, _ = self(points, classes[image])
-            image, grads = image[:used], grads[:used]
-            first_rows = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # rows are sorted by image
-            total[image[first_rows]] += np.add.reduceat(grads, first_rows, axis=0)
-        return total / n_steps
 
 
 class GuidedCAMGradients:
@@ -216,3 +180,72 @@ class PerturbedScores:
                 chunk_images, chunk_codes = pad_rows(chunk_images, batch_size), pad_rows(chunk_codes, batch_size)
             chunks.append(self._forward(inputs, chunk_images, chunk_codes)[:used])
         return np.concatenate(chunks)
+
+
+class PathGradients:
+    """Mean input gradients along straight paths from baselines to inputs (integrated gradients).
+
+    The points baseline + alpha * (input - baseline) are made where the model runs,
+    from the inputs, their baselines and the alphas, and their gradients are summed
+    there per image: only the inputs go to the model and one sum per image comes back.
+    """
+
+    def __init__(self, model: keras.Model, score: str = "logits"):
+        self._graph = keras.Model(model.inputs, score_tensor(model, score))
+        self._forward = Forward(self._graph, (), None)
+        self._input_shape = tuple(model.inputs[0].shape[1:])
+        self._backend = backend_module()
+        self._compiled: dict[int, Callable] = {}
+
+    def _points(self, inputs: Any, baselines: Any, alphas: Any) -> Any:
+        """(k * m, ...) points, image-major, for k inputs and baselines and m alphas."""
+        from keras import ops
+
+        alphas = ops.reshape(alphas, (1, -1) + (1,) * len(self._input_shape))
+        points = ops.expand_dims(baselines, 1) + alphas * ops.expand_dims(inputs - baselines, 1)
+        return ops.reshape(points, (-1, *self._input_shape))
+
+    @staticmethod
+    def _sum_per_image(points: Any, gradients: Any, inputs: Any, baselines: Any, alphas: Any) -> Any:
+        """Gradients (k * m, T, ...) summed over each image's m points: (k, T, ...)."""
+        from keras import ops
+
+        return ops.sum(ops.reshape(gradients, (ops.shape(inputs)[0], -1, *gradients.shape[1:])), axis=1)
+
+    def mean(
+        self,
+        inputs: np.ndarray,
+        baselines: np.ndarray,
+        classes: np.ndarray,
+        alphas: np.ndarray,
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """Mean input gradients (B, T, ...) over the points baseline + alpha * (input - baseline).
+
+        Each model call takes about ``batch_size`` points: whole images' paths when
+        they fit (``batch_size // len(alphas)`` images), else one image's path in parts.
+        """
+        inputs = np.asarray(inputs, np.float32)
+        baselines = np.ascontiguousarray(np.broadcast_to(np.asarray(baselines, np.float32), inputs.shape))
+        classes = np.asarray(classes, np.int32)
+        alphas = np.asarray(alphas, np.float32)
+        n_targets = classes.shape[1]
+        if n_targets not in self._compiled:
+            self._compiled[n_targets] = self._backend.prepared_gradient_function(
+                self._forward, n_targets, self._points, self._sum_per_image
+            )
+        compiled = self._compiled[n_targets]
+        images_per_call = max(1, batch_size // len(alphas))
+        steps_per_call = min(len(alphas), batch_size)
+        pad = self._backend.FIXED_SHAPES and len(inputs) > images_per_call
+        total = np.zeros((len(inputs), n_targets, *inputs.shape[1:]), np.float32)
+        for first in range(0, len(inputs), images_per_call):
+            group = np.arange(first, min(first + images_per_call, len(inputs)))
+            used = len(group)
+            if pad:
+                group = pad_rows(group, images_per_call)  # one compiled shape for every call
+            for step in range(0, len(alphas), steps_per_call):
+                part = alphas[step : step + steps_per_call]
+                sums = compiled((inputs[group], baselines[group], part), np.repeat(classes[group], len(part), axis=0))
+                total[group[:used]] += sums[:used]
+        return total / len(alphas)

@@ -152,21 +152,22 @@ class Forward:
             raise ValueError(f"layer {self.target[-1].name!r} is not reached from the model's input")
         return captured[0], scores
 
-    def substitute(self, x: Any, activations: Any) -> Any:
-        """The scores with the target layer's output (its first call) replaced by ``activations``.
+    def shifted(self, x: Any, offset: Any) -> tuple[Any, Any]:
+        """(the scores with ``offset`` added to the target layer's output (its first call), that output).
 
-        Differentiating this with respect to ``activations`` gives the gradients with
-        respect to the layer's output where a backend differentiates functions, not tapes.
+        At ``offset = 0`` the gradient with respect to ``offset`` is the gradient with
+        respect to the layer's output, from one replay of the graph, where a backend
+        differentiates functions, not tapes.
         """
-        replaced: list = []
+        captured: list = []
 
-        def replace(outputs: Any) -> Any:
-            if replaced:
+        def shift(outputs: Any) -> Any:
+            if captured:
                 return outputs
-            replaced.append(True)
-            return activations
+            captured.append(outputs)
+            return outputs + offset
 
-        scores = replay(self.graph, x, self.target, self.gate, replace)
-        if not replaced:
+        scores = replay(self.graph, x, self.target, self.gate, shift)
+        if not captured:
             raise ValueError(f"layer {self.target[-1].name!r} is not reached from the model's input")
-        return scores
+        return scores, captured[0]

@@ -1,8 +1,8 @@
 """The JAX backend: jax.jit, jax.vjp, jax.custom_vjp.
 
 JAX differentiates functions, not tapes: the gradient with respect to a layer's
-output is the vjp of "the scores as a function of that output", the graph
-replayed with the layer's output replaced (:meth:`Forward.substitute`). The
+output is the vjp with respect to a zero offset added to that output
+(:meth:`Forward.shifted`), so the graph is replayed once. The
 model's weights enter the compiled function as arguments (through a Keras
 StatelessScope), not as constants baked into it, so they are read at each call.
 """
@@ -61,23 +61,34 @@ def _stateless(variables: list, function: Callable) -> Callable:
     return run
 
 
+def _zero_offset(forward: Forward, x: jax.Array) -> jax.Array:
+    """Zeros shaped like the target layer's output for ``x`` (its shape is traced, nothing is computed)."""
+    shape = jax.eval_shape(lambda inputs: forward.shifted(inputs, 0.0)[1], x)
+    return jnp.zeros(shape.shape, shape.dtype)
+
+
+def _gradients(forward: Forward, x: jax.Array, classes: jax.Array) -> tuple[Any, Any, Any]:
+    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
+    if not forward.target:
+        source = x
+        scores, pullback = jax.vjp(forward.scores, x)
+    else:
+        offset = _zero_offset(forward, x)
+        scores, pullback, source = jax.vjp(lambda shift: forward.shifted(x, shift), offset, has_aux=True)
+    # one cotangent per target: ones at (b, classes[b, t]), i.e. d(sum_b scores[b, classes[b, t]])
+    cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
+    (grads,) = jax.vmap(pullback, in_axes=1, out_axes=1)(cotangents)  # (B, T, ...)
+    return source, grads, scores
+
+
 def gradient_function(
     forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], Any]:
     """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
-    wrt_input = not forward.target
     variables = _variables(forward.graph)
 
     def gradients(x: jax.Array, classes: jax.Array) -> Any:
-        if wrt_input:
-            source = x
-            scores, pullback = jax.vjp(forward.scores, x)
-        else:
-            source, _ = forward.capture(x)  # only the layer's output is used: the rest is dead code for XLA
-            scores, pullback = jax.vjp(lambda activations: forward.substitute(x, activations), source)
-        # one cotangent per target: ones at (b, classes[b, t]), i.e. d(sum_b scores[b, classes[b, t]])
-        cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
-        (grads,) = jax.vmap(pullback, in_axes=1, out_axes=1)(cotangents)  # (B, T, ...)
+        source, grads, scores = _gradients(forward, x, classes)
         if reduce is not None:
             return reduce(source, grads)
         return source, grads, scores
@@ -94,26 +105,48 @@ def gradient_function(
     return call
 
 
+def prepared_gradient_function(
+    forward: Forward, n_targets: int, prepare: Callable[..., Any], reduce: Callable[..., Any]
+) -> Callable[..., np.ndarray]:
+    """numpy (args, classes (R, T)) -> ``reduce(x, input gradients, *args)`` where ``x = prepare(*args)`` (R, ...)."""
+    variables = _variables(forward.graph)
+
+    def gradients(args: tuple, classes: jax.Array) -> Any:
+        x = prepare(*args)
+        _, grads, _ = _gradients(forward, x, classes)
+        return reduce(x, grads, *args)
+
+    compiled = jax.jit(_stateless(variables, gradients))
+
+    def call(args: tuple, classes: np.ndarray) -> np.ndarray:
+        state = [variable.value for variable in variables]
+        arrays = tuple(jnp.asarray(a, jnp.float32) for a in args)
+        return np.asarray(compiled(state, arrays, jnp.asarray(classes, jnp.int32)))
+
+    return call
+
+
 def guided_cam_function(
     forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
 
-    One forward pass, split at the target layer: below it (input -> layer) and above
-    it (layer -> scores). The part above is pulled back twice, plainly and guided;
-    only the guided gradient is pulled back further, to the input.
+    One forward pass, with a zero offset added to the target layer's output; it is
+    pulled back twice: plainly for the gradient at the offset (the layer), guided
+    for the gradient at the input.
     """
     variables = _variables(forward.graph)
 
     def gradients(x: jax.Array, classes: jax.Array) -> Any:
-        source, pull_below = jax.vjp(lambda inputs: forward.capture(inputs)[0], x)
-        scores, pull_above = jax.vjp(lambda activations: forward.substitute(x, activations), source)
+        scores, pullback, source = jax.vjp(
+            lambda inputs, offset: forward.shifted(inputs, offset), x, _zero_offset(forward, x), has_aux=True
+        )
         cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
+        pull = jax.vmap(pullback, in_axes=1, out_axes=1)
         switch.guided = False
-        (plain,) = jax.vmap(pull_above, in_axes=1, out_axes=1)(cotangents)
+        _, plain = pull(cotangents)  # the input gradient of this pass is unused: XLA drops it
         switch.guided = True
-        (guided_at_layer,) = jax.vmap(pull_above, in_axes=1, out_axes=1)(cotangents)
-        (guided,) = jax.vmap(pull_below, in_axes=1, out_axes=1)(guided_at_layer)
+        guided, _ = pull(cotangents)
         return reduce(source, plain, x, guided)
 
     compiled = jax.jit(_stateless(variables, gradients))

@@ -33,21 +33,26 @@ def make_guided_gate(switch: GuidedSwitch) -> Callable[[tf.Tensor], tf.Tensor]:
     return guided_gate
 
 
+def _gradients(forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor) -> tuple[Any, Any, Any]:
+    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
+    with tf.GradientTape(persistent=n_targets > 1) as tape:
+        if not forward.target:
+            tape.watch(x)
+        source, scores = forward.capture(x)
+        picked = tf.gather(scores, classes, batch_dims=1)
+        targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
+    grads = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
+    del tape
+    return source, grads, scores
+
+
 def gradient_function(
     forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], Any]:
     """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
-    wrt_input = not forward.target
 
     def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
-        with tf.GradientTape(persistent=n_targets > 1) as tape:
-            if wrt_input:
-                tape.watch(x)
-            source, scores = forward.capture(x)
-            picked = tf.gather(scores, classes, batch_dims=1)
-            targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
-        grads = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
-        del tape
+        source, grads, scores = _gradients(forward, n_targets, x, classes)
         if reduce is not None:
             return reduce(source, grads)
         return source, grads, scores
@@ -65,6 +70,22 @@ def gradient_function(
         return tuple(r.numpy() for r in result)
 
     return call
+
+
+def prepared_gradient_function(
+    forward: Forward, n_targets: int, prepare: Callable[..., Any], reduce: Callable[..., Any]
+) -> Callable[..., np.ndarray]:
+    """numpy (args, classes (R, T)) -> ``reduce(x, input gradients, *args)`` where ``x = prepare(*args)`` (R, ...)."""
+
+    def gradients(args: tuple, classes: tf.Tensor) -> Any:
+        x = prepare(*args)
+        _, grads, _ = _gradients(forward, n_targets, x, classes)
+        return reduce(x, grads, *args)
+
+    compiled = tf.function(gradients, reduce_retracing=True, autograph=False)
+    return lambda args, classes: compiled(
+        tuple(tf.constant(a, tf.float32) for a in args), tf.constant(classes, tf.int32)
+    ).numpy()
 
 
 def guided_cam_function(

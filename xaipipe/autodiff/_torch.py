@@ -42,6 +42,24 @@ def _to_numpy(x: torch.Tensor) -> np.ndarray:
     return x.numpy(force=True)  # detached, on the CPU
 
 
+def _gradients(forward: Forward, n_targets: int, x: torch.Tensor, classes: np.ndarray) -> tuple[Any, Any, Any]:
+    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
+    picks = keras.ops.convert_to_tensor(np.asarray(classes, np.int64))
+    # the input always requires a gradient, so that a layer's output does too when no weight is trainable
+    x.requires_grad_(True)
+    with torch.enable_grad():
+        source, scores = forward.capture(x)
+        picked = torch.gather(scores, 1, picks)
+        grads = torch.stack(
+            [
+                torch.autograd.grad(picked[:, t].sum(), source, retain_graph=t < n_targets - 1)[0]
+                for t in range(n_targets)
+            ],
+            dim=1,
+        )
+    return source.detach(), grads, scores.detach()
+
+
 def gradient_function(
     forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], Any]:
@@ -49,24 +67,27 @@ def gradient_function(
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
         x = keras.ops.convert_to_tensor(np.asarray(inputs, np.float32))
-        picks = keras.ops.convert_to_tensor(np.asarray(classes, np.int64))
-        # the input always requires a gradient, so that a layer's output does too when no weight is trainable
-        x.requires_grad_(True)
-        with torch.enable_grad():
-            source, scores = forward.capture(x)
-            picked = torch.gather(scores, 1, picks)
-            grads = torch.stack(
-                [
-                    torch.autograd.grad(picked[:, t].sum(), source, retain_graph=t < n_targets - 1)[0]
-                    for t in range(n_targets)
-                ],
-                dim=1,
-            )
+        source, grads, scores = _gradients(forward, n_targets, x, classes)
         with torch.no_grad():
-            source = source.detach()
             if reduce is not None:
                 return _to_numpy(reduce(source, grads))
             return _to_numpy(source), _to_numpy(grads), _to_numpy(scores)
+
+    return call
+
+
+def prepared_gradient_function(
+    forward: Forward, n_targets: int, prepare: Callable[..., Any], reduce: Callable[..., Any]
+) -> Callable[..., np.ndarray]:
+    """numpy (args, classes (R, T)) -> ``reduce(x, input gradients, *args)`` where ``x = prepare(*args)`` (R, ...)."""
+
+    def call(args: tuple, classes: np.ndarray) -> np.ndarray:
+        tensors = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in args]
+        with torch.no_grad():
+            x = prepare(*tensors)
+        _, grads, _ = _gradients(forward, n_targets, x, classes)
+        with torch.no_grad():
+            return _to_numpy(reduce(x.detach(), grads, *tensors))
 
     return call
 

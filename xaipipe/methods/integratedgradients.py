@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from xaipipe.autodiff import ScoreGradients
+from xaipipe.autodiff import PathGradients
 from xaipipe.methods.base import Method, check_positive_int
 
 
@@ -59,7 +59,7 @@ class IntegratedGradients(Method):
         baseline_for(np.zeros((1, 1, 1), np.float32), baseline)  # validate now, not at the first batch
         self.baseline = baseline
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self._gradients = ScoreGradients(model, None, score)
+        self._gradients = PathGradients(model, score)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class IntegratedGradients(Method):
         inputs = np.asarray(inputs, np.float32)
         baselines = baseline_for(inputs, self.baseline)
         alphas = (np.arange(self.steps, dtype=np.float64) + 0.5) / self.steps
-        mean_gradients = self._gradients.path_mean(inputs, baselines, classes, alphas, self.batch_size)
+        mean_gradients = self._gradients.mean(inputs, baselines, classes, alphas, self.batch_size)
         return (inputs - baselines)[:, None] * mean_gradients
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
