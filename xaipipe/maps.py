@@ -46,9 +46,11 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
         raise ValueError("heatmap holds NaN or infinite values")
     span = hi - lo
     flat_maps = span <= _RELATIVE_TOLERANCE * np.maximum(np.abs(lo), np.abs(hi))
+    normalized = flat - lo  # one new array, then in place: this runs on every batch of maps
     # a division, not a product with 1 / span, whose rounding can leave the maximum at 0.99999994
-    normalized = np.where(flat_maps, 0.0, (flat - lo) / np.where(flat_maps, 1.0, span))
-    return normalized.reshape(maps.shape).astype(np.float32, copy=False)
+    np.divide(normalized, np.where(flat_maps, 1.0, span).astype(np.float32), out=normalized)
+    normalized[flat_maps[:, 0]] = 0.0
+    return normalized.reshape(maps.shape)
 
 
 def resize_linear_ops(maps, shape: tuple[int, ...]):
