@@ -7,7 +7,8 @@ On N random 224x224 RGB PNG images and an untrained ResNet50 (3 classes) saved a
 image (model forward for the predictions plus the three methods, batched, no I/O),
 measured on a subset; (2) ``snakemake --cores 2`` on all N images, its wall time and
 the ratio to N times (1); (3) from Snakemake's ``benchmark:`` files, each stage's
-time per image and the fixed cost of a job (its time minus its images' compute);
+time per image and a job's time beyond its images' compute (its fixed cost, where
+the job has all cores to itself);
 (4) the peak memory of one heatmaps job on a shard ten times larger.
 """
 
@@ -138,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seconds = statistics.median(r["s"] for r in rows)
         line = f"  {stage:<10} {len(rows):3d} jobs, median {seconds:6.1f} s/job, {seconds / shard_images * 1e3:6.1f} ms/img"
+        # the job's time beyond its images' in-process compute (on all cores): its fixed cost, where a job
+        # has all cores; a one-thread job also computes more slowly, while another job runs beside it
         if stage == "heatmaps":
             fixed = [r["s"] - costs[r["job"].split("/")[1]] * shard_images for r in rows]
-            line += f", fixed cost {statistics.median(fixed):.1f} s/job"
+            line += f", beyond compute {statistics.median(fixed):.1f} s/job"
         if compute_key:
-            line += f", fixed cost {seconds - costs[compute_key] * shard_images:.1f} s/job"
+            line += f", beyond compute {seconds - costs[compute_key] * shard_images:.1f} s/job"
         line += f", peak RSS {max(r['max_rss'] for r in rows):.0f} MB"
         print(line)
     # memory: the same heatmaps job on a shard ten times smaller must not need much less memory

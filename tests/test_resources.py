@@ -37,3 +37,9 @@ def test_a_missing_model_file_gets_a_size(tmp_path):
 def test_light_jobs_are_light():
     assert xr.light_job_mem_mb(256, SIZE, 3) < xr.model_job_mem_mb(256, 100, SIZE, 3, 32)
     assert xr.light_job_runtime(256, SIZE, attempt=2) >= 2 * xr.light_job_runtime(256, SIZE) - 1
+
+
+def test_fewer_threads_than_the_calibration_ask_for_more_time():
+    assert xr.thread_factor(1) == 2.0
+    assert xr.thread_factor(2) == 1.0
+    assert xr.thread_factor(16) == 1.0  # more threads are not assumed to make a job faster

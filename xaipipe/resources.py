@@ -54,9 +54,11 @@ PASS_SECONDS_MIN = 2.5e-4
 PASS_SECONDS_PER_MB_MVOX = 0.01
 #: Run time margin: a job that exceeds its request is killed.
 RUNTIME_MARGIN = 2.0
+#: Threads of the jobs the run-time constants were measured on.
+CALIBRATION_THREADS = 2
 
 #: Model passes (forward + backward counted as 3 forward passes) per sample and target.
-GRADIENT_PASSES = {"gradcam": 3, "gradcam++": 3, "saliency": 3, "guidedbackprop": 3, "guidedgradcam": 6}
+GRADIENT_PASSES = {"gradcam": 3, "gradcam++": 3, "saliency": 3, "guidedbackprop": 3, "guidedgradcam": 3}
 PERTURBATION_METHODS = ("integratedgradients", "occlusion", "limepro", "limecon")
 
 
@@ -131,6 +133,11 @@ def model_job_runtime(
     per_pass = max(PASS_SECONDS_MIN, PASS_SECONDS_PER_MB_MVOX * model_file_mb * math.prod(size) / 1e6)
     seconds = shard_size * (SAMPLE_SECONDS + passes * per_pass)
     return int(math.ceil((FIXED_MINUTES + RUNTIME_MARGIN * seconds / 60) * attempt * scale))
+
+
+def thread_factor(threads: int) -> float:
+    """How much longer a model job with ``threads`` threads runs than the calibration's (never less than 1)."""
+    return max(1.0, CALIBRATION_THREADS / threads)
 
 
 def light_job_mem_mb(shard_size: int, size: Sequence[int], channels: int, attempt: int = 1) -> int:

@@ -47,7 +47,10 @@ INPUT_SIZE = config["preprocessing"]["size"]
 CHANNELS = config["preprocessing"]["channels"]
 MAPS_PER_SAMPLE = N_CLASSES or 1
 GPU = 1 if config["resources"]["gpu"] else 0
+MODEL_THREADS = config["resources"]["threads"]
 RUNTIME_SCALE = config["resources"]["runtime_scale"]
+# the model jobs' run-time estimates are calibrated on 2-thread jobs: fewer threads, longer
+MODEL_RUNTIME_SCALE = RUNTIME_SCALE * xr.thread_factor(MODEL_THREADS)
 
 
 def predict_mem_mb(wildcards, attempt):
@@ -55,7 +58,7 @@ def predict_mem_mb(wildcards, attempt):
 
 
 def predict_runtime(wildcards, attempt):
-    return xr.model_job_runtime(SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, attempt=attempt, scale=RUNTIME_SCALE)
+    return xr.model_job_runtime(SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, attempt=attempt, scale=MODEL_RUNTIME_SCALE)
 
 
 def heatmaps_mem_mb(wildcards, attempt):
@@ -68,7 +71,8 @@ def heatmaps_mem_mb(wildcards, attempt):
 def heatmaps_runtime(wildcards, attempt, n_samples=None):
     method = wildcards.method
     return xr.model_job_runtime(
-        n_samples or SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, method, METHODS[method], MAPS_PER_SAMPLE, attempt, RUNTIME_SCALE
+        n_samples or SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, method, METHODS[method], MAPS_PER_SAMPLE, attempt,
+        MODEL_RUNTIME_SCALE,
     )
 
 

@@ -31,7 +31,7 @@ if config["demo"]["build"]:
             method_params=method_params,
             n_samples=config["demo"]["sanity_samples"],
             seed=config["demo"]["seed"],
-        threads: 2
+        threads: MODEL_THREADS
         resources:
             mem_mb=heatmaps_mem_mb,
             runtime=randomization_runtime,

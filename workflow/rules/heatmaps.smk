@@ -11,7 +11,7 @@ rule heatmaps:
         method_params=method_params,
         targets=config["targets"],
         batch_size=config["batch_size"],
-    threads: 2
+    threads: MODEL_THREADS
     resources:
         mem_mb=heatmaps_mem_mb,
         runtime=heatmaps_runtime,

@@ -6,7 +6,7 @@ rule predict:
         f"{OUT}/predictions/shard-{{shard}}.h5",
     params:
         batch_size=config["batch_size"],
-    threads: 2
+    threads: MODEL_THREADS
     resources:
         mem_mb=predict_mem_mb,
         runtime=predict_runtime,

@@ -1,11 +1,17 @@
 """Batched gradients of class scores, compiled once per model, on Keras 3's TensorFlow, JAX or PyTorch backend.
 
 This is the only package that differentiates; every gradient-based method
-calls it. It also holds the batched forward pass that the perturbation methods use.
+calls it: :class:`ScoreGradients` (a layer's or the input's gradients),
+:class:`GuidedCAMGradients` (Guided Grad-CAM's two backward passes from one
+forward pass), :class:`PathGradients` (integrated gradients). It also holds the
+compiled forward passes: :class:`Scores`, and :class:`PerturbedScores` for the
+perturbation methods. Whatever can be computed where the model runs (a method's
+maps from its gradients, perturbed copies, path points) is compiled with it, so
+that only inputs go to the model and only maps come back.
 
 The backend is the one Keras runs on (``keras.backend.backend()``, chosen with
 ``KERAS_BACKEND``; TensorFlow by default). What does not depend on it, the class
-scores and the replay of the model's graph with its hooks (read or replace a
+scores and the replay of the model's graph with its hooks (read or shift a
 layer's output, gate the ReLUs for guided backpropagation), is in
 :mod:`xaipipe.autodiff._graph`; each backend module (``_tensorflow``, ``_jax``,
 ``_torch``) holds only what differs: how a function is compiled, how the
@@ -26,7 +32,16 @@ import numpy as np
 from xaipipe.autodiff._graph import SCORES, Forward, GuidedSwitch, score_tensor
 from xaipipe.layers import layer_path
 
-__all__ = ["SCORES", "GuidedCAMGradients", "PathGradients", "PerturbedScores", "ScoreGradients", "Scores", "backend_module", "score_tensor"]
+__all__ = [
+    "SCORES",
+    "GuidedCAMGradients",
+    "PathGradients",
+    "PerturbedScores",
+    "ScoreGradients",
+    "Scores",
+    "backend_module",
+    "score_tensor",
+]
 
 _BACKENDS = {"tensorflow": "_tensorflow", "jax": "_jax", "torch": "_torch"}
 

@@ -2,7 +2,7 @@
 
 The forward pass is replayed operation by operation over the model's
 functional graph (recursing into nested Functional or Sequential sub-models).
-That lets a method read, or replace, the activations of any layer, nested ones
+That lets a method read, or shift, the activations of any layer, nested ones
 included, and lets guided backpropagation change the gradient of every ReLU,
 all without touching the user's model: its layers, weights and activations are
 only called. The one backend-specific piece used here is the guided gate,
