@@ -138,9 +138,7 @@ def guided_cam_function(
     variables = _variables(forward.graph)
 
     def gradients(x: jax.Array, classes: jax.Array) -> Any:
-        scores, pullback, source = jax.vjp(
-            lambda inputs, offset: forward.shifted(inputs, offset), x, _zero_offset(forward, x), has_aux=True
-        )
+        scores, pullback, source = jax.vjp(forward.shifted, x, _zero_offset(forward, x), has_aux=True)
         cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
         pull = jax.vmap(pullback, in_axes=1, out_axes=1)
         switch.guided = False
