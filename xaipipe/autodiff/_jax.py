@@ -175,6 +175,7 @@ def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, An
 
     def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
         state = [variable.value for variable in variables]
-        return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32), jnp.asarray(images, jnp.int32), jnp.asarray(codes)))
+        arrays = jnp.asarray(inputs, jnp.float32), jnp.asarray(images, jnp.int32), jnp.asarray(codes)
+        return np.asarray(compiled(state, *arrays))
 
     return call

@@ -3,9 +3,9 @@ Networks via Gradient-based Localization").
 
 M = GB * L: the elementwise product of the guided-backpropagation map GB
 (max over channels of the absolute guided gradient, see
-:mod:`xaipipe.methods.guidedbackprop`) and the Grad-CAM map L upsampled to the input. Both come from one forward pass
-(:class:`xaipipe.autodiff.GuidedCAMGradients`): a plain backward pass to the
-Grad-CAM layer and a guided one to the input.
+:mod:`xaipipe.methods.guidedbackprop`) and the Grad-CAM map L upsampled to the input.
+Both come from one forward pass (:class:`xaipipe.autodiff.GuidedCAMGradients`): a
+plain backward pass to the Grad-CAM layer and a guided one to the input.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ the segmentation is deterministic and the same for every image. ``num_samples``
 binary vectors z in {0, 1}^S are drawn from ``seed`` (the first is all ones, the
 image itself) and shared by every image; in the perturbed input the segments with
 z_s = 0 are set to ``fill`` (where the model runs, see
-:class:`xaipipe.autodiff.PerturbedScores`). The target score f(z) of each perturbed input is then
-fitted by a weighted ridge regression (penalty 1, with intercept, as LIME's default)
+:class:`xaipipe.autodiff.PerturbedScores`). The target score f(z) of each perturbed
+input is then fitted by a weighted ridge regression (penalty 1, with intercept, as
+LIME's default)
 
     min_w sum_n pi(z_n) (f(z_n) - w_0 - w . z_n)^2 + |w|^2,
     pi(z) = sqrt(exp(-d(z)^2 / kernel_width^2)),  d = cosine distance of z to all ones,
