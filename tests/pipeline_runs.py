@@ -53,3 +53,10 @@ def snakemake_command(workdir: Path, config: dict, *args: str) -> list[str]:
 def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
     """Run the workflow of this repository in ``workdir`` with ``config``."""
     return subprocess.run(snakemake_command(workdir, config, *args), capture_output=True, text=True, env=environment())
+
+
+def snakemake_ok(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """:func:`snakemake`, failing the test with the end of Snakemake's log unless the run succeeds."""
+    result = snakemake(workdir, config, *args)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result

@@ -18,7 +18,7 @@ from xaipipe.preprocess import Preprocessing
 
 pytestmark = pytest.mark.e2e
 
-from pipeline_runs import CONFIG, N_PER_CLASS, SHARD_SIZE, snakemake
+from pipeline_runs import CONFIG, N_PER_CLASS, SHARD_SIZE, snakemake, snakemake_ok
 
 
 def mtimes(folder: Path) -> dict[Path, int]:
@@ -137,8 +137,7 @@ def test_reruns_do_only_what_changed(run):
 
 def test_all_classes_are_named_with_their_class(run, tmp_path):
     config = {**CONFIG, "targets": "all", "output": "all_classes"}
-    result = snakemake(run, config)
-    assert result.returncode == 0, result.stderr[-3000:]
+    snakemake_ok(run, config)
     names = {p.name for p in (run / "all_classes/overlays/gradcam").iterdir()}
     assert names == {overlay_name(i, c) for i in _ids(run) for c in range(3)}
     with h5store.open_checked(run / "all_classes/heatmaps/gradcam/shard-00000.h5", h5store.HEATMAPS) as f:

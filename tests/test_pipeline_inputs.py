@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline_runs import snakemake
+from pipeline_runs import snakemake, snakemake_ok
 from xaipipe import h5store
 from xaipipe.volumes import load_volume, write_nifti
 
@@ -62,8 +62,7 @@ def test_nifti_volumes_with_a_3d_cnn(tmp_path):
         data={"images": str(tmp_path / "ct")},
         preprocessing={"size": [16, 16, 16], "channels": 1, "standardize": "z-score"},  # interpolation auto: linear
     )
-    result = snakemake(tmp_path, config)
-    assert result.returncode == 0, result.stderr[-3000:]
+    snakemake_ok(tmp_path, config)
     for k, centre in enumerate(centres):
         out = load_volume(tmp_path / "results/overlays/gradcam" / f"case_{k}.nii.gz")
         assert out.array.shape == (20, 20, 24)  # back at the volume's own size
@@ -73,8 +72,7 @@ def test_nifti_volumes_with_a_3d_cnn(tmp_path):
     with h5store.open_checked(tmp_path / "results/heatmaps/saliency/shard-00001.h5", h5store.HEATMAPS) as f:
         assert f["raw"].shape == (1, 16, 16, 16)
     # GIF output of the same maps: only the render step runs again
-    gif = snakemake(tmp_path, {**config, "render": {"format": "gif"}})
-    assert gif.returncode == 0, gif.stderr[-3000:]
+    snakemake_ok(tmp_path, {**config, "render": {"format": "gif"}})
     ok, frames = cv2.imreadanimation(str(tmp_path / "results/overlays/gradcam/case_0.gif"))
     assert ok and len(frames.frames) == 20 and frames.frames[0].shape[:2] == (20, 24)
 
@@ -102,8 +100,7 @@ def test_csv_labelled_16bit_pngs(tmp_path):
             "subfunctions": [{"name": "crop", "shape": [60, 60]}],
         },
     )  # fmt: skip
-    result = snakemake(tmp_path, config)
-    assert result.returncode == 0, result.stderr[-3000:]
+    snakemake_ok(tmp_path, config)
     table = [line.split("\t") for line in (tmp_path / "results/predictions.tsv").read_text().splitlines()]
     assert table[0][:3] == ["sample", "label", "predicted"]
     assert [r[1] for r in table[1:]] == ["bright", "dark", "bright", "dark", "bright"]

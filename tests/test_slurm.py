@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline_runs import CONFIG, REPO, environment, snakemake, snakemake_command
+from pipeline_runs import CONFIG, REPO, environment, snakemake_command, snakemake_ok
 from xaipipe.naming import overlay_name
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
@@ -116,8 +116,7 @@ def running_heatmaps_job(results: Path) -> tuple[str, str, str] | None:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("local")
-    result = snakemake(workdir, SLURM_CONFIG)
-    assert result.returncode == 0, result.stderr[-4000:]
+    snakemake_ok(workdir, SLURM_CONFIG)
     return workdir
 
 
