@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from xaipipe import resources as xr
-from xaipipe import workflow as xw
+from xaipipe import config as xc
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
 from xaipipe.outputs import EXTENSIONS, output_format
@@ -20,13 +20,13 @@ from xaipipe.outputs import EXTENSIONS, output_format
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError:
-    problems = xw.config_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+    problems = xc.config_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 try:
-    SAMPLES = xw.sample_sheet(config)
-    METHODS = xw.method_specs(config)
-    N_CLASSES = xw.class_count(config, SAMPLES) if config["targets"] == "all" else None
+    SAMPLES = xc.sample_sheet(config)
+    METHODS = xc.method_specs(config)
+    N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     SPATIAL_DIMS = len(config["preprocessing"]["size"])
     OVERLAY_EXTENSION = EXTENSIONS[output_format(config["render"]["format"], SPATIAL_DIMS)]
@@ -128,7 +128,7 @@ def method_params(wildcards):
 
 
 def overlay_files(shard):
-    names = xw.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
+    names = xc.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
     return [f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}" for name in names]
 
 
