@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from xaipipe.preprocess import Preprocessing, convert_channels, display_image, standardize
+from xaipipe.channels import convert_channels
+from xaipipe.preprocess import Preprocessing, display_image, standardize
 
 
 def test_minmax_and_grayscale():

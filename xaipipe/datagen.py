@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from xaipipe.loading import load_sample
-from xaipipe.preprocess import Preprocessing, convert_channels
+from xaipipe.channels import convert_channels
+from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path
 
 

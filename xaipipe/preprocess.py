@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from xaipipe import subfunctions as sf
+from xaipipe.channels import check_dims, convert_channels
 from xaipipe.maps import resize_linear
 
 INTERPOLATIONS = {
@@ -25,7 +26,6 @@ INTERPOLATIONS = {
 }
 VOLUME_INTERPOLATIONS = ("nearest", "linear")
 STANDARDIZE_MODES = ("none", "minmax", "z-score", "grayscale", "tf", "caffe", "torch")
-_LUMINANCE = np.array([0.299, 0.587, 0.114])
 
 _IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -115,15 +115,6 @@ class Preprocessing:
         return standardize(image.astype(np.float32), self.standardize) if run_standardize else image
 
 
-def check_dims(image: np.ndarray, spatial_dims: int) -> None:
-    """ValueError unless ``image`` is a gray or RGB array of ``spatial_dims`` spatial axes."""
-    gray = image.ndim == spatial_dims
-    colour = image.ndim == spatial_dims + 1 and image.shape[-1] in (1, 3)
-    if not (gray or colour):
-        kind = "2D image" if spatial_dims == 2 else "volume"
-        raise ValueError(f"expected a {kind} (gray or RGB), got an array of shape {image.shape}")
-
-
 def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.ndarray:
     """Resize the spatial axes of a 2D image (OpenCV) or a volume (separable linear or nearest)."""
     spatial = image.shape[: len(size)]
@@ -139,19 +130,6 @@ def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.n
     else:
         out = resize_linear(moved.astype(np.float32), tuple(size))
     return np.moveaxis(out, 0, -1) if image.ndim == 4 else out[0]
-
-
-def convert_channels(image: np.ndarray, channels: int, spatial_dims: int = 2) -> np.ndarray:
-    """Gray or RGB (a trailing axis of 3; 1 is squeezed) to ``channels`` (gray keeps no channel axis)."""
-    if image.ndim == spatial_dims + 1 and image.shape[-1] == 1:
-        image = image[..., 0]
-    is_gray = image.ndim == spatial_dims
-    if channels == 1:
-        if is_gray:
-            return image
-        gray = image.astype(np.float64) @ _LUMINANCE
-        return np.round(gray).astype(image.dtype) if np.issubdtype(image.dtype, np.integer) else gray.astype(np.float32)
-    return np.repeat(image[..., None], 3, axis=-1) if is_gray else image
 
 
 def standardize(image: np.ndarray, mode: str) -> np.ndarray:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from xaipipe.channels import convert_channels
+
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap", "minimum", "maximum", "mean", "median")
 
 
@@ -123,8 +125,6 @@ class ChannelConversion:
     channels: int
 
     def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
-        from xaipipe.preprocess import convert_channels
-
         return convert_channels(array, self.channels, spatial_dims)
 
 
