@@ -4,13 +4,12 @@ from xaipipe.stages import preprocess_shard
 
 with logged(snakemake.log[0]):
     preprocess_shard(
-        snakemake.params.image_dir,
+        snakemake.input,
         snakemake.params.ids,
         snakemake.params.labels,
         snakemake.params.class_names,
         Preprocessing.from_config(snakemake.params.preprocessing),
         snakemake.output[0],
-        image_format=snakemake.params.image_format,
         preprocess_overlay=snakemake.params.preprocessing["preprocess_overlay"],
         first_index=snakemake.params.first_index,
     )

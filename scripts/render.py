@@ -5,10 +5,8 @@ with logged(snakemake.log[0]):
     render_shard(
         snakemake.input.shard,
         snakemake.input.heatmaps,
-        snakemake.params.out_dir,
+        snakemake.output,
         snakemake.params.render["overlay"],
         snakemake.params.render["alpha"],
         snakemake.params.render["colormap"],
-        snakemake.params.class_suffix,
-        snakemake.params.render["format"],
     )

@@ -84,7 +84,8 @@ def test_gradcam_peaks_inside_the_lesion(run):
     hits, total, rate = rows["gradcam"]
     assert int(total) == 2 * N_PER_CLASS
     assert int(hits) / int(total) >= 0.9, f"{hits}/{total}"
-    recomputed = lesion_hit_rate(sorted((run / "results/heatmaps/gradcam").glob("*.h5")), run / "results/demo/masks")
+    masks = {i: run / "results/demo/masks" / i for i in _ids(run)}
+    recomputed = lesion_hit_rate(sorted((run / "results/heatmaps/gradcam").glob("*.h5")), masks)
     assert (recomputed.hits, recomputed.total) == (int(hits), int(total))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from xaipipe.samples import SAMPLE_EXTENSIONS
 
 
@@ -24,3 +26,9 @@ def sample_stem(sample_id: str) -> str:
         if lower.endswith(extension):
             return sample_id[: -len(extension)]
     return sample_id
+
+
+def extension_of(path: str | os.PathLike) -> str:
+    """The extension of a file name, ``.nii.gz`` counted as one (``a/b.nii.gz`` -> ``.nii.gz``, ``b.png`` -> ``.png``)."""
+    name = os.path.basename(os.fspath(path))
+    return ".nii.gz" if name.lower().endswith(".nii.gz") else os.path.splitext(name)[1]

@@ -1,11 +1,10 @@
-import os
 import re
 import sys
 
-# The library sits beside the Snakefile: importable here and in every job (also in the
-# conda environment of --use-conda, which installs only the dependencies).
+# The library sits beside the Snakefile: importable here and in every job (Snakemake hands
+# this process's sys.path to every script job, also in a conda environment of --use-conda,
+# which installs only the dependencies; a cluster job parses this file again).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -16,11 +15,12 @@ from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
 from xaipipe.outputs import EXTENSIONS, output_format
 
-
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError:
-    problems = xc.config_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+    problems = xc.config_errors(
+        config, workflow.source_path("../schemas/config.schema.yaml")
+    )
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 try:
@@ -29,7 +29,9 @@ try:
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     SPATIAL_DIMS = len(config["preprocessing"]["size"])
-    OVERLAY_EXTENSION = EXTENSIONS[output_format(config["render"]["format"], SPATIAL_DIMS)]
+    OVERLAY_EXTENSION = EXTENSIONS[
+        output_format(config["render"]["format"], SPATIAL_DIMS)
+    ]
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
@@ -54,26 +56,68 @@ MODEL_RUNTIME_SCALE = RUNTIME_SCALE * xr.thread_factor(MODEL_THREADS)
 
 
 def predict_mem_mb(wildcards, attempt):
-    return xr.model_job_mem_mb(SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, CHANNELS, config["batch_size"], attempt=attempt)
+    return xr.model_job_mem_mb(
+        SHARD_SIZE,
+        xr.model_mb(MODEL),
+        INPUT_SIZE,
+        CHANNELS,
+        config["batch_size"],
+        attempt=attempt,
+    )
 
 
 def predict_runtime(wildcards, attempt):
-    return xr.model_job_runtime(SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, attempt=attempt, scale=MODEL_RUNTIME_SCALE)
+    return xr.model_job_runtime(
+        SHARD_SIZE,
+        xr.model_mb(MODEL),
+        INPUT_SIZE,
+        attempt=attempt,
+        scale=MODEL_RUNTIME_SCALE,
+    )
 
 
 def heatmaps_mem_mb(wildcards, attempt):
     method = wildcards.method
     return xr.model_job_mem_mb(
-        SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, CHANNELS, config["batch_size"], method, METHODS[method], attempt
+        SHARD_SIZE,
+        xr.model_mb(MODEL),
+        INPUT_SIZE,
+        CHANNELS,
+        config["batch_size"],
+        method,
+        METHODS[method],
+        attempt,
     )
 
 
 def heatmaps_runtime(wildcards, attempt, n_samples=None):
     method = wildcards.method
     return xr.model_job_runtime(
-        n_samples or SHARD_SIZE, xr.model_mb(MODEL), INPUT_SIZE, method, METHODS[method], MAPS_PER_SAMPLE, attempt,
+        n_samples or SHARD_SIZE,
+        xr.model_mb(MODEL),
+        INPUT_SIZE,
+        method,
+        METHODS[method],
+        MAPS_PER_SAMPLE,
+        attempt,
         MODEL_RUNTIME_SCALE,
     )
+
+
+def demo_data_mem_mb(wildcards, attempt):
+    return 1000 * attempt
+
+
+def demo_data_runtime(wildcards, attempt):
+    return 10 * attempt
+
+
+def demo_model_mem_mb(wildcards, attempt):
+    return 3000 * attempt
+
+
+def demo_model_runtime(wildcards, attempt):
+    return int(20 * attempt * RUNTIME_SCALE)
 
 
 def randomization_runtime(wildcards, attempt):
@@ -90,7 +134,9 @@ def preprocess_runtime(wildcards, attempt):
 
 
 def render_runtime(wildcards, attempt):
-    return xr.light_job_runtime(SHARD_SIZE, INPUT_SIZE, MAPS_PER_SAMPLE, attempt, RUNTIME_SCALE)
+    return xr.light_job_runtime(
+        SHARD_SIZE, INPUT_SIZE, MAPS_PER_SAMPLE, attempt, RUNTIME_SCALE
+    )
 
 
 # Merging tables is cheap: run it where snakemake runs, never as a cluster job
@@ -114,9 +160,12 @@ def shard_labels(wildcards):
     return list(SAMPLES.labels[shard_slice(wildcards.shard, SHARD_SIZE)])
 
 
+def sample_file(sample_id):
+    return str(sample_path(IMAGES, sample_id, config["data"]["image_format"]))
+
+
 def shard_images(wildcards):
-    image_format = config["data"]["image_format"]
-    return [str(sample_path(IMAGES, sample_id, image_format)) for sample_id in shard_ids(wildcards)]
+    return [sample_file(sample_id) for sample_id in shard_ids(wildcards)]
 
 
 def shard_start(wildcards):
@@ -129,18 +178,31 @@ def method_params(wildcards):
 
 def overlay_files(shard):
     names = xc.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
-    return [f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}" for name in names]
+    return [
+        f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}"
+        for name in names
+    ]
 
 
 def heatmaps_by_method():
-    return {method: [f"{OUT}/heatmaps/{method}/shard-{shard}.h5" for shard in SHARDS] for method in METHODS}
+    """Every heatmaps file, method by method (each method's shards in order)."""
+    return [
+        f"{OUT}/heatmaps/{method}/shard-{shard}.h5"
+        for method in METHODS
+        for shard in SHARDS
+    ]
 
 
 def all_outputs(wildcards):
     outputs = [f"{OUT}/predictions.tsv"]
-    outputs += expand(f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS)
+    outputs += expand(
+        f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS
+    )
     if config["demo"]["build"]:
-        outputs += [f"{OUT}/evaluation/localization.tsv", f"{OUT}/evaluation/randomization.tsv"]
+        outputs += [
+            f"{OUT}/evaluation/localization.tsv",
+            f"{OUT}/evaluation/randomization.tsv",
+        ]
     for shard in SHARDS:
         outputs += expand(overlay_files(shard), method=METHODS)
     return outputs

@@ -3,21 +3,23 @@ if config["demo"]["build"]:
     rule demo_data:
         output:
             images=[f"{IMAGES}/{sample_id}" for sample_id in SAMPLES.ids],
-            masks=[f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids],
-        params:
-            image_dir=IMAGES,
-            mask_dir=config["demo"]["masks"],
-            n_per_class=config["demo"]["n_per_class"],
-            image_size=config["demo"]["image_size"],
-            seed=config["demo"]["seed"],
-        threads: 1
-        resources:
-            mem_mb=lambda wildcards, attempt: 1000 * attempt,
-            runtime=lambda wildcards, attempt: 10 * attempt,
+            masks=[
+                f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids
+            ],
         log:
             f"{OUT}/logs/demo_data.log",
+        benchmark:
+            f"{OUT}/benchmarks/demo_data.tsv"
         conda:
             "../../envs/xaipipe.yaml"
+        threads: 1
+        resources:
+            mem_mb=demo_data_mem_mb,
+            runtime=demo_data_runtime,
+        params:
+            ids=SAMPLES.ids,
+            image_size=config["demo"]["image_size"],
+            seed=config["demo"]["seed"],
         script:
             "../../scripts/demo_data.py"
 
@@ -25,20 +27,20 @@ if config["demo"]["build"]:
         output:
             model=MODEL,
             metrics=config["demo"]["metrics"],
-        params:
-            preprocessing=config["preprocessing"],
-            image_size=config["demo"]["image_size"],
-            seed=config["demo"]["seed"],
-        threads: 2
-        resources:
-            mem_mb=lambda wildcards, attempt: 3000 * attempt,
-            runtime=lambda wildcards, attempt: int(20 * attempt * RUNTIME_SCALE),
-            gpu=GPU,
         log:
             f"{OUT}/logs/demo_model.log",
         benchmark:
             f"{OUT}/benchmarks/demo_model.tsv"
         conda:
             "../../envs/xaipipe.yaml"
+        threads: 2
+        resources:
+            mem_mb=demo_model_mem_mb,
+            runtime=demo_model_runtime,
+            gpu=GPU,
+        params:
+            preprocessing=config["preprocessing"],
+            image_size=config["demo"]["image_size"],
+            seed=config["demo"]["seed"],
         script:
             "../../scripts/demo_model.py"

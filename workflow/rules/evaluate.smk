@@ -6,17 +6,21 @@ if config["demo"]["build"]:
 
     rule localization:
         input:
-            heatmaps=expand(f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS),
-            masks=[f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids],
+            heatmaps=heatmaps_by_method(),
+            masks=[
+                f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids
+            ],
         output:
             f"{OUT}/evaluation/localization.tsv",
-        params:
-            heatmaps_by_method=heatmaps_by_method(),
-            mask_dir=config["demo"]["masks"],
         log:
             f"{OUT}/logs/localization.log",
+        benchmark:
+            f"{OUT}/benchmarks/localization.tsv"
         conda:
             "../../envs/xaipipe.yaml"
+        params:
+            methods=list(METHODS),
+            ids=SAMPLES.ids,
         script:
             "../../scripts/localization.py"
 
@@ -27,19 +31,21 @@ if config["demo"]["build"]:
             model=MODEL,
         output:
             f"{OUT}/evaluation/randomization/{{method}}.tsv",
-        params:
-            method_params=method_params,
-            n_samples=config["demo"]["sanity_samples"],
-            seed=config["demo"]["seed"],
+        log:
+            f"{OUT}/logs/randomization/{{method}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/randomization/{{method}}.tsv"
+        conda:
+            "../../envs/xaipipe.yaml"
         threads: MODEL_THREADS
         resources:
             mem_mb=heatmaps_mem_mb,
             runtime=randomization_runtime,
             gpu=GPU,
-        log:
-            f"{OUT}/logs/randomization/{{method}}.log",
-        conda:
-            "../../envs/xaipipe.yaml"
+        params:
+            method_params=method_params,
+            n_samples=config["demo"]["sanity_samples"],
+            seed=config["demo"]["seed"],
         script:
             "../../scripts/randomization.py"
 
@@ -50,6 +56,8 @@ if config["demo"]["build"]:
             f"{OUT}/evaluation/randomization.tsv",
         log:
             f"{OUT}/logs/randomization_table.log",
+        benchmark:
+            f"{OUT}/benchmarks/randomization_table.tsv"
         conda:
             "../../envs/xaipipe.yaml"
         script:

@@ -7,22 +7,22 @@ rule heatmaps:
         model=MODEL,
     output:
         f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5",
-    params:
-        method_params=method_params,
-        targets=config["targets"],
-        batch_size=config["batch_size"],
+    log:
+        f"{OUT}/logs/heatmaps/{{method}}/shard-{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/heatmaps/{{method}}/shard-{{shard}}.tsv"
+    group:
+        "explain"
+    conda:
+        "../../envs/xaipipe.yaml"
     threads: MODEL_THREADS
     resources:
         mem_mb=heatmaps_mem_mb,
         runtime=heatmaps_runtime,
         gpu=GPU,
-    group:
-        "explain"
-    log:
-        f"{OUT}/logs/heatmaps/{{method}}/shard-{{shard}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/heatmaps/{{method}}/shard-{{shard}}.tsv"
-    conda:
-        "../../envs/xaipipe.yaml"
+    params:
+        method_params=method_params,
+        targets=config["targets"],
+        batch_size=config["batch_size"],
     script:
         "../../scripts/heatmaps.py"

@@ -4,19 +4,19 @@ rule predict:
         model=MODEL,
     output:
         f"{OUT}/predictions/shard-{{shard}}.h5",
-    params:
-        batch_size=config["batch_size"],
-    threads: MODEL_THREADS
-    resources:
-        mem_mb=predict_mem_mb,
-        runtime=predict_runtime,
-        gpu=GPU,
     log:
         f"{OUT}/logs/predict/shard-{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/predict/shard-{{shard}}.tsv"
     conda:
         "../../envs/xaipipe.yaml"
+    threads: MODEL_THREADS
+    resources:
+        mem_mb=predict_mem_mb,
+        runtime=predict_runtime,
+        gpu=GPU,
+    params:
+        batch_size=config["batch_size"],
     script:
         "../../scripts/predict.py"
 
@@ -28,6 +28,8 @@ rule predictions_table:
         f"{OUT}/predictions.tsv",
     log:
         f"{OUT}/logs/predictions_table.log",
+    benchmark:
+        f"{OUT}/benchmarks/predictions_table.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     script:

@@ -1,5 +1,7 @@
-# One render rule per shard, so that each overlay file is an output Snakemake knows:
-# deleting one overlay re-renders only its shard.
+# One render rule per shard: each overlay file is an output Snakemake knows, so deleting one
+# overlay re-renders its shard only. A single rule with a {shard} wildcard cannot say this:
+# a rule's outputs are patterns of its wildcards, and a shard's overlay names (its sample
+# ids) are no pattern of the shard's number.
 for render_shard in SHARDS:
 
     rule:
@@ -10,19 +12,19 @@ for render_shard in SHARDS:
             heatmaps=f"{OUT}/heatmaps/{{method}}/shard-{render_shard}.h5",
         output:
             overlay_files(render_shard),
-        params:
-            out_dir=f"{OUT}/overlays/{{method}}",
-            render=config["render"],
-            class_suffix=N_CLASSES is not None,
+        log:
+            f"{OUT}/logs/render/{{method}}/shard-{render_shard}.log",
+        benchmark:
+            f"{OUT}/benchmarks/render/{{method}}/shard-{render_shard}.tsv"
+        group:
+            "explain"
+        conda:
+            "../../envs/xaipipe.yaml"
         threads: 1
         resources:
             mem_mb=light_mem_mb,
             runtime=render_runtime,
-        group:
-            "explain"
-        log:
-            f"{OUT}/logs/render/{{method}}/shard-{render_shard}.log",
-        conda:
-            "../../envs/xaipipe.yaml"
+        params:
+            render=config["render"],
         script:
             "../../scripts/render.py"
