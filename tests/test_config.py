@@ -56,7 +56,7 @@ def test_unknown_method_parameters_are_named():
     with pytest.raises(ValueError, match=r"methods\[0\]\.step: ig takes no parameter 'step'; its parameters: .*steps"):
         xconfig.method_specs(config(methods=[{"name": "ig", "step": 10}]))
     specs = xconfig.method_specs(config(methods=[{"name": "os", "patch_size": 8}]))
-    assert specs["occlusion"] == {"patch_size": 8, "layer": None, "score": "logits"}
+    assert specs["occlusion"] == {"patch_size": 8, "score": "logits"}  # no layer: occlusion takes none
 
 
 def test_registry_parameters_match_the_constructors():
@@ -68,3 +68,30 @@ def test_registry_parameters_match_the_constructors():
         signature = inspect.signature(methods.method_class(name).__init__)
         accepted = tuple(p for p in signature.parameters if p not in ("self", "model"))
         assert accepted == methods.parameters(name), name
+
+
+def test_only_methods_with_a_target_layer_get_the_configured_layer():
+    specs = xconfig.method_specs(config(methods=["gc", "ggc", "sm", "ig", "lp"], model={"layer": "conv4"}))
+    assert specs["gradcam"]["layer"] == specs["guidedgradcam"]["layer"] == "conv4"
+    for name in ("saliency", "integratedgradients", "limepro"):
+        assert "layer" not in specs[name], name
+    with pytest.raises(ValueError, match=r"methods\[0\]\.layer: saliency takes no parameter 'layer'; its parameters: score"):
+        xconfig.method_specs(config(methods=[{"name": "saliency", "layer": "conv4"}]))
+
+
+@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc"])
+def test_the_renamed_batch_size_of_a_method_names_chunk_size(key):
+    with pytest.raises(ValueError, match=rf"methods\[0\]\.batch_size: {key}'s parameter 'batch_size' was renamed to 'chunk_size'"):
+        xconfig.method_specs(config(methods=[{"name": key, "batch_size": 32}]))
+    assert xconfig.method_specs(config(methods=[{"name": key, "chunk_size": 32}]))
+
+
+def test_registry_defaults_are_the_constructors_defaults():
+    import inspect
+
+    from xaipipe import methods
+
+    for name in methods.canonical_names():
+        signature = inspect.signature(methods.method_class(name).__init__)
+        defaults = {p.name: p.default for p in signature.parameters.values() if p.name not in ("self", "model")}
+        assert defaults == dict(methods.defaults(name)), name

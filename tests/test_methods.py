@@ -88,8 +88,8 @@ def test_integrated_gradients_are_complete(baseline):
 def test_integrated_gradients_do_not_depend_on_the_batch_size():
     model, x = smooth_model(), random_inputs((6, 6, 2), 3)
     classes = np.array([[0], [1], [2]])
-    a = IntegratedGradients(model, steps=10, batch_size=7).raw_maps(x, classes)
-    b = IntegratedGradients(model, steps=10, batch_size=100).raw_maps(x, classes)
+    a = IntegratedGradients(model, steps=10, chunk_size=7).raw_maps(x, classes)
+    b = IntegratedGradients(model, steps=10, chunk_size=100).raw_maps(x, classes)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -124,7 +124,7 @@ def test_occlusion_is_the_mean_score_drop_over_covering_patches():
     shape = (7, 7, 2)
     model, weights, _ = linear_model(shape, n_classes=2)
     x = random_inputs(shape, 1)
-    method = OcclusionSensitivity(model, patch_size=3, stride=2, fill=0.5, batch_size=5)
+    method = OcclusionSensitivity(model, patch_size=3, stride=2, fill=0.5, chunk_size=5)
     raw = method.raw_maps(x, np.array([[1]]))
     contribution = (x[0] - 0.5) * weights[:, 1].reshape(shape)  # the drop is linear in the occluded values
     total, count = np.zeros((7, 7)), np.zeros((7, 7))
@@ -310,7 +310,8 @@ def shared_model(shape):
 @pytest.mark.parametrize("key", methods.valid_keys())
 def test_every_method_and_key_gives_maps_of_the_input_shape(key, shape):
     model = shared_model(shape)
-    method = methods.create(key, model, layer=None, score="logits")
+    layer = {"layer": None} if methods.takes_layer(key) else {}  # only the CAM methods take one
+    method = methods.create(key, model, **layer, score="logits")
     assert isinstance(method.params, dict) and "score" in method.params
     assert method.target_layer is None or isinstance(method.target_layer, str)
     x = random_inputs(shape, 2, seed=4)
@@ -349,6 +350,62 @@ def test_unknown_key_lists_the_valid_keys():
         assert key in str(error.value)
     with pytest.raises(ValueError, match="valid keys"):
         methods.create("lime", shared_model((12, 10, 2)))
+
+
+# ---------------------------------------------------------------- the method contract
+
+
+def test_only_the_cam_methods_take_a_layer():
+    model = shared_model((12, 10, 2))
+    assert [name for name in methods.canonical_names() if methods.takes_layer(name)] == [
+        "gradcam",
+        "gradcam++",
+        "guidedgradcam",
+    ]
+    with pytest.raises(TypeError, match="layer"):
+        methods.create("saliency", model, layer="conv2d")
+    with pytest.raises(TypeError, match="layer"):
+        OcclusionSensitivity(model, layer=None)
+
+
+def test_the_decoder_gives_its_layer_only_to_the_methods_that_take_one():
+    from xaipipe.decoder import _method
+
+    model = conv_relu_model()
+    assert _method("gc", model, "conv").target_layer == "conv"
+    assert _method("ggc", model, "conv").target_layer == "conv"
+    assert _method("sm", model, "conv").target_layer is None  # the seed's layerName, ignored as before
+    assert _method("os", model, "conv").params["patch_size"] == methods.defaults("os")["patch_size"]
+
+
+@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc"])
+def test_batch_size_of_a_method_was_renamed_to_chunk_size(key):
+    model = shared_model((12, 10, 2))
+    with pytest.raises(ValueError, match="'batch_size' was renamed to 'chunk_size'"):
+        methods.create(key, model, batch_size=8)
+    assert methods.create(key, model, chunk_size=8).chunk_size == 8
+
+
+def test_the_base_class_owns_score_params_and_the_batch_check():
+    model = shared_model((12, 10, 2))
+    x = random_inputs((12, 10, 2), 2)
+    for key in methods.canonical_names():
+        with pytest.raises(ValueError, match="score must be one of"):
+            methods.create(key, model, score="softmax")
+        method = methods.create(key, model, score="probabilities")
+        assert method.score == "probabilities"
+        assert list(method.params)[0] == "score" and method.params["score"] == "probabilities"
+        for classes in (np.array([0, 1]), np.array([[0], [1], [2]])):
+            with pytest.raises(ValueError, match=r"classes must be \(batch, targets\)"):
+                method.explain(x, classes)
+
+
+@pytest.mark.parametrize("shape", [(12, 10, 2), (8, 8, 8, 1)], ids=["2d", "3d"])
+@pytest.mark.parametrize("patch_size, stride", [(3, None), (4, 3), (16, None), (5, 2)])
+def test_the_registrys_occlusion_passes_count_the_patches(shape, patch_size, stride):
+    method = OcclusionSensitivity(shared_model(shape), patch_size=patch_size, stride=stride)
+    params = {"patch_size": patch_size, "stride": stride}
+    assert methods.passes_per_sample("occlusion", params, shape[:-1]) == len(method.patches)
 
 
 # ---------------------------------------------------------------- LIME

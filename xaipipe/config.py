@@ -42,8 +42,10 @@ def sample_sheet(config: dict[str, Any]) -> SampleSheet:
 def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Canonical method name -> its parameters, from the ``methods`` list of the config.
 
-    An entry is a key (``gradcam``) or a mapping with ``name`` and parameters.
-    Unknown keys and the same method listed twice stop the run here, before any job.
+    An entry is a key (``gradcam``) or a mapping with ``name`` and parameters; the
+    config's ``model.layer`` is the default ``layer`` of the methods that take one, its
+    ``score`` the default ``score`` of all. Unknown keys and parameters, renamed
+    parameters and the same method listed twice stop the run here, before any job.
     """
     specs: dict[str, dict[str, Any]] = {}
     for position, entry in enumerate(config["methods"]):
@@ -57,12 +59,17 @@ def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise ValueError(f"config key methods[{position}]: method {name!r} is listed twice")
         allowed = methods.parameters(name)
         for param in entry:
+            renamed = methods.renamed_parameter(name, param)
+            if renamed is not None:
+                why = methods.renamed_message(param, renamed)
+                raise ValueError(f"config key methods[{position}].{param}: {key}'s {why}")
             if param not in allowed:
                 raise ValueError(
                     f"config key methods[{position}].{param}: {key} takes no parameter {param!r}; "
                     f"its parameters: {', '.join(allowed)}"
                 )
-        entry.setdefault("layer", config["model"]["layer"])
+        if methods.takes_layer(name):
+            entry.setdefault("layer", config["model"]["layer"])
         entry.setdefault("score", config["score"])
         specs[name] = entry
     return specs

@@ -55,7 +55,8 @@ def _method(method: Any, model: Any, layer: str | None) -> Method:
     from xaipipe import methods
 
     if isinstance(method, str):
-        return methods.create(method, model, layer=layer)
+        # the seed passes layerName to every method; only those with a target layer take it
+        return methods.create(method, model, **({"layer": layer} if methods.takes_layer(method) else {}))
     if isinstance(method, Method):
         return method
     if hasattr(method, "compute_heatmap"):

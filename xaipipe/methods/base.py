@@ -1,7 +1,8 @@
-"""What every XAI method shares: target classes, batching, upsampling, normalization."""
+"""What every XAI method shares: the model, the score, the recorded parameters, the batch checks, normalization."""
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from xaipipe.maps import normalize_maps, resize_linear
+from xaipipe.methods import DEFAULT_SCORE, RENAMED, renamed_message
 
 if TYPE_CHECKING:
     import keras
@@ -17,21 +19,47 @@ if TYPE_CHECKING:
 class Method(ABC):
     """An XAI method bound to one model.
 
-    Subclasses implement :meth:`raw_maps`, the method's own computation for a
-    batch; everything else (class selection, batching, normalization) lives here.
+    The base class owns what every method shares:
+
+    - the model and the shape of its input (``input_shape``, ``spatial_shape``);
+    - the class ``score`` that is explained, checked when the method is made;
+    - ``params``, the parameters that determine the maps (recorded with every
+      output): ``score`` here, each subclass adds its own;
+    - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
+      with a ValueError naming the new name;
+    - :meth:`explain`: the check that ``classes`` is (batch, targets) for a batch of
+      ``inputs``, then :meth:`raw_maps` and their normalization.
+
+    Subclasses implement :meth:`raw_maps`, the method's own computation for a batch;
+    the CAM methods also take ``layer`` and report it as :attr:`target_layer`.
+    Choosing the target classes (:func:`target_classes`) and splitting a shard into
+    batches happen outside, in the caller.
     """
 
     name: ClassVar[str]
 
-    def __init__(self, model: keras.Model):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Method:
+        # before __init__, which would refuse an old name with a bare TypeError
+        accepted = inspect.signature(cls.__init__).parameters
+        for old, new in RENAMED.items():
+            if old in kwargs and old not in accepted and new in accepted:
+                raise ValueError(f"{cls.__name__}: {renamed_message(old, new)}")
+        return super().__new__(cls)
+
+    def __init__(self, model: keras.Model, score: str = DEFAULT_SCORE):
+        from xaipipe.autodiff import SCORES
+
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         self.model = model
+        self.score = score
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.spatial_shape = self.input_shape[:-1]
 
     @property
     def params(self) -> dict[str, Any]:
         """The parameters that determine the maps (recorded with every output)."""
-        return {}
+        return {"score": self.score}
 
     @property
     def target_layer(self) -> str | None:
@@ -42,7 +70,10 @@ class Method(ABC):
         """Maps (B, T, *spatial) at the input resolution for inputs (B, ...) and classes (B, T)."""
 
     def explain(self, inputs: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(raw, normalized) maps, each (B, T, *spatial), for one batch."""
+        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T)."""
+        classes = np.asarray(classes)
+        if classes.ndim != 2 or len(classes) != len(inputs):
+            raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {len(inputs)} inputs")
         raw = self.raw_maps(inputs, classes)
         normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape)).reshape(raw.shape)
         return raw, normalized

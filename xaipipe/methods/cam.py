@@ -11,7 +11,10 @@ import numpy as np
 from xaipipe.autodiff import ScoreGradients
 from xaipipe.layers import find_target_path, path_name
 from xaipipe.maps import resize_linear_ops
+from xaipipe.methods import defaults
 from xaipipe.methods.base import Method
+
+_DEFAULTS = defaults("gradcam")  # Grad-CAM's and Grad-CAM++'s
 
 
 class CAMMethod(Method):
@@ -22,16 +25,11 @@ class CAMMethod(Method):
     inside a nested sub-model (``layer="inner_model/conv"`` or ``layer="conv"``).
     """
 
-    def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
-        super().__init__(model)
+    def __init__(self, model: keras.Model, layer: str | None = _DEFAULTS["layer"], score: str = _DEFAULTS["score"]):
+        super().__init__(model, score)
         self.layer_path = find_target_path(model, layer)
         self.layer = self.layer_path[-1]
-        self.score = score
         self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.cam_maps)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"score": self.score}
 
     @property
     def target_layer(self) -> str:

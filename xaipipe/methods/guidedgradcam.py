@@ -16,23 +16,21 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import GuidedCAMGradients
+from xaipipe.methods import defaults
 from xaipipe.methods.base import Method
 from xaipipe.methods.gradcam import GradCAM
 from xaipipe.methods.saliency import channel_max_of_magnitude
+
+_DEFAULTS = defaults("guidedgradcam")
 
 
 class GuidedGradCAM(Method):
     name = "guidedgradcam"
 
-    def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
-        super().__init__(model)
-        self.score = score
+    def __init__(self, model: keras.Model, layer: str | None = _DEFAULTS["layer"], score: str = _DEFAULTS["score"]):
+        super().__init__(model, score)
         self._gradcam = GradCAM(model, layer=layer, score=score)  # the layer lookup and the CAM of its gradients
         self._gradients = GuidedCAMGradients(model, self._gradcam.layer_path, score, reduce=self._maps)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"score": self.score}
 
     @property
     def target_layer(self) -> str:

@@ -24,7 +24,10 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import PathGradients
+from xaipipe.methods import defaults
 from xaipipe.methods.base import Method, check_positive_int
+
+_DEFAULTS = defaults("integratedgradients")
 
 
 def baseline_for(inputs: np.ndarray, baseline: str | float) -> np.ndarray:
@@ -47,30 +50,29 @@ class IntegratedGradients(Method):
     def __init__(
         self,
         model: keras.Model,
-        layer: str | None = None,
-        score: str = "logits",
-        steps: int = 50,
-        baseline: str | float = "zeros",
-        batch_size: int = 64,
+        score: str = _DEFAULTS["score"],
+        steps: int = _DEFAULTS["steps"],
+        baseline: str | float = _DEFAULTS["baseline"],
+        chunk_size: int = _DEFAULTS["chunk_size"],
     ):
-        super().__init__(model)  # ``layer`` has no meaning here: attributions are to the input
-        self.score = score
+        """``chunk_size``: path points per model call (whole paths of several images when they fit)."""
+        super().__init__(model, score)
         self.steps = check_positive_int("steps", steps)
         baseline_for(np.zeros((1, 1, 1), np.float32), baseline)  # validate now, not at the first batch
         self.baseline = baseline
-        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self._gradients = PathGradients(model, score)
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"score": self.score, "steps": self.steps, "baseline": self.baseline, "rule": "midpoint"}
+        return {**super().params, "steps": self.steps, "baseline": self.baseline, "rule": "midpoint"}
 
     def attributions(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """IG (B, T, *spatial, C) per input value."""
         inputs = np.asarray(inputs, np.float32)
         baselines = baseline_for(inputs, self.baseline)
         alphas = (np.arange(self.steps, dtype=np.float64) + 0.5) / self.steps
-        mean_gradients = self._gradients.mean(inputs, baselines, classes, alphas, self.batch_size)
+        mean_gradients = self._gradients.mean(inputs, baselines, classes, alphas, self.chunk_size)
         return (inputs - baselines)[:, None] * mean_gradients
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -26,9 +26,11 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import PerturbedScores
+from xaipipe.methods import defaults
 from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
 
 RIDGE_PENALTY = 1.0
+_DEFAULTS = defaults("limepro")  # LimeCon's too
 
 
 def grid_segments(shape: tuple[int, ...], segments: int) -> np.ndarray:
@@ -64,18 +66,17 @@ class Lime(Method):
     def __init__(
         self,
         model: keras.Model,
-        layer: str | None = None,
-        score: str = "logits",
-        num_samples: int = 1000,
-        segments: int = 50,
-        num_features: int = 5,
-        kernel_width: float = 0.25,
-        seed: int = 0,
-        fill: float = 0.0,
-        batch_size: int = 256,
+        score: str = _DEFAULTS["score"],
+        num_samples: int = _DEFAULTS["num_samples"],
+        segments: int = _DEFAULTS["segments"],
+        num_features: int = _DEFAULTS["num_features"],
+        kernel_width: float = _DEFAULTS["kernel_width"],
+        seed: int = _DEFAULTS["seed"],
+        fill: float = _DEFAULTS["fill"],
+        chunk_size: int = _DEFAULTS["chunk_size"],
     ):
-        super().__init__(model)  # ``layer`` has no meaning here
-        self.score = score
+        """``chunk_size``: perturbed copies per model call."""
+        super().__init__(model, score)
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.segments = check_positive_int("segments", segments)
         self.num_features = check_positive_int("num_features", num_features)
@@ -86,7 +87,7 @@ class Lime(Method):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = int(seed)
         self.fill = check_number("fill", fill)
-        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self.labels = grid_segments(self.spatial_shape, self.segments)
         self._scores = PerturbedScores(model, score, self._mask)
         n_segments = int(self.labels.max()) + 1
@@ -98,7 +99,7 @@ class Lime(Method):
     @property
     def params(self) -> dict[str, Any]:
         return {
-            "score": self.score,
+            **super().params,
             "num_samples": self.num_samples,
             "segments": self.segments,
             "num_features": self.num_features,
@@ -121,7 +122,7 @@ class Lime(Method):
         n = self.num_samples
         images = np.repeat(np.arange(len(inputs), dtype=np.int32), n)
         kept = np.tile(self.samples, (len(inputs), 1))  # int8: (B * N, S)
-        scores = self._scores(inputs, images, kept, self.batch_size)
+        scores = self._scores(inputs, images, kept, self.chunk_size)
         return pick_scores(scores, repeat_classes(classes, n)).reshape(len(inputs), n, -1)
 
     def segment_weights(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:

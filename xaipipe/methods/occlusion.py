@@ -10,7 +10,7 @@ d_P = S(x) - S(x with P occluded) is computed, and
     M_i = mean of d_P over the patches P that contain pixel i   (0 where none does).
 
 Positive values mark regions whose occlusion lowers the score. All occluded copies
-of all images of a batch go through the model ``batch_size`` at a time; each copy
+of all images of a batch go through the model ``chunk_size`` at a time; each copy
 is made where the model runs, from its image and the index of its patch
 (:class:`xaipipe.autodiff.PerturbedScores`).
 """
@@ -24,7 +24,10 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import PerturbedScores
+from xaipipe.methods import defaults
 from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
+
+_DEFAULTS = defaults("occlusion")
 
 
 def patch_starts(extent: int, patch: int, stride: int) -> list[int]:
@@ -42,19 +45,18 @@ class OcclusionSensitivity(Method):
     def __init__(
         self,
         model: keras.Model,
-        layer: str | None = None,
-        score: str = "logits",
-        patch_size: int = 16,
-        stride: int | None = None,
-        fill: float = 0.0,
-        batch_size: int = 256,
+        score: str = _DEFAULTS["score"],
+        patch_size: int = _DEFAULTS["patch_size"],
+        stride: int | None = _DEFAULTS["stride"],
+        fill: float = _DEFAULTS["fill"],
+        chunk_size: int = _DEFAULTS["chunk_size"],
     ):
-        super().__init__(model)  # ``layer`` has no meaning here
-        self.score = score
+        """``stride`` None: ``patch_size``; ``chunk_size``: occluded copies per model call."""
+        super().__init__(model, score)
         self.patch_size = check_positive_int("patch_size", patch_size)
         self.stride = self.patch_size if stride is None else check_positive_int("stride", stride)
         self.fill = check_number("fill", fill)
-        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
         axes = [
             [slice(start, start + min(self.patch_size, n)) for start in patch_starts(n, self.patch_size, self.stride)]
             for n in self.spatial_shape
@@ -67,7 +69,7 @@ class OcclusionSensitivity(Method):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"score": self.score, "patch_size": self.patch_size, "stride": self.stride, "fill": self.fill}
+        return {**super().params, "patch_size": self.patch_size, "stride": self.stride, "fill": self.fill}
 
     def _occlude(self, inputs: Any, images: Any, patches: Any) -> Any:
         """Copies (R, ...) of ``inputs[images]``, each with its box ``patches`` (R,) set to ``fill``, in keras.ops."""
@@ -89,7 +91,7 @@ class OcclusionSensitivity(Method):
         copies = len(self.patches) + 1  # the last copy of each image is the image itself
         images = np.repeat(np.arange(len(inputs), dtype=np.int32), copies)
         patches = np.tile(np.arange(copies, dtype=np.int32), len(inputs))
-        scores = self._scores(inputs, images, patches, self.batch_size)
+        scores = self._scores(inputs, images, patches, self.chunk_size)
         picked = pick_scores(scores, repeat_classes(classes, copies)).reshape(len(inputs), copies, -1)
         return picked[:, -1:, :] - picked[:, :-1, :]
 

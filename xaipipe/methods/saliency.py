@@ -13,21 +13,19 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff import ScoreGradients
+from xaipipe.methods import defaults
 from xaipipe.methods.base import Method
+
+_DEFAULTS = defaults("saliency")  # guided backprop's too
 
 
 class SaliencyMap(Method):
     name = "saliency"
     guided = False
 
-    def __init__(self, model: keras.Model, layer: str | None = None, score: str = "logits"):
-        super().__init__(model)  # ``layer`` has no meaning here: the gradient is taken at the input
-        self.score = score
+    def __init__(self, model: keras.Model, score: str = _DEFAULTS["score"]):
+        super().__init__(model, score)
         self._gradients = ScoreGradients(model, None, score, guided=self.guided, reduce=channel_max_of_magnitude)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"score": self.score}
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return self._gradients(inputs, classes)
