@@ -1,5 +1,11 @@
 """What the workflow's jobs ask a cluster for (xaipipe/resources.py)."""
 
+import math
+from pathlib import Path
+
+import pytest
+
+from xaipipe import methods
 from xaipipe import resources as xr
 
 SIZE = (224, 224)
@@ -43,3 +49,48 @@ def test_fewer_threads_than_the_calibration_ask_for_more_time():
     assert xr.thread_factor(1) == 2.0
     assert xr.thread_factor(2) == 1.0
     assert xr.thread_factor(16) == 1.0  # more threads are not assumed to make a job faster
+
+
+def test_the_figures_come_from_the_method_registry():
+    # occlusion, patch 8 stride 4 on 64x64: starts 0, 4, ..., 56 = 15 per axis
+    assert methods.passes_per_sample("os", {"patch_size": 8, "stride": 4}, (64, 64)) == 225
+    # its defaults (patch 16, stride = patch) from the registry: 4 per axis, 3 on a 48x48x48 volume
+    assert methods.defaults("occlusion")["patch_size"] == 16
+    assert xr.passes_per_sample("occlusion", {}, (48, 48, 48)) == 27
+    steps = methods.defaults("integratedgradients")["steps"]
+    assert xr.passes_per_sample("integratedgradients", {}, SIZE) == methods.GRADIENT_PASS * steps
+    assert xr.passes_per_sample("integratedgradients", {"steps": 8}, SIZE) == 3 * 8
+    assert xr.passes_per_sample("limecon", {}, SIZE) == methods.defaults("limecon")["num_samples"] == 1000
+    for name in ("gradcam", "gradcam++", "guidedgradcam", "saliency", "guidedbackprop"):
+        assert xr.passes_per_sample(name, {}, SIZE) == 3
+
+
+@pytest.mark.parametrize(
+    "method, params, rows, activations",
+    [
+        (None, {}, 32, xr.FORWARD_ACTIVATIONS),
+        ("gradcam", {}, 32, xr.GRADIENT_ACTIVATIONS),
+        ("saliency", {}, 32, xr.GRADIENT_ACTIVATIONS),
+        ("integratedgradients", {}, 64, xr.GRADIENT_ACTIVATIONS),
+        ("integratedgradients", {"chunk_size": 16}, 16, xr.GRADIENT_ACTIVATIONS),
+        ("occlusion", {}, 256, xr.FORWARD_ACTIVATIONS),
+        ("limepro", {"chunk_size": 100}, 100, xr.FORWARD_ACTIVATIONS),
+        ("limecon", {}, 256, xr.FORWARD_ACTIVATIONS),
+    ],
+)
+def test_a_model_call_takes_the_batch_or_the_methods_chunk(method, params, rows, activations):
+    assert xr.model_chunk(method, params, 32) == (rows, activations)
+    if method is not None and "chunk_size" not in params:
+        assert rows in (32, methods.defaults(method).get("chunk_size"))
+    # memory grows with the chunk by one chunk's activations
+    base = xr.model_job_mem_mb(1, 0, SIZE, 3, 32, method, params)
+    expected = xr.MODEL_BASE_MB + rows * xr.input_mb(SIZE, 3) * activations + xr.input_mb(SIZE, 3) * xr.SHARD_FACTOR
+    assert base == math.ceil(expected / 100) * 100
+
+
+def test_no_tensorflow_at_parse_time():
+    import subprocess
+    import sys
+
+    code = "import sys, xaipipe.resources; assert not {'tensorflow', 'keras', 'cv2'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

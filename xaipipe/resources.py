@@ -6,13 +6,16 @@ SLURM, or any other Snakemake executor, places every job on a node that fits it:
 - **memory** (``mem_mb``) is bounded by a *batch*, not by the shard: every stage
   streams its shard batch by batch, so a job holds the Python/TensorFlow runtime, the
   model (a few times its file size: weights, the logits copy, gradient graphs) and the
-  activations of one model call (``batch_size`` samples; for the perturbation methods
-  the method's own ``batch_size`` of perturbed copies), plus a small per-sample term for
+  activations of one model call (``batch_size`` samples; for integrated gradients and
+  the perturbation methods the method's own ``chunk_size`` of path points or perturbed
+  copies), plus a small per-sample term for
   the shard's ids, classes and scores;
 - **run time** (``runtime``, minutes) grows with the shard: a fixed start-up cost
   (Snakemake, TensorFlow, loading the model) plus, per sample, the method's number of
   model passes times the cost of one pass, which grows with the model's size and the
   input's voxels; twice that as a margin, since a job that runs over is killed;
+- each method's passes per sample, the rows of its model call and their defaults come
+  from the method registry (:mod:`xaipipe.methods`), which the methods read too;
 - both grow with Snakemake's ``attempt``: a job that SLURM kills for running out of
   memory or time comes back under ``--retries`` with two, three, ... times the request.
 
@@ -28,6 +31,8 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from xaipipe import methods
 
 #: Memory of a Python process with Snakemake's job step and TensorFlow imported (MB).
 MODEL_BASE_MB = 1500
@@ -57,10 +62,6 @@ RUNTIME_MARGIN = 2.0
 #: Threads of the jobs the run-time constants were measured on.
 CALIBRATION_THREADS = 2
 
-#: Model passes (forward + backward counted as 3 forward passes) per sample and target.
-GRADIENT_PASSES = {"gradcam": 3, "gradcam++": 3, "saliency": 3, "guidedbackprop": 3, "guidedgradcam": 3}
-PERTURBATION_METHODS = ("integratedgradients", "occlusion", "limepro", "limecon")
-
 
 def model_mb(path: str | os.PathLike) -> float:
     """Size of the model file in MB (``UNKNOWN_MODEL_MB`` while it does not exist)."""
@@ -76,29 +77,16 @@ def input_mb(size: Sequence[int], channels: int) -> float:
 
 
 def passes_per_sample(method: str, params: Mapping[str, Any], size: Sequence[int]) -> float:
-    """Model passes one target of one sample costs with ``method`` (canonical name)."""
-    if method in GRADIENT_PASSES:
-        return GRADIENT_PASSES[method]
-    if method == "integratedgradients":
-        return 3 * params.get("steps", 50)
-    if method == "occlusion":
-        patch = params.get("patch_size", 16)
-        stride = params.get("stride") or patch
-        return math.prod(max(1, math.ceil((s - patch) / stride) + 1) for s in size)
-    if method in ("limepro", "limecon"):
-        return params.get("num_samples", 1000)
-    return 3
+    """Model passes (a forward and backward pass counted as 3) one target of one sample costs with ``method``."""
+    return methods.passes_per_sample(method, params, size)
 
 
 def model_chunk(method: str | None, params: Mapping[str, Any], batch_size: int) -> tuple[int, int]:
-    """Samples per model call and the activation factor of ``method`` (None: predictions)."""
+    """Rows per model call and the activation factor of ``method`` (None: predictions)."""
     if method is None:
         return batch_size, FORWARD_ACTIVATIONS
-    if method == "integratedgradients":
-        return params.get("batch_size", 64), GRADIENT_ACTIVATIONS
-    if method in ("occlusion", "limepro", "limecon"):
-        return params.get("batch_size", 256), FORWARD_ACTIVATIONS
-    return batch_size, GRADIENT_ACTIVATIONS
+    rows, gradients = methods.model_chunk(method, params, batch_size)
+    return rows, GRADIENT_ACTIVATIONS if gradients else FORWARD_ACTIVATIONS
 
 
 def model_job_mem_mb(
