@@ -56,9 +56,9 @@ def make_model(path: Path) -> None:
 def in_process_seconds_per_image(model_path: Path, folder: Path, n: int, batch: int) -> dict[str, float]:
     """Compute per image, batched, without I/O: the forward pass and each method."""
     from xaipipe import methods
-    from xaipipe.imageio import load_image
     from xaipipe.model import load_model, predict_batch
     from xaipipe.preprocess import Preprocessing
+    from xaipipe.readers import load_image
 
     model = load_model(model_path)
     pre = Preprocessing(size=(224, 224), channels=3, standardize="tf")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from xaipipe import DataGenerator, methods, xai_decoder
-from xaipipe.imageio import write_png
+from xaipipe.readers import load_volume
 from xaipipe.subfunctions import Crop
-from xaipipe.volumes import load_volume
+from xaipipe.writers import write_png
 
 K = 3
 
@@ -157,7 +157,7 @@ def test_volumes_return_depth_and_write_nifti(tmp_path):
     gen.image_format = "nii.gz"
     for k in range(2):
         (tmp_path / f"vol_{k}.npy").rename(tmp_path / f"vol_{k}.npy.bak")
-    from xaipipe.volumes import write_nifti
+    from xaipipe.writers import write_nifti
 
     for k in range(2):
         write_nifti(tmp_path / f"vol_{k}.nii.gz", rng.normal(size=(10, 12, 14)).astype(np.float32), (2.0, 1.0, 1.0))

@@ -28,10 +28,10 @@ def test_predictions_round_trip(tmp_path):
     probs = np.array([[0.1, 0.9], [0.7, 0.3]], np.float32)
     h5store.write_predictions(tmp_path / "p.h5", ["a", "b"], np.array([1, -1]), probs, class_names=["x", "y"])
     table = h5store.read_predictions(tmp_path / "p.h5")
-    assert table["ids"] == ["a", "b"]
-    assert table["predicted"].tolist() == [1, 0]
-    np.testing.assert_array_equal(table["probabilities"], probs)
-    assert table["class_names"] == ["x", "y"]
+    assert table.ids == ["a", "b"]
+    assert table.predicted.tolist() == [1, 0]
+    np.testing.assert_array_equal(table.probabilities, probs)
+    assert table.class_names == ["x", "y"]
 
 
 def test_interrupted_write_leaves_nothing_that_looks_finished(tmp_path):
@@ -49,7 +49,7 @@ def test_failed_rewrite_keeps_the_previous_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with h5store.create(path, h5store.PREDICTIONS):
             raise KeyboardInterrupt
-    assert h5store.read_predictions(path)["ids"] == ["a"]
+    assert h5store.read_predictions(path).ids == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["p.h5"]
 
 

@@ -11,10 +11,10 @@ import yaml
 
 from xaipipe import h5store
 from xaipipe.evaluate import lesion_hit_rate, peak_in_mask
-from xaipipe.imageio import load_image
 from xaipipe.model import load_model, sha256_file
 from xaipipe.naming import overlay_name
 from xaipipe.preprocess import Preprocessing
+from xaipipe.readers import load_image
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_heatmap_files_hold_maps_and_provenance(run):
         assert raw.shape == normalized.shape == (SHARD_SIZE, 64, 64)
         assert raw.dtype == np.float32 and raw.min() >= 0
         assert normalized.min() == 0.0 and np.allclose(normalized.reshape(SHARD_SIZE, -1).max(axis=1), 1.0)
-        predicted = h5store.read_predictions(run / "results/predictions/shard-00000.h5")["predicted"]
+        predicted = h5store.read_predictions(run / "results/predictions/shard-00000.h5").predicted
         assert f["class_index"][()].tolist() == predicted.tolist()
         assert f["sample_index"][()].tolist() == list(range(SHARD_SIZE))
 

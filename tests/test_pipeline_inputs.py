@@ -15,7 +15,8 @@ import pytest
 
 from pipeline_runs import snakemake, snakemake_ok
 from xaipipe import h5store
-from xaipipe.volumes import load_volume, write_nifti
+from xaipipe.readers import load_volume
+from xaipipe.writers import write_nifti
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from xaipipe.channels import convert_channels
-from xaipipe.preprocess import Preprocessing, display_image, standardize
+from xaipipe.drawing import display_image
+from xaipipe.preprocess import Preprocessing, standardize
 
 
 def test_minmax_and_grayscale():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xaipipe.naming import overlay_name
-from xaipipe.render import colorize, render
+from xaipipe.drawing import colorize, render
 
 
 def test_overlay_names_follow_the_seed():

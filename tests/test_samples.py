@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xaipipe.imageio import write_png
+from xaipipe.writers import write_png
 from xaipipe.samples import SampleSheet, discover_folder, shard_names, shard_slice
 
 

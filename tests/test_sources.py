@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from xaipipe.imageio import write_png
-from xaipipe.loading import load_sample
 from xaipipe.preprocess import Preprocessing, resize
+from xaipipe.readers import load_sample
 from xaipipe.samples import read_csv, read_json, sample_path
 from xaipipe.subfunctions import Clip, ColorConstancy, Crop, Padding, Pipeline, from_config
-from xaipipe.volumes import write_nifti
+from xaipipe.writers import write_nifti, write_png
 
 
 def test_csv_with_class_names(tmp_path):

@@ -3,20 +3,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from xaipipe import volumes
+from xaipipe import writers
+from xaipipe.drawing import colorize, display_volume, overlay_frames
 from xaipipe.maps import resize_linear
-from xaipipe.render import colorize
-from xaipipe.volumes import (
-    VOLUME_EXTENSIONS,
-    Volume,
-    display_volume,
-    is_volume_path,
-    load_volume,
-    overlay_frames,
-    write_gif,
-    write_nifti,
-    write_npy,
-)
+from xaipipe.readers import VOLUME_EXTENSIONS, Volume, is_volume_path, load_volume
+from xaipipe.writers import write_gif, write_nifti, write_npy
 
 SPACING = (2.5, 0.7, 0.8)  # z, y, x in mm
 
@@ -98,7 +89,7 @@ def test_write_nifti_interrupted_leaves_no_target(tmp_path, monkeypatch):
             handle.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(volumes.sitk, "WriteImage", half_write)
+    monkeypatch.setattr(writers.sitk, "WriteImage", half_write)
     with pytest.raises(KeyboardInterrupt):
         write_nifti(tmp_path / "map.nii.gz", np.zeros((2, 3, 4), np.float32), SPACING)
     assert list(tmp_path.iterdir()) == []
@@ -111,7 +102,7 @@ def test_write_nifti_failure_keeps_previous_file(tmp_path, monkeypatch):
     def failing(image, filename, *args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(volumes.sitk, "WriteImage", failing)
+    monkeypatch.setattr(writers.sitk, "WriteImage", failing)
     with pytest.raises(ValueError, match="map.nii"):
         write_nifti(out, np.zeros((2, 3, 4), np.float32), SPACING)
     assert [p.name for p in tmp_path.iterdir()] == ["map.nii"]

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from xaipipe.loading import load_sample
 from xaipipe.channels import convert_channels
 from xaipipe.preprocess import Preprocessing
+from xaipipe.readers import load_sample
 from xaipipe.samples import sample_path
 
 

@@ -2,7 +2,7 @@
 
 Same signature and behaviour as AUCMEDI's ``aucmedi.xai.decoder.xai_decoder``; the
 maps come from the same method classes and the files from the same writer
-(:func:`xaipipe.outputs.write_map`) as the Snakemake pipeline's.
+(:func:`xaipipe.writers.write_map`) as the Snakemake pipeline's.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from xaipipe.drawing import display_image, map_at
 from xaipipe.methods.base import Method, upsample_to_input
 from xaipipe.naming import overlay_name
-from xaipipe.outputs import EXTENSIONS, format_of_extension, map_at, write_map
-from xaipipe.preprocess import display_image
+from xaipipe.writers import EXTENSIONS, format_of_extension, write_map
 
 
 class SeedMethod(Method):

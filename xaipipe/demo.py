@@ -14,9 +14,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from xaipipe.imageio import write_png
 from xaipipe.logs import progress
 from xaipipe.preprocess import Preprocessing
+from xaipipe.writers import write_png
 
 CLASS_NAMES = ("disk", "none", "square")  # sorted, as class subfolders are read
 

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
+from xaipipe.drawing import resize_map
+from xaipipe.readers import load_mask
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class HitRate:
 
 def peak_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     """Whether the maximum of ``heatmap``, resized bilinearly to the mask, falls inside the mask."""
-    heat = cv2.resize(heatmap, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = resize_map(heatmap, mask.shape, "opencv", clip=False)
     y, x = np.unravel_index(int(heat.argmax()), heat.shape)
     return bool(mask[y, x])
 
@@ -37,15 +38,12 @@ def lesion_hit_rate(heatmap_paths: Sequence[str | os.PathLike], mask_dir: str | 
     """Hit rate of the maps in ``heatmap_paths``; masks share the sample ids, empty masks are skipped."""
     hits = total = 0
     for path in heatmap_paths:
-        with h5store.open_checked(path, h5store.HEATMAPS) as f:
-            ids = h5store.read_strings(f, "ids")
-            for m, row in enumerate(f["sample_index"][()]):
-                mask_path = Path(mask_dir) / ids[row]
-                mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-                if mask is None:
-                    raise FileNotFoundError(f"mask not found or unreadable: {mask_path}")
+        with h5store.HeatmapsFile.open(path) as maps:
+            ids = maps.ids
+            for m, row in enumerate(maps.sample_index):
+                mask = load_mask(Path(mask_dir) / ids[row])
                 if mask.any():
-                    hits += peak_in_mask(f["normalized"][m], mask)
+                    hits += peak_in_mask(maps.normalized(m), mask)
                     total += 1
     return HitRate(hits, total)
 
@@ -122,8 +120,8 @@ def write_randomization_row(
 
     model = load_model(model_path)
     with h5store.PreprocessedShard.open(preprocessed_path) as shard:
-        inputs = shard.file["inputs"][:n_samples]
-    classes = h5store.read_predictions(predictions_path)["predicted"][:n_samples, None]
+        inputs = shard.inputs(slice(n_samples))
+    classes = h5store.read_predictions(predictions_path).predicted[:n_samples, None]
     rho = randomization_correlations(model, randomized_copy(model, seed), method, params, inputs, classes)
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(RANDOMIZATION_HEADER)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import h5py
 import numpy as np
@@ -66,7 +66,41 @@ def read_strings(f: h5py.File, name: str) -> list[str]:
     return [s.decode() if isinstance(s, bytes) else s for s in f[name][()]]
 
 
+def _whole_dataset(name: str, doc: str) -> property:
+    """A read-only property that reads the dataset ``name`` whole."""
+    return property(lambda self: self.file[name][()], doc=doc)
+
+
+_Reader = TypeVar("_Reader", bound="_FileReader")
+
+
+@dataclass
+class _FileReader:
+    """What the readers share: opening with the schema checked, closing after a ``with`` block, the sample ids."""
+
+    file: h5py.File
+    schema: ClassVar[str]
+
+    @classmethod
+    def open(cls: type[_Reader], path: str | os.PathLike) -> _Reader:
+        return cls(open_checked(path, cls.schema))
+
+    def __enter__(self: _Reader) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    @property
+    def ids(self) -> list[str]:
+        return read_strings(self.file, "ids")
+
+
 # --- preprocessed shards -------------------------------------------------------------
+#
+# ids (str, n), labels (int32, n), inputs (float32, (n, *input_shape), one chunk per
+# sample), spacing (float64, (n, spatial_dims)), overlay_images/<row:06d> (uint8,
+# gzip 1); attributes preprocessing, class_names, spatial_dims, preprocess_overlay.
 
 PREPROCESSED = "xaipipe.preprocessed"
 
@@ -86,46 +120,105 @@ def put_overlay_image(f: h5py.File, row: int, image: np.ndarray) -> None:
     f["overlay_images"].create_dataset(f"{row:06d}", data=image, compression="gzip", compression_opts=1)
 
 
-@dataclass
-class PreprocessedShard:
+class PreprocessedWriter:
+    """Fills a new preprocessed shard sample by sample (see :func:`preprocessed_writer`)."""
+
+    def __init__(
+        self, f: h5py.File, ids: Sequence[str], input_shape: tuple[int, ...], labels: Sequence[int], spatial_dims: int
+    ):
+        self.file = f
+        self.spatial_dims = spatial_dims
+        create_preprocessed(f, ids, input_shape, labels)
+        self._spacing = f.create_dataset("spacing", shape=(len(ids), spatial_dims), dtype=np.float64)
+
+    def write(
+        self, row: int, inputs: np.ndarray, overlay_image: np.ndarray, spacing: Sequence[float] | None = None
+    ) -> None:
+        """One sample: its model input, the 8-bit image its overlays are drawn on, its spacing (None: all 1)."""
+        self.file["inputs"][row] = inputs
+        self._spacing[row] = spacing if spacing is not None else np.ones(self.spatial_dims)
+        put_overlay_image(self.file, row, overlay_image)
+
+
+@contextmanager
+def preprocessed_writer(
+    path: str | os.PathLike,
+    ids: Sequence[str],
+    labels: Sequence[int],
+    input_shape: tuple[int, ...],
+    *,
+    spatial_dims: int,
+    class_names: Sequence[str],
+    preprocessing: dict[str, Any],
+    preprocess_overlay: bool,
+    **attrs: Any,
+) -> Iterator[PreprocessedWriter]:
+    """A new preprocessed shard at ``path`` (written atomically), to fill with ``.write(row, ...)``."""
+    with create(
+        path,
+        PREPROCESSED,
+        preprocessing=preprocessing,
+        class_names=list(class_names),
+        spatial_dims=spatial_dims,
+        preprocess_overlay=preprocess_overlay,
+        **attrs,
+    ) as f:
+        yield PreprocessedWriter(f, ids, input_shape, labels, spatial_dims)
+
+
+class PreprocessedShard(_FileReader):
     """Read access to a preprocessed shard; arrays are read lazily, batch by batch."""
 
-    file: h5py.File
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> "PreprocessedShard":
-        return cls(open_checked(path, PREPROCESSED))
-
-    def __enter__(self) -> "PreprocessedShard":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.file.close()
+    schema = PREPROCESSED
+    labels = _whole_dataset("labels", "(n,) int32: each sample's class index, -1 where unknown.")
 
     @property
-    def ids(self) -> list[str]:
-        return read_strings(self.file, "ids")
+    def class_names(self) -> list[str]:
+        return json_attr(self.file, "class_names")
 
     @property
-    def labels(self) -> np.ndarray:
-        return self.file["labels"][()]
+    def spatial_dims(self) -> int:
+        """2 for images, 3 for volumes (files without the attribute hold images)."""
+        return int(self.file.attrs.get("spatial_dims", 2))
 
     def __len__(self) -> int:
         return self.file["inputs"].shape[0]
+
+    def inputs(self, rows: slice) -> np.ndarray:
+        """The model inputs of ``rows``."""
+        return self.file["inputs"][rows]
 
     def batches(self, batch_size: int) -> Iterator[tuple[slice, np.ndarray]]:
         """(rows, inputs) for consecutive batches of at most ``batch_size`` samples."""
         for start in range(0, len(self), batch_size):
             rows = slice(start, min(start + batch_size, len(self)))
-            yield rows, self.file["inputs"][rows]
+            yield rows, self.inputs(rows)
 
     def overlay_image(self, row: int) -> np.ndarray:
         return self.file["overlay_images"][f"{row:06d}"][()]
 
+    def spacing(self, row: int) -> tuple[float, ...]:
+        """The voxel size of sample ``row``, (z, y, x) in mm for volumes (ones for 2D images)."""
+        return tuple(self.file["spacing"][row])
+
 
 # --- predictions ---------------------------------------------------------------------
+#
+# ids (str, n), labels (int32, n), probabilities (float32, (n, k)), predicted (int32, n);
+# attribute class_names.
 
 PREDICTIONS = "xaipipe.predictions"
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The contents of a predictions file."""
+
+    ids: list[str]
+    labels: np.ndarray
+    probabilities: np.ndarray
+    predicted: np.ndarray
+    class_names: list[str]
 
 
 def write_predictions(
@@ -133,27 +226,33 @@ def write_predictions(
     ids: Sequence[str],
     labels: np.ndarray,
     probabilities: np.ndarray,
+    *,
+    class_names: Sequence[str],
     **attrs: Any,
 ) -> None:
-    with create(path, PREDICTIONS, **attrs) as f:
+    with create(path, PREDICTIONS, class_names=list(class_names), **attrs) as f:
         write_strings(f, "ids", ids)
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.int32))
         f.create_dataset("probabilities", data=probabilities.astype(np.float32))
         f.create_dataset("predicted", data=probabilities.argmax(axis=1).astype(np.int32))
 
 
-def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
+def read_predictions(path: str | os.PathLike) -> Predictions:
     with open_checked(path, PREDICTIONS) as f:
-        return {
-            "ids": read_strings(f, "ids"),
-            "labels": f["labels"][()],
-            "probabilities": f["probabilities"][()],
-            "predicted": f["predicted"][()],
-            "class_names": json_attr(f, "class_names"),
-        }
+        return Predictions(
+            ids=read_strings(f, "ids"),
+            labels=f["labels"][()],
+            probabilities=f["probabilities"][()],
+            predicted=f["predicted"][()],
+            class_names=json_attr(f, "class_names"),
+        )
 
 
 # --- heatmaps ------------------------------------------------------------------------
+#
+# ids (str, n samples), sample_index and class_index (int32, m maps), raw and normalized
+# (float32, (m, *map_shape), one gzip-compressed, shuffled chunk per map); attributes
+# method, method_params, target_layer, targets, model_sha256, model_path.
 
 HEATMAPS = "xaipipe.heatmaps"
 
@@ -173,3 +272,49 @@ def create_heatmaps(f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tu
             compression_opts=1,
             shuffle=True,
         )
+
+
+class HeatmapsWriter:
+    """Fills a new heatmaps file batch by batch (see :func:`heatmaps_writer`)."""
+
+    def __init__(self, f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...]):
+        self.file = f
+        self.map_shape = tuple(map_shape)
+        create_heatmaps(f, ids, n_maps, self.map_shape)
+
+    def write(
+        self, maps: slice, sample_index: np.ndarray, class_index: np.ndarray, raw: np.ndarray, normalized: np.ndarray
+    ) -> None:
+        """The maps ``maps``: the sample (row) and class of each, raw and normalized (reshaped to the map shape)."""
+        self.file["sample_index"][maps] = sample_index
+        self.file["class_index"][maps] = class_index
+        self.file["raw"][maps] = np.reshape(raw, (-1, *self.map_shape))
+        self.file["normalized"][maps] = np.reshape(normalized, (-1, *self.map_shape))
+
+
+@contextmanager
+def heatmaps_writer(
+    path: str | os.PathLike, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...], **attrs: Any
+) -> Iterator[HeatmapsWriter]:
+    """A new heatmaps file at ``path`` (written atomically) for ``n_maps`` maps; ``attrs``: the method's record."""
+    with create(path, HEATMAPS, **attrs) as f:
+        yield HeatmapsWriter(f, ids, n_maps, map_shape)
+
+
+class HeatmapsFile(_FileReader):
+    """Read access to a heatmaps file; maps are read one at a time. ``sample_index`` points into ``ids``."""
+
+    schema = HEATMAPS
+    sample_index = _whole_dataset("sample_index", "(m,) int32: the row in ``ids`` of each map's sample.")
+    class_index = _whole_dataset("class_index", "(m,) int32: the target class of each map.")
+
+    def __len__(self) -> int:
+        return self.file["sample_index"].shape[0]
+
+    def normalized(self, m: int) -> np.ndarray:
+        """Map ``m`` scaled to [0, 1]."""
+        return self.file["normalized"][m]
+
+    def raw(self, m: int) -> np.ndarray:
+        """Map ``m`` as the method computed it."""
+        return self.file["raw"][m]

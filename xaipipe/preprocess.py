@@ -153,22 +153,3 @@ def standardize(image: np.ndarray, mode: str) -> np.ndarray:
         std = _IMAGENET_STD_RGB if image.shape[-1] == 3 else _IMAGENET_STD_RGB.mean()
         return (image / 255.0 - mean) / std
     raise ValueError(f"unknown standardization mode {mode!r}; valid: {STANDARDIZE_MODES}")
-
-
-def display_image(image: np.ndarray, spatial_dims: int = 2) -> np.ndarray:
-    """An 8-bit RGB copy of a loaded image (H, W, 3) or volume (D, H, W, 3) to draw overlays on.
-
-    8-bit images are kept as they are; other 2D images are scaled from their own
-    minimum and maximum to 0..255; volumes as :func:`xaipipe.volumes.display_volume` does.
-    """
-    if image.ndim == spatial_dims + 1 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if spatial_dims == 3:
-        from xaipipe.volumes import display_volume
-
-        return display_volume(image)
-    if image.dtype != np.uint8:
-        lo, hi = float(image.min()), float(image.max())
-        scaled = (image.astype(np.float64) - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros(image.shape)
-        image = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
-    return convert_channels(image, 3)

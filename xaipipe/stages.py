@@ -17,21 +17,15 @@ import numpy as np
 
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
-from xaipipe.loading import load_sample
+from xaipipe.drawing import overlay_base
 from xaipipe.logs import progress
 from xaipipe.naming import overlay_name
-from xaipipe.outputs import EXTENSIONS, output_format, write_map
-from xaipipe.preprocess import Preprocessing, display_image
+from xaipipe.preprocess import Preprocessing
+from xaipipe.readers import load_sample
 from xaipipe.samples import sample_path
+from xaipipe.writers import EXTENSIONS, output_format, write_map
 
 log = logging.getLogger(__name__)
-
-
-def overlay_base(image: np.ndarray, spatial_dims: int) -> np.ndarray:
-    """The 8-bit image that overlays are drawn on: RGB for 2D, gray or RGB for volumes (smaller to store)."""
-    display = display_image(image, spatial_dims)
-    gray_source = image.ndim == spatial_dims or image.shape[-1] == 1
-    return display[..., 0] if spatial_dims == 3 and gray_source else display
 
 
 def preprocess_shard(
@@ -53,27 +47,27 @@ def preprocess_shard(
     """
     labels = [-1] * len(ids) if labels is None else list(labels)
     dims = preprocessing.spatial_dims
-    attrs = {
-        "preprocessing": preprocessing_record(preprocessing),
-        "class_names": list(class_names or []),
-        "image_dir": str(image_dir),
-        "spatial_dims": dims,
-        "preprocess_overlay": preprocess_overlay,
-    }
-    with h5store.create(out_path, h5store.PREPROCESSED, **attrs) as f:
-        h5store.create_preprocessed(f, ids, preprocessing.input_shape, labels)
-        spacing = f.create_dataset("spacing", shape=(len(ids), dims), dtype=np.float64)
+    with h5store.preprocessed_writer(
+        out_path,
+        ids,
+        labels,
+        preprocessing.input_shape,
+        spatial_dims=dims,
+        class_names=list(class_names or []),
+        preprocessing=preprocessing_record(preprocessing),
+        preprocess_overlay=preprocess_overlay,
+        image_dir=str(image_dir),
+    ) as shard:
         for row, sample_id in enumerate(progress(ids, "preprocess")):
             path = sample_path(image_dir, sample_id, image_format)
             try:
                 image, sample_spacing = load_sample(path, dims)
                 processed = preprocessing.apply_subfunctions(image, first_index + row)
-                f["inputs"][row] = preprocessing.finish(processed)
+                inputs = preprocessing.finish(processed)
                 base = processed if preprocess_overlay else image
             except ValueError as error:
                 raise ValueError(f"sample {sample_id!r}: {error}") from None
-            spacing[row] = sample_spacing if sample_spacing is not None else np.ones(dims)
-            h5store.put_overlay_image(f, row, overlay_base(base, dims))
+            shard.write(row, inputs, overlay_base(base, dims), sample_spacing)
 
 
 def preprocessing_record(preprocessing: Preprocessing) -> dict[str, Any]:
@@ -98,13 +92,12 @@ def predict_shard(
         scores = np.concatenate(
             [predict_batch(model, x) for _, x in progress(shard.batches(batch_size), "predict", n_batches, "batch")]
         )
-        class_names = h5store.json_attr(shard.file, "class_names")
         h5store.write_predictions(
             out_path,
             shard.ids,
             shard.labels,
             scores,
-            class_names=class_names,
+            class_names=shard.class_names,
             model_sha256=sha256_file(model_path),
             model_path=str(model_path),
         )
@@ -116,13 +109,13 @@ def merge_predictions(paths: Sequence[str | os.PathLike], out_path: str | os.Pat
         header_written = False
         for path in paths:
             table = h5store.read_predictions(path)
-            k = table["probabilities"].shape[1]
-            names = table["class_names"] if len(table["class_names"]) == k else [str(c) for c in range(k)]
+            k = table.probabilities.shape[1]
+            names = table.class_names if len(table.class_names) == k else [str(c) for c in range(k)]
             if not header_written:
                 out.write("\t".join(["sample", "label", "predicted", *(f"p_{n}" for n in names)]) + "\n")
                 header_written = True
             for sample_id, label, predicted, probs in zip(
-                table["ids"], table["labels"], table["predicted"], table["probabilities"], strict=True
+                table.ids, table.labels, table.predicted, table.probabilities, strict=True
             ):
                 label_name = names[label] if label >= 0 else ""
                 cells = [sample_id, label_name, names[predicted], *(f"{p:.6f}" for p in probs)]
@@ -147,29 +140,27 @@ def compute_heatmaps_shard(
     model = load_model(model_path)
     explainer = methods.create(method, model, **method_params)
     predictions = h5store.read_predictions(predictions_path)
-    classes = target_classes(predictions["probabilities"], targets, predictions["labels"], predictions["ids"])
+    classes = target_classes(predictions.probabilities, targets, predictions.labels, predictions.ids)
     n, n_targets = classes.shape
     log.info("method %s, target layer %s, %d samples x %d targets", method, explainer.target_layer, n, n_targets)
-    attrs = {
-        "method": methods.canonical_name(method),
-        "method_params": {**method_params, **explainer.params},
-        "target_layer": explainer.target_layer,
-        "targets": targets,
-        "model_sha256": sha256_file(model_path),
-        "model_path": str(model_path),
-    }
-    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.create(
-        out_path, h5store.HEATMAPS, **attrs
-    ) as f:
-        h5store.create_heatmaps(f, shard.ids, n * n_targets, explainer.spatial_shape)
+    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.heatmaps_writer(
+        out_path,
+        shard.ids,
+        n * n_targets,
+        explainer.spatial_shape,
+        method=methods.canonical_name(method),
+        method_params={**method_params, **explainer.params},
+        target_layer=explainer.target_layer,
+        targets=targets,
+        model_sha256=sha256_file(model_path),
+        model_path=str(model_path),
+    ) as heatmaps:
         n_batches = -(-n // batch_size)
         for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {method}", n_batches, "batch"):
             raw, normalized = explainer.explain(inputs, classes[rows])
             maps = slice(rows.start * n_targets, rows.stop * n_targets)
-            f["sample_index"][maps] = np.repeat(np.arange(rows.start, rows.stop), n_targets)
-            f["class_index"][maps] = classes[rows].reshape(-1)
-            f["raw"][maps] = raw.reshape(-1, *explainer.spatial_shape)
-            f["normalized"][maps] = normalized.reshape(-1, *explainer.spatial_shape)
+            sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
+            heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)
 
 
 def render_shard(
@@ -189,21 +180,18 @@ def render_shard(
     animated GIF of the slices drawn like the PNGs.
     """
     written = []
-    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.open_checked(
-        heatmaps_path, h5store.HEATMAPS
-    ) as maps:
+    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as maps:
         ids = shard.ids
-        dims = int(shard.file.attrs.get("spatial_dims", 2))
+        dims = shard.spatial_dims
         fmt = output_format(file_format, dims)
-        sample_index, class_index = maps["sample_index"][()], maps["class_index"][()]
+        sample_index, class_index = maps.sample_index, maps.class_index
         for m in progress(range(len(sample_index)), "render", unit="map"):
             row = int(sample_index[m])
             image = shard.overlay_image(row)
             path = Path(out_dir) / overlay_name(
                 ids[row], int(class_index[m]) if class_suffix else None, EXTENSIONS[fmt]
             )
-            spacing = tuple(shard.file["spacing"][row])
-            write_map(path, maps["normalized"][m], image, dims, fmt, overlay, alpha, colormap, spacing)
+            write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row))
             written.append(path)
     return written
 

@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from xaipipe.imageio import load_image, write_png
+from xaipipe.readers import load_image
+from xaipipe.writers import write_png
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])

@@ -1,0 +1,266 @@
+"""Read samples: 2D images (OpenCV), volumes (NIfTI, MetaImage via SimpleITK) and ``.npy`` arrays.
+
+:func:`load_sample` is the one entry point of the pipeline and the data generator:
+it gives the array as stored and, for volumes, the spacing that travels with it.
+
+2D images are (H, W) gray or (H, W, 3) RGB, uint8 or uint16 as stored. Volumes are
+in numpy axis order z, y, x: (D, H, W) for gray volumes and (D, H, W, 3) for RGB
+ones, the order ``SimpleITK.GetArrayFromImage`` gives. Spacings are given in the
+same order, (z, y, x), in millimetres; SimpleITK's own ``GetSpacing``/``SetSpacing``
+use (x, y, z), so they are reversed here. Origin and direction (orientation) are
+not kept: a heatmap is drawn in the voxel grid of its volume.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import SimpleITK as sitk
+
+from xaipipe import samples
+from xaipipe.channels import check_dims
+
+VOLUME_EXTENSIONS = samples.VOLUME_EXTENSIONS + samples.ARRAY_EXTENSIONS  # the medical formats, and .npy
+_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+
+def _volume_extension(path: str | os.PathLike) -> str | None:
+    """The volume extension ``path`` ends with (lower case), ``.nii.gz`` before ``.nii``; else None."""
+    name = Path(path).name.lower()
+    for ext in sorted(VOLUME_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(ext) and len(name) > len(ext):
+            return ext
+    return None
+
+
+def is_volume_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a volume file by its extension (case-insensitive, ``.nii.gz`` included)."""
+    return _volume_extension(path) is not None
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A loaded volume.
+
+    ``array`` is (D, H, W) gray or (D, H, W, 3) RGB in axis order z, y, x, with
+    the voxel type as stored (int16 Hounsfield units stay int16). ``spacing`` is
+    the voxel size (z, y, x) in millimetres.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def _check_volume_array(array: np.ndarray, path: Path) -> np.ndarray:
+    """Accept (D, H, W) or (D, H, W, 3); squeeze (D, H, W, 1); reject anything else naming ``path``."""
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    if array.ndim < 3:
+        raise ValueError(f"{path}: a volume expected, got shape {array.shape}")
+    if array.ndim == 4 and array.shape[3] != 3:
+        raise ValueError(
+            f"{path}: expected a (D, H, W) gray or (D, H, W, 3) RGB volume, got shape {array.shape} "
+            f"({array.shape[3]} components or time points)"
+        )
+    if array.ndim > 4:
+        raise ValueError(f"{path}: expected a (D, H, W) gray or (D, H, W, 3) RGB volume, got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{path}: empty volume of shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: unsupported voxel type {array.dtype}")
+    return array
+
+
+def _nifti_stream_length(path: Path) -> tuple[bytes, int]:
+    """The first 540 bytes of the (decompressed) NIfTI stream and its full decompressed length."""
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"  # the gzip magic, whatever the extension says
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as handle:
+        head = handle.read(540)
+        length = len(head)
+        while chunk := handle.read(1 << 20):
+            length += len(chunk)
+    return head, length
+
+
+def _parse_nifti_header(head: bytes) -> tuple[bytes, tuple[int, ...], int, float] | None:
+    """(magic, dim[8], bitpix, vox_offset) of a NIfTI-1 or NIfTI-2 header, either byte order; else None."""
+    for endian in "<>":
+        if len(head) < 4:
+            return None
+        (sizeof_hdr,) = struct.unpack(f"{endian}i", head[:4])
+        if sizeof_hdr == 348 and len(head) >= 348:
+            dims = struct.unpack(f"{endian}8h", head[40:56])
+            (bitpix,) = struct.unpack(f"{endian}h", head[72:74])
+            (vox_offset,) = struct.unpack(f"{endian}f", head[108:112])
+            return head[344:348], dims, bitpix, vox_offset
+        if sizeof_hdr == 540 and len(head) >= 540:
+            (bitpix,) = struct.unpack(f"{endian}h", head[14:16])
+            dims = struct.unpack(f"{endian}8q", head[16:80])
+            (vox_offset,) = struct.unpack(f"{endian}q", head[168:176])
+            return head[4:12], dims, bitpix, float(vox_offset)
+    return None
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Raise ValueError unless the single-file NIfTI ``path`` holds all the voxel data its header declares.
+
+    The NIfTI reader of SimpleITK reads a truncated file without an error (the
+    missing voxels get arbitrary values), so the size is checked here: the whole
+    stream is read (and, for ``.nii.gz``, decompressed with its CRC verified).
+    """
+    try:
+        head, length = _nifti_stream_length(path)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"unreadable or truncated volume: {path} ({exc})") from exc
+    header = _parse_nifti_header(head)
+    if header is None:
+        raise ValueError(f"unreadable or truncated volume: {path} (no NIfTI header)")
+    magic, dims, bitpix, vox_offset = header
+    if not magic.startswith((b"n+1", b"n+2")):
+        return  # not a single-file NIfTI (no voxel data after the header): left to SimpleITK
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or any(d < 1 for d in dims[1 : ndim + 1]) or bitpix <= 0 or not math.isfinite(vox_offset):
+        raise ValueError(f"unreadable volume: {path} (invalid NIfTI header)")
+    expected = int(vox_offset) + math.prod(dims[1 : ndim + 1]) * bitpix // 8
+    if length < expected:
+        raise ValueError(f"unreadable or truncated volume: {path} ({length} of {expected} bytes)")
+
+
+def _load_sitk(path: Path, ext: str) -> Volume:
+    """Read a NIfTI or MetaImage file through SimpleITK."""
+    if ext in _NIFTI_EXTENSIONS:
+        _check_nifti_complete(path)
+    try:
+        image = sitk.ReadImage(str(path))
+        array = sitk.GetArrayFromImage(image)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"unreadable or truncated volume: {path} ({reason})") from exc
+    dimension = image.GetDimension()
+    spacing = tuple(float(s) for s in image.GetSpacing())
+    if dimension == 4 and image.GetNumberOfComponentsPerPixel() == 1 and array.shape[0] == 1:
+        array, dimension, spacing = array[0], 3, spacing[:3]  # a 4D header with a single time point
+    if dimension != 3:
+        if dimension == 4:
+            raise ValueError(f"{path}: a 3D volume expected, got a 4D time series of shape {array.shape}")
+        raise ValueError(f"{path}: a volume expected, got shape {array.shape} ({dimension}D image)")
+    array = _check_volume_array(array, path)
+    z_y_x = spacing[::-1]
+    return Volume(array=array, spacing=(z_y_x[0], z_y_x[1], z_y_x[2]))
+
+
+def _load_npy(path: Path) -> Volume:
+    """Read a ``.npy`` array (no pickles) as a volume with spacing (1, 1, 1)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"unreadable or truncated volume: {path} ({exc})") from exc
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{path}: expected a .npy array, not an archive")
+    return Volume(array=_check_volume_array(array, path), spacing=(1.0, 1.0, 1.0))
+
+
+def load_volume(path: str | os.PathLike) -> Volume:
+    """Load a 3D volume from NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``) or ``.npy``.
+
+    NIfTI and MetaImage are read with SimpleITK and keep their spacing; a ``.npy``
+    array gets spacing (1, 1, 1). The result is (D, H, W) gray or (D, H, W, 3)
+    RGB (a single trailing component is squeezed), voxel type as stored. 2D
+    images, 4D time series and other component counts are rejected.
+
+    Raises FileNotFoundError for a missing file and ValueError for an
+    unsupported extension or an unreadable, truncated or non-volume file,
+    naming the file in each case.
+    """
+    path = Path(path)
+    ext = _volume_extension(path)
+    if ext is None:
+        raise ValueError(f"{path}: not a volume file; expected one of {', '.join(VOLUME_EXTENSIONS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"volume not found: {path}")
+    if ext == ".npy":
+        return _load_npy(path)
+    return _load_sitk(path, ext)
+
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Load a 2D image as (H, W) gray or (H, W, 3) RGB, uint8 or uint16 as stored.
+
+    An alpha channel is dropped (the colour channels are kept as they are).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"unreadable or truncated image: {path}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3:
+        if image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+        elif image.shape[2] == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        else:
+            raise ValueError(f"{path}: unsupported channel count {image.shape[2]}")
+    if image.ndim != 2 and image.ndim != 3:
+        raise ValueError(f"{path}: expected a 2D image, got shape {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16):
+        if image.dtype == np.float32:
+            return image
+        raise ValueError(f"{path}: unsupported pixel type {image.dtype}")
+    return image
+
+
+def _load_npy_image(path: Path) -> np.ndarray:
+    """Read a ``.npy`` array (no pickles) that must be a gray or RGB 2D image."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"unreadable array file {path}: {error}") from None
+    try:
+        check_dims(array, 2)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return array
+
+
+def load_sample(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, tuple[float, ...] | None]:
+    """(array, spacing) of a sample file; spacing (z, y, x) in mm for volumes, None for 2D images.
+
+    2D: PNG, JPEG, TIFF, BMP (OpenCV) and ``.npy``; 3D: NIfTI, MetaImage (SimpleITK) and
+    ``.npy``. A volume where a 2D image is expected, or the reverse, is an error naming the file.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if spatial_dims == 3:
+        if not (name.endswith(samples.VOLUME_EXTENSIONS) or name.endswith(".npy")):
+            raise ValueError(f"{path}: a 2D image where a volume is expected (preprocessing.size has 3 entries)")
+        volume = load_volume(path)
+        return volume.array, tuple(float(s) for s in volume.spacing)
+    if name.endswith(samples.VOLUME_EXTENSIONS):
+        raise ValueError(f"{path}: a volume where a 2D image is expected (preprocessing.size has 2 entries)")
+    if name.endswith(".npy"):
+        return _load_npy_image(path), None
+    return load_image(path), None
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    """A ground-truth mask as an (H, W) uint8 gray image (colour is converted to gray)."""
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise FileNotFoundError(f"mask not found or unreadable: {path}")
+    return mask
