@@ -8,7 +8,7 @@ every machine. Each image comes with its ground-truth lesion mask.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -61,14 +61,21 @@ def synthesize(kind: str, size: int, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def write_demo_data(
-    image_dir: str | os.PathLike, mask_dir: str | os.PathLike, n_per_class: int, size: int, seed: int
+    ids: Sequence[str],
+    image_paths: Sequence[str | os.PathLike],
+    mask_paths: Sequence[str | os.PathLike],
+    size: int,
+    seed: int,
 ) -> None:
-    """Write the demo images and masks as PNG files in class subfolders."""
+    """Write the demo images and masks of the samples ``ids`` (``class/name.png``, as
+    :func:`sample_ids` gives them) to ``image_paths`` and ``mask_paths``, as PNG files."""
+    if not len(ids) == len(image_paths) == len(mask_paths):
+        raise ValueError(f"{len(ids)} demo ids for {len(image_paths)} image and {len(mask_paths)} mask paths")
     rng = np.random.default_rng(seed)
-    for sample_id in progress(sample_ids(n_per_class), "demo images"):
+    for sample_id, image_path, mask_path in progress(list(zip(ids, image_paths, mask_paths)), "demo images"):
         image, mask = synthesize(sample_id.split("/")[0], size, rng)
-        write_png(Path(image_dir) / sample_id, image)
-        write_png(Path(mask_dir) / sample_id, mask)
+        write_png(image_path, image)
+        write_png(mask_path, mask)
 
 
 def _training_set(

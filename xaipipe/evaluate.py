@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +34,16 @@ def peak_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     return bool(mask[y, x])
 
 
-def lesion_hit_rate(heatmap_paths: Sequence[str | os.PathLike], mask_dir: str | os.PathLike) -> HitRate:
-    """Hit rate of the maps in ``heatmap_paths``; masks share the sample ids, empty masks are skipped."""
+def lesion_hit_rate(
+    heatmap_paths: Sequence[str | os.PathLike], mask_paths: Mapping[str, str | os.PathLike]
+) -> HitRate:
+    """Hit rate of the maps in ``heatmap_paths``; ``mask_paths`` maps sample ids to masks, empty masks are skipped."""
     hits = total = 0
     for path in heatmap_paths:
         with h5store.HeatmapsFile.open(path) as maps:
             ids = maps.ids
             for m, row in enumerate(maps.sample_index):
-                mask = load_mask(Path(mask_dir) / ids[row])
+                mask = load_mask(mask_paths[ids[row]])
                 if mask.any():
                     hits += peak_in_mask(maps.normalized(m), mask)
                     total += 1
@@ -49,13 +51,23 @@ def lesion_hit_rate(heatmap_paths: Sequence[str | os.PathLike], mask_dir: str | 
 
 
 def write_localization_table(
-    heatmaps_by_method: dict[str, Sequence[str | os.PathLike]], mask_dir: str | os.PathLike, out_path: str | os.PathLike
+    methods: Sequence[str],
+    heatmap_paths: Sequence[str | os.PathLike],
+    mask_paths: Mapping[str, str | os.PathLike],
+    out_path: str | os.PathLike,
 ) -> None:
-    """One row per method: hits, lesion images, hit rate."""
+    """One row per method: hits, lesion images, hit rate.
+
+    ``heatmap_paths`` lists every method's heatmaps files, method by method in the order
+    of ``methods``, each method with the same number of files (its shards).
+    """
+    if not methods or len(heatmap_paths) % len(methods):
+        raise ValueError(f"{len(heatmap_paths)} heatmaps files do not split evenly into {len(methods)} methods")
+    per_method = len(heatmap_paths) // len(methods)
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write("method\thits\tlesion_images\thit_rate\n")
-        for method, paths in heatmaps_by_method.items():
-            result = lesion_hit_rate(paths, mask_dir)
+        for k, method in enumerate(methods):
+            result = lesion_hit_rate(heatmap_paths[k * per_method : (k + 1) * per_method], mask_paths)
             out.write(f"{method}\t{result.hits}\t{result.total}\t{result.rate:.4f}\n")
 
 

@@ -19,32 +19,32 @@ from xaipipe import h5store
 from xaipipe.atomic import atomic_path
 from xaipipe.drawing import overlay_base
 from xaipipe.logs import progress
-from xaipipe.naming import overlay_name
+from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing
 from xaipipe.readers import load_sample
-from xaipipe.samples import sample_path
-from xaipipe.writers import EXTENSIONS, output_format, write_map
+from xaipipe.writers import format_of_extension, write_map
 
 log = logging.getLogger(__name__)
 
 
 def preprocess_shard(
-    image_dir: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
     ids: Sequence[str],
     labels: Sequence[int] | None,
     class_names: Sequence[str] | None,
     preprocessing: Preprocessing,
     out_path: str | os.PathLike,
-    image_format: str | None = None,
     preprocess_overlay: bool = True,
     first_index: int = 0,
 ) -> None:
-    """Load the samples ``ids`` from ``image_dir`` and write their model inputs and overlay images.
+    """Load the samples ``ids`` from their files ``paths`` and write their model inputs and overlay images.
 
     ``preprocess_overlay``: overlays are drawn on the image after the subfunctions
     (true) or on the untouched original (false). ``first_index`` is the position of
     the shard's first sample in the study (it seeds random subfunctions per sample).
     """
+    if len(paths) != len(ids):
+        raise ValueError(f"{len(paths)} sample files for {len(ids)} sample ids")
     labels = [-1] * len(ids) if labels is None else list(labels)
     dims = preprocessing.spatial_dims
     with h5store.preprocessed_writer(
@@ -56,10 +56,8 @@ def preprocess_shard(
         class_names=list(class_names or []),
         preprocessing=preprocessing_record(preprocessing),
         preprocess_overlay=preprocess_overlay,
-        image_dir=str(image_dir),
     ) as shard:
-        for row, sample_id in enumerate(progress(ids, "preprocess")):
-            path = sample_path(image_dir, sample_id, image_format)
+        for row, (sample_id, path) in enumerate(progress(list(zip(ids, paths)), "preprocess")):
             try:
                 image, sample_spacing = load_sample(path, dims)
                 processed = preprocessing.apply_subfunctions(image, first_index + row)
@@ -166,34 +164,29 @@ def compute_heatmaps_shard(
 def render_shard(
     preprocessed_path: str | os.PathLike,
     heatmaps_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    out_paths: Sequence[str | os.PathLike],
     overlay: bool,
     alpha: float,
     colormap: str,
-    class_suffix: bool,
-    file_format: str = "auto",
-) -> list[Path]:
-    """Write one file per map of a heatmaps file, at the overlay image's resolution; returns the paths.
+) -> None:
+    """Write the maps of a heatmaps file, in their order, to ``out_paths``, at the overlay image's resolution.
+
+    Each file's format follows from its extension (the workflow names the files).
 
     2D: PNG of the coloured map (blended over the image with ``overlay``) or the map as
     ``.npy``. Volumes: the map as NIfTI (with the sample's spacing) or ``.npy``, or an
     animated GIF of the slices drawn like the PNGs.
     """
-    written = []
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as maps:
-        ids = shard.ids
         dims = shard.spatial_dims
-        fmt = output_format(file_format, dims)
-        sample_index, class_index = maps.sample_index, maps.class_index
-        for m in progress(range(len(sample_index)), "render", unit="map"):
+        sample_index = maps.sample_index
+        if len(out_paths) != len(sample_index):
+            raise ValueError(f"{heatmaps_path} holds {len(sample_index)} maps; {len(out_paths)} output files were asked for")
+        for m, path in enumerate(progress(out_paths, "render", unit="map")):
             row = int(sample_index[m])
             image = shard.overlay_image(row)
-            path = Path(out_dir) / overlay_name(
-                ids[row], int(class_index[m]) if class_suffix else None, EXTENSIONS[fmt]
-            )
+            fmt = format_of_extension(extension_of(path), dims)
             write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row))
-            written.append(path)
-    return written
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

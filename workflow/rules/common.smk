@@ -13,7 +13,7 @@ from xaipipe import resources as xr
 from xaipipe import config as xc
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
-from xaipipe.outputs import EXTENSIONS, output_format
+from xaipipe.writers import EXTENSIONS, output_format
 
 try:
     validate(config, "../schemas/config.schema.yaml")
