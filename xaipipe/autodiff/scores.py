@@ -1,0 +1,51 @@
+"""Compiled forward passes, without gradients: :class:`Scores` (class scores of inputs) and
+:class:`PerturbedScores` (class scores of perturbed copies made where the model runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from xaipipe.autodiff._compiled import CompiledGraph
+
+
+class Scores(CompiledGraph):
+    """The class scores of a model for many inputs: one compiled forward pass, called in chunks."""
+
+    def __init__(self, model: keras.Model, score: str = "logits"):
+        super().__init__(model, score)
+        self._forward = self._backend.score_function(self._graph, self._input_shape)
+
+    def __call__(self, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Scores (N, K) of inputs (N, ...), ``batch_size`` inputs per model call."""
+        chunks = [self._forward(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
+        return np.concatenate(chunks)
+
+
+class PerturbedScores(CompiledGraph):
+    """The class scores of many perturbed copies of a few inputs, the copies made where the model runs.
+
+    ``perturb(inputs, images, codes)``, written with ``keras.ops``, is compiled with
+    the forward pass: it returns the batch of copies, copy r being ``inputs[images[r]]``
+    changed as its code ``codes[r]`` says (which segments LIME keeps, which patch
+    occlusion covers). Only the inputs and the small codes travel to the model, not
+    hundreds of full-size copies made with numpy, which on a GPU, or for volumes,
+    would cost more than the model itself.
+    """
+
+    def __init__(self, model: keras.Model, score: str, perturb: Callable[[Any, Any, Any], Any]):
+        super().__init__(model, score)
+        self._forward = self._backend.perturbed_score_function(self._graph, perturb)
+
+    def __call__(self, inputs: np.ndarray, images: np.ndarray, codes: np.ndarray, batch_size: int) -> np.ndarray:
+        """Scores (R, K) of the R copies given by ``images`` (R,) and ``codes`` (R, ...), ``batch_size`` per call."""
+        inputs = np.asarray(inputs, np.float32)
+        images = np.asarray(images, np.int32)
+        chunks = [
+            self._forward(inputs, images[rows], codes[rows])[:used]
+            for rows, used in self._chunks(len(images), batch_size)
+        ]
+        return np.concatenate(chunks)
