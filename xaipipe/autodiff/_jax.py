@@ -5,6 +5,8 @@ output is the vjp with respect to a zero offset added to that output
 (:meth:`Forward.shifted`), so the graph is replayed once. The
 model's weights enter the compiled function as arguments (through a Keras
 StatelessScope), not as constants baked into it, so they are read at each call.
+Each public function implements the one of the same name in
+:class:`~xaipipe.autodiff._backend.Backend`, whose docstrings say what it returns.
 """
 
 from __future__ import annotations
@@ -24,10 +26,7 @@ FIXED_SHAPES = True
 
 
 def make_guided_gate(switch: GuidedSwitch) -> Callable[[jax.Array], jax.Array]:
-    """An identity whose backward passes only positive gradients while ``switch.guided`` (see the TensorFlow backend).
-
-    The switch is read when the pullback is traced.
-    """
+    """The guided gate (:meth:`Backend.make_guided_gate`); ``switch`` is read when the pullback is traced."""
 
     @jax.custom_vjp
     def guided_gate(x: jax.Array) -> jax.Array:
@@ -43,22 +42,20 @@ def make_guided_gate(switch: GuidedSwitch) -> Callable[[jax.Array], jax.Array]:
     return guided_gate
 
 
-def _variables(graph: keras.Model) -> list:
-    """The graph's variables (nested sub-models included), each once."""
+def _compile(graph: keras.Model, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.jit(function)``, called with ``function``'s arguments: the current values of the graph's
+    variables (nested sub-models included, each once) are added to them at each call."""
     seen: dict[int, Any] = {}
     for variable in graph.variables:
-        seen.setdefault(id(variable), variable)
-    return list(seen.values())
+        seen.setdefault(id(variable), variable)  # each variable once
+    variables = list(seen.values())
 
-
-def _stateless(variables: list, function: Callable) -> Callable:
-    """``function(state, *args)``: ``function(*args)`` with the variables taking the values ``state``."""
-
-    def run(state: list, *args: Any) -> Any:
+    def stateless(state: list, *args: Any) -> Any:
         with keras.StatelessScope(state_mapping=list(zip(variables, state))):
             return function(*args)
 
-    return run
+    compiled = jax.jit(stateless)
+    return lambda *args: compiled([variable.value for variable in variables], *args)
 
 
 def _zero_offset(forward: Forward, x: jax.Array) -> jax.Array:
@@ -75,17 +72,21 @@ def _gradients(forward: Forward, x: jax.Array, classes: jax.Array) -> tuple[Any,
     else:
         offset = _zero_offset(forward, x)
         scores, pullback, source = jax.vjp(lambda shift: forward.shifted(x, shift), offset, has_aux=True)
+    (grads,) = _pull_targets(pullback, scores, classes)
+    return source, grads, scores
+
+
+def _pull_targets(pullback: Callable, scores: jax.Array, classes: jax.Array) -> Any:
+    """``pullback`` of each target's cotangent, stacked on axis 1: gradients (B, T, ...) for each primal."""
     # one cotangent per target: ones at (b, classes[b, t]), i.e. d(sum_b scores[b, classes[b, t]])
     cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
-    (grads,) = jax.vmap(pullback, in_axes=1, out_axes=1)(cotangents)  # (B, T, ...)
-    return source, grads, scores
+    return jax.vmap(pullback, in_axes=1, out_axes=1)(cotangents)
 
 
 def gradient_function(
     forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], Any]:
-    """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
-    variables = _variables(forward.graph)
+    """Compiled once per input shape; a layer's gradient is the pullback at its zero offset."""
 
     def gradients(x: jax.Array, classes: jax.Array) -> Any:
         source, grads, scores = _gradients(forward, x, classes)
@@ -93,11 +94,10 @@ def gradient_function(
             return reduce(source, grads)
         return source, grads, scores
 
-    compiled = jax.jit(_stateless(variables, gradients))
+    compiled = _compile(forward.graph, gradients)
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
-        state = [variable.value for variable in variables]
-        result = compiled(state, jnp.asarray(inputs, jnp.float32), jnp.asarray(classes, jnp.int32))
+        result = compiled(jnp.asarray(inputs, jnp.float32), jnp.asarray(classes, jnp.int32))
         if reduce is not None:
             return np.asarray(result)
         return tuple(np.asarray(r) for r in result)
@@ -108,20 +108,18 @@ def gradient_function(
 def prepared_gradient_function(
     forward: Forward, n_targets: int, prepare: Callable[..., Any], reduce: Callable[..., Any]
 ) -> Callable[..., np.ndarray]:
-    """numpy (args, classes (R, T)) -> ``reduce(x, input gradients, *args)`` where ``x = prepare(*args)`` (R, ...)."""
-    variables = _variables(forward.graph)
+    """Compiled once per shape of the arguments, ``prepare`` and ``reduce`` with the pullback."""
 
     def gradients(args: tuple, classes: jax.Array) -> Any:
         x = prepare(*args)
         _, grads, _ = _gradients(forward, x, classes)
         return reduce(x, grads, *args)
 
-    compiled = jax.jit(_stateless(variables, gradients))
+    compiled = _compile(forward.graph, gradients)
 
     def call(args: tuple, classes: np.ndarray) -> np.ndarray:
-        state = [variable.value for variable in variables]
         arrays = tuple(jnp.asarray(a, jnp.float32) for a in args)
-        return np.asarray(compiled(state, arrays, jnp.asarray(classes, jnp.int32)))
+        return np.asarray(compiled(arrays, jnp.asarray(classes, jnp.int32)))
 
     return call
 
@@ -129,53 +127,39 @@ def prepared_gradient_function(
 def guided_cam_function(
     forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
-
-    One forward pass, with a zero offset added to the target layer's output; it is
+    """One forward pass, with a zero offset added to the target layer's output; it is
     pulled back twice: plainly for the gradient at the offset (the layer), guided
     for the gradient at the input.
     """
-    variables = _variables(forward.graph)
 
     def gradients(x: jax.Array, classes: jax.Array) -> Any:
         scores, pullback, source = jax.vjp(forward.shifted, x, _zero_offset(forward, x), has_aux=True)
-        cotangents = jax.nn.one_hot(classes, scores.shape[-1], dtype=scores.dtype)  # (B, T, K)
-        pull = jax.vmap(pullback, in_axes=1, out_axes=1)
         switch.guided = False
-        _, plain = pull(cotangents)  # the input gradient of this pass is unused: XLA drops it
+        _, plain = _pull_targets(pullback, scores, classes)  # the input gradient of this pass is unused: XLA drops it
         switch.guided = True
-        guided, _ = pull(cotangents)
+        guided, _ = _pull_targets(pullback, scores, classes)
         return reduce(source, plain, x, guided)
 
-    compiled = jax.jit(_stateless(variables, gradients))
+    compiled = _compile(forward.graph, gradients)
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        state = [variable.value for variable in variables]
-        return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32), jnp.asarray(classes, jnp.int32)))
+        return np.asarray(compiled(jnp.asarray(inputs, jnp.float32), jnp.asarray(classes, jnp.int32)))
 
     return call
 
 
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy inputs (N, ...) -> numpy scores (N, K), compiled once per batch size."""
-    variables = _variables(graph)
-    compiled = jax.jit(_stateless(variables, lambda x: graph(x, training=False)))
-
-    def call(inputs: np.ndarray) -> np.ndarray:
-        state = [variable.value for variable in variables]
-        return np.asarray(compiled(state, jnp.asarray(inputs, jnp.float32)))
-
-    return call
+    """Compiled once per batch size."""
+    compiled = _compile(graph, lambda x: graph(x, training=False))
+    return lambda inputs: np.asarray(compiled(jnp.asarray(inputs, jnp.float32)))
 
 
 def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
-    """numpy (inputs, images, codes) -> numpy scores of ``perturb(inputs, images, codes)``, compiled with it."""
-    variables = _variables(graph)
-    compiled = jax.jit(_stateless(variables, lambda *args: graph(perturb(*args), training=False)))
+    """Compiled with ``perturb``, once per shape (callers pad to one shape: ``FIXED_SHAPES``)."""
+    compiled = _compile(graph, lambda *args: graph(perturb(*args), training=False))
 
     def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        state = [variable.value for variable in variables]
         arrays = jnp.asarray(inputs, jnp.float32), jnp.asarray(images, jnp.int32), jnp.asarray(codes)
-        return np.asarray(compiled(state, *arrays))
+        return np.asarray(compiled(*arrays))
 
     return call

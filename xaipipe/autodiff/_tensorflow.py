@@ -1,4 +1,8 @@
-"""The TensorFlow backend: tf.function, tf.GradientTape, tf.custom_gradient."""
+"""The TensorFlow backend: tf.function, tf.GradientTape, tf.custom_gradient.
+
+Each public function implements the one of the same name in
+:class:`~xaipipe.autodiff._backend.Backend`, whose docstrings say what it returns.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,7 @@ FIXED_SHAPES = False
 
 
 def make_guided_gate(switch: GuidedSwitch) -> Callable[[tf.Tensor], tf.Tensor]:
-    """An identity whose backward passes only positive gradients while ``switch.guided`` (all of them otherwise).
-
-    Put after a ReLU y = max(z, 0), whose own gradient already keeps only z > 0,
-    this gives the guided-backpropagation gradient dy * [dy > 0] * [z > 0]. The
-    switch is read when ``tape.gradient`` builds the backward pass.
-    """
+    """The guided gate (:meth:`Backend.make_guided_gate`); ``switch`` is read when ``tape.gradient`` builds the pass."""
 
     @tf.custom_gradient
     def guided_gate(x: tf.Tensor) -> tuple[tf.Tensor, Callable]:
@@ -33,23 +32,47 @@ def make_guided_gate(switch: GuidedSwitch) -> Callable[[tf.Tensor], tf.Tensor]:
     return guided_gate
 
 
-def _gradients(forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor) -> tuple[Any, Any, Any]:
-    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
-    with tf.GradientTape(persistent=n_targets > 1) as tape:
-        if not forward.target:
+def _taped_scores(
+    forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor, watch_input: bool, persistent: bool
+) -> tuple[tf.GradientTape, Any, Any, list]:
+    """(the tape, source, scores, the T target scores: each the sum over the batch of the score ``classes`` picks).
+
+    ``watch_input`` where a gradient with respect to the input will be taken (a
+    tape watches variables, not inputs); ``persistent`` for more than one gradient.
+    """
+    with tf.GradientTape(persistent=persistent) as tape:
+        if watch_input:
             tape.watch(x)
         source, scores = forward.capture(x)
         picked = tf.gather(scores, classes, batch_dims=1)
         targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
-    grads = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
+    return tape, source, scores, targets
+
+
+def _stacked_gradients(tape: tf.GradientTape, targets: list, wrt: tf.Tensor) -> tf.Tensor:
+    """The gradients (B, T, ...) of the T ``targets`` with respect to ``wrt``."""
+    return tf.stack([tape.gradient(target, wrt) for target in targets], axis=1)
+
+
+def _gradients(forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor) -> tuple[Any, Any, Any]:
+    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
+    tape, source, scores, targets = _taped_scores(
+        forward, n_targets, x, classes, watch_input=not forward.target, persistent=n_targets > 1
+    )
+    grads = _stacked_gradients(tape, targets, source)
     del tape
     return source, grads, scores
+
+
+def _signature(input_shape: tuple[int, ...], n_targets: int) -> list[tf.TensorSpec]:
+    """Inputs (any batch size, ...) and classes (any batch size, T): one trace for every chunk."""
+    return [tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None, n_targets), tf.int32)]
 
 
 def gradient_function(
     forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], Any]:
-    """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
+    """Traced once, for any batch size."""
 
     def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
         source, grads, scores = _gradients(forward, n_targets, x, classes)
@@ -57,11 +80,8 @@ def gradient_function(
             return reduce(source, grads)
         return source, grads, scores
 
-    signature = [
-        tf.TensorSpec((None, *input_shape), tf.float32),
-        tf.TensorSpec((None, n_targets), tf.int32),
-    ]
-    compiled = tf.function(gradients, input_signature=signature, autograph=False)  # plain Python, traced once
+    # plain Python, traced once
+    compiled = tf.function(gradients, input_signature=_signature(input_shape, n_targets), autograph=False)
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
         result = compiled(tf.constant(inputs, tf.float32), tf.constant(classes))
@@ -75,7 +95,7 @@ def gradient_function(
 def prepared_gradient_function(
     forward: Forward, n_targets: int, prepare: Callable[..., Any], reduce: Callable[..., Any]
 ) -> Callable[..., np.ndarray]:
-    """numpy (args, classes (R, T)) -> ``reduce(x, input gradients, *args)`` where ``x = prepare(*args)`` (R, ...)."""
+    """Traced for the first shapes, then once more for any shapes (``reduce_retracing``)."""
 
     def gradients(args: tuple, classes: tf.Tensor) -> Any:
         x = prepare(*args)
@@ -91,44 +111,30 @@ def prepared_gradient_function(
 def guided_cam_function(
     forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
-
-    One forward pass; the plain backward pass stops at the target layer, the guided one runs to the input.
-    """
+    """One persistent tape, watching the input, read twice: plainly at the layer, guided at the input."""
 
     def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(x)
-            source, scores = forward.capture(x)
-            picked = tf.gather(scores, classes, batch_dims=1)
-            targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
+        tape, source, _, targets = _taped_scores(forward, n_targets, x, classes, watch_input=True, persistent=True)
         switch.guided = False
-        plain = tf.stack([tape.gradient(target, source) for target in targets], axis=1)
+        plain = _stacked_gradients(tape, targets, source)
         switch.guided = True
-        guided = tf.stack([tape.gradient(target, x) for target in targets], axis=1)
+        guided = _stacked_gradients(tape, targets, x)
         del tape
         return reduce(source, plain, x, guided)
 
-    signature = [
-        tf.TensorSpec((None, *input_shape), tf.float32),
-        tf.TensorSpec((None, n_targets), tf.int32),
-    ]
-    compiled = tf.function(gradients, input_signature=signature, autograph=False)
+    compiled = tf.function(gradients, input_signature=_signature(input_shape, n_targets), autograph=False)
     return lambda inputs, classes: compiled(tf.constant(inputs, tf.float32), tf.constant(classes)).numpy()
 
 
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy inputs (N, ...) -> numpy scores (N, K), compiled once."""
+    """Traced once, for any batch size."""
     signature = [tf.TensorSpec((None, *input_shape), tf.float32)]
     compiled = tf.function(lambda x: graph(x, training=False), input_signature=signature)
     return lambda inputs: compiled(tf.constant(inputs, tf.float32)).numpy()
 
 
 def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
-    """numpy (inputs, images, codes) -> numpy scores of ``perturb(inputs, images, codes)``, compiled with it.
-
-    Traced for the first shapes, then once more for any batch size (``reduce_retracing``).
-    """
+    """Traced with ``perturb`` for the first shapes, then once more for any batch size (``reduce_retracing``)."""
     compiled = tf.function(
         lambda inputs, images, codes: graph(perturb(inputs, images, codes), training=False),
         reduce_retracing=True,

@@ -2,7 +2,9 @@
 
 Nothing is compiled: the graph is replayed eagerly, the forward pass of the
 perturbation methods under ``torch.no_grad``. Tensors live on the device that
-Keras chose (``keras.ops.convert_to_tensor``) and come back as numpy.
+Keras chose (``keras.ops.convert_to_tensor``) and come back as numpy. Each
+public function implements the one of the same name in
+:class:`~xaipipe.autodiff._backend.Backend`, whose docstrings say what it returns.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ FIXED_SHAPES = False
 
 
 class _GuidedGate(torch.autograd.Function):
-    """Identity forward; backward passes only positive gradients while the switch is on (see the TensorFlow backend)."""
+    """Identity forward; backward passes only positive gradients while the switch is on."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, switch: GuidedSwitch) -> torch.Tensor:
@@ -34,7 +36,7 @@ class _GuidedGate(torch.autograd.Function):
 
 
 def make_guided_gate(switch: GuidedSwitch) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The guided gate reading ``switch`` when the backward pass runs."""
+    """The guided gate (:meth:`Backend.make_guided_gate`), reading ``switch`` when the backward pass runs."""
     return lambda x: _GuidedGate.apply(x, switch)
 
 
@@ -42,32 +44,44 @@ def _to_numpy(x: torch.Tensor) -> np.ndarray:
     return x.numpy(force=True)  # detached, on the CPU
 
 
-def _gradients(forward: Forward, n_targets: int, x: torch.Tensor, classes: np.ndarray) -> tuple[Any, Any, Any]:
-    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
+def _target_scores(forward: Forward, x: torch.Tensor, classes: np.ndarray) -> tuple[Any, Any, list]:
+    """(source, scores, the T target scores: each the sum over the batch of the score ``classes`` picks).
+
+    Call under ``torch.enable_grad``. The input always requires a gradient, so
+    that a layer's output does too when no weight is trainable.
+    """
     picks = keras.ops.convert_to_tensor(np.asarray(classes, np.int64))
-    # the input always requires a gradient, so that a layer's output does too when no weight is trainable
     x.requires_grad_(True)
+    source, scores = forward.capture(x)
+    picked = torch.gather(scores, 1, picks)
+    return source, scores, [picked[:, t].sum() for t in range(picked.shape[1])]
+
+
+def _stacked_gradients(targets: list, wrt: torch.Tensor, keep_graph: bool) -> torch.Tensor:
+    """The gradients (B, T, ...) of the T ``targets`` with respect to ``wrt``; the graph is freed after the last
+    unless ``keep_graph`` (for a later backward pass)."""
+    last = len(targets) - 1
+    return torch.stack(
+        [torch.autograd.grad(t, wrt, retain_graph=keep_graph or k < last)[0] for k, t in enumerate(targets)], dim=1
+    )
+
+
+def _gradients(forward: Forward, x: torch.Tensor, classes: np.ndarray) -> tuple[Any, Any, Any]:
+    """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
     with torch.enable_grad():
-        source, scores = forward.capture(x)
-        picked = torch.gather(scores, 1, picks)
-        grads = torch.stack(
-            [
-                torch.autograd.grad(picked[:, t].sum(), source, retain_graph=t < n_targets - 1)[0]
-                for t in range(n_targets)
-            ],
-            dim=1,
-        )
+        source, scores, targets = _target_scores(forward, x, classes)
+        grads = _stacked_gradients(targets, source, keep_graph=False)
     return source.detach(), grads, scores.detach()
 
 
 def gradient_function(
     forward: Forward, n_targets: int, reduce: Callable[[Any, Any], Any] | None, input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], Any]:
-    """numpy (inputs (B, ...), classes (B, T)) -> numpy (source, gradients, scores), or ``reduce``'s result."""
+    """Eager; ``reduce`` runs without autograd."""
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> Any:
         x = keras.ops.convert_to_tensor(np.asarray(inputs, np.float32))
-        source, grads, scores = _gradients(forward, n_targets, x, classes)
+        source, grads, scores = _gradients(forward, x, classes)
         with torch.no_grad():
             if reduce is not None:
                 return _to_numpy(reduce(source, grads))
@@ -79,13 +93,13 @@ def gradient_function(
 def prepared_gradient_function(
     forward: Forward, n_targets: int, prepare: Callable[..., Any], reduce: Callable[..., Any]
 ) -> Callable[..., np.ndarray]:
-    """numpy (args, classes (R, T)) -> ``reduce(x, input gradients, *args)`` where ``x = prepare(*args)`` (R, ...)."""
+    """Eager; ``prepare`` and ``reduce`` run without autograd, ``x`` is a leaf that requires a gradient."""
 
     def call(args: tuple, classes: np.ndarray) -> np.ndarray:
         tensors = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in args]
         with torch.no_grad():
             x = prepare(*tensors)
-        _, grads, _ = _gradients(forward, n_targets, x, classes)
+        _, grads, _ = _gradients(forward, x, classes)
         with torch.no_grad():
             return _to_numpy(reduce(x.detach(), grads, *tensors))
 
@@ -95,24 +109,16 @@ def prepared_gradient_function(
 def guided_cam_function(
     forward: Forward, switch: GuidedSwitch, n_targets: int, reduce: Callable[..., Any], input_shape: tuple[int, ...]
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """numpy (inputs, classes) -> ``reduce(activations, layer gradients, inputs, guided input gradients)``.
-
-    One forward pass; the plain backward pass stops at the target layer, the guided one runs to the input.
-    """
+    """One forward pass whose graph is kept for two backward passes: plain to the layer, guided to the input."""
 
     def call(inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         x = keras.ops.convert_to_tensor(np.asarray(inputs, np.float32))
-        picks = keras.ops.convert_to_tensor(np.asarray(classes, np.int64))
-        x.requires_grad_(True)
         with torch.enable_grad():
-            source, scores = forward.capture(x)
-            targets = [picked.sum() for picked in torch.gather(scores, 1, picks).unbind(1)]
+            source, _, targets = _target_scores(forward, x, classes)
             switch.guided = False
-            plain = torch.stack([torch.autograd.grad(t, source, retain_graph=True)[0] for t in targets], dim=1)
+            plain = _stacked_gradients(targets, source, keep_graph=True)
             switch.guided = True
-            guided = torch.stack(
-                [torch.autograd.grad(t, x, retain_graph=k < n_targets - 1)[0] for k, t in enumerate(targets)], dim=1
-            )
+            guided = _stacked_gradients(targets, x, keep_graph=False)
         with torch.no_grad():
             return _to_numpy(reduce(source.detach(), plain, x.detach(), guided))
 
@@ -120,7 +126,7 @@ def guided_cam_function(
 
 
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy inputs (N, ...) -> numpy scores (N, K), without autograd."""
+    """Eager, without autograd."""
 
     def call(inputs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -130,7 +136,7 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
 
 
 def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
-    """numpy (inputs, images, codes) -> numpy scores of ``perturb(inputs, images, codes)``, without autograd."""
+    """Eager, ``perturb`` and the model without autograd."""
 
     def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
         with torch.no_grad():
