@@ -125,7 +125,7 @@ def test_bad_inputs_stop_before_the_model_runs(tmp_path):
     pre = {"size": [8, 8], "channels": 1}
     (tmp_path / "labels.csv").write_text("SAMPLE,CLASS\np0,a\np1,b\np2,a\n")
     config = base_config(tmp_path, data={"images": str(tmp_path / "png"), "samples": str(tmp_path / "labels.csv"),
-                                         "image_format": "png"}, preprocessing=pre)  # fmt: skip
+                                         "image_format": "png"}, preprocessing=pre, classes=["a", "b"])  # fmt: skip
     result = snakemake(tmp_path, config)
     assert result.returncode != 0 and "p2.png" in result.stderr  # missing file named
     assert not (tmp_path / "results/predictions").exists()

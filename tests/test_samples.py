@@ -51,3 +51,11 @@ def test_shards_cover_every_sample_once():
     assert [ids[shard_slice(n, 4)] for n in names] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     with pytest.raises(ValueError):
         shard_names(3, 0)
+
+
+def test_configured_classes_order_the_class_subfolders(tmp_path):
+    _touch_images(tmp_path, ["a/1.png", "c/2.png"])
+    sheet = discover_folder(tmp_path, classes=["c", "b", "a"])
+    assert sheet.class_names == ("c", "b", "a") and sheet.labels == (2, 0)
+    with pytest.raises(ValueError, match=r"subfolder 'c'.*not one of the classes.*a, b"):
+        discover_folder(tmp_path, classes=["a", "b"])

@@ -16,8 +16,8 @@ from xaipipe.writers import write_nifti, write_png
 
 def test_csv_with_class_names(tmp_path):
     (tmp_path / "s.csv").write_text("SAMPLE,CLASS\na,cat\nb,dog\nc,cat\n")
-    sheet = read_csv(tmp_path / "s.csv")
-    assert sheet.ids == ("a", "b", "c") and sheet.class_names == ("cat", "dog") and sheet.labels == (0, 1, 0)
+    sheet = read_csv(tmp_path / "s.csv", classes=["dog", "cat"])
+    assert sheet.ids == ("a", "b", "c") and sheet.class_names == ("dog", "cat") and sheet.labels == (1, 0, 1)
 
 
 def test_csv_with_indices_and_configured_names(tmp_path):
@@ -25,7 +25,7 @@ def test_csv_with_indices_and_configured_names(tmp_path):
     sheet = read_csv(tmp_path / "s.csv", "id", "diagnosis", classes=["x", "y", "z"])
     assert sheet.labels == (2, 0) and sheet.class_names == ("x", "y", "z")
     sheet = read_csv(tmp_path / "s.csv", "id", "diagnosis")
-    assert sheet.class_names == ("0", "1", "2")
+    assert sheet.labels == (2, 0) and sheet.class_names is None
 
 
 def test_csv_one_hot_and_no_labels(tmp_path):
@@ -46,8 +46,8 @@ def test_csv_errors_name_the_column_or_row(tmp_path):
         read_csv(tmp_path / "s.csv", class_columns=["benign", "malignant"])
     with pytest.raises(ValueError, match="no id column 'ID'"):
         read_csv(tmp_path / "s.csv", id_column="ID")
-    (tmp_path / "d.csv").write_text("SAMPLE,CLASS\na,x\na,y\n")
-    with pytest.raises(ValueError, match="'a' is listed twice"):
+    (tmp_path / "d.csv").write_text("SAMPLE,CLASS\na,1\na,0\n")
+    with pytest.raises(ValueError, match="d.csv: sample id 'a' is listed twice"):
         read_csv(tmp_path / "d.csv")
     (tmp_path / "e.csv").write_text("SAMPLE,CLASS\n")
     with pytest.raises(ValueError, match="empty"):
@@ -56,12 +56,12 @@ def test_csv_errors_name_the_column_or_row(tmp_path):
 
 def test_json_names_indices_one_hot_and_duplicates(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"x": "dog", "y": "cat"}))
-    sheet = read_json(tmp_path / "a.json")
+    sheet = read_json(tmp_path / "a.json", classes=["cat", "dog"])
     assert sheet.labels == (1, 0) and sheet.class_names == ("cat", "dog")
     (tmp_path / "b.json").write_text(json.dumps({"x": [0, 0, 1], "y": [1, 0, 0]}))
     assert read_json(tmp_path / "b.json").labels == (2, 0)
     (tmp_path / "c.json").write_text(json.dumps({"x": 1, "y": 0}))
-    assert read_json(tmp_path / "c.json").class_names == ("0", "1")
+    assert read_json(tmp_path / "c.json").labels == (1, 0) and read_json(tmp_path / "c.json").class_names is None
     (tmp_path / "d.json").write_text('{"x": 1, "x": 0}')
     with pytest.raises(ValueError, match="'x' is listed twice"):
         read_json(tmp_path / "d.json")
@@ -169,3 +169,63 @@ def test_auto_interpolation_suits_the_input_kind():
     assert Preprocessing.from_config({**base, "size": [8, 8, 8], "interpolation": "auto"}).interpolation == "linear"
     with pytest.raises(ValueError, match="interpolation must be one of"):
         Preprocessing.from_config({**base, "size": [8, 8, 8], "interpolation": "area"})
+
+
+# --- class order comes from the config, the subfolders or the one-hot columns, never from the labels present
+
+
+def test_csv_class_names_without_configured_classes_are_refused(tmp_path):
+    # the example: labels cover two of three classes; sorting them made 'normal' class 1
+    (tmp_path / "s.csv").write_text("SAMPLE,CLASS\na,normal\nb,benign\nc,normal\n")
+    with pytest.raises(ValueError, match=r"s\.csv.*\['benign', 'normal'\].*set `classes`.*output order"):
+        read_csv(tmp_path / "s.csv")
+    sheet = read_csv(tmp_path / "s.csv", classes=["benign", "malignant", "normal"])
+    assert sheet.labels == (2, 0, 2) and sheet.class_names == ("benign", "malignant", "normal")
+
+
+def test_csv_label_outside_the_classes_names_the_sample_row_and_label(tmp_path):
+    (tmp_path / "s.csv").write_text("SAMPLE,CLASS\na,benign\nb,malignent\n")
+    with pytest.raises(ValueError, match=r"s\.csv.*sample 'b' \(row 3\).*'malignent'.*benign, malignant, normal"):
+        read_csv(tmp_path / "s.csv", classes=["benign", "malignant", "normal"])
+    (tmp_path / "i.csv").write_text("SAMPLE,CLASS\na,0\nb,3\n")
+    with pytest.raises(ValueError, match=r"sample 'b' \(row 3\).*'3'"):
+        read_csv(tmp_path / "i.csv", classes=["benign", "malignant", "normal"])
+
+
+def test_json_misspelled_label_is_an_error_with_or_without_classes(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"x": "cat", "y": "dgo"}))
+    with pytest.raises(ValueError, match=r"a\.json.*\['cat', 'dgo'\].*set `classes`"):
+        read_json(tmp_path / "a.json")
+    with pytest.raises(ValueError, match=r"a\.json.*sample 'y'.*'dgo'"):
+        read_json(tmp_path / "a.json", classes=["cat", "dog"])
+
+
+def test_integer_labels_without_classes_keep_their_indices_and_leave_the_names_unknown(tmp_path):
+    (tmp_path / "s.csv").write_text("SAMPLE,CLASS\na,2\nb,0\n")
+    sheet = read_csv(tmp_path / "s.csv")
+    assert sheet.labels == (2, 0) and sheet.class_names is None
+    (tmp_path / "n.csv").write_text("SAMPLE,CLASS\na,-1\n")
+    with pytest.raises(ValueError, match=r"sample 'a' \(row 2\).*'-1'"):
+        read_csv(tmp_path / "n.csv")
+
+
+def test_one_hot_columns_and_configured_classes_must_agree(tmp_path):
+    (tmp_path / "s.csv").write_text("SAMPLE,malignant,benign\na,1,0\nb,0,1\n")
+    sheet = read_csv(tmp_path / "s.csv", class_columns=["malignant", "benign"], classes=["benign", "malignant"])
+    assert sheet.labels == (1, 0) and sheet.class_names == ("benign", "malignant")
+    with pytest.raises(ValueError, match=r"one-hot columns \['malignant', 'benign'\].*classes"):
+        read_csv(tmp_path / "s.csv", class_columns=["malignant", "benign"], classes=["benign", "malignant", "normal"])
+    (tmp_path / "w.json").write_text(json.dumps({"x": [0, 1], "y": [0, 0, 1]}))
+    with pytest.raises(ValueError, match=r"sample 'y'.*3 entries.*2"):
+        read_json(tmp_path / "w.json")
+
+
+def test_csv_with_a_byte_order_mark_and_short_rows(tmp_path):
+    (tmp_path / "s.csv").write_bytes("\ufeffSAMPLE,CLASS\na,1\nb,0\n".encode())
+    assert read_csv(tmp_path / "s.csv").ids == ("a", "b")
+    (tmp_path / "m.csv").write_text("SAMPLE,CLASS\na,1\nb\n")
+    with pytest.raises(ValueError, match=r"sample 'b' \(row 3\).*no label"):
+        read_csv(tmp_path / "m.csv")
+    (tmp_path / "e.csv").write_text("SAMPLE,CLASS\na,1\n,0\n")
+    with pytest.raises(ValueError, match=r"e\.csv row 3: no sample id"):
+        read_csv(tmp_path / "e.csv")

@@ -22,7 +22,7 @@ def sample_sheet(config: dict[str, Any]) -> SampleSheet:
     data = config["data"]
     try:
         if data["samples"] is None:
-            sheet = discover_folder(data["images"], data["class_subfolders"])
+            sheet = discover_folder(data["images"], data["class_subfolders"], config["classes"])
         elif data["samples"].lower().endswith(".csv"):
             sheet = read_csv(
                 data["samples"], data["id_column"], data["class_column"], data["class_columns"], config["classes"]

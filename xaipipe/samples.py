@@ -28,7 +28,9 @@ class SampleSheet:
         if not self.ids:
             raise ValueError("the sample list is empty")
         seen: set[str] = set()
-        for sample_id in self.ids:
+        for position, sample_id in enumerate(self.ids):
+            if not sample_id.strip():
+                raise ValueError(f"sample {position + 1} has an empty id")
             if sample_id in seen:
                 raise ValueError(f"sample id {sample_id!r} is listed twice")
             seen.add(sample_id)
@@ -39,12 +41,16 @@ class SampleSheet:
         return len(self.ids)
 
 
-def discover_folder(root: str | os.PathLike, class_subfolders: bool | str = "auto") -> SampleSheet:
+def discover_folder(
+    root: str | os.PathLike, class_subfolders: bool | str = "auto", classes: Sequence[str] = ()
+) -> SampleSheet:
     """List the images under ``root`` in a stable (sorted) order.
 
-    With ``class_subfolders`` true, every top-level subfolder is a class (names
-    sorted, index = position) and its images are labelled with it; ``"auto"``
-    chooses this when ``root`` holds only subfolders.
+    With ``class_subfolders`` true, every top-level subfolder is a class and its
+    images are labelled with it; ``"auto"`` chooses this when ``root`` holds only
+    subfolders. The class index is the subfolder's position in ``classes`` (the
+    model's output order; a subfolder not among them is an error), or without
+    ``classes`` in the sorted subfolder names.
     """
     root = Path(root)
     if not root.is_dir():
@@ -64,7 +70,14 @@ def discover_folder(root: str | os.PathLike, class_subfolders: bool | str = "aut
     loose = [i for i in ids if "/" not in i]
     if loose:
         raise ValueError(f"{root}: images outside a class subfolder: {loose[:3]}")
-    class_names = tuple(sorted({i.split("/", 1)[0] for i in ids}))
+    folders = sorted({i.split("/", 1)[0] for i in ids})
+    for folder in folders:
+        if classes and folder not in classes:
+            raise ValueError(
+                f"{root}: class subfolder {folder!r} is not one of the classes {', '.join(classes)} "
+                "(config key classes); rename the folder or add the class in the model's output order"
+            )
+    class_names = tuple(classes) if classes else tuple(folders)
     index = {name: k for k, name in enumerate(class_names)}
     labels = tuple(index[i.split("/", 1)[0]] for i in ids)
     return SampleSheet(tuple(ids), labels, class_names)
@@ -94,39 +107,84 @@ def sample_path(image_dir: str | os.PathLike, sample_id: str, image_format: str 
     return Path(image_dir) / sample_id
 
 
-def _class_index(value: Any, class_names: list[str], where: str) -> int:
-    """A class given as a name or an index (int, or a digit string) -> its index."""
+def _is_index(value: Any) -> bool:
+    """Whether a label is a class index: an int (not a bool) or a string of digits (a sign allowed)."""
     if isinstance(value, bool):
-        raise ValueError(f"{where}: {value!r} is not a class")
-    if isinstance(value, int):
-        index = value
-    elif isinstance(value, str) and value.strip() in class_names:
-        return class_names.index(value.strip())
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        index = int(value)
-    else:
-        raise ValueError(f"{where}: unknown class {value!r}; classes: {class_names}")
-    if not 0 <= index < len(class_names):
-        raise ValueError(f"{where}: class index {index} out of range for {len(class_names)} classes")
-    return index
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit())
+
+
+def _label_names(values: Sequence[Any]) -> list[str]:
+    return sorted({str(v).strip() for v in values if not _is_index(v) and v is not None and str(v).strip()})
+
+
+def _labels(
+    path: Path, values: Sequence[Any], where: Sequence[str], classes: Sequence[str]
+) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+    """(labels, class names) of class names or indices, ``where[k]`` naming the sample of ``values[k]``.
+
+    With ``classes`` (the config's, in model output order) a label is one of them or
+    an index into them. Without, the labels must all be indices (their order is
+    explicit; the names stay unknown): names would be guessed, so they are refused.
+    """
+    if not classes:
+        names = _label_names(values)
+        if names:
+            raise ValueError(
+                f"{path}: the labels are class names ({names[:20]}{' ...' if len(names) > 20 else ''}) but the "
+                "config lists no classes; set `classes` to every class name in the model's output order "
+                "(the order cannot be taken from the labels present)"
+            )
+    labels = []
+    for value, sample in zip(values, where):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError(f"{path}: {sample} has no label; give every sample a class, or leave the labels out")
+        if _is_index(value):
+            index = int(value)
+            if index < 0 or (classes and index >= len(classes)):
+                valid = f"0..{len(classes) - 1} ({', '.join(classes)})" if classes else "0 or more"
+                raise ValueError(f"{path}: {sample}: class index {value!r} out of range; valid: {valid}")
+        elif isinstance(value, str) and value.strip() in classes:
+            index = list(classes).index(value.strip())
+        else:
+            raise ValueError(
+                f"{path}: {sample}: label {value!r} is not one of the classes {', '.join(classes)} "
+                "(config key classes); correct the label or the classes"
+            )
+        labels.append(index)
+    return tuple(labels), (tuple(classes) if classes else None)
 
 
 def _one_hot_index(values: Sequence[Any], where: str) -> int:
-    numbers = [float(v) for v in values]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {list(values)} is not one-hot (0 and 1 values, a single 1)") from None
     if sorted(numbers) != [0.0] * (len(numbers) - 1) + [1.0]:
-        raise ValueError(f"{where}: {list(values)} is not one-hot")
+        raise ValueError(f"{where}: {list(values)} is not one-hot (0 and 1 values, a single 1)")
     return numbers.index(1.0)
 
 
-def _names_from_labels(labels: Sequence[Any], classes: Sequence[str]) -> list[str]:
-    """Class names: those configured, else the sorted names used, else 0..max index."""
-    if classes:
-        return list(classes)
-    names = {str(v).strip() for v in labels if not (isinstance(v, int) or str(v).strip().lstrip("-").isdigit())}
-    if names:
-        return sorted(names)
-    indices = [int(v) for v in labels]
-    return [str(k) for k in range(max(indices) + 1)] if indices else []
+def _one_hot_order(path: Path, columns: Sequence[str], classes: Sequence[str]) -> tuple[list[int], tuple[str, ...]]:
+    """Class index of each one-hot column, and the class names: the columns', or the configured ones by name."""
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"{path}: one-hot column listed twice in {list(columns)} (data.class_columns)")
+    if not classes:
+        return list(range(len(columns))), tuple(columns)
+    if sorted(columns) != sorted(classes):
+        raise ValueError(
+            f"{path}: one-hot columns {list(columns)} (data.class_columns) are not the configured classes "
+            f"{list(classes)}; name one column after each class, or leave `classes` out (the columns' order is "
+            "then the model's output order)"
+        )
+    return [list(classes).index(c) for c in columns], tuple(classes)
+
+
+def _sheet(path: Path, ids: Sequence[str], labels: Sequence[int] | None, names: Sequence[str] | None) -> SampleSheet:
+    try:
+        return SampleSheet(tuple(ids), None if labels is None else tuple(labels), None if names is None else tuple(names))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def read_csv(
@@ -136,20 +194,32 @@ def read_csv(
     class_columns: Sequence[str] = (),
     classes: Sequence[str] = (),
 ) -> SampleSheet:
-    """Samples from a CSV file: an id column, and one class column, one-hot columns, or no labels.
+    """Samples from a CSV file (UTF-8, a byte-order mark allowed): an id column, and one class column, one-hot columns, or no labels.
 
     ``class_column`` names a column of class names or indices; ``class_columns``
-    lists one-hot columns (their names are the classes). With neither, a file
-    with only the id column has no labels, a file with one more column uses it as
-    the class column, and more columns are an error that lists them.
+    lists one-hot columns. With neither, a file with only the id column has no
+    labels, a file with one more column uses it as the class column, and more
+    columns are an error that lists them.
+
+    Class order: class names need ``classes`` (the model's output order) and each
+    label must be one of them; integer labels are indices (into ``classes`` where
+    given; without, the names stay unknown); one-hot columns are the classes in
+    the columns' order, or, with ``classes``, must be named after them. Every
+    problem is a ValueError naming the file and the sample (id and row) or column.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sample table not found: {path}")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file: {error}") from None
+    doubled = sorted({c for c in columns if columns.count(c) > 1})
+    if doubled:
+        raise ValueError(f"{path}: column {doubled[0]!r} appears more than once in the header {columns}")
     if id_column not in columns:
         raise ValueError(f"{path}: no id column {id_column!r} (data.id_column); columns: {columns}")
     others = [c for c in columns if c != id_column]
@@ -163,19 +233,23 @@ def read_csv(
                 "or data.class_columns (one-hot)"
             )
         class_column = others[0] if others else None
-    ids = tuple(row[id_column].strip() for row in rows)
+    ids = []
+    for k, row in enumerate(rows):
+        sample_id = (row[id_column] or "").strip()
+        if not sample_id:
+            raise ValueError(f"{path} row {k + 2}: no sample id (column {id_column!r})")
+        ids.append(sample_id)
+    where = [f"sample {i!r} (row {k + 2})" for k, i in enumerate(ids)]
     if class_columns:
-        labels = tuple(
-            _one_hot_index([row[c] for c in class_columns], f"{path} row {k + 2}") for k, row in enumerate(rows)
-        )
-        names = list(classes) or list(class_columns)
-        return SampleSheet(ids, labels, tuple(names))
+        order, names = _one_hot_order(path, class_columns, classes)
+        labels = [
+            order[_one_hot_index([row[c] for c in class_columns], f"{path}: {w}")] for w, row in zip(where, rows)
+        ]
+        return _sheet(path, ids, labels, names)
     if class_column is None:
-        return SampleSheet(ids)
-    raw = [row[class_column] for row in rows]
-    names = _names_from_labels(raw, classes)
-    labels = tuple(_class_index(v, names, f"{path} row {k + 2}") for k, v in enumerate(raw))
-    return SampleSheet(ids, labels, tuple(names))
+        return _sheet(path, ids, None, None)
+    labels, names = _labels(path, [row[class_column] for row in rows], where, classes)
+    return _sheet(path, ids, labels, names)
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -187,23 +261,33 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def read_json(path: str | os.PathLike, classes: Sequence[str] = ()) -> SampleSheet:
-    """Samples from a JSON object mapping sample id to a class name, index or one-hot list."""
+    """Samples from a JSON object (UTF-8) mapping sample id to a class name, index or one-hot list.
+
+    Class order as in :func:`read_csv`: names need ``classes``; indices are
+    explicit; one-hot lists all have one entry per class (``len(classes)`` where
+    given; without, the classes are named by position, ``0``, ``1``, ...).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sample table not found: {path}")
     try:
-        table = json.loads(path.read_text(), object_pairs_hook=_refuse_duplicate_keys)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON: {error}") from None
+        table = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_refuse_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a valid JSON sample table: {error}") from None
     if not isinstance(table, dict):
         raise ValueError(f"{path}: expected an object mapping sample id to class")
-    ids = tuple(table)
+    ids = list(table)
     values = list(table.values())
+    where = [f"sample {i!r}" for i in ids]
     if values and all(isinstance(v, list) for v in values):
-        labels = tuple(_one_hot_index(v, f"{path} sample {i!r}") for i, v in zip(ids, values))
-        width = len(values[0])
-        names = list(classes) or [str(k) for k in range(width)]
-        return SampleSheet(ids, labels, tuple(names))
-    names = _names_from_labels(values, classes)
-    labels = tuple(_class_index(v, names, f"{path} sample {i!r}") for i, v in zip(ids, values))
-    return SampleSheet(ids, labels, tuple(names))
+        width = len(classes) or len(values[0])
+        for w, v in zip(where, values):
+            if len(v) != width:
+                raise ValueError(
+                    f"{path}: {w}: one-hot list of {len(v)} entries, expected {width} "
+                    f"({'config key classes' if classes else 'as the first sample'})"
+                )
+        labels = [_one_hot_index(v, f"{path}: {w}") for w, v in zip(where, values)]
+        return _sheet(path, ids, labels, list(classes) or [str(k) for k in range(width)])
+    labels, names = _labels(path, values, where, classes)
+    return _sheet(path, ids, labels, names)

@@ -86,10 +86,14 @@ def predict_shard(
 
     model = load_model(model_path)
     with h5store.PreprocessedShard.open(preprocessed_path) as shard:
+        shape = getattr(model, "output_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int):
+            check_model_classes(model_path, shape[-1], shard.class_names, shard.labels, shard.ids)
         n_batches = -(-len(shard) // batch_size)
         scores = np.concatenate(
             [predict_batch(model, x) for _, x in progress(shard.batches(batch_size), "predict", n_batches, "batch")]
         )
+        check_model_classes(model_path, scores.shape[1], shard.class_names, shard.labels, shard.ids)
         h5store.write_predictions(
             out_path,
             shard.ids,
@@ -98,6 +102,35 @@ def predict_shard(
             class_names=shard.class_names,
             model_sha256=sha256_file(model_path),
             model_path=str(model_path),
+        )
+
+
+def check_model_classes(
+    model_path: str | os.PathLike,
+    n_outputs: int,
+    class_names: Sequence[str],
+    labels: Sequence[int],
+    ids: Sequence[str],
+) -> None:
+    """ValueError naming the model file unless its ``n_outputs`` scores fit the classes and the labels.
+
+    The classes, where known (config ``classes``, class subfolders, one-hot columns), must
+    be as many as the outputs; a one-output (sigmoid) model has two classes. Every label
+    (a class index; -1 for none) must be below that count.
+    """
+    n_classes = 2 if n_outputs == 1 else n_outputs
+    if class_names and len(class_names) != n_classes:
+        raise ValueError(
+            f"model {model_path} has {n_outputs} outputs but the samples have {len(class_names)} classes "
+            f"({', '.join(class_names)}); list the model's classes in its output order under `classes`, "
+            "or use the model trained for these classes"
+        )
+    labels = np.asarray(labels)
+    if labels.size and labels.max() >= n_classes:
+        row = int(labels.argmax())
+        raise ValueError(
+            f"model {model_path} has {n_outputs} outputs (classes 0..{n_classes - 1}) but sample {ids[row]!r} "
+            f"has label {int(labels[row])}; correct the label or use the model trained for these classes"
         )
 
 

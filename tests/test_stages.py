@@ -1,0 +1,48 @@
+"""The stages' checks of their inputs: the model's output size against the classes, non-finite samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xaipipe.preprocess import Preprocessing
+from xaipipe.stages import predict_shard, preprocess_shard
+from xaipipe.writers import write_png
+
+
+def dense_model(n_outputs: int, path) -> None:
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(n_outputs, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    keras.Model(inputs, outputs).save(path)
+
+
+def shard(tmp_path, labels, class_names):
+    paths = []
+    for k in range(len(labels)):
+        paths.append(tmp_path / f"s{k}.png")
+        write_png(paths[-1], np.full((8, 8), 10 * k, np.uint8))
+    out = tmp_path / "pre.h5"
+    pre = Preprocessing(size=(8, 8), channels=1, standardize="tf")
+    preprocess_shard(paths, [f"s{k}" for k in range(len(labels))], labels, class_names, pre, out)
+    return out
+
+
+def test_a_model_with_more_outputs_than_class_subfolders_is_refused(tmp_path):
+    # 3 class subfolders, a model with 4 outputs: the heatmaps of 'all' targets would name the wrong classes
+    pre = shard(tmp_path, [0, 1, 2], ["a", "b", "c"])
+    dense_model(4, tmp_path / "four.keras")
+    with pytest.raises(ValueError, match=r"four\.keras.*4 outputs.*3 classes \(a, b, c\)"):
+        predict_shard(pre, tmp_path / "four.keras", tmp_path / "p.h5", batch_size=2)
+    assert not (tmp_path / "p.h5").exists()
+    dense_model(3, tmp_path / "three.keras")
+    predict_shard(pre, tmp_path / "three.keras", tmp_path / "p.h5", batch_size=2)
+    assert (tmp_path / "p.h5").exists()
+
+
+def test_an_integer_label_beyond_the_model_outputs_is_refused(tmp_path):
+    pre = shard(tmp_path, [0, 3], None)  # integer labels, no class names
+    dense_model(3, tmp_path / "m.keras")
+    with pytest.raises(ValueError, match=r"m\.keras.*3 outputs.*sample 's1'.*label 3"):
+        predict_shard(pre, tmp_path / "m.keras", tmp_path / "p.h5", batch_size=2)
