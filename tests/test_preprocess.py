@@ -63,3 +63,60 @@ def test_display_image_scales_16bit_to_8bit_rgb():
     out = display_image(image)
     assert out.dtype == np.uint8 and out.shape == (1, 2, 3)
     assert out[0, :, 0].tolist() == [0, 255]
+
+
+# --- each mode's input range: the same picture in 8 or 16 bits gives the same model input
+
+
+def _one_step(mode: str, resized8: np.ndarray) -> float:
+    """The change of the model input for one 8-bit step (0..255 units) of the resized image, by hand for each mode."""
+    values = resized8.astype(np.float64)
+    return {
+        "tf": 1 / 127.5,
+        "caffe": 1.0,
+        "torch": 1 / (255 * 0.224),  # the smallest ImageNet std
+        "grayscale": 255 / (values.max() - values.min()),
+        "minmax": 1 / (values.max() - values.min()),
+        "z-score": 1 / values.std(),
+    }[mode]
+
+
+@pytest.mark.parametrize("mode", ["tf", "caffe", "torch", "grayscale", "minmax", "z-score"])
+@pytest.mark.parametrize(
+    "shape, size, channels",
+    [((37, 29), (16, 16), 1), ((37, 29, 3), (16, 16), 3), ((37, 29), (16, 16), 3), ((9, 11, 13), (6, 6, 6), 1)],
+)
+def test_the_same_picture_in_8_and_16_bits_gives_the_same_input(mode, shape, size, channels):
+    image8 = np.random.default_rng(3).integers(0, 256, shape).astype(np.uint8)
+    image16 = image8.astype(np.uint16) * 257  # 255 -> 65535: the same picture
+    p = Preprocessing(size=size, channels=channels, standardize=mode, interpolation="linear" if len(size) == 3 else "area")
+    x8, x16 = p.model_input(image8), p.model_input(image16)
+    assert x8.shape == x16.shape == (*size, channels)
+    step = _one_step(mode, p.finish(image8, run_standardize=False))
+    # the 8-bit resize rounds to whole 8-bit steps, the 16-bit one to 1/257 of a step
+    assert np.abs(x8 - x16).max() <= step
+    if len(size) == 3:  # the volume resize keeps floats: no rounding at all
+        np.testing.assert_allclose(x8, x16, atol=1e-3 * step)
+
+
+def test_tf_on_16_bit_data_in_closed_form():
+    image = np.array([[0, 65535], [128 * 257, 65535 // 2]], np.uint16)
+    x = Preprocessing(size=(2, 2), channels=1, standardize="tf").model_input(image)[..., 0]
+    expected = np.array([[0, 255], [128, 65535 // 2 * 255 / 65535]]) / 127.5 - 1
+    np.testing.assert_allclose(x, expected, atol=1e-6)
+    assert x[0, 0] == -1.0 and x[0, 1] == 1.0
+
+
+def test_none_keeps_the_stored_values_and_fixed_range_modes_check_other_types():
+    raw = np.array([[0, 1000], [65535, 7]], np.uint16)
+    np.testing.assert_array_equal(Preprocessing(size=(2, 2), channels=1, standardize="none").model_input(raw)[..., 0], raw)
+    floats = np.array([[0.0, 255.0], [127.5, 10.0]], np.float32)  # float data: 0..255 as given
+    x = Preprocessing(size=(2, 2), channels=1, standardize="tf").model_input(floats)[..., 0]
+    np.testing.assert_allclose(x, floats / 127.5 - 1, atol=1e-6)
+    hounsfield = np.array([[-1000, 40], [400, 3000]], np.int16)
+    for mode in ("tf", "caffe", "torch"):
+        with pytest.raises(ValueError, match=rf"standardize {mode}.*int16.*-1000\.\.3000.*0\.\.255"):
+            Preprocessing(size=(2, 2), channels=1, standardize=mode).model_input(hounsfield)
+    x = Preprocessing(size=(2, 2), channels=1, standardize="z-score").model_input(hounsfield)[..., 0]
+    values = hounsfield.astype(np.float64)
+    np.testing.assert_allclose(x, (values - values.mean()) / values.std(), rtol=1e-5)

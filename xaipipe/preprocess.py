@@ -3,6 +3,21 @@
 The order is fixed: the subfunctions (in the order configured), then the
 conversion to the model's channel count, then the resize, then the
 standardization. 2D images are (H, W) or (H, W, 3); volumes (D, H, W) or (D, H, W, 3).
+
+The input range of each standardization mode (2D images and volumes alike; the
+type is the sample's after the subfunctions, before the resize):
+
+- ``none``: the values as stored, as float32 (a 16-bit image gives 0..65535), for
+  models trained on raw values.
+- ``minmax`` (to 0..1), ``grayscale`` (to 0..255) and ``z-score`` (zero mean, unit
+  standard deviation): from each image's own statistics, so any type and range, and
+  the same picture stored in 8 or 16 bits gives the same input.
+- ``tf`` (0..255 -> -1..1), ``caffe`` (BGR, ImageNet means subtracted from 0..255) and
+  ``torch`` (0..255 -> 0..1, ImageNet mean and std), the Keras applications' modes,
+  take 0..255 values: uint8 as stored, uint16 scaled by 255/65535 (so 65535 is 255),
+  and every other type (float, signed integers, bool) as 0..255 values as given; a
+  sample of another type with values outside 0..255 (Hounsfield units, say) is a
+  ValueError saying to convert or clip it, or to choose a per-image mode.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ INTERPOLATIONS = {
 }
 VOLUME_INTERPOLATIONS = ("nearest", "linear")
 STANDARDIZE_MODES = ("none", "minmax", "z-score", "grayscale", "tf", "caffe", "torch")
+FIXED_RANGE_MODES = ("tf", "caffe", "torch")  # modes that take 0..255 values (module docstring)
 
 _IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -39,7 +55,7 @@ class Preprocessing:
     size: (height, width) or (depth, height, width) of the model input; its length
         decides whether samples are 2D images or volumes.
     channels: 1 (gray) or 3 (RGB) channels of the model input.
-    standardize: one of STANDARDIZE_MODES.
+    standardize: one of STANDARDIZE_MODES (each mode's input range: the module docstring).
     interpolation: one of INTERPOLATIONS (volumes: nearest or linear).
     subfunctions: steps applied before everything else, in order (see xaipipe.subfunctions).
     seed: seed of random subfunctions (a random crop), combined with the sample's position.
@@ -106,13 +122,21 @@ class Preprocessing:
         return self.finish(self.apply_subfunctions(image, sample_index))
 
     def finish(self, image: np.ndarray, run_resize: bool = True, run_standardize: bool = True) -> np.ndarray:
-        """What follows the subfunctions: channel conversion, resize, standardization (float32, with channel axis)."""
+        """What follows the subfunctions: channel conversion, resize, standardization (float32, with channel axis).
+
+        The standardization's input range follows from the type ``image`` has here,
+        before the resize (which may change it): see the module docstring.
+        """
+        scale = input_scale(image, self.standardize) if run_standardize else 1.0
         image = convert_channels(image, self.channels, self.spatial_dims)
         if run_resize:
             image = resize(image, self.size, self.interpolation)
         if image.ndim == self.spatial_dims:
             image = image[..., None]
-        return standardize(image.astype(np.float32), self.standardize) if run_standardize else image
+        if not run_standardize:
+            return image
+        values = image.astype(np.float32)
+        return standardize(values * np.float32(scale) if scale != 1.0 else values, self.standardize)
 
 
 def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.ndarray:
@@ -132,8 +156,32 @@ def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.n
     return np.moveaxis(out, 0, -1) if image.ndim == 4 else out[0]
 
 
+def input_scale(image: np.ndarray, mode: str) -> float:
+    """The factor that brings ``image`` to the 0..255 values that ``mode`` takes (1 for the per-image modes and none).
+
+    uint8: 1; uint16: 255/65535; other types: 1, and a ValueError when a value lies
+    outside 0..255 (module docstring).
+    """
+    if mode not in FIXED_RANGE_MODES or image.dtype == np.uint8:
+        return 1.0
+    if image.dtype == np.uint16:
+        return 255.0 / 65535.0
+    if image.size:
+        lo, hi = float(image.min()), float(image.max())
+        if not (lo >= 0.0 and hi <= 255.0):
+            raise ValueError(
+                f"preprocessing.standardize {mode} takes 8-bit data, 16-bit data (scaled by 255/65535) or other "
+                f"types as 0..255 values; this {image.dtype} sample holds {lo:g}..{hi:g}, outside 0..255: convert "
+                "it to 8 or 16 bit, clip it to 0..255 (subfunction clip), or choose minmax, z-score or none"
+            )
+    return 1.0
+
+
 def standardize(image: np.ndarray, mode: str) -> np.ndarray:
-    """Standardize a float32 (..., C) image; per-image statistics for minmax and z-score."""
+    """Standardize a float32 (..., C) image; per-image statistics for minmax, grayscale and z-score.
+
+    ``tf``, ``caffe`` and ``torch`` take 0..255 values (:func:`input_scale` brings 16-bit data there).
+    """
     if mode == "none":
         return image
     if mode in ("minmax", "grayscale"):
