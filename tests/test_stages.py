@@ -46,3 +46,29 @@ def test_an_integer_label_beyond_the_model_outputs_is_refused(tmp_path):
     dense_model(3, tmp_path / "m.keras")
     with pytest.raises(ValueError, match=r"m\.keras.*3 outputs.*sample 's1'.*label 3"):
         predict_shard(pre, tmp_path / "m.keras", tmp_path / "p.h5", batch_size=2)
+
+
+@pytest.mark.parametrize(
+    "size, shape, bad",
+    [
+        ((8, 8), (8, 8), (slice(0, 1), slice(0, 3))),  # 2D: a row of 3 values
+        ((4, 8, 8), (4, 8, 8), (slice(1, 3), slice(2, 4), slice(0, 5))),  # 3D: a 2x2x5 block
+    ],
+)
+def test_non_finite_sample_values_are_an_error_naming_the_sample_file_and_count(tmp_path, size, shape, bad):
+    from xaipipe.errors import SampleError
+
+    good = np.ones(shape, np.float32)
+    corrupt = good.copy()
+    corrupt[bad] = np.nan
+    corrupt.flat[-1] = np.inf  # outside the block
+    n_bad = int(np.prod([s.stop - s.start for s in bad])) + 1
+    np.save(tmp_path / "good.npy", good)
+    np.save(tmp_path / "bad.npy", corrupt)
+    interpolation = "linear" if len(size) == 3 else "area"
+    pre = Preprocessing(size=size, channels=1, standardize="minmax", interpolation=interpolation)
+    paths = [tmp_path / "good.npy", tmp_path / "bad.npy"]
+    with pytest.raises(SampleError, match=rf"sample 'case/bad'.*bad\.npy.*{n_bad} non-finite values") as caught:
+        preprocess_shard(paths, ["case/good", "case/bad"], None, None, pre, tmp_path / "pre.h5")
+    assert caught.value.sample_id == "case/bad" and isinstance(caught.value, ValueError)
+    assert not (tmp_path / "pre.h5").exists()

@@ -235,6 +235,8 @@ def _load_npy_image(path: Path) -> np.ndarray:
         check_dims(array, 2)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    if array.dtype.kind not in "biuf" or 0 in array.shape:
+        raise ValueError(f"{path}: expected a non-empty array of numbers, got {array.dtype} of shape {array.shape}")
     return array
 
 
@@ -242,7 +244,8 @@ def load_sample(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray,
     """(array, spacing) of a sample file; spacing (z, y, x) in mm for volumes, None for 2D images.
 
     2D: PNG, JPEG, TIFF, BMP (OpenCV) and ``.npy``; 3D: NIfTI, MetaImage (SimpleITK) and
-    ``.npy``. A volume where a 2D image is expected, or the reverse, is an error naming the file.
+    ``.npy``. A volume where a 2D image is expected, or the reverse, is an error naming the file,
+    and so is a sample with NaN or infinite values (this is the one place that checks them).
     """
     path = Path(path)
     name = path.name.lower()
@@ -250,12 +253,23 @@ def load_sample(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray,
         if not (name.endswith(samples.VOLUME_EXTENSIONS) or name.endswith(".npy")):
             raise ValueError(f"{path}: a 2D image where a volume is expected (preprocessing.size has 3 entries)")
         volume = load_volume(path)
-        return volume.array, tuple(float(s) for s in volume.spacing)
+        return _check_finite(volume.array, path), tuple(float(s) for s in volume.spacing)
     if name.endswith(samples.VOLUME_EXTENSIONS):
         raise ValueError(f"{path}: a volume where a 2D image is expected (preprocessing.size has 2 entries)")
     if name.endswith(".npy"):
-        return _load_npy_image(path), None
-    return load_image(path), None
+        return _check_finite(_load_npy_image(path), path), None
+    return _check_finite(load_image(path), path), None
+
+
+def _check_finite(array: np.ndarray, path: Path) -> np.ndarray:
+    """``array``, or a ValueError naming ``path`` and how many of its values are NaN or infinite."""
+    if array.dtype.kind == "f":
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(
+                f"{path}: {bad} non-finite values (NaN or infinite) of {array.size}; repair or remove the file"
+            )
+    return array
 
 
 def load_mask(path: str | os.PathLike) -> np.ndarray:

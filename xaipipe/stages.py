@@ -18,6 +18,7 @@ import numpy as np
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
 from xaipipe.drawing import overlay_base
+from xaipipe.errors import SampleError
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing
@@ -64,7 +65,7 @@ def preprocess_shard(
                 inputs = preprocessing.finish(processed)
                 base = processed if preprocess_overlay else image
             except ValueError as error:
-                raise ValueError(f"sample {sample_id!r}: {error}") from None
+                raise SampleError(sample_id, str(error), "preprocess") from None
             shard.write(row, inputs, overlay_base(base, dims), sample_spacing)
 
 

@@ -1,0 +1,18 @@
+"""Exceptions that name what they are about, for the stages to catch by kind."""
+
+from __future__ import annotations
+
+
+class SampleError(ValueError):
+    """One sample cannot be used: unreadable, of the wrong shape or type, non-finite values, a failed step.
+
+    ``sample_id`` names the sample and ``stage`` the stage that found it, so that a
+    policy that skips bad samples can list them; the message names the sample and,
+    where one is at fault, its file. A ValueError, so callers that catch those still do.
+    """
+
+    def __init__(self, sample_id: str, reason: str, stage: str = "preprocess") -> None:
+        super().__init__(f"sample {sample_id!r}: {reason}")
+        self.sample_id = sample_id
+        self.reason = reason
+        self.stage = stage
