@@ -47,6 +47,23 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
 
 
+def _keras_contents(path: Path) -> tuple[bytes, object]:
+    """A ``.keras`` archive's weights and its architecture, without what differs between two saves of
+    one model (the save date in metadata.json, the memory addresses in ``shared_object_id``)."""
+    import json
+    import zipfile
+
+    def without_ids(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: without_ids(v) for k, v in value.items() if k != "shared_object_id"}
+        if isinstance(value, list):
+            return [without_ids(v) for v in value]
+        return value
+
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("model.weights.h5"), without_ids(json.loads(archive.read("config.json")))
+
+
 def difference(a: Path, b: Path, attributes: bool = False) -> str | None:
     """How two output files differ, or None when they hold the same values."""
     name = a.name.lower()
@@ -72,6 +89,8 @@ def difference(a: Path, b: Path, attributes: bool = False) -> str | None:
             image_a.GetSpacing(), image_b.GetSpacing()
         )
         return None if same else "voxels or spacing differ"
+    if name.endswith(".keras"):
+        return None if _keras_contents(a) == _keras_contents(b) else "model weights or architecture differ"
     if name.endswith(".npy"):
         return None if np.array_equal(np.load(a), np.load(b)) else "array differs"
     return None if a.read_bytes() == b.read_bytes() else "bytes differ"

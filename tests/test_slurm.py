@@ -15,11 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import cv2
 import h5py
-import numpy as np
 import pytest
 
+from compare_runs import compare
 from pipeline_runs import CONFIG, REPO, environment, snakemake_command, snakemake_ok
 from xaipipe.naming import overlay_name
 
@@ -64,31 +63,6 @@ def shard_outputs(results: Path, method: str, shard: str) -> list[Path]:
     return [results / f"heatmaps/{method}/shard-{shard}.h5"] + [
         results / f"overlays/{method}/{overlay_name(i, None, '.png')}" for i in ids
     ]
-
-
-def h5_contents(path: Path) -> dict[str, object]:
-    items = {}
-    with h5py.File(path) as f:
-        items["/"] = dict(f.attrs)
-        f.visititems(lambda name, obj: items.update({name: obj[()]} if isinstance(obj, h5py.Dataset) else {}))
-    return items
-
-
-def assert_same_output(local: Path, remote: Path) -> None:
-    if local.suffix == ".h5":
-        a, b = h5_contents(local), h5_contents(remote)
-        assert a.keys() == b.keys(), local
-        for name in a:
-            if name == "/":
-                assert a[name] == b[name], f"{local}: attributes differ"
-            else:
-                assert np.array_equal(a[name], b[name]), f"{local}: dataset {name} differs"
-    elif local.suffix == ".png":
-        assert np.array_equal(cv2.imread(str(local), cv2.IMREAD_UNCHANGED), cv2.imread(str(remote), cv2.IMREAD_UNCHANGED)), local
-    elif local.suffix == ".keras":
-        assert local.read_bytes() == remote.read_bytes(), local
-    else:
-        assert local.read_text() == remote.read_text(), local
 
 
 def sacct_jobs(workdir: Path) -> list[dict[str, str]]:
@@ -216,8 +190,5 @@ def test_the_jobs_ran_under_slurm(slurm_runs):
 
 def test_slurm_outputs_equal_the_local_run(local_run, slurm_runs):
     local_results, slurm_results = local_run / "results", slurm_runs["workdir"] / "results"
-    local_files, slurm_files = output_files(local_results), output_files(slurm_results)
-    assert sorted(local_files) == sorted(slurm_files)
-    assert any(p.parts[0] == "overlays" for p in local_files)
-    for relative in local_files:
-        assert_same_output(local_results / relative, slurm_results / relative)
+    assert any(p.parts[0] == "overlays" for p in output_files(local_results))
+    assert compare(local_results, slurm_results, attributes=True) == []
