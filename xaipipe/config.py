@@ -85,6 +85,25 @@ def overlay_names(
     return [overlay_name(i, c, extension) for i in ids for c in range(classes)]
 
 
+def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:
+    """ValueError naming the ids at fault when an id holds ``{`` or ``}`` (Snakemake reads them as
+    wildcards in file names) or two ids give the same output name (``a/b.png`` and ``a.b.png``)."""
+    seen: dict[str, str] = {}
+    for sample_id in sheet.ids:
+        if "{" in sample_id or "}" in sample_id:
+            raise ValueError(
+                f"config key {key}: sample id {sample_id!r} contains '{{' or '}}', which Snakemake reads as "
+                "a wildcard in file names; rename the file (or its id in the sample table)"
+            )
+        name = overlay_name(sample_id, None, "")
+        if name in seen:
+            raise ValueError(
+                f"config key {key}: sample ids {seen[name]!r} and {sample_id!r} give the same output name "
+                f"{name!r} (path separators become '.'); rename one of them"
+            )
+        seen[name] = sample_id
+
+
 def class_count(config: dict[str, Any], sheet: SampleSheet) -> int:
     """How many classes the model has, for naming the overlays of ``targets: all``."""
     if config["classes"]:

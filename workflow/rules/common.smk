@@ -25,6 +25,9 @@ except WorkflowError:
 
 try:
     SAMPLES = xc.sample_sheet(config)
+    xc.check_sample_ids(
+        SAMPLES, "data.images" if config["data"]["samples"] is None else "data.samples"
+    )
     METHODS = xc.method_specs(config)
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job

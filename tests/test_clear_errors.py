@@ -1,0 +1,85 @@
+"""Bad input gets an error that names the file, key or sample at fault and says what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from xaipipe.model import load_model
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("model.keras", b"hello", "a .keras file is a zip archive"),
+        ("model.h5", b"not hdf5", "a .h5 model is an HDF5 file"),
+        ("model.png", b"\x89PNG\r\n\x1a\n", "must end in .keras"),
+    ],
+)
+def test_a_file_that_is_not_a_keras_model_is_named_as_such(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as error:
+        load_model(path)
+    message = str(error.value)
+    assert str(path) in message and expected in message
+    assert "not found" not in message.lower()
+
+
+def test_a_missing_model_file_is_reported_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load_model(tmp_path / "absent.keras")
+
+
+def sheet(*ids):
+    from xaipipe.samples import SampleSheet
+
+    return SampleSheet(tuple(ids))
+
+
+@pytest.mark.parametrize(
+    ("ids", "named"),
+    [
+        (("a/b.png", "a.b.png"), ("a/b.png", "a.b.png")),
+        (("x/case.nii.gz", "x.case.nii"), ("x/case.nii.gz", "x.case.nii")),
+    ],
+)
+def test_ids_that_give_one_output_name_are_both_named(ids, named):
+    from xaipipe.config import check_sample_ids
+
+    with pytest.raises(ValueError) as error:
+        check_sample_ids(sheet("c.png", *ids))
+    assert all(repr(i) in str(error.value) for i in named)
+    assert "data.images" in str(error.value)
+
+
+@pytest.mark.parametrize("sample_id", ["scan{1}.png", "a}/b.png"])
+def test_ids_with_braces_are_refused_at_parse_time(sample_id):
+    from xaipipe.config import check_sample_ids
+
+    with pytest.raises(ValueError, match="wildcard") as error:
+        check_sample_ids(sheet("ok.png", sample_id), "data.samples")
+    assert repr(sample_id) in str(error.value) and "data.samples" in str(error.value)
+
+
+def test_distinct_ids_pass():
+    from xaipipe.config import check_sample_ids
+
+    check_sample_ids(sheet("a/b.png", "a/c.png", "a.d.png"))
+
+
+def test_the_workflow_stops_before_any_job_on_ids_that_collide(tmp_path):
+    """A dry run of a user's folder holding a/b.png and a.b.png stops at parse time naming both."""
+    import numpy as np
+
+    from pipeline_runs import snakemake
+    from xaipipe.writers import write_png
+
+    images = tmp_path / "images"
+    for name in ("a/b.png", "a.b.png"):
+        write_png(images / name, np.zeros((8, 8), np.uint8))
+    (tmp_path / "model.keras").write_bytes(b"")
+    config = {"data": {"images": str(images), "class_subfolders": False}, "model": {"path": str(tmp_path / "model.keras")}}
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "'a.b.png' and 'a/b.png'" in output and "same output name" in output, output[-2000:]
