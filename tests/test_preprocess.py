@@ -120,3 +120,20 @@ def test_none_keeps_the_stored_values_and_fixed_range_modes_check_other_types():
     x = Preprocessing(size=(2, 2), channels=1, standardize="z-score").model_input(hounsfield)[..., 0]
     values = hounsfield.astype(np.float64)
     np.testing.assert_allclose(x, (values - values.mean()) / values.std(), rtol=1e-5)
+
+
+def test_per_image_modes_on_float32_values_near_its_limit():
+    # found by hypothesis: (x - min) overflowed float32 and minmax gave NaN
+    x = np.array([3e38, -3e38, 0.0], np.float32).reshape(1, 3, 1)
+    np.testing.assert_allclose(standardize(x, "minmax").ravel(), [1.0, 0.0, 0.5], atol=1e-6)
+    np.testing.assert_allclose(standardize(x, "grayscale").ravel(), [255.0, 0.0, 127.5], atol=1e-4)
+    np.testing.assert_allclose(standardize(x, "z-score").ravel(), np.array([1, -1, 0]) * np.sqrt(1.5), rtol=1e-5)
+    for mode in ("minmax", "grayscale", "z-score"):
+        assert standardize(x, mode).dtype == np.float32
+
+
+def test_values_beyond_float32_are_an_error_not_an_infinite_input():
+    image = np.array([[1e300, 0.0], [1.0, 2.0]])  # float64: finite, but not in float32
+    for mode in ("none", "minmax"):
+        with pytest.raises(ValueError, match=r"1 model input values are not finite.*float64.*exceed float32"):
+            Preprocessing(size=(2, 2), channels=1, standardize=mode).model_input(image)

@@ -229,3 +229,31 @@ def test_csv_with_a_byte_order_mark_and_short_rows(tmp_path):
     (tmp_path / "e.csv").write_text("SAMPLE,CLASS\na,1\n,0\n")
     with pytest.raises(ValueError, match=r"e\.csv row 3: no sample id"):
         read_csv(tmp_path / "e.csv")
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [  # found by the property tests: each raised ZeroDivisionError or TypeError, or passed silently
+        ({"name": "color_constancy", "power": 0}, "power must be a number of at least 1, got 0"),
+        ({"name": "color_constancy", "power": "six"}, "power must be a number of at least 1, got 'six'"),
+        ({"name": "crop", "shape": [2.5, 3]}, r"crop shape must be a list of whole sizes of at least 1, got \[2.5, 3\]"),
+        ({"name": "crop", "shape": 4}, r"crop shape must be a list of whole sizes of at least 1, got 4"),
+        ({"name": "padding", "shape": [2.5, 10]}, r"padding shape must be 'square' or a list of whole sizes"),
+        ({"name": "channels", "channels": 2}, "channels must be 1 or 3, got 2"),
+        ({"name": "clip", "min": "a"}, "clip min must be a number, a list of numbers or null, got 'a'"),
+        ({"name": "clip", "min": 10, "max": 5}, "clip min 10 is above max 5"),
+    ],
+)
+def test_invalid_subfunction_parameters_name_the_entry_when_the_config_is_read(entry, message):
+    with pytest.raises(ValueError, match=r"preprocessing\.subfunctions\[0\]: .*" + message):
+        Preprocessing.from_config({"size": [4, 4], "channels": 3, "standardize": "minmax", "subfunctions": [entry]})
+
+
+def test_clip_bounds_beyond_an_integer_type_do_not_wrap_around():
+    # found by the property tests: Clip(min=300) on uint8 gave 44 (300 wrapped), Clip(max=-1) on uint16 65535
+    image = np.array([[1, 200]], np.uint8)
+    np.testing.assert_array_equal(Clip(min=-10, max=300)(image, 2, None), [[1, 200]])
+    with pytest.raises(ValueError, match="clip min 300 is above the largest uint8 value 255"):
+        Clip(min=300)(image, 2, None)
+    with pytest.raises(ValueError, match="clip max -1 is below the smallest uint16 value 0"):
+        Clip(max=-1)(image.astype(np.uint16), 2, None)

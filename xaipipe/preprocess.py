@@ -135,8 +135,16 @@ class Preprocessing:
             image = image[..., None]
         if not run_standardize:
             return image
-        values = image.astype(np.float32)
-        return standardize(values * np.float32(scale) if scale != 1.0 else values, self.standardize)
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = image.astype(np.float32)
+            out = standardize(values * np.float32(scale) if scale != 1.0 else values, self.standardize)
+        bad = out.size - int(np.count_nonzero(np.isfinite(out)))
+        if bad:
+            raise ValueError(
+                f"{bad} model input values are not finite after the resize and standardization: the "
+                f"{image.dtype} values ({float(image.min()):g}..{float(image.max()):g}) exceed float32; rescale the file"
+            )
+        return out
 
 
 def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.ndarray:
@@ -184,13 +192,14 @@ def standardize(image: np.ndarray, mode: str) -> np.ndarray:
     """
     if mode == "none":
         return image
-    if mode in ("minmax", "grayscale"):
-        lo, hi = float(image.min()), float(image.max())
-        scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-        return scaled * 255.0 if mode == "grayscale" else scaled
-    if mode == "z-score":
-        std = float(image.std())
-        return (image - float(image.mean())) / std if std > 0 else np.zeros_like(image)
+    if mode in ("minmax", "grayscale", "z-score"):  # in float64: differences of float32 values may overflow it
+        values = image.astype(np.float64)
+        if mode == "z-score":
+            std = float(values.std())
+            return ((values - values.mean()) / std if std > 0 else np.zeros_like(values)).astype(np.float32)
+        lo, hi = float(values.min()), float(values.max())
+        scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+        return (scaled * 255.0 if mode == "grayscale" else scaled).astype(np.float32)
     if mode == "tf":
         return image / 127.5 - 1.0
     if mode == "caffe":

@@ -21,6 +21,19 @@ def _spatial(array: np.ndarray, spatial_dims: int) -> tuple[int, ...]:
     return array.shape[:spatial_dims]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _sizes(shape: Any) -> bool:
+    """Whether ``shape`` is a list or tuple of whole sizes of at least 1."""
+    return (
+        isinstance(shape, (list, tuple))
+        and len(shape) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+    )
+
+
 @dataclass(frozen=True)
 class Padding:
     """Pad to a square/cube (``shape: square``) or to at least ``shape``, centred, with a numpy pad mode."""
@@ -31,8 +44,8 @@ class Padding:
     def __post_init__(self) -> None:
         if self.mode not in PAD_MODES:
             raise ValueError(f"padding mode must be one of {PAD_MODES}, got {self.mode!r}")
-        if self.shape != "square" and (isinstance(self.shape, str) or min(self.shape) < 1):
-            raise ValueError(f"padding shape must be 'square' or a list of sizes, got {self.shape!r}")
+        if self.shape != "square" and not _sizes(self.shape):
+            raise ValueError(f"padding shape must be 'square' or a list of whole sizes of at least 1, got {self.shape!r}")
 
     def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
         current = _spatial(array, spatial_dims)
@@ -57,8 +70,9 @@ class Crop:
     def __post_init__(self) -> None:
         if self.mode not in ("center", "random"):
             raise ValueError(f"crop mode must be 'center' or 'random', got {self.mode!r}")
-        if min(self.shape) < 1:
-            raise ValueError(f"crop shape must be positive sizes, got {list(self.shape)}")
+        if not _sizes(self.shape):
+            shape = list(self.shape) if isinstance(self.shape, tuple) else self.shape
+            raise ValueError(f"crop shape must be a list of whole sizes of at least 1, got {shape!r}")
 
     def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
         current = _spatial(array, spatial_dims)
@@ -81,6 +95,17 @@ class Clip:
     min: float | list[float] | None = None
     max: float | list[float] | None = None
 
+    def __post_init__(self) -> None:
+        for name, value in (("min", self.min), ("max", self.max)):
+            values = value if isinstance(value, list) and value else [value]
+            if value is not None and not all(_is_number(v) for v in values):
+                raise ValueError(f"clip {name} must be a number, a list of numbers or null, got {value!r}")
+        if self.min is not None and self.max is not None:
+            if isinstance(self.min, list) and isinstance(self.max, list) and len(self.min) != len(self.max):
+                raise ValueError(f"clip min {self.min!r} and max {self.max!r} differ in length")
+            if np.any(np.asarray(self.min, np.float64) > np.asarray(self.max, np.float64)):
+                raise ValueError(f"clip min {self.min!r} is above max {self.max!r}")
+
     def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
         channels = array.shape[-1] if array.ndim > spatial_dims else 1
         bounds = []
@@ -89,6 +114,12 @@ class Clip:
                 raise ValueError(f"clip {name} has {len(value)} values for an image with {channels} channels")
             bounds.append(None if value is None else np.asarray(value, np.float64))
         lo, hi = bounds
+        if np.issubdtype(array.dtype, np.integer):  # the result keeps the type: a bound beyond it would wrap around
+            info = np.iinfo(array.dtype)
+            if lo is not None and np.any(lo > info.max):
+                raise ValueError(f"clip min {self.min!r} is above the largest {array.dtype} value {info.max}")
+            if hi is not None and np.any(hi < info.min):
+                raise ValueError(f"clip max {self.max!r} is below the smallest {array.dtype} value {info.min}")
         clipped = np.clip(array.astype(np.float64), lo, hi)
         return clipped.astype(array.dtype) if np.issubdtype(array.dtype, np.integer) else clipped.astype(np.float32)
 
@@ -103,6 +134,10 @@ class ColorConstancy:
     """
 
     power: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.power) or self.power < 1:
+            raise ValueError(f"color_constancy power must be a number of at least 1, got {self.power!r}")
 
     def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
         if array.ndim == spatial_dims or array.shape[-1] != 3:
@@ -123,6 +158,10 @@ class ChannelConversion:
     """Convert gray to RGB (``channels: 3``) or RGB to gray (``channels: 1``, luminance)."""
 
     channels: int
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
 
     def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
         return convert_channels(array, self.channels, spatial_dims)
