@@ -1,7 +1,8 @@
-from xaipipe.demo import write_demo_data
+from xaipipe.demo import mark_demo_folder, write_demo_data
 from xaipipe.logs import logged
 
 with logged(snakemake.log[0]):
+    mark_demo_folder(snakemake.params.folder)
     write_demo_data(
         snakemake.params.ids,
         snakemake.output.images,

@@ -1,10 +1,11 @@
-from xaipipe.demo import train_demo_model
+from xaipipe.demo import mark_demo_folder, train_demo_model
 from xaipipe.logs import logged
 from xaipipe.model import set_threads
 from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import write_json
 
 with logged(snakemake.log[0]):
+    mark_demo_folder(snakemake.params.folder)
     set_threads(snakemake.threads)
     metrics = train_demo_model(
         snakemake.output.model,

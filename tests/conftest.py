@@ -19,8 +19,9 @@ def demo_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def all_methods_run(demo_run):
     """The same demo images and model, explained by all nine methods (output folder all_methods/)."""
-    from pipeline_runs import ALL_METHODS_CONFIG, snakemake_ok
+    from pipeline_runs import ALL_METHODS_CONFIG, snakemake_ok, use_demo_of
 
+    use_demo_of(demo_run, ALL_METHODS_CONFIG["output"])
     snakemake_ok(demo_run, ALL_METHODS_CONFIG)
     return demo_run / "all_methods"
 

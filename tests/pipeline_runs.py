@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,22 @@ ALL_METHODS = [
     {"name": "lp", "num_samples": 500},
     {"name": "LimeCon", "num_samples": 500},
 ]
-ALL_METHODS_CONFIG = {**CONFIG, "methods": ALL_METHODS, "shard_size": 16, "batch_size": 16, "output": "all_methods"}
+# the demo of a run with CONFIG, copied to all_methods/demo (use_demo_of): the demo writes only under its output
+ALL_METHODS_CONFIG = {
+    **{k: v for k, v in CONFIG.items() if k not in ("data", "model")},
+    "methods": ALL_METHODS, "shard_size": 16, "batch_size": 16, "output": "all_methods",
+}  # fmt: skip
+
+
+def use_demo_of(workdir: Path, output: str) -> None:
+    """Give the output folder ``output`` of ``workdir`` the demo (images, masks, model) built under results/ there.
+
+    A demo is built only into its own output's folder (and training it again would not give
+    the same weights bit for bit), so runs with another ``output`` start from a copy.
+    """
+    target = workdir / output / "demo"
+    if not target.exists():
+        shutil.copytree(workdir / "results/demo", target)  # with the modification times
 
 
 def environment() -> dict[str, str]:

@@ -18,7 +18,7 @@ from xaipipe.readers import load_image
 
 pytestmark = pytest.mark.e2e
 
-from pipeline_runs import CONFIG, N_PER_CLASS, SHARD_SIZE, snakemake, snakemake_ok
+from pipeline_runs import CONFIG, N_PER_CLASS, SHARD_SIZE, snakemake, snakemake_ok, use_demo_of
 
 
 def mtimes(folder: Path) -> dict[Path, int]:
@@ -137,7 +137,9 @@ def test_reruns_do_only_what_changed(run):
 
 
 def test_all_classes_are_named_with_their_class(run, tmp_path):
-    config = {**CONFIG, "targets": "all", "output": "all_classes"}
+    config = {k: v for k, v in CONFIG.items() if k not in ("data", "model")}
+    config = {**config, "targets": "all", "output": "all_classes"}
+    use_demo_of(run, "all_classes")
     snakemake_ok(run, config)
     names = {p.name for p in (run / "all_classes/overlays/gradcam").iterdir()}
     assert names == {overlay_name(i, c) for i in _ids(run) for c in range(3)}

@@ -5,6 +5,7 @@ Nothing here imports TensorFlow, so building the job graph stays fast.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from xaipipe import demo, methods
@@ -134,3 +135,42 @@ def config_errors(config: dict[str, Any], schema_path: str) -> list[str]:
         else:
             lines.append(f"config key {key}: {error.message}")
     return lines
+
+
+def demo_files(output: str) -> dict[str, str]:
+    """The built-in demo's files: all in its own folder ``{output}/demo``, which holds nothing else."""
+    folder = f"{output}/demo"
+    return {
+        "folder": folder,
+        "images": f"{folder}/images",
+        "masks": f"{folder}/masks",
+        "model": f"{folder}/model.keras",
+        "metrics": f"{folder}/model_metrics.json",
+    }
+
+
+def resolve_data_paths(config: dict[str, Any]) -> None:
+    """Fill in ``data.images`` and ``model.path`` (``null`` in the schema): the demo's, or the user's.
+
+    With ``demo.build`` the demo writes its images and model only into its own folder
+    (:func:`demo_files`): a path that points elsewhere is an error, for the demo would
+    write there. Without it, both must name the user's files.
+    """
+    keys = {"data.images": ("data", "images", "images"), "model.path": ("model", "path", "model")}
+    if config["demo"]["build"]:
+        files = demo_files(config["output"])
+        for key, (section, name, demo_key) in keys.items():
+            given = config[section][name]
+            if given is None:
+                config[section][name] = files[demo_key]
+            elif os.path.abspath(given) != os.path.abspath(files[demo_key]):
+                raise ValueError(
+                    f"config key {key}: {given!r}, but with demo.build true the demo writes only into its own "
+                    f"folder {files['folder']}/: leave {key} out (or set it to {files[demo_key]}), or set "
+                    "demo.build to false to explain your own data"
+                )
+        return
+    for key, (section, name, _) in keys.items():
+        if config[section][name] is None:
+            what = "the folder of your images" if section == "data" else "your Keras model file (.keras or .h5)"
+            raise ValueError(f"config key {key}: not set; set it to {what}, or set demo.build to true for the demo")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,6 +20,34 @@ from xaipipe.preprocess import Preprocessing
 from xaipipe.writers import write_png
 
 CLASS_NAMES = ("disk", "none", "square")  # sorted, as class subfolders are read
+#: The file that marks a folder as the demo's: written before any demo file, so that a file
+#: in a demo folder without it was put there by someone else and is never overwritten.
+MARKER = ".xaipipe-demo"
+
+
+def mark_demo_folder(folder: str | os.PathLike) -> None:
+    """Mark ``folder`` as the demo's own (before the demo writes anything into it)."""
+    from xaipipe.atomic import write_bytes_atomic
+
+    marker = Path(folder) / MARKER
+    if not marker.exists():
+        write_bytes_atomic(marker, b"written by the xaipipe demo, which may overwrite the files in this folder\n")
+
+
+def check_demo_folder(folder: str | os.PathLike, paths: Sequence[str | os.PathLike]) -> None:
+    """ValueError naming the first of ``paths`` (the demo's files) that exists in an unmarked ``folder``.
+
+    Such a file was not written by the demo, which would overwrite it.
+    """
+    if (Path(folder) / MARKER).exists():
+        return
+    for path in paths:
+        if os.path.lexists(path):
+            raise ValueError(
+                f"{path} exists but was not written by the demo (its folder {folder} has no {MARKER} file), "
+                "and the demo would overwrite it: move that file out of the folder, or set `output` to another folder "
+                f"(a demo that an earlier xaipipe version built there: delete {folder} and run again)"
+            )
 
 
 def sample_ids(n_per_class: int) -> list[str]:

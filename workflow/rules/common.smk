@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 
@@ -11,6 +12,7 @@ from snakemake.utils import validate
 
 from xaipipe import resources as xr
 from xaipipe import config as xc
+from xaipipe.demo import check_demo_folder
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
 from xaipipe.writers import EXTENSIONS, output_format
@@ -24,6 +26,8 @@ except WorkflowError:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems)) from None
 
 try:
+    # data.images and model.path: the demo's own files or the user's
+    xc.resolve_data_paths(config)
     SAMPLES = xc.sample_sheet(config)
     xc.check_sample_ids(
         SAMPLES, "data.images" if config["data"]["samples"] is None else "data.samples"
@@ -43,6 +47,16 @@ SHARD_SIZE = config["shard_size"]
 SHARDS = shard_names(len(SAMPLES), SHARD_SIZE)
 MODEL = config["model"]["path"]
 IMAGES = config["data"]["images"]
+DEMO = xc.demo_files(OUT)  # the demo's folder and files, written only with demo.build
+if config["demo"]["build"]:
+    try:
+        check_demo_folder(
+            DEMO["folder"],
+            [f"{DEMO[d]}/{i}" for d in ("images", "masks") for i in SAMPLES.ids]
+            + [DEMO["model"], DEMO["metrics"]],
+        )
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
 
 
 # What every job asks a cluster for (xaipipe/resources.py has the formulas): memory and run
@@ -105,6 +119,11 @@ def heatmaps_runtime(wildcards, attempt, n_samples=None):
         attempt,
         MODEL_RUNTIME_SCALE,
     )
+
+
+def demo_folder(wildcards, output):
+    """The demo's own folder, which holds every output of a demo rule (marked as the demo's)."""
+    return os.path.commonpath(list(output))
 
 
 def demo_data_mem_mb(wildcards, attempt):

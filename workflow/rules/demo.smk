@@ -3,9 +3,7 @@ if config["demo"]["build"]:
     rule demo_data:
         output:
             images=[f"{IMAGES}/{sample_id}" for sample_id in SAMPLES.ids],
-            masks=[
-                f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids
-            ],
+            masks=[f"{DEMO['masks']}/{sample_id}" for sample_id in SAMPLES.ids],
         log:
             f"{OUT}/logs/demo_data.log",
         benchmark:
@@ -17,6 +15,7 @@ if config["demo"]["build"]:
             mem_mb=demo_data_mem_mb,
             runtime=demo_data_runtime,
         params:
+            folder=demo_folder,
             ids=SAMPLES.ids,
             image_size=config["demo"]["image_size"],
             seed=config["demo"]["seed"],
@@ -26,7 +25,7 @@ if config["demo"]["build"]:
     rule demo_model:
         output:
             model=MODEL,
-            metrics=config["demo"]["metrics"],
+            metrics=DEMO["metrics"],
         log:
             f"{OUT}/logs/demo_model.log",
         benchmark:
@@ -39,6 +38,7 @@ if config["demo"]["build"]:
             runtime=demo_model_runtime,
             gpu=GPU,
         params:
+            folder=demo_folder,
             preprocessing=config["preprocessing"],
             image_size=config["demo"]["image_size"],
             seed=config["demo"]["seed"],

@@ -7,9 +7,7 @@ if config["demo"]["build"]:
     rule localization:
         input:
             heatmaps=heatmaps_by_method(),
-            masks=[
-                f"{config['demo']['masks']}/{sample_id}" for sample_id in SAMPLES.ids
-            ],
+            masks=[f"{DEMO['masks']}/{sample_id}" for sample_id in SAMPLES.ids],
         output:
             f"{OUT}/evaluation/localization.tsv",
         log:

@@ -1,0 +1,162 @@
+"""The pipeline never writes into a user's data and never serves stale or damaged caches.
+
+A small user study (4 PNGs in two class folders, a hand-built CNN, 2 shards) is run once
+per module, from a folder that holds the repository's `config/config.yaml` as a clone
+does; the later tests change one thing each and check what the rerun did.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from pipeline_runs import REPO, snakemake, snakemake_ok
+from xaipipe import h5store
+from xaipipe.model import sha256_file
+
+pytestmark = pytest.mark.e2e
+
+# disk/disk_0000.png is also the name of a demo image: the demo must not touch it
+USER_IMAGES = ["disk/disk_0000.png", "disk/disk_0001.png", "other/a.png", "other/b.png"]
+
+
+def user_model(path: Path, seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 1))
+    features = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled)).save(path)
+
+
+def user_config(workdir: Path, **changes) -> dict:
+    """A config written from scratch, as README's 'Running your own study' allows: no demo section."""
+    config = {
+        "data": {"images": str(workdir / "study")},
+        "model": {"path": str(workdir / "model.keras")},
+        "preprocessing": {"size": [16, 16], "channels": 1},
+        "methods": ["gc"],
+        "shard_size": 2,
+        "batch_size": 2,
+    }
+    return {**config, **changes}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def mtimes(folder: Path) -> dict[Path, int]:
+    return {
+        p: p.stat().st_mtime_ns
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not {"logs", "benchmarks"} & set(p.relative_to(folder).parts)
+    }
+
+
+def changed_since(before: dict[Path, int], folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p, t in mtimes(folder).items() if before.get(p) != t}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "config/config.yaml", workdir / "config/config.yaml")  # as in a clone of the repository
+    rng = np.random.default_rng(0)
+    for name in USER_IMAGES:
+        (workdir / "study" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(workdir / "study" / name), rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    user_model(workdir / "model.keras", seed=1)
+    before = snapshot(workdir / "study"), (workdir / "model.keras").read_bytes()
+    result = snakemake(workdir, user_config(workdir))
+    return workdir, before, result
+
+
+def test_a_config_without_a_demo_section_leaves_the_users_files_alone(study):
+    workdir, (images, model), result = study
+    assert snapshot(workdir / "study") == images  # the same files, byte for byte, and no demo file added
+    assert (workdir / "model.keras").read_bytes() == model
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (workdir / "results/demo").exists()
+    overlays = sorted(p.name for p in (workdir / "results/overlays/gradcam").iterdir())
+    assert overlays == ["disk.disk_0000.png", "disk.disk_0001.png", "other.a.png", "other.b.png"]
+
+
+def test_a_damaged_cache_is_moved_aside_and_only_what_depends_on_it_rebuilt(study):
+    workdir, _, _ = study
+    results = workdir / "results"
+    config = user_config(workdir)
+    assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
+    damaged = results / "predictions/shard-00000.h5"
+    truncated = damaged.read_bytes()[:1000]  # as by a full disk or a copy cut short
+    damaged.write_bytes(truncated)
+    before = mtimes(results)
+    rerun = snakemake_ok(workdir, config)
+    assert f"{damaged} is damaged" in rerun.stderr and f"{damaged}.damaged" in rerun.stderr
+    assert (results / "predictions/shard-00000.h5.damaged").read_bytes() == truncated
+    assert h5store.read_predictions(damaged).ids == ["disk/disk_0000.png", "disk/disk_0001.png"]
+    assert changed_since(before, results) == {
+        "predictions/shard-00000.h5",
+        "predictions/shard-00000.h5.damaged",
+        "predictions.tsv",
+        "heatmaps/gradcam/shard-00000.h5",
+        "overlays/gradcam/disk.disk_0000.png",
+        "overlays/gradcam/disk.disk_0001.png",
+    }
+
+
+def test_a_replaced_model_reruns_its_predictions_and_maps_even_when_older(study):
+    workdir, _, _ = study
+    results = workdir / "results"
+    config = user_config(workdir)
+    model = workdir / "model.keras"
+    old_mtime = model.stat().st_mtime_ns
+    user_model(model, seed=2)  # another model ...
+    os.utime(model, ns=(old_mtime - 10**10, old_mtime - 10**10))  # ... whose file is older
+    new_sha = sha256_file(model)
+    snakemake_ok(workdir, config)
+    for shard in ("00000", "00001"):
+        with h5store.open_checked(results / f"predictions/shard-{shard}.h5", h5store.PREDICTIONS) as f:
+            assert f.attrs["model_sha256"] == new_sha
+        with h5store.open_checked(results / f"heatmaps/gradcam/shard-{shard}.h5", h5store.HEATMAPS) as f:
+            assert f.attrs["model_sha256"] == new_sha
+    assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
+
+
+def test_a_changed_preprocessing_reruns_the_preprocessing(study):
+    workdir, _, _ = study
+    results = workdir / "results"
+    config = user_config(workdir, preprocessing={"size": [16, 16], "channels": 1, "standardize": "tf"})
+    snakemake_ok(workdir, config)
+    for shard in ("00000", "00001"):
+        with h5store.PreprocessedShard.open(results / f"preprocessed/shard-{shard}.h5") as f:
+            assert h5store.json_attr(f.file, "preprocessing")["standardize"] == "tf"
+            assert f.inputs(slice(None)).min() >= -1 and f.inputs(slice(None)).min() < 0  # [-1, 1], not minmax's [0, 1]
+
+
+def test_the_demo_writes_only_into_its_folder_under_the_output(tmp_path):
+    outside = {"demo": {"build": True}, "data": {"images": str(tmp_path / "mine")}, "methods": ["gc"]}
+    result = snakemake(tmp_path, outside, "-n")  # a dry run reports on stdout
+    assert result.returncode != 0
+    assert "config key data.images" in result.stdout and "results/demo/images" in result.stdout
+    model = {"demo": {"build": True}, "model": {"path": "model.keras"}, "methods": ["gc"]}
+    result = snakemake(tmp_path, model, "-n")
+    assert result.returncode != 0 and "config key model.path" in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_demo_never_overwrites_a_file_it_did_not_write(tmp_path):
+    mine = tmp_path / "results/demo/images/disk/disk_0000.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"a user's picture")
+    result = snakemake(tmp_path, {"demo": {"build": True}, "methods": ["gc"]})
+    assert result.returncode != 0
+    assert str(Path("results/demo/images/disk/disk_0000.png")) in result.stderr and "not written by the demo" in result.stderr
+    assert mine.read_bytes() == b"a user's picture"
+    assert [p for p in (tmp_path / "results").rglob("*") if p.is_file()] == [mine]
