@@ -1,5 +1,7 @@
 """The XAI methods besides Grad-CAM, against analytic expectations on tiny hand-built models."""
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -35,6 +37,39 @@ def linear_model(shape, n_classes=3, activation=None, seed=0):
     return model, weights, bias
 
 
+def resize_half_pixel(a, shape):
+    """Linear resize of a (*s) to shape, pixel centres at (i + 0.5) * n_in / n_out - 0.5 and clamped at the
+    borders (OpenCV's INTER_LINEAR), one axis at a time with np.interp: written here, apart from xaipipe.maps."""
+    out = np.asarray(a, np.float64)
+    for axis, n_out in enumerate(shape):
+        n_in = out.shape[axis]
+        points = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+        out = np.apply_along_axis(lambda v: np.interp(points, np.arange(n_in), v), axis, out)
+    return out
+
+
+def conv3d_valid(x, kernel, stride):
+    """A 'valid' 3D convolution (D, H, W, Cin) -> (d, h, w, Cout) with a kernel (k, k, k, Cin, Cout), by loops."""
+    k = kernel.shape[0]
+    out_shape = [(n - k) // stride + 1 for n in x.shape[:3]]
+    out = np.zeros((*out_shape, kernel.shape[-1]))
+    for d, h, w in np.ndindex(*out_shape):
+        patch = x[d * stride : d * stride + k, h * stride : h * stride + k, w * stride : w * stride + k]
+        out[d, h, w] = np.einsum("ijlc,ijlco->o", patch, kernel)
+    return out
+
+
+def conv3d_valid_backward(grad_out, kernel, stride, input_shape):
+    """The gradient at the input (D, H, W, Cin) of conv3d_valid, given the gradient at its output."""
+    k = kernel.shape[0]
+    grad_in = np.zeros(input_shape)
+    for d, h, w in np.ndindex(*grad_out.shape[:3]):
+        grad_in[d * stride : d * stride + k, h * stride : h * stride + k, w * stride : w * stride + k] += np.einsum(
+            "ijlco,o->ijlc", kernel, grad_out[d, h, w]
+        )
+    return grad_in
+
+
 # ---------------------------------------------------------------- saliency
 
 
@@ -49,6 +84,18 @@ def test_saliency_of_a_linear_model_is_the_channel_max_of_the_weights(activation
     for b, c in enumerate(classes[:, 0]):
         np.testing.assert_allclose(raw[b, 0], np.abs(weights[:, c]).reshape(shape).max(axis=-1), rtol=1e-5)
     assert normalized.min() == 0.0 and normalized.max() == pytest.approx(1.0)
+
+
+def test_saliency_in_3d_is_the_channel_max_of_the_weights():
+    shape = (3, 4, 5, 2)
+    model, weights, _ = linear_model(shape, activation="softmax", seed=4)
+    x = random_inputs(shape, 2, seed=5)
+    classes = np.array([[0, 2], [1, 0]])
+    raw, _ = SaliencyMap(model).explain(x, classes)
+    assert raw.shape == (2, 2, 3, 4, 5)
+    for b, t in np.ndindex(2, 2):
+        expected = np.abs(weights[:, classes[b, t]]).reshape(shape).max(axis=-1)
+        np.testing.assert_allclose(raw[b, t], expected, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- integrated gradients
@@ -135,6 +182,53 @@ def test_occlusion_is_the_mean_score_drop_over_covering_patches():
     np.testing.assert_allclose(raw[0, 0], total / count, rtol=1e-4, atol=1e-5)
 
 
+def pixel_model(shape, weights):
+    """One score, sum of weights * x over the whole input (weights of the input's shape)."""
+    inputs = keras.Input(shape)
+    dense = keras.layers.Dense(1, use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([np.asarray(weights, np.float32).reshape(-1, 1)])
+    return model
+
+
+def test_occlusion_border_patch_by_hand_in_2d():
+    # 5 x 5 image, patch 2, stride 2: starts 0, 2, then 3, moved to touch the border (2 does not divide 5 - 2).
+    # The score is x[4, 4] alone, so only the border patch at (3, 3) drops it (by 1); pixel (4, 4) lies in that
+    # patch only, (3, 4) and (4, 3) in two patches, (3, 3) in four.
+    weights = np.zeros((5, 5, 1))
+    weights[4, 4] = 1.0
+    method = OcclusionSensitivity(pixel_model((5, 5, 1), weights), patch_size=2, stride=2)
+    raw = method.raw_maps(np.ones((1, 5, 5, 1), np.float32), np.array([[0]]))[0, 0]
+    expected = np.zeros((5, 5))
+    expected[3:, 3:] = [[1 / 4, 1 / 2], [1 / 2, 1.0]]
+    np.testing.assert_allclose(raw, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, patch, stride, starts",
+    [
+        ((7, 8, 2), 3, 3, [[0, 3, 4], [0, 3, 5]]),  # both axes end on a patch moved to the border
+        ((6, 5, 8, 1), 3, 2, [[0, 2, 3], [0, 2], [0, 2, 4, 5]]),  # 3D: depth and width do
+    ],
+    ids=["2d", "3d"],
+)
+def test_occlusion_with_border_patches_is_the_mean_drop_by_hand(shape, patch, stride, starts):
+    model, weights, _ = linear_model(shape, n_classes=2, seed=6)
+    x = random_inputs(shape, 2, seed=7)
+    classes = np.array([[1, 0], [0, 1]])
+    raw = OcclusionSensitivity(model, patch_size=patch, stride=stride, fill=0.5, chunk_size=7).raw_maps(x, classes)
+    spatial = shape[:-1]
+    for b, t in np.ndindex(2, 2):
+        contribution = ((x[b] - 0.5) * weights[:, classes[b, t]].reshape(shape)).sum(axis=-1)  # drop per pixel
+        total, count = np.zeros(spatial), np.zeros(spatial)
+        for corner in itertools.product(*starts):  # the starts listed by hand above
+            box = tuple(slice(c, c + patch) for c in corner)
+            total[box] += contribution[box].sum()
+            count[box] += 1
+        assert count.min() >= 1  # the border patches cover the last rows
+        np.testing.assert_allclose(raw[b, t], total / count, rtol=1e-4, atol=1e-5 * np.abs(total).max())
+
+
 # ---------------------------------------------------------------- Grad-CAM++
 
 H, W, K, C = 6, 6, 2, 3
@@ -182,6 +276,35 @@ def test_gradcampp_weights_formula_on_arrays():
     expected = alpha[0][0] * 0.5 + alpha[1][1] * 2.0  # ReLU drops the negative gradient, g = 0 gives alpha 0
     np.testing.assert_allclose(gradcampp_weights(a, g)[0, 0, 0], expected, rtol=1e-6)
     assert np.isfinite(gradcampp_weights(np.zeros_like(a), np.zeros_like(g))).all()
+
+
+def test_gradcampp_in_3d_matches_the_closed_form_with_gradients_that_vary_by_position():
+    # input (D, H, W, 2) -> 1x1x1 conv "features" (A = x @ M, 3 channels) -> Flatten -> Dense U (softmax):
+    # the logit S^c = sum_pk U[p, k, c] A_pk + b_c, so g = dS^c/dA = U[..., c], different at each voxel and of
+    # both signs; alpha = g^2 / (2 g^2 + sum_p A_pk g^3), w_k = sum_p alpha ReLU(g), map = ReLU(sum_k w_k A_k).
+    spatial, k_in, k = (3, 4, 5), 2, 3
+    rng = np.random.default_rng(8)
+    mixing = rng.uniform(0.2, 1.0, (k_in, k)).astype(np.float32)  # positive: A > 0, so denominators are > 0
+    readout = rng.normal(0.0, 0.5, (int(np.prod(spatial)) * k, 2)).astype(np.float32)
+    inputs = keras.Input((*spatial, k_in))
+    features = keras.layers.Conv3D(k, 1, use_bias=False, name="features")
+    dense = keras.layers.Dense(2, activation="softmax", name="out")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(features(inputs))))
+    features.set_weights([mixing.reshape(1, 1, 1, k_in, k)])
+    dense.set_weights([readout, np.array([0.3, -0.3], np.float32)])
+    x = np.random.default_rng(9).uniform(0.0, 2.0, (2, *spatial, k_in)).astype(np.float32)
+    classes = np.array([[0, 1], [1, 0]])
+    raw, normalized = GradCAMPlusPlus(model, layer="features").explain(x, classes)
+    assert raw.shape == (2, 2, *spatial)
+    for b, t in np.ndindex(2, 2):
+        a = x[b].astype(np.float64) @ mixing  # (D, H, W, K)
+        g = readout[:, classes[b, t]].reshape(*spatial, k).astype(np.float64)
+        alpha = g**2 / (2 * g**2 + a.sum(axis=(0, 1, 2)) * g**3)
+        weights = (alpha * np.maximum(g, 0.0)).sum(axis=(0, 1, 2))
+        expected = np.maximum(a @ weights, 0.0)
+        assert np.ptp(expected) > 0
+        np.testing.assert_allclose(raw[b, t], expected, rtol=1e-4, atol=1e-6 * expected.max())
+        assert normalized[b, t].max() == 1.0
 
 
 # ---------------------------------------------------------------- guided backpropagation
@@ -282,6 +405,80 @@ def test_guided_gradcam_is_guided_backprop_times_gradcam(layer):
     _, plain, _ = ScoreGradients(model, find_target_path(model, "conv"))(x, classes)
     _, guided, _ = ScoreGradients(model, find_target_path(model, "conv"), guided=True)(x, classes)
     assert not np.allclose(plain, guided)  # the case that would catch a backward pass guided in both places
+
+
+class Relu3D:
+    """input (4, 4, 4, 2) -> Conv3D "conv" (kernel 2, stride 2, ReLU; out 2 x 2 x 2 x 3) -> Flatten -> Dense (5, ReLU)
+    -> Dense (3, softmax), fixed weights, with its forward pass and (guided) backward passes written in numpy."""
+
+    shape = (4, 4, 4, 2)
+
+    def __init__(self):
+        rng = np.random.default_rng(21)
+        self.kernel = rng.normal(0.0, 0.5, (2, 2, 2, 2, 3))
+        self.bias = np.array([0.1, -0.2, 0.05])
+        self.v1 = rng.normal(0.0, 0.5, (24, 5))
+        self.c1 = rng.normal(0.0, 0.1, 5)
+        self.v2 = rng.normal(0.0, 1.0, (5, 3))
+        inputs = keras.Input(self.shape)
+        conv = keras.layers.Conv3D(3, 2, strides=2, activation="relu", name="conv")
+        hidden = keras.layers.Dense(5, activation="relu", name="hidden")
+        out = keras.layers.Dense(3, activation="softmax", name="out")
+        self.model = keras.Model(inputs, out(hidden(keras.layers.Flatten()(conv(inputs)))))
+        conv.set_weights([self.kernel.astype(np.float32), self.bias.astype(np.float32)])
+        hidden.set_weights([self.v1.astype(np.float32), self.c1.astype(np.float32)])
+        out.set_weights([self.v2.astype(np.float32), np.zeros(3, np.float32)])
+
+    def forward(self, x):
+        z1 = conv3d_valid(x.astype(np.float64), self.kernel, 2) + self.bias  # (2, 2, 2, 3)
+        z2 = np.maximum(z1, 0.0).reshape(-1) @ self.v1 + self.c1
+        return z1, z2
+
+    def gradients(self, x, c, guided):
+        """(dS_c/dA at "conv", dS_c/dx): at a ReLU the gradient passes where its input is > 0 and, if guided,
+        where the incoming gradient is > 0 too."""
+
+        def relu_backward(z, grad):
+            return grad * (z > 0) * ((grad > 0) if guided else 1.0)
+
+        z1, z2 = self.forward(x)
+        grad_a1 = (self.v1 @ relu_backward(z2, self.v2[:, c])).reshape(z1.shape)
+        grad_x = conv3d_valid_backward(relu_backward(z1, grad_a1), self.kernel, 2, x.shape)
+        return grad_a1, grad_x
+
+    def gradcam(self, x, c):
+        a1 = np.maximum(self.forward(x)[0], 0.0)
+        weights = self.gradients(x, c, guided=False)[0].mean(axis=(0, 1, 2))
+        return resize_half_pixel(np.maximum(a1 @ weights, 0.0), self.shape[:-1])  # 2 x 2 x 2 -> 4 x 4 x 4
+
+
+def test_saliency_guided_backprop_and_guided_gradcam_in_3d_against_numpy():
+    net = Relu3D()
+    x = np.random.default_rng(22).normal(size=(2, *net.shape)).astype(np.float32)
+    classes = np.array([[0, 1, 2], [2, 0, 1]])
+    saliency, _ = SaliencyMap(net.model).explain(x, classes)
+    guided, _ = GuidedBackprop(net.model).explain(x, classes)
+    ggc, normalized = methods.create("ggc", net.model, layer="conv").explain(x, classes)
+    gradcam, _ = GradCAM(net.model, layer="conv").explain(x, classes)
+    informative = 0
+    for b, t in np.ndindex(*classes.shape):
+        c = classes[b, t]
+        plain_x = net.gradients(x[b], c, guided=False)[1]
+        guided_x = net.gradients(x[b], c, guided=True)[1]
+        assert not np.allclose(plain_x, guided_x)  # the guidance cuts something here
+        expected_gb = np.abs(guided_x).max(axis=-1)
+        expected_cam = net.gradcam(x[b], c)
+        expected_ggc = expected_gb * expected_cam
+        informative += np.ptp(expected_ggc) > 0
+        for got, expected in [
+            (saliency, np.abs(plain_x).max(axis=-1)),
+            (guided, expected_gb),
+            (gradcam, expected_cam),
+            (ggc, expected_ggc),  # guided backprop x Grad-CAM upsampled to the input
+        ]:
+            np.testing.assert_allclose(got[b, t], expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+        assert normalized[b, t].max() == (1.0 if np.ptp(expected_ggc) > 0 else 0.0)
+    assert informative >= 4, "most of the expected Guided Grad-CAM maps must be non-constant, or the test says little"
 
 
 # ---------------------------------------------------------------- every method, every key
@@ -443,6 +640,107 @@ def test_lime_recovers_the_segment_contributions_of_a_linear_model():
 def test_grid_segments_in_3d():
     labels = grid_segments((8, 8, 8), 50)
     assert labels.shape == (8, 8, 8) and labels.max() + 1 == 64  # 4 x 4 x 4 cells, nearest to 50
+
+
+def lime_kernel(samples, kernel_width):
+    """The `lime` package's image kernel (LimeImageExplainer): sqrt(exp(-d^2 / width^2)), d the cosine
+    distance (sklearn's pairwise_distances, metric="cosine") of each binary mask to the first, all-ones, one."""
+    z = samples.astype(np.float64)
+    ones = np.ones(z.shape[1])
+    norms = np.linalg.norm(z, axis=1) * np.linalg.norm(ones)
+    similarity = np.divide(z @ ones, norms, out=np.zeros(len(z)), where=norms > 0)  # a zero mask: distance 1
+    distance = 1.0 - similarity
+    return np.sqrt(np.exp(-(distance**2) / kernel_width**2))
+
+
+def ridge_by_least_squares(samples, targets, weights, penalty=1.0):
+    """sklearn's Ridge(alpha=penalty, fit_intercept=True).fit(samples, targets, sample_weight=weights), as LimeBase
+    calls it, written as one least-squares problem: rows sqrt(w_n) [1, z_n] -> sqrt(w_n) y_n, and one row
+    sqrt(penalty) e_s -> 0 per coefficient (the intercept is not penalized). Returns the coefficients without it."""
+    n, n_features = samples.shape
+    design = np.hstack([np.ones((n, 1)), samples.astype(np.float64)]) * np.sqrt(weights)[:, None]
+    penalty_rows = np.hstack([np.zeros((n_features, 1)), np.sqrt(penalty) * np.eye(n_features)])
+    lhs = np.vstack([design, penalty_rows])
+    rhs = np.concatenate([targets * np.sqrt(weights), np.zeros(n_features)])
+    return np.linalg.lstsq(lhs, rhs, rcond=None)[0][1:]
+
+
+def product_and_max_model(shape=(8, 8, 1)):
+    """Two non-linear scores of an 8 x 8 image: mean(left half) * mean(top half), and max over the image."""
+    inputs = keras.Input(shape)
+    left = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 0), (0, 4)))(inputs))
+    top = keras.layers.GlobalAveragePooling2D()(keras.layers.Cropping2D(((0, 4), (0, 0)))(inputs))
+    product = keras.layers.Multiply()([left, top])
+    peak = keras.layers.GlobalMaxPooling2D()(inputs)
+    return keras.Model(inputs, keras.layers.Concatenate()([product, peak]))
+
+
+def product_and_max(images):
+    """The scores of product_and_max_model, in numpy: (N, 8, 8) -> (N, 2)."""
+    product = images[:, :, :4].mean(axis=(1, 2)) * images[:, :4, :].mean(axis=(1, 2))
+    return np.stack([product, images.max(axis=(1, 2))], axis=1)
+
+
+@pytest.mark.parametrize("kernel_width", [0.25, 0.6])
+def test_lime_kernel_and_weighted_ridge_on_a_non_linear_model_match_an_independent_computation(kernel_width):
+    # The score is not linear in the kept segments, so the fit depends on which perturbations weigh most:
+    # an all-ones or an inverted kernel gives other coefficients (a linear target would be fitted whatever the kernel).
+    x = np.random.default_rng(13).uniform(0.5, 1.5, (2, 8, 8, 1)).astype(np.float32)
+    classes = np.array([[0, 1], [1, 0]])
+    fill = 0.25
+    labels = np.arange(8)[:, None] // 2 * 4 + np.arange(8)[None, :] // 2  # 4 x 4 cells of 2 x 2 pixels, by hand
+    method = methods.create(
+        "lp", product_and_max_model(), score="probabilities", num_samples=300, segments=16, num_features=4,
+        kernel_width=kernel_width, seed=5, fill=fill,
+    )  # fmt: skip
+    np.testing.assert_array_equal(method.labels, labels)
+    masks = method.samples  # the perturbations drawn from the seed: the input of the computation
+    assert masks.shape == (300, 16) and set(np.unique(masks)) == {0, 1} and masks[0].all()
+    weights = lime_kernel(masks, kernel_width)
+    assert np.ptp(weights) > 0.1
+    coefficients = method.segment_weights(x, classes)  # (B, T, S)
+    raw, _ = method.explain(x, classes)
+    for b in range(2):
+        keep = masks[:, labels]  # (N, 8, 8)
+        perturbed = x[b, ..., 0] * keep + fill * (1 - keep)
+        scores = product_and_max(perturbed.astype(np.float64))  # (N, 2)
+        for t, c in enumerate(classes[b]):
+            expected = ridge_by_least_squares(masks, scores[:, c], weights)
+            np.testing.assert_allclose(coefficients[b, t], expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+            top = np.argsort(-expected)[:4]
+            shown = np.zeros(16)
+            shown[top] = np.maximum(expected[top], 0.0)
+            np.testing.assert_allclose(raw[b, t], shown[labels], rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(method.sample_weights, weights, rtol=1e-6)
+
+
+def test_lime_in_3d_fits_a_score_linear_in_the_segments():
+    # (4, 4, 4) volume, 8 segments: 2 x 2 x 2 boxes of 2 x 2 x 2 voxels. With fill 0 the score of a linear model is
+    # b + sum_s z_s c_s, c_s = sum over the voxels of s of W x: the weighted ridge of it, computed here, is c shrunk
+    # a little by the penalty.
+    shape = (4, 4, 4, 1)
+    model, weights, bias = linear_model(shape, n_classes=2, seed=14)
+    x = random_inputs(shape, 1, seed=15)
+    d, h, w = np.indices((4, 4, 4))
+    labels = d // 2 * 4 + h // 2 * 2 + w // 2
+    method = methods.create("lp", model, segments=8, num_features=3, num_samples=400, seed=2)
+    np.testing.assert_array_equal(method.labels, labels)
+    contribution = np.bincount(labels.ravel(), weights=(x[0, ..., 0] * weights[:, 1].reshape(4, 4, 4)).ravel())
+    masks = method.samples
+    targets = masks @ contribution + bias[1]  # the score of each perturbation
+    expected = ridge_by_least_squares(masks, targets, lime_kernel(masks, 0.25))
+    np.testing.assert_allclose(expected, contribution, rtol=0.1, atol=0.02 * np.abs(contribution).max())
+    coefficients = method.segment_weights(x, np.array([[1]]))[0, 0]
+    np.testing.assert_allclose(coefficients, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+    for key, sign in (("lp", 1.0), ("lc", -1.0)):
+        raw = methods.create(key, model, segments=8, num_features=3, num_samples=400, seed=2).raw_maps(
+            x, np.array([[1]])
+        )[0, 0]
+        signed = sign * expected
+        top = np.argsort(-signed)[:3]
+        shown = np.zeros(8)
+        shown[top] = np.maximum(signed[top], 0.0)
+        np.testing.assert_allclose(raw, shown[labels], rtol=1e-3, atol=1e-5 * np.abs(expected).max())
 
 
 # ---------------------------------------------------------------- nested sub-models
