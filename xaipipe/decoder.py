@@ -27,7 +27,7 @@ class SeedMethod(Method):
     """
 
     def __init__(self, model: Any, method: Any):
-        super().__init__(model)
+        super().__init__(model, score="probabilities")  # the seed's method takes its own score; only the classes
         self.method = method
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -62,6 +62,38 @@ def _method(method: Any, model: Any, layer: str | None) -> Method:
     if hasattr(method, "compute_heatmap"):
         return SeedMethod(model, method)
     raise TypeError(f"method must be a method key, a xaipipe method or have compute_heatmap(); got {type(method)}")
+
+
+def _class_count(explainer: Method, n_labels: int) -> int:
+    """The classes of the model: ``n_labels``, which must agree with the explained scores
+    (a one-unit sigmoid model's one label stands for its two classes)."""
+    if n_labels == 1 and explainer.n_classes == 2:
+        return 2
+    if n_labels != explainer.n_classes:
+        raise ValueError(
+            f"the model wrapper says n_labels={n_labels} but its Keras model has {explainer.n_classes} class scores; "
+            "give the wrapper the model's number of classes"
+        )
+    return n_labels
+
+
+def _predicted_classes(preds: Any, n_classes: int, samples: list[str]) -> np.ndarray:
+    """The argmax class (N, 1) of each sample's predictions (N, K); a ValueError naming the sample or the
+    shape at fault. A one-unit sigmoid model's outputs (N, 1) are its probabilities p of class 1."""
+    from xaipipe.autodiff import two_class_probabilities
+    from xaipipe.methods.base import target_classes
+
+    preds = np.asarray(preds)
+    if preds.dtype == object or not np.issubdtype(preds.dtype, np.number):
+        raise ValueError(f"preds must be numbers (N samples, {n_classes} classes), got dtype {preds.dtype}")
+    if preds.ndim == 2 and preds.shape[1] == 1 and n_classes == 2:
+        preds = two_class_probabilities(preds)
+    if preds.ndim != 2 or preds.shape != (len(samples), n_classes):
+        raise ValueError(
+            f"preds has shape {preds.shape}; for {len(samples)} samples of a model with {n_classes} classes it must "
+            f"be ({len(samples)}, {n_classes}): the model's predictions for the generator's samples, in order"
+        )
+    return target_classes(preds.astype(np.float64), "argmax", ids=samples)
 
 
 def _stack(arrays: list[np.ndarray]) -> np.ndarray:
@@ -101,13 +133,12 @@ def xai_decoder(
     explainer = _method(method, keras_model, layerName)
     dims = len(explainer.spatial_shape)
     n = len(data_gen.samples)
+    samples = [str(sample) for sample in data_gen.samples]
+    n_classes = _class_count(explainer, n_labels)
     if preds is not None:
-        preds = np.asarray(preds)
-        if len(preds) != n:
-            raise ValueError(f"preds has {len(preds)} rows for {n} samples")
-        classes = preds.argmax(axis=1).astype(np.int32)[:, None]
+        classes = _predicted_classes(preds, n_classes, samples)
     else:
-        classes = np.tile(np.arange(n_labels, dtype=np.int32), (n, 1))
+        classes = np.tile(np.arange(n_classes, dtype=np.int32), (n, 1))
     extension = (data_gen.image_format or "png") if dims == 2 else (data_gen.image_format or "nii.gz")
     file_format = format_of_extension(extension, dims)
     if out_path is not None:
@@ -119,7 +150,7 @@ def xai_decoder(
         inputs = np.stack(
             [data_gen.preprocess_image(i, run_resize=True, run_aug=False, run_standardize=True) for i in indices]
         )
-        _, maps = explainer.explain(inputs, classes[start : start + len(indices)])
+        _, maps = explainer.explain(inputs, classes[start : start + len(indices)], ids=samples[start : start + len(indices)])
         for j, i in enumerate(indices):
             image = _overlay_image(data_gen, i, preprocess_overlay)
             shape = image.shape[:dims]

@@ -44,5 +44,63 @@ def load_model(path: str | os.PathLike):
 
 
 def predict_batch(model, inputs: np.ndarray) -> np.ndarray:
-    """Class scores (B, K) of one batch."""
-    return np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
+    """Class scores (B, K) of one batch; a one-unit sigmoid model's are [1 - p, p] (two classes)."""
+    scores = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        from xaipipe.autodiff import one_unit_sigmoid, two_class_probabilities
+
+        if one_unit_sigmoid(model):
+            return two_class_probabilities(scores)
+    return scores
+
+
+#: What xaipipe explains, said in every refusal of a model it does not.
+SUPPORTED = (
+    "xaipipe explains classifiers with one image input of fixed size, channels last "
+    "((H, W, C) or (D, H, W, C)), and one output of class scores (batch, classes)"
+)
+
+
+def _layers(model) -> list:
+    """Every layer of ``model``, those of nested sub-models included."""
+    from xaipipe.layers import sublayers
+
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        stack.extend(sublayers(layer))
+    return found
+
+
+def check_supported(model) -> None:
+    """ValueError saying what is supported unless ``model`` is: one input of fixed spatial size, channels last,
+    one output of shape (batch, classes). The predictions and heatmaps stages and every method check it."""
+    name = getattr(model, "name", "model")
+    inputs, outputs = list(model.inputs), list(model.outputs)
+    if len(inputs) != 1:
+        names = [getattr(t, "name", "?") for t in inputs]
+        raise ValueError(f"model {name!r} has {len(inputs)} inputs {names}; {SUPPORTED}")
+    if len(outputs) != 1:
+        names = [getattr(t, "name", "?") for t in outputs]
+        raise ValueError(f"model {name!r} has {len(outputs)} outputs {names}; {SUPPORTED}")
+    shape = tuple(inputs[0].shape[1:])
+    if len(shape) not in (3, 4):
+        raise ValueError(f"model {name!r} takes inputs of shape {shape}; {SUPPORTED}")
+    if any(n is None for n in shape):
+        raise ValueError(
+            f"model {name!r} takes inputs of unknown size {shape}; {SUPPORTED}: give its keras.Input the size of "
+            "preprocessing.size (e.g. rebuild it on keras.Input((H, W, C)) and load the weights)"
+        )
+    first = [layer.name for layer in _layers(model) if getattr(layer, "data_format", None) == "channels_first"]
+    if first:
+        raise ValueError(
+            f"model {name!r} has channels-first layers {sorted(first)}; {SUPPORTED} (data_format='channels_last')"
+        )
+    if shape[0] in (1, 3) and shape[-1] not in (1, 3, 4) and shape[-1] > 4:
+        raise ValueError(
+            f"model {name!r} takes inputs of shape {shape}, which look channels-first (channels {shape[0]} "
+            f"first, {shape[-1]} last); {SUPPORTED}"
+        )
+    if len(outputs[0].shape) != 2:
+        raise ValueError(f"model {name!r} outputs shape {tuple(outputs[0].shape)}; {SUPPORTED}")

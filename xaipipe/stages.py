@@ -83,9 +83,10 @@ def predict_shard(
     batch_size: int,
 ) -> None:
     """Run the model on one preprocessed shard and cache the class scores."""
-    from xaipipe.model import load_model, predict_batch, sha256_file
+    from xaipipe.model import check_supported, load_model, predict_batch, sha256_file
 
     model = load_model(model_path)
+    check_supported(model)
     with h5store.PreprocessedShard.open(preprocessed_path) as shard:
         shape = getattr(model, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int):
@@ -183,13 +184,14 @@ def compute_heatmaps_shard(
         method=methods.canonical_name(method),
         method_params={**method_params, **explainer.params},
         target_layer=explainer.target_layer,
+        score_tensor=explainer.score_source,
         targets=targets,
         model_sha256=sha256_file(model_path),
         model_path=str(model_path),
     ) as heatmaps:
         n_batches = -(-n // batch_size)
         for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {method}", n_batches, "batch"):
-            raw, normalized = explainer.explain(inputs, classes[rows])
+            raw, normalized = explainer.explain(inputs, classes[rows], ids=shard.ids[rows])
             maps = slice(rows.start * n_targets, rows.stop * n_targets)
             sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
             heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)

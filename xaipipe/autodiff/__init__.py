@@ -14,7 +14,8 @@ inputs go to the model and only maps come back. Where each piece lives:
 - ``_compiled``: their base class (the scores graph, the backend, the functions
   compiled per number of targets, padding to fixed shapes);
 - ``_graph``: what does not depend on the backend, the class scores
-  (:func:`score_tensor`) and the replay of the model's graph with its hooks
+  (:func:`score_source`: the logits found behind every form of final softmax or
+  sigmoid, the two classes of a one-unit sigmoid model, float32) and the replay of the model's graph with its hooks
   (read or shift a layer's output, gate the ReLUs for guided backpropagation);
 - ``_backend``: the interface every backend module provides, and
   :func:`backend_module`, which picks the one Keras runs on
@@ -27,7 +28,7 @@ The same ``.keras`` file therefore gives the same maps on every backend.
 """
 
 from xaipipe.autodiff._backend import backend_module
-from xaipipe.autodiff._graph import SCORES, score_tensor
+from xaipipe.autodiff._graph import SCORES, ScoreSource, one_unit_sigmoid, score_source, score_tensor, two_class_probabilities
 from xaipipe.autodiff.gradients import GuidedCAMGradients, ScoreGradients
 from xaipipe.autodiff.paths import PathGradients
 from xaipipe.autodiff.scores import PerturbedScores, Scores
@@ -38,7 +39,11 @@ __all__ = [
     "PathGradients",
     "PerturbedScores",
     "ScoreGradients",
+    "ScoreSource",
     "Scores",
     "backend_module",
+    "one_unit_sigmoid",
+    "score_source",
     "score_tensor",
+    "two_class_probabilities",
 ]

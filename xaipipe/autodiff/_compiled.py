@@ -18,13 +18,31 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff._backend import backend_module
-from xaipipe.autodiff._graph import score_tensor
+from xaipipe.autodiff._graph import score_source
 
 
 def pad_rows(array: np.ndarray, size: int) -> np.ndarray:
     """``array`` with its first row repeated up to ``size`` rows (for a backend that compiles per shape)."""
     missing = size - len(array)
     return array if missing <= 0 else np.concatenate([array, np.repeat(array[:1], missing, axis=0)])
+
+
+def in_float32(reduce: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """``reduce`` called with its tensors cast to float32, inside the compiled function.
+
+    A float16 or mixed-precision model's activations and gradients would otherwise
+    enter a method's formula in float16, where Grad-CAM++'s g^2 and g^3 underflow;
+    every map is computed and returned in float32 whatever the model's dtype.
+    """
+    if reduce is None:
+        return None
+
+    def reduce_in_float32(*tensors: Any) -> Any:
+        from keras import ops
+
+        return reduce(*(ops.cast(tensor, "float32") for tensor in tensors))
+
+    return reduce_in_float32
 
 
 class CompiledGraph:
@@ -35,7 +53,8 @@ class CompiledGraph:
     """
 
     def __init__(self, model: keras.Model, score: str):
-        self._graph = keras.Model(model.inputs, score_tensor(model, score))
+        self.score_source = score_source(model, score)
+        self._graph = keras.Model(model.inputs, self.score_source.tensor)
         self._input_shape = tuple(model.inputs[0].shape[1:])
         self._backend = backend_module()
         self._compiled: dict[int, Callable[..., Any]] = {}

@@ -11,30 +11,162 @@ which a backend module passes in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import keras
+import numpy as np
 
 from xaipipe.layers import submodel_graph
 
 SCORES = ("logits", "probabilities")
 _SQUASHING = ("softmax", "sigmoid")
+#: Layers after which the class scores are those of their input (reshaped, pooled or passed on):
+#: a head that ends in one of them holds logits where its input does.
+_PASS_THROUGH = (
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    keras.layers.Dropout,
+    keras.layers.Identity,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+)
 
 Path = tuple[keras.layers.Layer, ...]
 
 
 def _activation_name(layer: keras.layers.Layer) -> str | None:
+    """The name of a layer's Keras activation; ``"?"`` for a function Keras does not know (e.g. ``tf.nn.softmax``)."""
     activation = getattr(layer, "activation", None)
-    return None if activation is None else keras.activations.serialize(activation)
+    if activation is None:
+        return None
+    name = keras.activations.serialize(activation)
+    return name if isinstance(name, str) else "?"
 
 
-def score_tensor(model: keras.Model, score: str = "logits") -> keras.KerasTensor:
-    """The symbolic class scores of ``model``.
+def _producer(tensor: keras.KerasTensor) -> tuple[Any, list]:
+    """(the layer or operation that made ``tensor`` in its graph, that call's input tensors)."""
+    history = tensor._keras_history
+    operation = history.operation
+    return operation, list(operation._inbound_nodes[history.node_index].input_tensors)
 
-    ``logits`` (as in the Grad-CAM paper) are the scores before a final softmax
-    or sigmoid: the input of a final Activation layer, or a linear copy of a final
-    layer with such an activation. The user's model is not modified.
+
+def _squash(operation: Any, rank: int) -> str | None:
+    """``softmax`` or ``sigmoid`` where ``operation`` applies it over the class axis (the last), else None."""
+    if isinstance(operation, keras.layers.Softmax) or (
+        type(operation).__name__ == "Softmax" and not isinstance(operation, keras.layers.Layer)  # keras.ops.softmax
+    ):
+        axis = operation.axis
+        axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+        return "softmax" if len(axes) == 1 and axes[0] in (-1, rank - 1) else "softmax over another axis"
+    if type(operation).__name__ == "Sigmoid" and not isinstance(operation, keras.layers.Layer):  # keras.ops.sigmoid
+        return "sigmoid"
+    if isinstance(operation, keras.layers.Layer) and _activation_name(operation) in _SQUASHING:
+        return _activation_name(operation)
+    return None
+
+
+def _describe(operation: Any, prefix: str) -> str:
+    kind = "layer" if isinstance(operation, keras.layers.Layer) else "operation"
+    return f"{kind} {prefix + operation.name!r}"
+
+
+class _Refused(ValueError):
+    """A head whose scores before a softmax or sigmoid cannot be found."""
+
+
+def _logits(tensor: keras.KerasTensor, prefix: str = "") -> tuple[keras.KerasTensor, str, str | None, dict]:
+    """(the scores before any final softmax or sigmoid of ``tensor``, in its graph; where they come from;
+    the squashing taken off (None: the output is the logits); nested sub-models replaced, by id, with their copies).
+
+    Raises :class:`_Refused` for a head that cannot be seen through.
+    """
+    operation, inputs = _producer(tensor)
+    where = _describe(operation, prefix)
+    if isinstance(operation, keras.layers.InputLayer):
+        return tensor, f"output of {where}", None, {}
+    squash = _squash(operation, len(tensor.shape))
+    if squash is not None:
+        if squash not in _SQUASHING or len(inputs) != 1:
+            raise _Refused(f"the final {where} applies a {squash} xaipipe cannot take off")
+        if isinstance(operation, (keras.layers.Activation, keras.layers.Softmax)) or not isinstance(
+            operation, keras.layers.Layer
+        ):
+            return inputs[0], f"input of {where} ({squash})", squash, {}
+        # a layer with a squashing activation: a linear copy with the same weights (the user's layer is untouched)
+        config = {**operation.get_config(), "activation": "linear", "name": f"{operation.name}_logits"}
+        linear = operation.__class__.from_config(config)
+        linear.build(inputs[0].shape)
+        linear.set_weights(operation.get_weights())
+        return linear(inputs[0]), f"{where} without its {squash}", squash, {}
+    inner = submodel_graph(operation) if isinstance(operation, keras.layers.Layer) else None
+    if inner is not None:
+        if len(inner.outputs) != 1 or len(inner.inputs) != 1 or len(inputs) != 1:
+            raise _Refused(f"the final {where} is a sub-model with several inputs or outputs")
+        inner_logits, source, squash, substitutes = _logits(inner.outputs[0], f"{prefix}{operation.name}/")
+        if squash is None:
+            return tensor, source, None, {}
+        copy = keras.Model(inner.inputs, inner_logits, name=f"{operation.name}_logits")
+        return copy(inputs[0]), source, squash, {**substitutes, id(operation): copy}
+    if isinstance(operation, _PASS_THROUGH) and len(inputs) == 1:
+        _, source, squash, _ = _logits(inputs[0], prefix)
+        if squash is not None:
+            raise _Refused(f"a {squash} ({source}) comes before the final {where}")
+        return tensor, f"output of {where}", None, {}
+    if isinstance(operation, keras.layers.Layer) and _activation_name(operation) not in (None, "?"):
+        return tensor, f"output of {where} (no softmax or sigmoid)", None, {}  # e.g. a Dense without them
+    raise _Refused(f"the final {where} ({type(operation).__name__}) may apply a softmax or sigmoid xaipipe cannot see")
+
+
+def _binary(scores: Any, score: str) -> Any:
+    """The two class scores of a one-unit sigmoid model: [-z, z] (logits) or [1 - p, p] (probabilities)."""
+    if score == "logits":
+        return keras.ops.concatenate([-scores, scores], axis=-1)
+    return keras.ops.concatenate([1.0 - scores, scores], axis=-1)
+
+
+@dataclass(frozen=True)
+class ScoreSource:
+    """The class scores a method differentiates, and where they come from.
+
+    ``tensor``: the (batch, K) scores in float32; ``description``: which tensor
+    that is, recorded in every heatmaps file (``score_tensor``); ``substitutes``:
+    the nested sub-models that the scores' graph replaces (by ``id``) with copies
+    without their final squashing, so that a layer path into them can be followed.
+    """
+
+    tensor: keras.KerasTensor
+    description: str
+    substitutes: Mapping[int, keras.Model]
+
+    def graph_path(self, path: Path) -> Path:
+        """A path of nested layers of the user's model, as it runs in the scores' graph."""
+        return tuple(self.substitutes.get(id(layer), layer) for layer in path)
+
+
+def score_source(model: keras.Model, score: str = "logits") -> ScoreSource:
+    """The symbolic class scores of ``model`` and where they come from; the user's model is not modified.
+
+    ``logits`` (as in the Grad-CAM paper) are the scores before a final softmax or
+    sigmoid, found in every form Keras shows: an Activation or Softmax layer (its
+    input), a layer with ``activation="softmax"`` or ``"sigmoid"`` (a linear copy of
+    it), ``keras.ops.softmax`` or ``keras.ops.sigmoid`` in a functional graph (its
+    input), a nested Functional or Sequential model ending in one of these (a copy
+    of it ending before it). A final Flatten, Reshape, Dropout or global pooling
+    layer passes its input's scores on (a softmax before it is refused). A head that may squash in a way Keras does not show (a Lambda,
+    a custom layer) is refused with a ValueError asking for ``score: probabilities``.
+    ``probabilities``: the model's output as it is.
+
+    A one-unit model ending in a sigmoid is a two-class model: class 1 is its logit
+    z (probability p), class 0 the other side, -z (1 - p); so argmax explains the
+    predicted side. A one-unit output without a sigmoid is one score (class 0).
+    The scores are cast to float32 whatever the model's dtype.
     """
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
@@ -42,22 +174,52 @@ def score_tensor(model: keras.Model, score: str = "logits") -> keras.KerasTensor
     if len(outputs) != 1:
         raise ValueError(f"model {model.name!r} has several outputs; xaipipe explains single-output classifiers")
     output = outputs[0]
-    # the final layer and its input in THIS model's graph (a shared layer has inputs in other graphs too)
-    history = output._keras_history
-    last = history.operation
-    squashed = isinstance(last, keras.layers.Layer) and _activation_name(last) in _SQUASHING
-    if score == "probabilities" or not squashed:
-        return output
-    node = last._inbound_nodes[history.node_index]
-    if len(node.input_tensors) != 1:
-        return output
-    last_input = node.input_tensors[0]
-    if isinstance(last, keras.layers.Activation):
-        return last_input
-    linear = last.__class__.from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"})
-    linear.build(last_input.shape)
-    linear.set_weights(last.get_weights())
-    return linear(last_input)
+    try:
+        logits, source, squash, substitutes = _logits(output)
+    except _Refused as refused:
+        if score == "logits" or output.shape[-1] == 1:
+            advice = (
+                "a one-unit model must end in a sigmoid or a linear layer that Keras shows (Dense(1, "
+                "activation='sigmoid'), Activation('sigmoid'), keras.ops.sigmoid)"
+                if output.shape[-1] == 1
+                else "choose `score: probabilities` to differentiate the model's output as it is, or end the model "
+                "in a Keras Activation/Softmax layer or a Dense layer with activation='softmax'"
+            )
+            raise ValueError(
+                f"model {model.name!r}: the class scores before a softmax or sigmoid cannot be found: {refused}; "
+                f"{advice}"
+            ) from None
+        logits, source, squash, substitutes = output, "", None, {}
+    binary = output.shape[-1] == 1 and squash == "sigmoid"
+    if score == "probabilities":
+        operation, _ = _producer(output)
+        scores, substitutes = output, {}
+        description = f"probabilities: output of {_describe(operation, '')}"
+        if binary:
+            description = f"probabilities: [1 - p, p] of the one-unit output p of {_describe(operation, '')}"
+    else:
+        scores = logits
+        description = f"logits: [-z, z] of the one-unit {source}" if binary else f"logits: {source}"
+    if binary:
+        scores = _binary(scores, score)
+    if scores.dtype != "float32":
+        scores = keras.ops.cast(scores, "float32")
+    return ScoreSource(scores, description, MappingProxyType(substitutes))
+
+
+def score_tensor(model: keras.Model, score: str = "logits") -> keras.KerasTensor:
+    """The symbolic class scores of ``model`` (see :func:`score_source`)."""
+    return score_source(model, score).tensor
+
+
+def one_unit_sigmoid(model: keras.Model) -> bool:
+    """Whether ``model`` is a one-unit sigmoid classifier (two classes, see :func:`score_source`)."""
+    return model.outputs[0].shape[-1] == 1 and score_source(model, "probabilities").tensor.shape[-1] == 2
+
+
+def two_class_probabilities(p: np.ndarray) -> np.ndarray:
+    """Probabilities (N, 2) of the two classes from a one-unit sigmoid model's outputs p (N, 1): [1 - p, p]."""
+    return np.asarray(_binary(np.asarray(p, np.float32), "probabilities"), np.float32)
 
 
 def is_relu(operation: Any) -> bool:

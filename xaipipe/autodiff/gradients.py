@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from xaipipe.autodiff._compiled import CompiledGraph
+from xaipipe.autodiff._compiled import CompiledGraph, in_float32
 from xaipipe.autodiff._graph import Forward, GuidedSwitch
 from xaipipe.layers import layer_path
 
@@ -48,7 +48,8 @@ class ScoreGradients(CompiledGraph):
             target = path
         else:
             target = tuple(layer)
-        self._reduce = reduce
+        target = self.score_source.graph_path(target)
+        self._reduce = in_float32(reduce)
         gate = self._backend.make_guided_gate(GuidedSwitch()) if guided else None
         self._forward = Forward(self._graph, target, gate)
 
@@ -61,7 +62,10 @@ class ScoreGradients(CompiledGraph):
         classes = np.asarray(classes, dtype=np.int32)
         if classes.ndim != 2 or len(classes) != len(inputs):
             raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {len(inputs)} inputs")
-        return self._function(classes.shape[1])(inputs, classes)
+        result = self._function(classes.shape[1])(inputs, classes)
+        if self._reduce is None:  # activations, gradients and scores: float32 whatever the model's dtype
+            return tuple(np.asarray(r, np.float32) for r in result)
+        return result
 
 
 class GuidedCAMGradients(CompiledGraph):
@@ -83,9 +87,10 @@ class GuidedCAMGradients(CompiledGraph):
         reduce: Callable[[Any, Any, Any, Any], Any],
     ):
         super().__init__(model, score)
-        self._reduce = reduce
+        self._reduce = in_float32(reduce)
         self._switch = GuidedSwitch()
-        self._forward = Forward(self._graph, tuple(layer), self._backend.make_guided_gate(self._switch))
+        target = self.score_source.graph_path(tuple(layer))
+        self._forward = Forward(self._graph, target, self._backend.make_guided_gate(self._switch))
 
     def _compile(self, n_targets: int) -> Callable[..., Any]:
         return self._backend.guided_cam_function(

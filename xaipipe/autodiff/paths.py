@@ -9,7 +9,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from xaipipe.autodiff._compiled import CompiledGraph
+from xaipipe.autodiff._compiled import CompiledGraph, in_float32
 from xaipipe.autodiff._graph import Forward
 
 
@@ -26,7 +26,9 @@ class PathGradients(CompiledGraph):
         self._forward = Forward(self._graph, (), None)
 
     def _compile(self, n_targets: int) -> Callable[..., Any]:
-        return self._backend.prepared_gradient_function(self._forward, n_targets, self._points, self._sum_per_image)
+        return self._backend.prepared_gradient_function(
+            self._forward, n_targets, self._points, in_float32(self._sum_per_image)
+        )
 
     def _points(self, inputs: Any, baselines: Any, alphas: Any) -> Any:
         """(k * m, ...) points, image-major, for k inputs and baselines and m alphas."""

@@ -47,14 +47,21 @@ class Method(ABC):
         return super().__new__(cls)
 
     def __init__(self, model: keras.Model, score: str = DEFAULT_SCORE):
-        from xaipipe.autodiff import SCORES
+        from xaipipe.autodiff import SCORES, score_source
+        from xaipipe.model import check_supported
 
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        check_supported(model)
         self.model = model
         self.score = score
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.spatial_shape = self.input_shape[:-1]
+        source = score_source(model, score)  # refuses a head whose logits cannot be found, before any map
+        #: Which tensor is differentiated (recorded in every heatmaps file as ``score_tensor``).
+        self.score_source = source.description
+        #: The classes a target may name: 0 .. n_classes - 1 (two for a one-unit sigmoid model).
+        self.n_classes = int(source.tensor.shape[-1])
 
     @property
     def params(self) -> dict[str, Any]:
@@ -69,14 +76,41 @@ class Method(ABC):
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Maps (B, T, *spatial) at the input resolution for inputs (B, ...) and classes (B, T)."""
 
-    def explain(self, inputs: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T)."""
-        classes = np.asarray(classes)
-        if classes.ndim != 2 or len(classes) != len(inputs):
-            raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {len(inputs)} inputs")
+    def explain(
+        self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T).
+
+        Every class must be an integer in 0 .. n_classes - 1; otherwise a ValueError
+        names the sample (its id from ``ids``, else its row in the batch).
+        """
+        classes = check_classes(classes, len(inputs), self.n_classes, ids)
         raw = self.raw_maps(inputs, classes)
         normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape)).reshape(raw.shape)
         return raw, normalized
+
+
+def _sample_name(row: int, ids: Sequence[str] | None) -> str:
+    return repr(str(ids[row])) if ids is not None else f"#{row}"
+
+
+def check_classes(classes: Any, n_inputs: int, n_classes: int, ids: Sequence[str] | None = None) -> np.ndarray:
+    """``classes`` (B, T) as int32 when each is an integer in 0 .. n_classes - 1, for ``n_inputs`` inputs;
+    a ValueError naming the first sample at fault otherwise (negative indices would wrap around)."""
+    classes = np.asarray(classes)
+    if classes.ndim != 2 or len(classes) != n_inputs:
+        raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {n_inputs} inputs")
+    if classes.dtype == bool or not np.issubdtype(classes.dtype, np.number):
+        raise ValueError(f"classes must be integer class indices, got dtype {classes.dtype}")
+    whole = np.isfinite(classes) & (classes == np.round(classes)) if classes.dtype.kind == "f" else classes == classes
+    bad = ~whole | (classes < 0) | (classes >= n_classes)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(
+            f"sample {_sample_name(int(row), ids)}: class {classes[row, column].item()!r} is not one of the model's "
+            f"{n_classes} classes (integers 0..{n_classes - 1})"
+        )
+    return classes.astype(np.int32)
 
 
 def upsample_to_input(maps: np.ndarray, spatial_shape: tuple[int, ...]) -> np.ndarray:
@@ -116,6 +150,13 @@ def target_classes(
     """The classes (N, T) to explain: ``argmax`` of the scores (T=1), ``all`` classes (T=K),
     or each sample's ``label`` (T=1; -1 marks a missing label, an error naming the sample)."""
     n, k = scores.shape
+    finite = np.isfinite(scores).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(
+            f"sample {_sample_name(row, ids)}: its predictions are not finite ({scores[row].tolist()}); "
+            "check its input (NaN or inf values) and the model"
+        )
     if mode == "argmax":
         return scores.argmax(axis=1).astype(np.int32)[:, None]
     if mode == "all":

@@ -1,0 +1,125 @@
+"""Maps in float32 whatever the model's dtype, and the model layouts xaipipe refuses (issue 11, item 8)."""
+
+import keras
+import numpy as np
+import pytest
+
+from xaipipe import methods
+from xaipipe.methods.gradcampp import gradcampp_weights
+from xaipipe.model import check_supported
+
+SIZE = 32  # Grad-CAM++'s g^3 of a 32x32 GAP model (g ~ w / 1024) underflows in float16
+
+
+def cnn(dtype=None):
+    """conv -> conv 'features' -> GAP -> softmax, with fixed weights, in the given dtype policy."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((SIZE, SIZE, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", dtype=dtype)(inputs)
+    x = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="features", dtype=dtype)(x)
+    x = keras.layers.GlobalAveragePooling2D(dtype=dtype)(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out", dtype=dtype)(x))
+
+
+def float_copies():
+    reference = cnn()
+    copies = {}
+    for dtype in ("mixed_float16", "float16"):
+        copy = cnn(dtype)
+        copy.set_weights(reference.get_weights())
+        copies[dtype] = copy
+    return reference, copies
+
+
+X = np.abs(np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 2))).astype(np.float32)
+CLASSES = np.array([[0, 1], [2, 0]])
+
+
+@pytest.mark.parametrize("key", methods.canonical_names())
+def test_maps_of_a_float16_model_match_its_float32_copy(key):
+    """Float16's own rounding of the forward and backward passes moves a few pixels (a ReLU near 0 flips), so
+    every method is held to its mean error; Grad-CAM and Grad-CAM++, whose formulas alone are at stake, to
+    their largest (Grad-CAM++ computed in float16 was 7.9% of the map's maximum off)."""
+    reference, copies = float_copies()
+    params = {"num_samples": 200} if key.startswith("lime") else {"patch_size": 8} if key == "occlusion" else {}
+    expected_raw, expected = methods.create(key, reference, **params).explain(X, CLASSES)
+    scale = np.abs(expected_raw).max()
+    for dtype, model in copies.items():
+        raw, normalized = methods.create(key, model, **params).explain(X, CLASSES)
+        assert raw.dtype == np.float32 and normalized.dtype == np.float32, dtype
+        error = np.abs(raw - expected_raw) / scale
+        assert error.mean() < 0.005, (dtype, error.mean())
+        assert np.percentile(np.abs(normalized - expected), 99) < 0.035, dtype
+        if key in ("gradcam", "gradcam++"):
+            assert error.max() < 0.01, (dtype, error.max())
+
+
+def test_gradcampp_weights_of_float16_gradients_are_computed_in_float32():
+    """The closed form on arrays: g = 1e-3, sum(A) = 1000 -> alpha = 1 / (2 + 1), not 1/2 (g^3 = 0 in float16)."""
+    activations = np.full((1, 10, 10, 1), 10.0, np.float16)  # sum = 1000
+    gradients = np.full((1, 1, 10, 10, 1), 1e-3, np.float16)
+    reference = gradcampp_weights(activations.astype(np.float32), gradients.astype(np.float32))
+    g = float(np.float16(1e-3))
+    np.testing.assert_allclose(np.asarray(reference), 100 * g / (2 + 1000 * g), rtol=1e-3)  # alpha * g per pixel
+
+
+# ------------------------------------------------------------ layouts
+
+
+def multi_input():
+    a, b = keras.Input((8, 8, 1), name="a"), keras.Input((8, 8, 1), name="b")
+    x = keras.layers.Concatenate()([a, b])
+    return keras.Model([a, b], keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def multi_output():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inputs))
+    return keras.Model(inputs, [keras.layers.Dense(2, name="first")(x), keras.layers.Dense(3, name="second")(x)])
+
+
+def unknown_size():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def channels_first_layers():
+    inputs = keras.Input((3, 16, 16))
+    x = keras.layers.Conv2D(2, 3, data_format="channels_first", name="conv_cf")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_first")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def channels_first_input():
+    inputs = keras.Input((3, 16, 16))  # a (C, H, W) input fed to channels-last layers
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (multi_input, r"2 inputs"),
+        (multi_output, r"2 outputs"),
+        (unknown_size, r"unknown size \(None, None, 3\)"),
+        (channels_first_layers, r"channels-first layers \['conv_cf'"),
+        (channels_first_input, r"\(3, 16, 16\).*channels-first"),
+    ],
+)
+def test_unsupported_layouts_are_refused_before_any_map_saying_what_is_supported(build, message):
+    model = build()
+    supported = r"one image input of fixed size, channels last"
+    with pytest.raises(ValueError, match=rf"(?s){message}.*{supported}") as refused:
+        check_supported(model)
+    if build is unknown_size:
+        assert "preprocessing.size" in str(refused.value)  # what to do
+    for key in methods.canonical_names():
+        with pytest.raises(ValueError, match=supported):
+            methods.create(key, model)
+
+
+def test_supported_layouts_pass():
+    check_supported(cnn())
+    inputs = keras.Input((4, 16, 16, 1))  # a volume of depth 4, channels last
+    check_supported(keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs))))
