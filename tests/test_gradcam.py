@@ -139,15 +139,42 @@ def test_targets():
         target_classes(scores, "max")
 
 
+def upsample_linear(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize with half-pixel centres, clamped at the borders (OpenCV's INTER_LINEAR), with np.interp."""
+    for axis, n_out in enumerate(shape):
+        n_in = a.shape[axis]
+        points = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+        a = np.apply_along_axis(lambda v: np.interp(points, np.arange(n_in), v), axis, a)
+    return a
+
+
 def test_untrained_resnet50_maps_still_reach_one():
-    """Vanishing gradients of an untrained deep network: the normalized maximum is 1, not 0.35."""
+    """Vanishing gradients of an untrained deep network: the normalized maximum is 1, not 0.35; and the raw maps
+    are Grad-CAM's, not zeros: recomputed here from the layer's activations and the gradient in closed form."""
+    keras.utils.set_random_seed(0)
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=3)
     x = np.random.default_rng(3).normal(size=(2, 64, 64, 3)).astype(np.float32)
-    raw, normalized = GradCAM(model).explain(x, np.array([[0], [2]]))
+    classes = np.array([[0, 1, 2], [2, 1, 0]])
+    method = GradCAM(model)
+    raw, normalized = method.explain(x, classes)
     assert np.isfinite(raw).all()
-    peaks = normalized.reshape(2, -1).max(axis=1)
-    for peak, map_ in zip(peaks, raw.reshape(2, -1)):
-        assert peak == 1.0 or not map_.any()
+    # the head after the default layer conv5_block3_out is GAP -> Dense(W, b) -> softmax, so the logit is
+    # mean(A) @ W + b and its gradient is W[k, c] / (h w) at every position: the Grad-CAM weight of channel k
+    assert method.target_layer == "conv5_block3_out"
+    assert [layer.name for layer in model.layers[-2:]] == ["avg_pool", "predictions"]
+    activations = keras.Model(model.inputs, model.get_layer("conv5_block3_out").output).predict(x, verbose=0)
+    dense_weights = model.get_layer("predictions").get_weights()[0].astype(np.float64)
+    assert activations.shape == (2, 2, 2, 2048)
+    informative = 0
+    for b, t in np.ndindex(*classes.shape):
+        cam = np.maximum(activations[b].astype(np.float64) @ dense_weights[:, classes[b, t]] / 4, 0.0)
+        expected = upsample_linear(cam, (64, 64))
+        np.testing.assert_allclose(raw[b, t], expected, rtol=1e-3, atol=1e-5 * max(expected.max(), 1e-30))
+        if np.ptp(expected) > 0:
+            informative += 1
+            assert raw[b, t].var() > 0
+            assert normalized[b, t].max() == 1.0 and normalized[b, t].min() == 0.0
+    assert informative >= 4, "most maps of this seed are non-constant; all-zero maps must fail this test"
 
 
 def test_label_targets_name_the_sample_without_label():
