@@ -83,3 +83,32 @@ def test_the_workflow_stops_before_any_job_on_ids_that_collide(tmp_path):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "'a.b.png' and 'a/b.png'" in output and "same output name" in output, output[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"name": "os", "patch_size": 0}, "patch_size must be a positive integer, got 0"),
+        ({"name": "os", "patch_size": 100}, "patch_size 100 is larger than the model input [64, 64]"),
+        ({"name": "os", "stride": -2}, "stride must be a positive integer, got -2"),
+        ({"name": "ig", "steps": 2.5}, "steps must be a positive integer, got 2.5"),
+        ({"name": "ig", "baseline": "white"}, "baseline must be 'zeros', 'black' or a number"),
+        ({"name": "lp", "kernel_width": 0}, "kernel_width must be a positive number, got 0"),
+        ({"name": "lc", "fill": float("nan")}, "fill must be a number, got nan"),
+        ({"name": "sm", "score": "logit"}, "score must be one of ['logits', 'probabilities']"),
+    ],
+)
+def test_method_parameters_are_checked_when_the_config_is_read(entry, expected):
+    """Out-of-range parameters stop the run at parse time, naming the entry, before any preprocessing."""
+    from xaipipe.config import method_specs
+
+    config = {
+        "methods": ["gradcam", entry],
+        "model": {"layer": None},
+        "score": "logits",
+        "preprocessing": {"size": [64, 64]},
+    }
+    with pytest.raises(ValueError) as error:
+        method_specs(config)
+    assert str(error.value).startswith(f"config key methods[1] ({entry['name']}): ")
+    assert expected in str(error.value)

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from xaipipe import demo, methods
+from xaipipe.methods.params import check_params
 from xaipipe.naming import overlay_name
 from xaipipe.samples import SampleSheet, discover_folder, read_csv, read_json, shard_slice
 
@@ -72,6 +73,11 @@ def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if methods.takes_layer(name):
             entry.setdefault("layer", config["model"]["layer"])
         entry.setdefault("score", config["score"])
+        size = config.get("preprocessing", {}).get("size")
+        try:
+            check_params(entry, size)
+        except ValueError as error:
+            raise ValueError(f"config key methods[{position}] ({key}): {error}") from None
         specs[name] = entry
     return specs
 

@@ -37,10 +37,40 @@ def load_model(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    check_model_file(path)
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:
         raise ValueError(f"could not load Keras model {path}: {error}") from error
+
+
+def check_model_file(path: Path) -> None:
+    """ValueError unless ``path`` looks like a Keras model file: a ``.keras`` zip archive or an HDF5 ``.h5``.
+
+    Keras's own messages for other files mislead (a text file named ``.keras`` gives "File not found").
+    """
+    import zipfile
+
+    import h5py
+
+    name = path.name.lower()
+    if name.endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{path} is not a Keras model: a .keras file is a zip archive, this one is not "
+                "(damaged, or another kind of file); save the model with model.save('model.keras')"
+            )
+    elif name.endswith((".h5", ".hdf5")):
+        if not h5py.is_hdf5(path):
+            raise ValueError(
+                f"{path} is not a Keras model: a .h5 model is an HDF5 file, this one is not "
+                "(damaged, or another kind of file); save the model with model.save('model.keras')"
+            )
+    else:
+        raise ValueError(
+            f"{path} is not a Keras model file: model.path must end in .keras (Keras 3) or .h5 (legacy HDF5); "
+            "a TensorFlow SavedModel folder cannot be loaded by Keras 3: load it in Keras and save it as .keras"
+        )
 
 
 def predict_batch(model, inputs: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ import keras
 import numpy as np
 
 from xaipipe.layers import submodel_graph
+from xaipipe.methods import SCORES  # the registry owns the score names
 
-SCORES = ("logits", "probabilities")
 _SQUASHING = ("softmax", "sigmoid")
 #: Layers after which the class scores are those of their input (reshaped, pooled or passed on):
 #: a head that ends in one of them holds logits where its input does.

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-#: The class score a method explains unless told otherwise (see ``xaipipe.autodiff.SCORES``).
+#: The class scores a method can explain: before the final softmax/sigmoid, or after it.
+SCORES = ("logits", "probabilities")
+#: The class score a method explains unless told otherwise.
 DEFAULT_SCORE = "logits"
 #: A forward and backward pass costs about three forward passes.
 GRADIENT_PASS = 3

@@ -11,6 +11,7 @@ import numpy as np
 
 from xaipipe.maps import normalize_maps, resize_linear
 from xaipipe.methods import DEFAULT_SCORE, RENAMED, renamed_message
+from xaipipe.methods.params import check_number, check_positive_int  # noqa: F401 (the methods' checks)
 
 if TYPE_CHECKING:
     import keras
@@ -118,20 +119,6 @@ def upsample_to_input(maps: np.ndarray, spatial_shape: tuple[int, ...]) -> np.nd
     batch, targets = maps.shape[:2]
     resized = resize_linear(maps.reshape(batch * targets, *maps.shape[2:]), spatial_shape)
     return resized.reshape(batch, targets, *spatial_shape)
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """``value`` as an int >= 1; ValueError naming the parameter otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_number(name: str, value: Any) -> float:
-    """``value`` as a float; ValueError naming the parameter unless it is a real number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 def repeat_classes(classes: np.ndarray, repeats: int) -> np.ndarray:

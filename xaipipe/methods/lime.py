@@ -27,7 +27,8 @@ import numpy as np
 
 from xaipipe.autodiff import PerturbedScores
 from xaipipe.methods import defaults
-from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
+from xaipipe.methods.base import Method, pick_scores, repeat_classes
+from xaipipe.methods.params import check_params
 
 RIDGE_PENALTY = 1.0
 _DEFAULTS = defaults("limepro")  # LimeCon's too
@@ -77,17 +78,23 @@ class Lime(Method):
     ):
         """``chunk_size``: perturbed copies per model call."""
         super().__init__(model, score)
-        self.num_samples = check_positive_int("num_samples", num_samples)
-        self.segments = check_positive_int("segments", segments)
-        self.num_features = check_positive_int("num_features", num_features)
-        if isinstance(kernel_width, bool) or not isinstance(kernel_width, (int, float)) or kernel_width <= 0:
-            raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
-        self.kernel_width = float(kernel_width)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.seed = int(seed)
-        self.fill = check_number("fill", fill)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        given = {
+            "num_samples": num_samples,
+            "segments": segments,
+            "num_features": num_features,
+            "kernel_width": kernel_width,
+            "seed": seed,
+            "fill": fill,
+            "chunk_size": chunk_size,
+        }
+        checked = check_params(given, self.spatial_shape)
+        self.num_samples = checked["num_samples"]
+        self.segments = checked["segments"]
+        self.num_features = checked["num_features"]
+        self.kernel_width = checked["kernel_width"]
+        self.seed = checked["seed"]
+        self.fill = checked["fill"]
+        self.chunk_size = checked["chunk_size"]
         self.labels = grid_segments(self.spatial_shape, self.segments)
         self._scores = PerturbedScores(model, score, self._mask)
         n_segments = int(self.labels.max()) + 1

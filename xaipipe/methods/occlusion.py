@@ -4,7 +4,7 @@ Convolutional Networks").
 A square (2D) or cubic (3D) patch of side ``patch_size`` is set to ``fill`` at
 positions ``stride`` apart (the last position of each axis is moved to touch the
 border, so every pixel is covered when stride <= patch_size; a patch larger than
-the input is shrunk to it). For each patch P the drop of the target score
+the input is shrunk to it, and refused by the workflow's config check). For each patch P the drop of the target score
 d_P = S(x) - S(x with P occluded) is computed, and
 
     M_i = mean of d_P over the patches P that contain pixel i   (0 where none does).
@@ -25,7 +25,8 @@ import numpy as np
 
 from xaipipe.autodiff import PerturbedScores
 from xaipipe.methods import defaults
-from xaipipe.methods.base import Method, check_number, check_positive_int, pick_scores, repeat_classes
+from xaipipe.methods.base import Method, pick_scores, repeat_classes
+from xaipipe.methods.params import check_params
 
 _DEFAULTS = defaults("occlusion")
 
@@ -53,10 +54,12 @@ class OcclusionSensitivity(Method):
     ):
         """``stride`` None: ``patch_size``; ``chunk_size``: occluded copies per model call."""
         super().__init__(model, score)
-        self.patch_size = check_positive_int("patch_size", patch_size)
-        self.stride = self.patch_size if stride is None else check_positive_int("stride", stride)
-        self.fill = check_number("fill", fill)
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        given = {"patch_size": patch_size, "stride": stride, "fill": fill, "chunk_size": chunk_size}
+        checked = check_params(given)  # a patch larger than the input is shrunk to it (the workflow refuses it)
+        self.patch_size = checked["patch_size"]
+        self.stride = checked["stride"] or self.patch_size
+        self.fill = checked["fill"]
+        self.chunk_size = checked["chunk_size"]
         axes = [
             [slice(start, start + min(self.patch_size, n)) for start in patch_starts(n, self.patch_size, self.stride)]
             for n in self.spatial_shape

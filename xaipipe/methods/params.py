@@ -1,0 +1,102 @@
+"""Checks of method parameters, cheap enough for the workflow to run on the config before any job.
+
+Each parameter name has one kind (a positive integer, a number, ...); :func:`check_params`
+checks a method's parameters against their kinds and against the input size, naming the
+parameter and the value at fault. The methods' constructors use the same checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 1; ValueError naming the parameter otherwise."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: Any) -> float:
+    """``value`` as a float; ValueError naming the parameter unless it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def check_positive_number(name: str, value: Any) -> float:
+    number = check_number(name, value)
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def check_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _optional_positive_int(name: str, value: Any) -> int | None:
+    return None if value is None else check_positive_int(name, value)
+
+
+def _optional_name(name: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise ValueError(f"{name} must be a layer name (or null for the automatic choice), got {value!r}")
+    return value
+
+
+def _score(name: str, value: Any) -> str:
+    from xaipipe.methods import SCORES
+
+    if value not in SCORES:
+        raise ValueError(f"{name} must be one of {list(SCORES)}, got {value!r}")
+    return value
+
+
+def _baseline(name: str, value: Any) -> str | float:
+    if isinstance(value, str):
+        if value in ("zeros", "zero", "black"):
+            return value
+        raise ValueError(f"{name} must be 'zeros', 'black' or a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be 'zeros', 'black' or a number, got {value!r}")
+    return value
+
+
+KINDS: Mapping[str, Callable[[str, Any], Any]] = {
+    "layer": _optional_name,
+    "score": _score,
+    "steps": check_positive_int,
+    "baseline": _baseline,
+    "chunk_size": check_positive_int,
+    "patch_size": check_positive_int,
+    "stride": _optional_positive_int,
+    "fill": check_number,
+    "num_samples": check_positive_int,
+    "segments": check_positive_int,
+    "num_features": check_positive_int,
+    "kernel_width": check_positive_number,
+    "seed": check_int,
+}
+
+
+def check_params(params: Mapping[str, Any], size: Sequence[int] | None = None) -> dict[str, Any]:
+    """Each parameter checked against its kind, and the patch and segment counts against the
+    input's spatial ``size`` where given; ValueError naming the parameter and what is allowed."""
+    checked = {name: KINDS[name](name, value) if name in KINDS else value for name, value in params.items()}
+    if size is not None:
+        patch = checked.get("patch_size")
+        if patch is not None and patch > min(size):
+            raise ValueError(
+                f"patch_size {patch} is larger than the model input {list(size)}; "
+                f"choose at most {min(size)} (preprocessing.size)"
+            )
+        segments = checked.get("segments")
+        if segments is not None and segments > math.prod(size):
+            raise ValueError(f"segments {segments} exceeds the {math.prod(size)} pixels of the model input {list(size)}")
+    return checked
