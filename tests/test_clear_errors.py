@@ -112,3 +112,29 @@ def test_method_parameters_are_checked_when_the_config_is_read(entry, expected):
         method_specs(config)
     assert str(error.value).startswith(f"config key methods[1] ({entry['name']}): ")
     assert expected in str(error.value)
+
+
+def test_a_model_whose_input_differs_from_preprocessing_names_both(tmp_path):
+    """The predictions stage stops before the model runs: model (32, 32, 3), preprocessing (16, 16, 1)."""
+    import keras
+    import numpy as np
+
+    from xaipipe import h5store
+    from xaipipe.preprocess import Preprocessing
+    from xaipipe.stages import predict_shard, preprocess_shard
+    from xaipipe.writers import write_png
+
+    image = tmp_path / "a.png"
+    write_png(image, np.full((20, 20), 7, np.uint8))
+    shard = tmp_path / "shard.h5"
+    preprocess_shard([image], ["a.png"], None, None, Preprocessing(size=(16, 16), channels=1), shard)
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(ValueError) as error:
+        predict_shard(shard, tmp_path / "m.keras", tmp_path / "pred.h5", 4)
+    message = str(error.value)
+    assert "(32, 32, 3)" in message and "(16, 16, 1)" in message and "preprocessing.size: [32, 32]" in message
+    assert not (tmp_path / "pred.h5").exists()
+    with h5store.PreprocessedShard.open(shard) as opened:
+        assert opened.inputs(slice(0, 1)).shape == (1, 16, 16, 1)

@@ -103,6 +103,19 @@ def _layers(model) -> list:
     return found
 
 
+def check_model_input(model, model_path: str | os.PathLike, input_shape: tuple[int, ...]) -> None:
+    """ValueError naming both shapes unless ``model`` takes inputs of ``input_shape`` (what preprocessing gives)."""
+    expected = tuple(model.inputs[0].shape[1:])
+    given = tuple(int(n) for n in input_shape)
+    if expected != given:
+        spatial, channels = list(expected[:-1]), expected[-1]
+        raise ValueError(
+            f"model {model_path} takes inputs of shape {expected}, but preprocessing gives {given} "
+            f"(preprocessing.size {list(given[:-1])}, preprocessing.channels {given[-1]}); "
+            f"set preprocessing.size: {spatial} and preprocessing.channels: {channels}"
+        )
+
+
 def check_supported(model) -> None:
     """ValueError saying what is supported unless ``model`` is: one input of fixed spatial size, channels last,
     one output of shape (batch, classes). The predictions and heatmaps stages and every method check it."""
