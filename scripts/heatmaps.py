@@ -1,5 +1,6 @@
 from xaipipe.logs import logged
 from xaipipe.model import set_threads
+from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import compute_heatmaps_shard
 
 with logged(snakemake.log[0]):
@@ -13,4 +14,5 @@ with logged(snakemake.log[0]):
         snakemake.params.targets,
         snakemake.params.batch_size,
         snakemake.output[0],
+        Preprocessing.from_config(snakemake.params.preprocessing),
     )

@@ -1,7 +1,14 @@
 from xaipipe.logs import logged
 from xaipipe.model import set_threads
+from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import predict_shard
 
 with logged(snakemake.log[0]):
     set_threads(snakemake.threads)
-    predict_shard(snakemake.input.shard, snakemake.input.model, snakemake.output[0], snakemake.params.batch_size)
+    predict_shard(
+        snakemake.input.shard,
+        snakemake.input.model,
+        snakemake.output[0],
+        snakemake.params.batch_size,
+        Preprocessing.from_config(snakemake.params.preprocessing),
+    )

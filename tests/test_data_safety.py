@@ -98,7 +98,8 @@ def test_a_damaged_cache_is_moved_aside_and_only_what_depends_on_it_rebuilt(stud
     damaged.write_bytes(truncated)
     before = mtimes(results)
     rerun = snakemake_ok(workdir, config)
-    assert f"{damaged} is damaged" in rerun.stderr and f"{damaged}.damaged" in rerun.stderr
+    named = "results/predictions/shard-00000.h5"  # as the config names it: relative to the working folder
+    assert f"{named} is damaged" in rerun.stderr and f"{named}.damaged" in rerun.stderr
     assert (results / "predictions/shard-00000.h5.damaged").read_bytes() == truncated
     assert h5store.read_predictions(damaged).ids == ["disk/disk_0000.png", "disk/disk_0001.png"]
     assert changed_since(before, results) == {
@@ -157,6 +158,6 @@ def test_the_demo_never_overwrites_a_file_it_did_not_write(tmp_path):
     mine.write_bytes(b"a user's picture")
     result = snakemake(tmp_path, {"demo": {"build": True}, "methods": ["gc"]})
     assert result.returncode != 0
-    assert str(Path("results/demo/images/disk/disk_0000.png")) in result.stderr and "not written by the demo" in result.stderr
+    assert "results/demo/images/disk/disk_0000.png exists but was not written by the demo" in result.stderr
     assert mine.read_bytes() == b"a user's picture"
     assert [p for p in (tmp_path / "results").rglob("*") if p.is_file()] == [mine]

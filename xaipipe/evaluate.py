@@ -128,12 +128,15 @@ def write_randomization_row(
     trained model and from a randomly re-initialized copy (low: the map depends on
     what the model learned), and how many images gave a constant map (left out of the mean).
     """
-    from xaipipe.model import load_model
+    from xaipipe.model import load_model, sha256_file
+    from xaipipe.stages import check_predictions_model
 
+    predictions = h5store.read_predictions(predictions_path)
+    check_predictions_model(predictions, predictions_path, model_path, sha256_file(model_path))
     model = load_model(model_path)
     with h5store.PreprocessedShard.open(preprocessed_path) as shard:
         inputs = shard.inputs(slice(n_samples))
-    classes = h5store.read_predictions(predictions_path).predicted[:n_samples, None]
+    classes = predictions.predicted[:n_samples, None]
     rho = randomization_correlations(model, randomized_copy(model, seed), method, params, inputs, classes)
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(RANDOMIZATION_HEADER)

@@ -37,14 +37,50 @@ def create(path: str | os.PathLike, schema: str, **attrs: Any) -> Iterator[h5py.
             yield f
 
 
+#: How to recover from a damaged cache, said in every error about one.
+RECOVER = (
+    "delete it, and the next snakemake run rebuilds it and what depends on it (a run also moves "
+    "damaged caches aside by itself, to <name>.damaged)"
+)
+
+
 def open_checked(path: str | os.PathLike, schema: str) -> h5py.File:
-    """Open an HDF5 file for reading and check that it holds ``schema``."""
-    f = h5py.File(path, "r")
+    """Open an HDF5 file for reading and check that it holds ``schema``.
+
+    ValueError naming the file and the way to recover where it is damaged (unreadable, of
+    another schema, a dataset of the layout missing); FileNotFoundError where there is none.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path} is damaged: not a readable HDF5 file ({error}); {RECOVER}") from None
+    why = _layout_problem(f, schema)
+    if why:
+        f.close()
+        raise ValueError(f"{path} is damaged: {why}; {RECOVER}")
+    return f
+
+
+def problem(path: str | os.PathLike, schema: str) -> str | None:
+    """Why the file at ``path`` is no usable file of ``schema`` (unreadable, other schema, dataset missing), or None.
+
+    Cheap: opens the file and reads its root attributes and names only (about 1 ms).
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            return _layout_problem(f, schema)
+    except OSError as error:
+        return f"not a readable HDF5 file ({error})"
+
+
+def _layout_problem(f: h5py.File, schema: str) -> str | None:
     found = f.attrs.get("schema")
     if found != schema:
-        f.close()
-        raise ValueError(f"{path}: expected an HDF5 file of schema {schema!r}, found {found!r}")
-    return f
+        return f"expected an HDF5 file of schema {schema!r}, found {found!r}"
+    missing = [name for name in _DATASETS.get(schema, ()) if name not in f]
+    return f"datasets {missing} missing" if missing else None
 
 
 def json_attr(f: h5py.File, key: str) -> Any:
@@ -177,6 +213,11 @@ class PreprocessedShard(_FileReader):
         return json_attr(self.file, "class_names")
 
     @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The preprocessing settings the inputs were made with (``stages.preprocessing_record``)."""
+        return json_attr(self.file, "preprocessing")
+
+    @property
     def spatial_dims(self) -> int:
         """2 for images, 3 for volumes (files without the attribute hold images)."""
         return int(self.file.attrs.get("spatial_dims", 2))
@@ -219,6 +260,7 @@ class Predictions:
     probabilities: np.ndarray
     predicted: np.ndarray
     class_names: list[str]
+    model_sha256: str | None = None  # of the model that computed them
 
 
 def write_predictions(
@@ -239,13 +281,17 @@ def write_predictions(
 
 def read_predictions(path: str | os.PathLike) -> Predictions:
     with open_checked(path, PREDICTIONS) as f:
-        return Predictions(
-            ids=read_strings(f, "ids"),
-            labels=f["labels"][()],
-            probabilities=f["probabilities"][()],
-            predicted=f["predicted"][()],
-            class_names=json_attr(f, "class_names"),
-        )
+        try:
+            return Predictions(
+                ids=read_strings(f, "ids"),
+                labels=f["labels"][()],
+                probabilities=f["probabilities"][()],
+                predicted=f["predicted"][()],
+                class_names=json_attr(f, "class_names"),
+                model_sha256=f.attrs.get("model_sha256"),
+            )
+        except (OSError, KeyError) as error:
+            raise ValueError(f"{path} is damaged: {error}; {RECOVER}") from None
 
 
 # --- heatmaps ------------------------------------------------------------------------
@@ -255,6 +301,13 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 # method, method_params, target_layer, targets, model_sha256, model_path.
 
 HEATMAPS = "xaipipe.heatmaps"
+
+# the datasets that every file of a schema holds (checked when it is opened)
+_DATASETS = {
+    PREPROCESSED: ("ids", "labels", "inputs", "overlay_images"),
+    PREDICTIONS: ("ids", "labels", "probabilities", "predicted"),
+    HEATMAPS: ("ids", "sample_index", "class_index", "raw", "normalized"),
+}
 
 
 def create_heatmaps(f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...]) -> None:

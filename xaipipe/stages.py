@@ -76,18 +76,59 @@ def preprocessing_record(preprocessing: Preprocessing) -> dict[str, Any]:
     return record
 
 
+def check_preprocessing(preprocessed_path: str | os.PathLike, preprocessing: Preprocessing) -> None:
+    """ValueError naming the shard and each setting that differs, unless it was made with ``preprocessing``."""
+    with h5store.PreprocessedShard.open(preprocessed_path) as shard:
+        recorded = shard.preprocessing
+    expected = json.loads(json.dumps(preprocessing_record(preprocessing)))  # as the attribute stores it
+    if recorded == expected:
+        return
+    differ = [
+        f"{key}: {recorded.get(key)!r} there, {expected.get(key)!r} now"
+        for key in sorted(set(recorded) | set(expected))
+        if recorded.get(key) != expected.get(key)
+    ]
+    raise ValueError(
+        f"{preprocessed_path} was made with other preprocessing settings than this job's ({'; '.join(differ)}): "
+        f"rerun with --forcerun preprocess, or delete {preprocessed_path} and run again"
+    )
+
+
+def check_predictions_model(
+    predictions: h5store.Predictions,
+    predictions_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    model_sha256: str,
+) -> None:
+    """ValueError naming both files unless ``predictions`` were computed by the model with ``model_sha256``."""
+    if predictions.model_sha256 != model_sha256:
+        raise ValueError(
+            f"{predictions_path} holds the predictions of another model (sha256 {str(predictions.model_sha256)[:12]}) "
+            f"than {model_path} (sha256 {model_sha256[:12]}): rerun with --forcerun predict, or delete "
+            f"{predictions_path} and run again"
+        )
+
+
 def predict_shard(
     preprocessed_path: str | os.PathLike,
     model_path: str | os.PathLike,
     out_path: str | os.PathLike,
     batch_size: int,
+    preprocessing: Preprocessing | None = None,
 ) -> None:
-    """Run the model on one preprocessed shard and cache the class scores."""
-    from xaipipe.model import check_supported, load_model, predict_batch, sha256_file
+    """Run the model on one preprocessed shard and cache the class scores.
 
+    ``preprocessing``: the settings the shard must have been made with (the config's; a shard
+    made otherwise is refused), or None to take the shard as it is.
+    """
+    from xaipipe.model import check_model_input, check_supported, load_model, predict_batch, sha256_file
+
+    if preprocessing is not None:
+        check_preprocessing(preprocessed_path, preprocessing)
     model = load_model(model_path)
     check_supported(model)
     with h5store.PreprocessedShard.open(preprocessed_path) as shard:
+        check_model_input(model, model_path, shard.inputs(slice(0, 1)).shape[1:])
         shape = getattr(model, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int):
             check_model_classes(model_path, shape[-1], shard.class_names, shard.labels, shard.ids)
@@ -164,15 +205,24 @@ def compute_heatmaps_shard(
     targets: str,
     batch_size: int,
     out_path: str | os.PathLike,
+    preprocessing: Preprocessing | None = None,
 ) -> None:
-    """Compute one method's maps for every sample and target class of a shard."""
+    """Compute one method's maps for every sample and target class of a shard.
+
+    The predictions must be those of this model (their recorded sha256 is checked), and
+    the shard made with ``preprocessing`` where it is given.
+    """
     from xaipipe import methods
     from xaipipe.methods.base import target_classes
     from xaipipe.model import load_model, sha256_file
 
+    if preprocessing is not None:
+        check_preprocessing(preprocessed_path, preprocessing)
+    predictions = h5store.read_predictions(predictions_path)
+    model_sha256 = sha256_file(model_path)
+    check_predictions_model(predictions, predictions_path, model_path, model_sha256)
     model = load_model(model_path)
     explainer = methods.create(method, model, **method_params)
-    predictions = h5store.read_predictions(predictions_path)
     classes = target_classes(predictions.probabilities, targets, predictions.labels, predictions.ids)
     n, n_targets = classes.shape
     log.info("method %s, target layer %s, %d samples x %d targets", method, explainer.target_layer, n, n_targets)
@@ -186,7 +236,7 @@ def compute_heatmaps_shard(
         target_layer=explainer.target_layer,
         score_tensor=explainer.score_source,
         targets=targets,
-        model_sha256=sha256_file(model_path),
+        model_sha256=model_sha256,
         model_path=str(model_path),
     ) as heatmaps:
         n_batches = -(-n // batch_size)

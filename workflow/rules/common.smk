@@ -8,10 +8,13 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from xaipipe import resources as xr
+from xaipipe import caches as xcaches
 from xaipipe import config as xc
+from xaipipe import h5store
 from xaipipe.demo import check_demo_folder
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
@@ -57,6 +60,28 @@ if config["demo"]["build"]:
         )
     except ValueError as error:
         raise WorkflowError(str(error)) from None
+MODEL_CHECKSUM = f"{OUT}/checksums/model.sha256"
+
+
+def cache_files():
+    """Every HDF5 cache of the study, with its schema."""
+    files = {}
+    for shard in SHARDS:
+        files[f"{OUT}/preprocessed/shard-{shard}.h5"] = h5store.PREPROCESSED
+        files[f"{OUT}/predictions/shard-{shard}.h5"] = h5store.PREDICTIONS
+        for method in METHODS:
+            files[f"{OUT}/heatmaps/{method}/shard-{shard}.h5"] = h5store.HEATMAPS
+    return files
+
+
+# What modification times cannot tell (xaipipe/caches.py): a model replaced by another, also
+# by an older file, reruns everything that uses it; a damaged cache is moved aside, so exactly
+# that file (and what depends on it) is rebuilt. Only the process that runs the workflow acts.
+if workflow.is_main_process:
+    stale = xcaches.forget_stale_checksum(MODEL, MODEL_CHECKSUM)
+    damaged = xcaches.move_damaged_aside(cache_files())
+    for message in ([stale] if stale else []) + [message for _, message in damaged]:
+        logger.warning(message)
 
 
 # What every job asks a cluster for (xaipipe/resources.py has the formulas): memory and run
@@ -165,6 +190,7 @@ def render_runtime(wildcards, attempt):
 # (the demo's evaluation tables: evaluate.smk).
 localrules:
     predictions_table,
+    model_checksum,
 
 
 wildcard_constraints:
@@ -217,6 +243,11 @@ def heatmaps_by_method():
 
 def all_outputs(wildcards):
     outputs = [f"{OUT}/predictions.tsv"]
+    # the caches and the model's checksum too: one that is missing (deleted, moved aside as
+    # damaged, or removed as stale) is rebuilt, not only when a later output needs it
+    outputs.append(MODEL_CHECKSUM)
+    outputs += expand(f"{OUT}/preprocessed/shard-{{shard}}.h5", shard=SHARDS)
+    outputs += expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS)
     outputs += expand(
         f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS
     )

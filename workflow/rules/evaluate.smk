@@ -27,6 +27,7 @@ if config["demo"]["build"]:
             shard=f"{OUT}/preprocessed/shard-00000.h5",
             predictions=f"{OUT}/predictions/shard-00000.h5",
             model=MODEL,
+            checksum=MODEL_CHECKSUM,
         output:
             f"{OUT}/evaluation/randomization/{{method}}.tsv",
         log:

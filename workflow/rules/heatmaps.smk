@@ -5,6 +5,7 @@ rule heatmaps:
         shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
         predictions=f"{OUT}/predictions/shard-{{shard}}.h5",
         model=MODEL,
+        checksum=MODEL_CHECKSUM,
     output:
         f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5",
     log:
@@ -24,5 +25,6 @@ rule heatmaps:
         method_params=method_params,
         targets=config["targets"],
         batch_size=config["batch_size"],
+        preprocessing=config["preprocessing"],
     script:
         "../../scripts/heatmaps.py"

@@ -1,7 +1,23 @@
+# The model's sha256, an input of every rule that runs the model: common.smk removes it where
+# the model's content changed (whatever the file's modification time), so that they all rerun.
+rule model_checksum:
+    input:
+        model=MODEL,
+    output:
+        MODEL_CHECKSUM,
+    log:
+        f"{OUT}/logs/model_checksum.log",
+    conda:
+        "../../envs/xaipipe.yaml"
+    script:
+        "../../scripts/model_checksum.py"
+
+
 rule predict:
     input:
         shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
         model=MODEL,
+        checksum=MODEL_CHECKSUM,
     output:
         f"{OUT}/predictions/shard-{{shard}}.h5",
     log:
@@ -17,6 +33,7 @@ rule predict:
         gpu=GPU,
     params:
         batch_size=config["batch_size"],
+        preprocessing=config["preprocessing"],
     script:
         "../../scripts/predict.py"
 
