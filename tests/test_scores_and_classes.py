@@ -192,6 +192,7 @@ def test_target_classes_refuse_non_finite_predictions_naming_the_sample():
 
 
 def test_the_heatmaps_file_records_the_differentiated_tensor(tmp_path):
+    from xaipipe.model import sha256_file
     from xaipipe.stages import compute_heatmaps_shard
 
     model = head_model("Activation")
@@ -205,7 +206,8 @@ def test_the_heatmaps_file_records_the_differentiated_tensor(tmp_path):
         for row in range(2):
             shard.write(row, X[row], np.zeros((3, 3, 3), np.uint8), np.ones(2))
     h5store.write_predictions(
-        tmp_path / "pred.h5", ids, np.array([0, 1]), predict_batch(model, X), class_names=[], model_sha256="x"
+        tmp_path / "pred.h5", ids, np.array([0, 1]), predict_batch(model, X), class_names=[],
+        model_sha256=sha256_file(model_path),
     )
     out = tmp_path / "maps.h5"
     compute_heatmaps_shard(tmp_path / "pre.h5", tmp_path / "pred.h5", model_path, "saliency", {}, "argmax", 2, out)
