@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class SampleError(ValueError):
     """One sample cannot be used: unreadable, of the wrong shape or type, non-finite values, a failed step.
@@ -16,3 +18,22 @@ class SampleError(ValueError):
         self.sample_id = sample_id
         self.reason = reason
         self.stage = stage
+
+
+#: What a stage does with a sample it cannot use (config ``on_error``): stop the run, or leave it out.
+ON_ERROR = ("fail", "skip")
+
+
+class Issue(NamedTuple):
+    """One row of ``failures.tsv``: a sample a stage ``skipped`` (left out from there on) or warned about."""
+
+    sample: str
+    stage: str
+    kind: str  # "skipped" or "warning"
+    reason: str
+
+
+def check_policy(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    return on_error

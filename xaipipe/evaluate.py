@@ -37,12 +37,17 @@ def peak_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> bool:
 def lesion_hit_rate(
     heatmap_paths: Sequence[str | os.PathLike], mask_paths: Mapping[str, str | os.PathLike]
 ) -> HitRate:
-    """Hit rate of the maps in ``heatmap_paths``; ``mask_paths`` maps sample ids to masks, empty masks are skipped."""
+    """Hit rate of the maps in ``heatmap_paths``; ``mask_paths`` maps sample ids to masks, empty masks are skipped.
+
+    The maps of skipped samples (``on_error: skip``) are left out.
+    """
     hits = total = 0
     for path in heatmap_paths:
         with h5store.HeatmapsFile.open(path) as maps:
-            ids = maps.ids
+            ids, skipped = maps.ids, maps.skipped
             for m, row in enumerate(maps.sample_index):
+                if skipped[row]:
+                    continue
                 mask = load_mask(mask_paths[ids[row]])
                 if mask.any():
                     hits += peak_in_mask(maps.normalized(m), mask)
@@ -127,6 +132,7 @@ def write_randomization_row(
     Writes the mean Spearman rank correlation between each image's map from the
     trained model and from a randomly re-initialized copy (low: the map depends on
     what the model learned), and how many images gave a constant map (left out of the mean).
+    Samples skipped before (``on_error: skip``) are left out of the first ``n_samples``.
     """
     from xaipipe.model import load_model, sha256_file
     from xaipipe.stages import check_predictions_model
@@ -134,9 +140,10 @@ def write_randomization_row(
     predictions = h5store.read_predictions(predictions_path)
     check_predictions_model(predictions, predictions_path, model_path, sha256_file(model_path))
     model = load_model(model_path)
+    rows = np.flatnonzero(~predictions.skipped)[:n_samples]
     with h5store.PreprocessedShard.open(preprocessed_path) as shard:
-        inputs = shard.inputs(slice(n_samples))
-    classes = predictions.predicted[:n_samples, None]
+        inputs = shard.inputs(slice(n_samples)) if rows.tolist() == list(range(n_samples)) else shard.inputs(rows)
+    classes = predictions.predicted[rows, None]
     rho = randomization_correlations(model, randomized_copy(model, seed), method, params, inputs, classes)
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(RANDOMIZATION_HEADER)

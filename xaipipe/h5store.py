@@ -19,6 +19,7 @@ import numpy as np
 
 from xaipipe import __version__
 from xaipipe.atomic import atomic_path
+from xaipipe.errors import Issue
 
 SCHEMA_VERSION = 1
 _STR = h5py.string_dtype()
@@ -131,6 +132,72 @@ class _FileReader:
     def ids(self) -> list[str]:
         return read_strings(self.file, "ids")
 
+    @property
+    def skipped(self) -> np.ndarray:
+        """(n,) bool: the samples left out from this file's stage on (``on_error: skip``)."""
+        return read_skipped(self.file)
+
+    @property
+    def skip_reasons(self) -> list[str]:
+        """``"<stage>: <reason>"`` of each skipped sample, ``""`` for the others."""
+        return read_skip_reasons(self.file)
+
+    @property
+    def issues(self) -> list[Issue]:
+        """What this file's stage found: the samples it skipped and those it warned about."""
+        return read_issues(self.file)
+
+
+# --- skipped samples and issues, in every file ----------------------------------------
+#
+# skipped (bool, n): the samples left out from the file's stage on, by it or an earlier stage
+# (on_error: skip); skip_reason (str, n): "<stage>: <reason>" of each skipped sample, "" for the
+# others; issues/{sample,stage,kind,reason} (str, F each): the samples this file's stage
+# skipped (kind "skipped") or warned about ("warning"), the rows of failures.tsv. A file
+# written before these existed has none of them: nothing skipped, no issues.
+
+
+class SkipRecord:
+    """The skipped samples and the issues of a file being written, carried over from its input file."""
+
+    def __init__(self, n: int, skipped: Sequence[bool] | None = None, reasons: Sequence[str] | None = None):
+        self.skipped = np.zeros(n, bool) if skipped is None else np.array(skipped, bool)
+        self.reasons = [""] * n if reasons is None else list(reasons)
+        if len(self.skipped) != n or len(self.reasons) != n:
+            raise ValueError(f"skip records of {len(self.skipped)} and {len(self.reasons)} samples for {n} samples")
+        self.issues: list[Issue] = []
+
+    def skip(self, row: int, issue: Issue) -> None:
+        """Leave the sample of ``row`` out from this stage on, for ``issue``."""
+        self.skipped[row] = True
+        self.reasons[row] = f"{issue.stage}: {issue.reason}"
+        self.issues.append(issue._replace(kind="skipped"))
+
+    def warn(self, issue: Issue) -> None:
+        self.issues.append(issue._replace(kind="warning"))
+
+    def write(self, f: h5py.File) -> None:
+        f.create_dataset("skipped", data=self.skipped)
+        write_strings(f, "skip_reason", self.reasons)
+        group = f.create_group("issues")
+        for field in Issue._fields:
+            write_strings(group, field, [getattr(issue, field) for issue in self.issues])
+
+
+def read_skipped(f: h5py.File) -> np.ndarray:
+    return f["skipped"][()].astype(bool) if "skipped" in f else np.zeros(f["ids"].shape[0], bool)
+
+
+def read_skip_reasons(f: h5py.File) -> list[str]:
+    return read_strings(f, "skip_reason") if "skip_reason" in f else [""] * f["ids"].shape[0]
+
+
+def read_issues(f: h5py.File) -> list[Issue]:
+    if "issues" not in f:
+        return []
+    columns = [read_strings(f["issues"], field) for field in Issue._fields]
+    return [Issue(*row) for row in zip(*columns, strict=True)]
+
 
 # --- preprocessed shards -------------------------------------------------------------
 #
@@ -166,6 +233,17 @@ class PreprocessedWriter:
         self.spatial_dims = spatial_dims
         create_preprocessed(f, ids, input_shape, labels)
         self._spacing = f.create_dataset("spacing", shape=(len(ids), spatial_dims), dtype=np.float64)
+        self.record = SkipRecord(len(ids))
+
+    def skip(self, row: int, issue: Issue) -> None:
+        """Leave sample ``row`` out (``on_error: skip``): zero inputs, a 1-pixel black overlay image, spacing ones."""
+        self.file["inputs"][row] = 0.0
+        self._spacing[row] = np.ones(self.spatial_dims)
+        put_overlay_image(self.file, row, np.zeros((1,) * self.spatial_dims + (3,), np.uint8))
+        self.record.skip(row, issue)
+
+    def warn(self, issue: Issue) -> None:
+        self.record.warn(issue)
 
     def write(
         self, row: int, inputs: np.ndarray, overlay_image: np.ndarray, spacing: Sequence[float] | None = None
@@ -199,7 +277,9 @@ def preprocessed_writer(
         preprocess_overlay=preprocess_overlay,
         **attrs,
     ) as f:
-        yield PreprocessedWriter(f, ids, input_shape, labels, spatial_dims)
+        writer = PreprocessedWriter(f, ids, input_shape, labels, spatial_dims)
+        yield writer
+        writer.record.write(f)
 
 
 class PreprocessedShard(_FileReader):
@@ -261,6 +341,9 @@ class Predictions:
     predicted: np.ndarray
     class_names: list[str]
     model_sha256: str | None = None  # of the model that computed them
+    skipped: np.ndarray | None = None  # (n,) bool, see SkipRecord; None read as nothing skipped
+    skip_reasons: list[str] | None = None
+    issues: list[Issue] | None = None
 
 
 def write_predictions(
@@ -270,13 +353,20 @@ def write_predictions(
     probabilities: np.ndarray,
     *,
     class_names: Sequence[str],
+    record: SkipRecord | None = None,
     **attrs: Any,
 ) -> None:
+    """``record``: the skipped samples (their probabilities are stored as NaN, predicted class -1) and issues."""
+    record = record or SkipRecord(len(ids))
+    probabilities = np.array(probabilities, np.float32)
+    probabilities[record.skipped] = np.nan
+    predicted = np.where(record.skipped, -1, np.nan_to_num(probabilities, nan=-np.inf).argmax(axis=1))
     with create(path, PREDICTIONS, class_names=list(class_names), **attrs) as f:
         write_strings(f, "ids", ids)
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.int32))
-        f.create_dataset("probabilities", data=probabilities.astype(np.float32))
-        f.create_dataset("predicted", data=probabilities.argmax(axis=1).astype(np.int32))
+        f.create_dataset("probabilities", data=probabilities)
+        f.create_dataset("predicted", data=predicted.astype(np.int32))
+        record.write(f)
 
 
 def read_predictions(path: str | os.PathLike) -> Predictions:
@@ -289,6 +379,9 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
                 predicted=f["predicted"][()],
                 class_names=json_attr(f, "class_names"),
                 model_sha256=f.attrs.get("model_sha256"),
+                skipped=read_skipped(f),
+                skip_reasons=read_skip_reasons(f),
+                issues=read_issues(f),
             )
         except (OSError, KeyError) as error:
             raise ValueError(f"{path} is damaged: {error}; {RECOVER}") from None
@@ -330,10 +423,22 @@ def create_heatmaps(f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tu
 class HeatmapsWriter:
     """Fills a new heatmaps file batch by batch (see :func:`heatmaps_writer`)."""
 
-    def __init__(self, f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...]):
+    def __init__(
+        self, f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...], record: SkipRecord
+    ):
         self.file = f
         self.map_shape = tuple(map_shape)
+        self.record = record
         create_heatmaps(f, ids, n_maps, self.map_shape)
+
+    def write_skipped(self, maps: slice, row: int) -> None:
+        """The maps ``maps`` of the skipped sample ``row``: class -1, NaN raw and normalized."""
+        n = maps.stop - maps.start
+        self.file["sample_index"][maps] = row
+        self.file["class_index"][maps] = -1
+        nan = np.full((n, *self.map_shape), np.nan, np.float32)
+        self.file["raw"][maps] = nan
+        self.file["normalized"][maps] = nan
 
     def write(
         self, maps: slice, sample_index: np.ndarray, class_index: np.ndarray, raw: np.ndarray, normalized: np.ndarray
@@ -347,11 +452,22 @@ class HeatmapsWriter:
 
 @contextmanager
 def heatmaps_writer(
-    path: str | os.PathLike, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...], **attrs: Any
+    path: str | os.PathLike,
+    ids: Sequence[str],
+    n_maps: int,
+    map_shape: tuple[int, ...],
+    record: SkipRecord | None = None,
+    **attrs: Any,
 ) -> Iterator[HeatmapsWriter]:
-    """A new heatmaps file at ``path`` (written atomically) for ``n_maps`` maps; ``attrs``: the method's record."""
+    """A new heatmaps file at ``path`` (written atomically) for ``n_maps`` maps; ``attrs``: the method's record.
+
+    ``record``: the samples skipped before (from the predictions), to which the writer's
+    ``record.skip`` adds those whose maps failed.
+    """
     with create(path, HEATMAPS, **attrs) as f:
-        yield HeatmapsWriter(f, ids, n_maps, map_shape)
+        writer = HeatmapsWriter(f, ids, n_maps, map_shape, record or SkipRecord(len(ids)))
+        yield writer
+        writer.record.write(f)
 
 
 class HeatmapsFile(_FileReader):
@@ -363,6 +479,11 @@ class HeatmapsFile(_FileReader):
 
     def __len__(self) -> int:
         return self.file["sample_index"].shape[0]
+
+    @property
+    def map_shape(self) -> tuple[int, ...]:
+        """The spatial shape of every map (the model input's)."""
+        return tuple(self.file["normalized"].shape[1:])
 
     def normalized(self, m: int) -> np.ndarray:
         """Map ``m`` scaled to [0, 1]."""

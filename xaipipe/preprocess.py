@@ -43,6 +43,25 @@ VOLUME_INTERPOLATIONS = ("nearest", "linear")
 STANDARDIZE_MODES = ("none", "minmax", "z-score", "grayscale", "tf", "caffe", "torch")
 FIXED_RANGE_MODES = ("tf", "caffe", "torch")  # modes that take 0..255 values (module docstring)
 
+#: A sample with a side below 1/SMALL_FRACTION of the model input's (or of one pixel) is warned about:
+#: the model then sees mostly interpolation.
+SMALL_FRACTION = 4
+
+
+def small_image_warning(shape: tuple[int, ...], size: tuple[int, ...]) -> str | None:
+    """Why a sample of spatial ``shape`` is much smaller than the model input ``size``, or None.
+
+    Much smaller: a single pixel (voxel), or any side below a quarter of the model input's.
+    """
+    shape, size = tuple(int(s) for s in shape[: len(size)]), tuple(int(s) for s in size)
+    if all(s == 1 for s in shape) or any(s * SMALL_FRACTION < m for s, m in zip(shape, size, strict=True)):
+        return (
+            f"{'x'.join(map(str, shape))} is much smaller than the model input {'x'.join(map(str, size))} "
+            f"(a side below 1/{SMALL_FRACTION} of it): its map shows mostly the upsampling; check the file"
+        )
+    return None
+
+
 _IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)

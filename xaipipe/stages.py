@@ -2,6 +2,13 @@
 
 Each stage reads and writes one shard at a time, batch by batch, and writes its
 output atomically.
+
+The error policy (``on_error``): with ``fail`` a sample that a stage cannot use raises a
+:class:`~xaipipe.errors.SampleError` naming it; with ``skip`` the stage records it in its
+output file as skipped (``h5store.SkipRecord``: the ``skipped`` mask, the reason, the
+stage's ``issues``), later stages carry the mask over and leave the sample out, the render
+stage writes a placeholder for each of its outputs, and :func:`write_failures_table`
+gathers every stage's issues into ``failures.tsv``.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +26,12 @@ import numpy as np
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
 from xaipipe.drawing import overlay_base
-from xaipipe.errors import SampleError
+from xaipipe.errors import Issue, SampleError, check_policy
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
-from xaipipe.preprocess import Preprocessing
+from xaipipe.preprocess import Preprocessing, small_image_warning
 from xaipipe.readers import load_sample
-from xaipipe.writers import format_of_extension, write_map
+from xaipipe.writers import format_of_extension, write_map, write_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +45,18 @@ def preprocess_shard(
     out_path: str | os.PathLike,
     preprocess_overlay: bool = True,
     first_index: int = 0,
+    on_error: str = "fail",
 ) -> None:
     """Load the samples ``ids`` from their files ``paths`` and write their model inputs and overlay images.
 
     ``preprocess_overlay``: overlays are drawn on the image after the subfunctions
     (true) or on the untouched original (false). ``first_index`` is the position of
     the shard's first sample in the study (it seeds random subfunctions per sample).
+    A sample that cannot be read or used raises a SampleError (``on_error: fail``) or is
+    recorded as skipped (``skip``); a sample much smaller than the model input is logged
+    and recorded as a warning.
     """
+    check_policy(on_error)
     if len(paths) != len(ids):
         raise ValueError(f"{len(paths)} sample files for {len(ids)} sample ids")
     labels = [-1] * len(ids) if labels is None else list(labels)
@@ -65,7 +78,15 @@ def preprocess_shard(
                 inputs = preprocessing.finish(processed)
                 base = processed if preprocess_overlay else image
             except ValueError as error:
-                raise SampleError(sample_id, str(error), "preprocess") from None
+                if on_error == "fail":
+                    raise SampleError(sample_id, str(error), "preprocess") from None
+                log.warning("sample %r skipped (on_error: skip): %s", sample_id, error)
+                shard.skip(row, Issue(sample_id, "preprocess", "skipped", str(error)))
+                continue
+            small = small_image_warning(image.shape, preprocessing.size)
+            if small:
+                log.warning("sample %r (%s): %s", sample_id, path, small)
+                shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
             shard.write(row, inputs, overlay_base(base, dims), sample_spacing)
 
 
@@ -115,14 +136,18 @@ def predict_shard(
     out_path: str | os.PathLike,
     batch_size: int,
     preprocessing: Preprocessing | None = None,
+    on_error: str = "fail",
 ) -> None:
     """Run the model on one preprocessed shard and cache the class scores.
 
     ``preprocessing``: the settings the shard must have been made with (the config's; a shard
-    made otherwise is refused), or None to take the shard as it is.
+    made otherwise is refused), or None to take the shard as it is. Samples skipped by the
+    preprocessing are left out; a sample whose scores are not finite raises a SampleError
+    (``on_error: fail``) or is skipped (``skip``).
     """
     from xaipipe.model import check_model_input, check_supported, load_model, predict_batch, sha256_file
 
+    check_policy(on_error)
     if preprocessing is not None:
         check_preprocessing(preprocessed_path, preprocessing)
     model = load_model(model_path)
@@ -132,17 +157,38 @@ def predict_shard(
         shape = getattr(model, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int):
             check_model_classes(model_path, shape[-1], shard.class_names, shard.labels, shard.ids)
+        ids = shard.ids
+        record = h5store.SkipRecord(len(ids), shard.skipped, shard.skip_reasons)
         n_batches = -(-len(shard) // batch_size)
-        scores = np.concatenate(
-            [predict_batch(model, x) for _, x in progress(shard.batches(batch_size), "predict", n_batches, "batch")]
-        )
-        check_model_classes(model_path, scores.shape[1], shard.class_names, shard.labels, shard.ids)
+        scores = None
+        for rows, x in progress(shard.batches(batch_size), "predict", n_batches, "batch"):
+            keep = ~record.skipped[rows]  # the batch less the samples skipped before
+            if not keep.any():
+                continue
+            batch = predict_batch(model, x[keep])
+            if scores is None:
+                scores = np.full((len(ids), batch.shape[1]), np.nan, np.float32)
+            scores[np.arange(rows.start, rows.stop)[keep]] = batch
+        if scores is None:  # every sample skipped: the model's output count, from one zero input
+            scores = np.full((len(ids), predict_batch(model, shard.inputs(slice(0, 1))).shape[1]), np.nan, np.float32)
+        check_model_classes(model_path, scores.shape[1], shard.class_names, shard.labels, ids)
+        for row in np.flatnonzero(~record.skipped & ~np.isfinite(scores).all(axis=1)):
+            error = SampleError(
+                ids[row],
+                f"its predictions are not finite ({scores[row].tolist()}); check its input and the model",
+                "predict",
+            )
+            if on_error == "fail":
+                raise error
+            log.warning("%s (skipped, on_error: skip)", error)
+            record.skip(row, Issue(ids[row], "predict", "skipped", error.reason))
         h5store.write_predictions(
             out_path,
-            shard.ids,
+            ids,
             shard.labels,
             scores,
             class_names=shard.class_names,
+            record=record,
             model_sha256=sha256_file(model_path),
             model_path=str(model_path),
         )
@@ -178,7 +224,10 @@ def check_model_classes(
 
 
 def merge_predictions(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> None:
-    """Write one tab-separated table of all predictions (one row per sample)."""
+    """Write one tab-separated table of all predictions (one row per sample).
+
+    A skipped sample keeps its row (id and label), with its predicted class and probabilities empty.
+    """
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         header_written = False
         for path in paths:
@@ -188,11 +237,14 @@ def merge_predictions(paths: Sequence[str | os.PathLike], out_path: str | os.Pat
             if not header_written:
                 out.write("\t".join(["sample", "label", "predicted", *(f"p_{n}" for n in names)]) + "\n")
                 header_written = True
-            for sample_id, label, predicted, probs in zip(
-                table.ids, table.labels, table.predicted, table.probabilities, strict=True
+            for sample_id, label, predicted, probs, skipped in zip(
+                table.ids, table.labels, table.predicted, table.probabilities, table.skipped, strict=True
             ):
                 label_name = names[label] if label >= 0 else ""
-                cells = [sample_id, label_name, names[predicted], *(f"{p:.6f}" for p in probs)]
+                if skipped:
+                    cells = [sample_id, label_name, "", *([""] * k)]
+                else:
+                    cells = [sample_id, label_name, names[predicted], *(f"{p:.6f}" for p in probs)]
                 out.write("\t".join(cells) + "\n")
 
 
@@ -206,16 +258,22 @@ def compute_heatmaps_shard(
     batch_size: int,
     out_path: str | os.PathLike,
     preprocessing: Preprocessing | None = None,
+    on_error: str = "fail",
 ) -> None:
     """Compute one method's maps for every sample and target class of a shard.
 
     The predictions must be those of this model (their recorded sha256 is checked), and
-    the shard made with ``preprocessing`` where it is given.
+    the shard made with ``preprocessing`` where it is given. Samples skipped before get
+    NaN maps of class -1. A sample whose maps fail (an exception, non-finite values):
+    with ``on_error: fail`` the exception, or a SampleError naming it; with ``skip`` it is
+    recorded as skipped by ``heatmaps:<method>`` and gets NaN maps too, unless every sample
+    of the shard fails, which is the method's or the model's fault and raises.
     """
     from xaipipe import methods
     from xaipipe.methods.base import target_classes
     from xaipipe.model import load_model, sha256_file
 
+    check_policy(on_error)
     if preprocessing is not None:
         check_preprocessing(preprocessed_path, preprocessing)
     predictions = h5store.read_predictions(predictions_path)
@@ -223,14 +281,23 @@ def compute_heatmaps_shard(
     check_predictions_model(predictions, predictions_path, model_path, model_sha256)
     model = load_model(model_path)
     explainer = methods.create(method, model, **method_params)
-    classes = target_classes(predictions.probabilities, targets, predictions.labels, predictions.ids)
-    n, n_targets = classes.shape
+    stage = f"heatmaps:{methods.canonical_name(method)}"
+    record = h5store.SkipRecord(len(predictions.ids), predictions.skipped, predictions.skip_reasons)
+    kept = ~record.skipped
+    n, k = predictions.probabilities.shape
+    classes = np.full((n, k if targets == "all" else 1), -1, np.int32)
+    if kept.any():
+        ids_kept = [i for i, keep in zip(predictions.ids, kept, strict=True) if keep]
+        classes[kept] = target_classes(predictions.probabilities[kept], targets, predictions.labels[kept], ids_kept)
+    n_targets = classes.shape[1]
     log.info("method %s, target layer %s, %d samples x %d targets", method, explainer.target_layer, n, n_targets)
+    attempted, failures = 0, []
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.heatmaps_writer(
         out_path,
         shard.ids,
         n * n_targets,
         explainer.spatial_shape,
+        record,
         method=methods.canonical_name(method),
         method_params={**method_params, **explainer.params},
         target_layer=explainer.target_layer,
@@ -239,12 +306,87 @@ def compute_heatmaps_shard(
         model_sha256=model_sha256,
         model_path=str(model_path),
     ) as heatmaps:
+        ids = shard.ids
         n_batches = -(-n // batch_size)
         for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {method}", n_batches, "batch"):
-            raw, normalized = explainer.explain(inputs, classes[rows], ids=shard.ids[rows])
-            maps = slice(rows.start * n_targets, rows.stop * n_targets)
-            sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
-            heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)
+            keep = kept[rows]
+            if keep.all():  # the usual case: one write for the batch
+                results = _maps_or_failures(explainer, inputs, classes[rows], ids[rows], on_error, stage)
+                if not any(isinstance(result, BaseException) or _non_finite(result) for result in results):
+                    attempted += len(results)
+                    raw, normalized = (np.stack([result[j] for result in results]) for j in (0, 1))
+                    maps = slice(rows.start * n_targets, rows.stop * n_targets)
+                    sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
+                    heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)
+                    continue
+            else:
+                good = np.arange(rows.start, rows.stop)[keep]
+                results = iter(
+                    _maps_or_failures(explainer, inputs[keep], classes[good], [ids[r] for r in good], on_error, stage)
+                    if len(good)
+                    else []
+                )
+                results = [next(results) if keep[j] else None for j in range(len(keep))]
+            for row, result in zip(range(rows.start, rows.stop), results, strict=True):
+                maps = slice(row * n_targets, (row + 1) * n_targets)
+                if result is None:  # skipped before this stage
+                    heatmaps.write_skipped(maps, row)
+                    continue
+                attempted += 1
+                reason = _failure_reason(result)
+                if reason is None:
+                    heatmaps.write(maps, np.full(n_targets, row), classes[row], result[0], result[1])
+                    continue
+                if on_error == "fail":  # exceptions were raised where they happened; here non-finite maps
+                    raise SampleError(ids[row], reason, stage)
+                log.warning("sample %r skipped (on_error: skip): %s: %s", ids[row], stage, reason)
+                failures.append((ids[row], reason, result))
+                record.skip(row, Issue(ids[row], stage, "skipped", reason))
+                heatmaps.write_skipped(maps, row)
+        if attempted > 1 and len(failures) == attempted:
+            sample_id, reason, result = failures[0]
+            raise ValueError(
+                f"{stage}: every one of the {attempted} samples of {preprocessed_path} failed (the first, "
+                f"{sample_id!r}: {reason}): that is the method or the model, not the samples, so on_error: skip "
+                "does not skip them; check the method's parameters and the model"
+            ) from (result if isinstance(result, BaseException) else None)
+
+
+def _maps_or_failures(
+    explainer: Any, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str], on_error: str, stage: str
+) -> list[tuple[np.ndarray, np.ndarray] | BaseException]:
+    """Each sample's (raw, normalized) maps (T, *spatial), or the exception its maps raised.
+
+    A batch that raises is explained again sample by sample, so that only the samples at
+    fault fail (``on_error: skip``), or the error names the sample at fault (``fail``: a
+    SampleError of ``stage``, from the method's exception).
+    """
+    try:
+        raw, normalized = explainer.explain(inputs, classes, ids=list(ids))
+        return list(zip(raw, normalized, strict=True))
+    except Exception as error:
+        if len(inputs) == 1:
+            if on_error == "fail":
+                raise SampleError(ids[0], f"{type(error).__name__}: {error}", stage) from error
+            return [error]
+    return [
+        _maps_or_failures(explainer, inputs[j : j + 1], classes[j : j + 1], ids[j : j + 1], on_error, stage)[0]
+        for j in range(len(inputs))
+    ]
+
+
+def _non_finite(result: tuple[np.ndarray, np.ndarray]) -> bool:
+    return not (np.isfinite(result[0]).all() and np.isfinite(result[1]).all())
+
+
+def _failure_reason(result: tuple[np.ndarray, np.ndarray] | BaseException) -> str | None:
+    """Why a sample's maps are unusable (an exception, non-finite values), or None."""
+    if isinstance(result, BaseException):
+        return f"{type(result).__name__}: {result}"
+    if _non_finite(result):
+        bad = sum(int(np.size(m) - np.count_nonzero(np.isfinite(m))) for m in result)
+        return f"its maps hold {bad} non-finite values (NaN or infinite); check its input and the method's parameters"
+    return None
 
 
 def render_shard(
@@ -261,18 +403,71 @@ def render_shard(
 
     2D: PNG of the coloured map (blended over the image with ``overlay``) or the map as
     ``.npy``. Volumes: the map as NIfTI (with the sample's spacing) or ``.npy``, or an
-    animated GIF of the slices drawn like the PNGs.
+    animated GIF of the slices drawn like the PNGs. A skipped sample's files are
+    placeholders (``writers.write_placeholder``): an image that says why, or a map of NaN.
     """
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as maps:
         dims = shard.spatial_dims
         sample_index = maps.sample_index
+        skipped, reasons = maps.skipped, maps.skip_reasons
         if len(out_paths) != len(sample_index):
             raise ValueError(f"{heatmaps_path} holds {len(sample_index)} maps; {len(out_paths)} output files were asked for")
         for m, path in enumerate(progress(out_paths, "render", unit="map")):
             row = int(sample_index[m])
-            image = shard.overlay_image(row)
             fmt = format_of_extension(extension_of(path), dims)
+            if skipped[row]:
+                write_placeholder(path, fmt, f"skipped: {short_reason(reasons[row])}", maps.map_shape)
+                continue
+            image = shard.overlay_image(row)
             write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row))
+
+
+def short_reason(reason: str) -> str:
+    """``reason`` with each path cut to its file name (for a placeholder's text)."""
+    return re.sub(r"\S*/([^\s/]+)", r"\1", reason)
+
+
+#: The columns of failures.tsv.
+FAILURES_HEADER = "sample\tstage\tkind\treason\n"
+
+
+def write_failures_table(
+    preprocessed_paths: Sequence[str | os.PathLike],
+    predictions_paths: Sequence[str | os.PathLike],
+    heatmaps_paths: Sequence[str | os.PathLike],
+    out_path: str | os.PathLike,
+) -> None:
+    """``failures.tsv``: every stage's issues (skipped samples, warnings), one row each, stage by stage.
+
+    Columns sample, stage (preprocess, predict, heatmaps:<method>), kind (skipped or warning)
+    and reason; the header alone when nothing was skipped or warned about.
+    """
+    issues: list[Issue] = []
+    for path in preprocessed_paths:
+        with h5store.PreprocessedShard.open(path) as shard:
+            issues += shard.issues
+    for path in predictions_paths:
+        issues += h5store.read_predictions(path).issues or []
+    for path in heatmaps_paths:
+        with h5store.HeatmapsFile.open(path) as maps:
+            issues += maps.issues
+    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
+        out.write(FAILURES_HEADER)
+        for issue in issues:
+            out.write("\t".join(" ".join(str(cell).split()) for cell in issue) + "\n")
+
+
+def failures_summary(path: str | os.PathLike) -> str | None:
+    """The run summary's line: how many samples ``failures.tsv`` lists as skipped, how many warnings; None without it."""
+    if not os.path.exists(path):
+        return None
+    rows = [line.split("\t") for line in Path(path).read_text().splitlines()[1:] if line]
+    skipped = len({row[0] for row in rows if row[2] == "skipped"})
+    warnings = sum(row[2] == "warning" for row in rows)
+    return (
+        f"xaipipe: {skipped} sample{'' if skipped == 1 else 's'} skipped, "
+        f"{warnings} warning{'' if warnings == 1 else 's'}, see {path}"
+    )
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -181,3 +181,37 @@ def write_map(
         write_nifti(path, drawing.map_at(heatmap, shape), tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0))
     else:
         raise ValueError(f"unknown output format {file_format!r}")
+
+
+#: The placeholder image of a skipped sample: text lines of at most this many characters, at most this many lines.
+_PLACEHOLDER_COLUMNS, _PLACEHOLDER_LINES = 44, 6
+
+
+def placeholder_image(text: str) -> np.ndarray:
+    """A light gray (H, 384, 3) uint8 image with ``text`` written on it in black (ASCII; wrapped, cut to six lines)."""
+    import textwrap
+
+    ascii_text = text.encode("ascii", "replace").decode()
+    lines = textwrap.wrap(ascii_text, _PLACEHOLDER_COLUMNS) or [""]
+    if len(lines) > _PLACEHOLDER_LINES:
+        lines = lines[: _PLACEHOLDER_LINES - 1] + [lines[_PLACEHOLDER_LINES - 1][: _PLACEHOLDER_COLUMNS - 3] + "..."]
+    image = np.full((16 + 20 * len(lines), 384, 3), 230, np.uint8)
+    for k, line in enumerate(lines):
+        cv2.putText(image, line, (8, 24 + 20 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return image
+
+
+def write_placeholder(path: str | os.PathLike, file_format: str, text: str, map_shape: tuple[int, ...]) -> None:
+    """The output of a sample that was skipped: where a map would be drawn, an image saying ``text``
+    (``png`` and the other 2D image types; ``gif``: one such frame); where a map would be stored,
+    a map of NaN of ``map_shape`` (``npy``; ``nifti`` with spacing 1)."""
+    if file_format == "png":
+        write_image(path, placeholder_image(text))
+    elif file_format == "gif":
+        write_gif(path, placeholder_image(text)[None])
+    elif file_format == "npy":
+        write_npy(path, np.full(map_shape, np.nan, np.float32))
+    elif file_format == "nifti":
+        write_nifti(path, np.full(map_shape, np.nan, np.float32), (1.0, 1.0, 1.0))
+    else:
+        raise ValueError(f"unknown output format {file_format!r}")
