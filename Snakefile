@@ -17,6 +17,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/heatmaps.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/failures.smk"
 
 
 rule all:

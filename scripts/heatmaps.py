@@ -15,4 +15,5 @@ with logged(snakemake.log[0]):
         snakemake.params.batch_size,
         snakemake.output[0],
         Preprocessing.from_config(snakemake.params.preprocessing),
+        on_error=snakemake.config["on_error"],
     )

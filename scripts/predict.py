@@ -11,4 +11,5 @@ with logged(snakemake.log[0]):
         snakemake.output[0],
         snakemake.params.batch_size,
         Preprocessing.from_config(snakemake.params.preprocessing),
+        on_error=snakemake.config["on_error"],
     )

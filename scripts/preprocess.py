@@ -12,4 +12,5 @@ with logged(snakemake.log[0]):
         snakemake.output[0],
         preprocess_overlay=snakemake.params.preprocessing["preprocess_overlay"],
         first_index=snakemake.params.first_index,
+        on_error=snakemake.config["on_error"],
     )

@@ -320,8 +320,8 @@ def test_the_workflow_skips_bad_samples_lists_them_and_picks_them_up_when_fixed(
 
     intensity_model(tmp_path / "model.keras")
     images, reference_images = tmp_path / "images", tmp_path / "reference_images"
-    images.mkdir()
-    reference_images.mkdir()
+    for folder in ("images", "reference_images", "fail", "skip", "reference"):
+        (tmp_path / folder).mkdir()
     study(images, bad=True)
     study(reference_images, bad=False)
 
@@ -354,7 +354,7 @@ def test_the_workflow_skips_bad_samples_lists_them_and_picks_them_up_when_fixed(
     for sample_id, (raw, normalized) in clean.items():
         np.testing.assert_array_equal(skipping[sample_id][0], raw, err_msg=sample_id)
         np.testing.assert_array_equal(skipping[sample_id][1], normalized, err_msg=sample_id)
-    assert read_table(reference / "results/failures.tsv") == [rows[2]]
+    assert [row[:3] for row in read_table(reference / "results/failures.tsv")] == [rows[2][:3]]
 
     write_png(images / "bad.png", good_image(5))  # fixed: a newer file reruns its shard and what follows
     snakemake_ok(run, workflow_config(tmp_path, images, "skip"))

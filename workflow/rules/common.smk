@@ -15,6 +15,7 @@ from xaipipe import resources as xr
 from xaipipe import caches as xcaches
 from xaipipe import config as xc
 from xaipipe import h5store
+from xaipipe import stages as xstages
 from xaipipe.demo import check_demo_folder
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import sample_path, shard_names, shard_slice
@@ -61,6 +62,14 @@ if config["demo"]["build"]:
     except ValueError as error:
         raise WorkflowError(str(error)) from None
 MODEL_CHECKSUM = f"{OUT}/checksums/model.sha256"
+FAILURES = f"{OUT}/failures.tsv"  # the samples skipped (on_error: skip) or warned about
+
+
+def run_summary(failures):
+    """The run's last line: how many samples the failures table lists as skipped and warned about."""
+    line = xstages.failures_summary(failures)
+    if line:
+        logger.info(line)
 
 
 def cache_files():
@@ -191,6 +200,7 @@ def render_runtime(wildcards, attempt):
 localrules:
     predictions_table,
     model_checksum,
+    failures_table,
 
 
 wildcard_constraints:
@@ -242,7 +252,7 @@ def heatmaps_by_method():
 
 
 def all_outputs(wildcards):
-    outputs = [f"{OUT}/predictions.tsv"]
+    outputs = [f"{OUT}/predictions.tsv", FAILURES]
     # the caches and the model's checksum too: one that is missing (deleted, moved aside as
     # damaged, or removed as stale) is rebuilt, not only when a later output needs it
     outputs.append(MODEL_CHECKSUM)
