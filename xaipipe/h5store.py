@@ -153,8 +153,9 @@ class _FileReader:
 # skipped (bool, n): the samples left out from the file's stage on, by it or an earlier stage
 # (on_error: skip); skip_reason (str, n): "<stage>: <reason>" of each skipped sample, "" for the
 # others; issues/{sample,stage,kind,reason} (str, F each): the samples this file's stage
-# skipped (kind "skipped") or warned about ("warning"), the rows of failures.tsv. A file
-# written before these existed has none of them: nothing skipped, no issues.
+# skipped (kind "skipped") or warned about ("warning"), the rows of failures.tsv. Written only
+# where a sample was skipped or warned about (so good data gives the files it gave before
+# these existed); a file without them: nothing skipped, no issues.
 
 
 class SkipRecord:
@@ -177,6 +178,9 @@ class SkipRecord:
         self.issues.append(issue._replace(kind="warning"))
 
     def write(self, f: h5py.File) -> None:
+        """Into ``f``, where a sample is skipped or warned about (a file without them: nothing was)."""
+        if not (self.skipped.any() or self.issues):
+            return
         f.create_dataset("skipped", data=self.skipped)
         write_strings(f, "skip_reason", self.reasons)
         group = f.create_group("issues")
