@@ -106,6 +106,7 @@ def test_a_damaged_cache_is_moved_aside_and_only_what_depends_on_it_rebuilt(stud
         "predictions/shard-00000.h5",
         "predictions/shard-00000.h5.damaged",
         "predictions.tsv",
+        "failures.tsv",  # gathered from the predictions files among others
         "heatmaps/gradcam/shard-00000.h5",
         "overlays/gradcam/disk.disk_0000.png",
         "overlays/gradcam/disk.disk_0001.png",

@@ -133,7 +133,8 @@ def test_reruns_do_only_what_changed(run):
     heatmaps = set((results / "heatmaps/gradcam").glob("*.h5"))
     overlays = {results / "overlays/gradcam" / overlay_name(i) for i in _ids(run)}
     evaluation = {results / "evaluation" / name for name in ("localization.tsv", "randomization.tsv")}
-    assert changed == heatmaps | overlays | evaluation | {results / "evaluation/randomization/gradcam.tsv"}
+    failures = {results / "failures.tsv"}  # gathered from the heatmaps files among others
+    assert changed == heatmaps | overlays | evaluation | failures | {results / "evaluation/randomization/gradcam.tsv"}
 
 
 def test_all_classes_are_named_with_their_class(run, tmp_path):

@@ -80,7 +80,7 @@ def preprocess_shard(
             except ValueError as error:
                 if on_error == "fail":
                     raise SampleError(sample_id, str(error), "preprocess") from None
-                log.warning("sample %r skipped (on_error: skip): %s", sample_id, error)
+                log.warning("sample %r skipped (on_error: skip): %s; %s", sample_id, error, _FIX)
                 shard.skip(row, Issue(sample_id, "preprocess", "skipped", str(error)))
                 continue
             small = small_image_warning(image.shape, preprocessing.size)
@@ -88,6 +88,10 @@ def preprocess_shard(
                 log.warning("sample %r (%s): %s", sample_id, path, small)
                 shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
             shard.write(row, inputs, overlay_base(base, dims), sample_spacing)
+
+
+#: What a skip's log line says to do.
+_FIX = "it is listed in failures.tsv; repair it and run again to include it"
 
 
 def preprocessing_record(preprocessing: Preprocessing) -> dict[str, Any]:
@@ -180,7 +184,7 @@ def predict_shard(
             )
             if on_error == "fail":
                 raise error
-            log.warning("%s (skipped, on_error: skip)", error)
+            log.warning("%s: skipped (on_error: skip); %s", error, _FIX)
             record.skip(row, Issue(ids[row], "predict", "skipped", error.reason))
         h5store.write_predictions(
             out_path,
@@ -339,7 +343,7 @@ def compute_heatmaps_shard(
                     continue
                 if on_error == "fail":  # exceptions were raised where they happened; here non-finite maps
                     raise SampleError(ids[row], reason, stage)
-                log.warning("sample %r skipped (on_error: skip): %s: %s", ids[row], stage, reason)
+                log.warning("sample %r skipped (on_error: skip): %s: %s; %s", ids[row], stage, reason, _FIX)
                 failures.append((ids[row], reason, result))
                 record.skip(row, Issue(ids[row], stage, "skipped", reason))
                 heatmaps.write_skipped(maps, row)
