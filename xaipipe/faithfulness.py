@@ -1,0 +1,424 @@
+"""Faithfulness of maps to the model: deletion and insertion (Petsiuk et al. 2018, the RISE paper),
+and MoRF/LeRF with ROAD's noisy linear imputation (Rong et al. 2022), for 2D images and 3D volumes.
+
+Definitions (inputs x of shape (*spatial, C), a map M of shape (*spatial), target class c):
+
+- The pixels (voxels) are ranked by the map: rank 0 is the most relevant (ties are
+  broken by the position in C order, so the ranking is deterministic). With n pixels
+  and ``steps`` equal fractions, step t (0..steps) removes or reveals the
+  k_t = floor(t * n / steps) first pixels of the ranking: step 0 none, step ``steps``
+  all. A pixel's channels are removed or revealed together.
+- **Deletion**: copy t is x with its k_t most relevant pixels set to the replacement
+  image r; **insertion**: copy t is r with the k_t most relevant pixels of x revealed.
+  The curve is the target class's score (``probabilities`` by default, or ``logits``)
+  at fractions t / steps, and its area is the trapezoid rule over [0, 1]. A faithful
+  map gives a low deletion area and a high insertion area.
+- Replacement r: ``blur``, x blurred with a Gaussian of standard deviation extent / 20
+  along each spatial axis (:data:`BLUR_SIGMA_FRACTION`; channels are not mixed), truncated
+  at 3 sigma, borders mirrored (scipy.ndimage's ``reflect``), computed once per image in numpy;
+  ``mean``: the image's per-channel mean; a number: that constant.
+- **ROAD** (MoRF: most relevant first, LeRF: least relevant first): copy t is x with
+  its k_t first pixels of that order replaced by the noisy linear imputation
+  (:func:`road_impute`): each removed pixel equals the average of its 4 (2D) or
+  6 (3D) axis neighbours inside the image, removed ones included, which is a sparse
+  linear system over the removed region (a discrete Laplace equation whose boundary
+  values are the kept pixels), plus Gaussian noise of standard deviation ``noise``.
+  ROAD's reference code weights 8 neighbours in 2D (1/6 axial, 1/12 diagonal); the
+  axis neighbours are used here so that 2D and 3D follow one rule. When every pixel is
+  removed (the last step) the system has no boundary and the removed pixels take the
+  image's per-channel mean (the constant solution).
+
+Deletion and insertion copies are built where the model runs
+(:class:`xaipipe.autodiff.PerturbedScores`): each image travels once, with its
+replacement and the step at which each of its pixels is removed, and a copy is
+described by its image index and its step; all copies of a batch go through the
+compiled forward pass ``chunk_size`` at a time, so ceil(B * (steps + 1) / chunk_size)
+calls per curve kind, never one call per step. ROAD's copies need a linear solve each
+and are built in numpy, then scored by the same compiled forward pass in chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from xaipipe.autodiff import PerturbedScores, Scores
+
+#: The blur's standard deviation as a fraction of each spatial axis's extent.
+BLUR_SIGMA_FRACTION = 1 / 20
+#: The blur kernel is cut at this many standard deviations (as scipy.ndimage's ``truncate``).
+BLUR_TRUNCATE = 3.0
+REPLACEMENTS = ("blur", "mean")
+CURVES = ("deletion", "insertion")
+ROAD_ORDERS = ("morf", "lerf")
+SCORE_NAMES = ("probabilities", "logits")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared pieces: checks, ranking, step fractions, areas
+
+
+def check_steps(steps: Any) -> int:
+    """``steps`` as an int >= 1, else ValueError naming it."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    return int(steps)
+
+
+def _check_chunk_size(chunk_size: Any) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def _check_score(score: Any) -> str:
+    if score not in SCORE_NAMES:
+        raise ValueError(f"score must be one of {SCORE_NAMES}, got {score!r}")
+    return score
+
+
+def check_replacement(replacement: Any) -> str | float:
+    """``blur``, ``mean`` or a finite number, else ValueError naming ``replacement``."""
+    if isinstance(replacement, str):
+        if replacement not in REPLACEMENTS:
+            raise ValueError(f"replacement must be one of {REPLACEMENTS} or a number, got {replacement!r}")
+        return replacement
+    if isinstance(replacement, bool) or not isinstance(replacement, (int, float, np.integer, np.floating)):
+        raise ValueError(f"replacement must be one of {REPLACEMENTS} or a number, got {replacement!r}")
+    if not math.isfinite(float(replacement)):
+        raise ValueError(f"replacement must be a finite number, got {replacement!r}")
+    return float(replacement)
+
+
+def check_batch(
+    inputs: Any, maps: Any, classes: Any, input_shape: Sequence[int | None] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """inputs (B, *spatial, C) float32, maps (B, *spatial) float64, classes (B,) int; ValueError naming the bad one."""
+    inputs = np.asarray(inputs, np.float32)
+    if inputs.ndim < 3:
+        raise ValueError(f"inputs must be (batch, *spatial, channels), got shape {inputs.shape}")
+    if input_shape is not None and (
+        len(input_shape) != inputs.ndim - 1
+        or any(expected is not None and expected != got for expected, got in zip(input_shape, inputs.shape[1:]))
+    ):
+        raise ValueError(f"inputs of shape {inputs.shape[1:]} do not fit the model's input {tuple(input_shape)}")
+    maps = np.asarray(maps, np.float64)
+    if maps.shape != inputs.shape[:-1]:
+        raise ValueError(f"maps must have the inputs' batch and spatial shape {inputs.shape[:-1]}, got {maps.shape}")
+    if not np.all(np.isfinite(maps)):
+        raise ValueError("maps must be finite (leave skipped maps out)")
+    classes = np.asarray(classes)
+    if classes.shape != (len(inputs),) or not np.issubdtype(classes.dtype, np.integer):
+        raise ValueError(f"classes must be integers of shape ({len(inputs)},), got {classes.dtype} {classes.shape}")
+    return inputs, maps, classes.astype(np.intp)
+
+
+def step_counts(n_pixels: int, steps: int) -> np.ndarray:
+    """k_t = floor(t * n / steps) for t = 0..steps: how many pixels step t removes or reveals."""
+    return (np.arange(steps + 1, dtype=np.int64) * n_pixels) // steps
+
+
+def fractions(steps: int) -> np.ndarray:
+    """The x axis of the curves: t / steps for t = 0..steps."""
+    return np.arange(check_steps(steps) + 1, dtype=np.float64) / steps
+
+
+def relevance_ranks(maps: np.ndarray, descending: bool = True) -> np.ndarray:
+    """Rank (B, *spatial) of each pixel in its map, 0 = first removed (the most relevant where ``descending``)."""
+    maps = np.asarray(maps, np.float64)
+    flat = maps.reshape(len(maps), -1)
+    order = np.argsort(-flat if descending else flat, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None, :], axis=1)
+    return ranks.reshape(maps.shape)
+
+
+def removal_steps(ranks: np.ndarray, steps: int) -> np.ndarray:
+    """The first step (1..steps) at which each pixel is removed: the first t with k_t > rank."""
+    n_pixels = int(np.prod(ranks.shape[1:]))
+    return np.searchsorted(step_counts(n_pixels, steps), ranks, side="right").astype(np.int64)
+
+
+def area(curves: np.ndarray) -> np.ndarray:
+    """Area (...,) under curves (..., steps + 1) sampled at t / steps: the trapezoid rule over [0, 1]."""
+    curves = np.asarray(curves, np.float64)
+    steps = curves.shape[-1] - 1
+    if steps < 1:
+        raise ValueError(f"curves need at least 2 points, got {curves.shape[-1]}")
+    return (curves.sum(-1) - 0.5 * (curves[..., 0] + curves[..., -1])) / steps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Replacements
+
+
+def _reflect(index: np.ndarray, extent: int) -> np.ndarray:
+    """Indices mirrored into [0, extent) as ``d c b a | a b c d | d c b a`` (scipy.ndimage's ``reflect``)."""
+    index = np.mod(index, 2 * extent)
+    return np.where(index >= extent, 2 * extent - 1 - index, index)
+
+
+def _blur_matrix(extent: int, sigma: float) -> np.ndarray:
+    """(extent, extent) matrix of the 1D Gaussian blur with mirrored borders: out = matrix @ in."""
+    radius = int(BLUR_TRUNCATE * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    matrix = np.zeros((extent, extent))
+    rows = np.repeat(np.arange(extent), len(offsets))
+    cols = _reflect(np.arange(extent)[:, None] + offsets[None, :], extent).ravel()
+    np.add.at(matrix, (rows, cols), np.tile(kernel, extent))
+    return matrix
+
+
+def gaussian_blur(image: np.ndarray, sigmas: Sequence[float] | None = None) -> np.ndarray:
+    """``image`` (*spatial, C) blurred along each spatial axis (separable), channels apart.
+
+    ``sigmas``: one per spatial axis; None: extent * :data:`BLUR_SIGMA_FRACTION` per axis.
+    """
+    image = np.asarray(image, np.float64)
+    spatial = image.shape[:-1]
+    if sigmas is None:
+        sigmas = [extent * BLUR_SIGMA_FRACTION for extent in spatial]
+    out = image
+    for axis, (extent, sigma) in enumerate(zip(spatial, sigmas)):
+        if sigma <= 0:
+            continue
+        out = np.moveaxis(np.tensordot(_blur_matrix(extent, sigma), out, axes=([1], [axis])), 0, axis)
+    return out
+
+
+def replacement_images(inputs: np.ndarray, replacement: str | float) -> np.ndarray:
+    """The replacement (B, *spatial, C) of each input: blurred, its per-channel mean, or a constant."""
+    replacement = check_replacement(replacement)
+    inputs = np.asarray(inputs, np.float64)
+    if replacement == "blur":
+        return np.stack([gaussian_blur(image) for image in inputs])
+    if replacement == "mean":
+        spatial_axes = tuple(range(1, inputs.ndim - 1))
+        return np.broadcast_to(inputs.mean(axis=spatial_axes, keepdims=True), inputs.shape).copy()
+    return np.full(inputs.shape, replacement)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deletion and insertion
+
+
+class DeletionInsertion:
+    """Deletion and insertion curves of maps, all perturbed copies in one compiled forward pass, in chunks.
+
+    ``score``: ``probabilities`` (as in the RISE paper) or ``logits``; ``steps``: equal
+    fractions of the pixels; ``replacement``: ``blur``, ``mean`` or a number;
+    ``chunk_size``: copies per model call.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        score: str = "probabilities",
+        steps: int = 20,
+        replacement: str | float = "blur",
+        chunk_size: int = 256,
+    ):
+        self.score = _check_score(score)
+        self.steps = check_steps(steps)
+        self.replacement = check_replacement(replacement)
+        self.chunk_size = _check_chunk_size(chunk_size)
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.channels = int(self.input_shape[-1])
+        self._scores = PerturbedScores(model, score, self._perturb)
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return fractions(self.steps)
+
+    def _perturb(self, packed: Any, images: Any, codes: Any) -> Any:
+        """Copies of ``packed[images]`` = [image, replacement, removal step]: code (step t, 1 for insertion)."""
+        from keras import ops
+
+        c = self.channels
+        rows = ops.take(packed, images, axis=0)
+        image, replacement, removed_at = rows[..., :c], rows[..., c : 2 * c], rows[..., 2 * c :]
+        shape = [-1] + [1] * (len(self.input_shape))
+        step = ops.reshape(ops.cast(codes[:, 0], "float32"), shape)
+        inserting = ops.reshape(ops.cast(codes[:, 1], "float32"), shape)
+        removed = ops.cast(removed_at <= step, "float32")  # pixels among the first k_t of the ranking
+        deleted = image * (1.0 - removed) + replacement * removed
+        inserted = replacement * (1.0 - removed) + image * removed
+        return deleted * (1.0 - inserting) + inserted * inserting
+
+    def curves(
+        self, inputs: np.ndarray, maps: np.ndarray, classes: np.ndarray, kinds: Iterable[str] = CURVES
+    ) -> dict[str, np.ndarray]:
+        """Curves (B, steps + 1) of the target class's score for each of ``kinds`` (deletion, insertion).
+
+        All copies of all kinds go through one compiled forward pass, ``chunk_size`` per call.
+        """
+        kinds = tuple(kinds)
+        unknown = [kind for kind in kinds if kind not in CURVES]
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be some of {CURVES}, got {kinds!r}")
+        inputs, maps, classes = check_batch(inputs, maps, classes, self.input_shape)
+        removed_at = removal_steps(relevance_ranks(maps), self.steps)
+        packed = np.concatenate(
+            [inputs, replacement_images(inputs, self.replacement), removed_at[..., None]], axis=-1
+        ).astype(np.float32)  # steps <= 2**24 are exact in float32
+        batch, points = len(inputs), self.steps + 1
+        images = np.repeat(np.arange(batch, dtype=np.int32), points * len(kinds))
+        step = np.tile(np.arange(points, dtype=np.int32), batch * len(kinds))
+        inserting = np.tile(np.repeat([int(kind == "insertion") for kind in kinds], points), batch).astype(np.int32)
+        scores = self._scores(packed, images, np.stack([step, inserting], axis=1), self.chunk_size)
+        picked = scores[np.arange(len(images)), np.repeat(classes, points * len(kinds))]
+        picked = picked.reshape(batch, len(kinds), points).astype(np.float64)
+        return {kind: picked[:, k] for k, kind in enumerate(kinds)}
+
+    def deletion(self, inputs: np.ndarray, maps: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Deletion curves (B, steps + 1): the most relevant pixels replaced first."""
+        return self.curves(inputs, maps, classes, ("deletion",))["deletion"]
+
+    def insertion(self, inputs: np.ndarray, maps: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Insertion curves (B, steps + 1): the most relevant pixels revealed first, from the replacement."""
+        return self.curves(inputs, maps, classes, ("insertion",))["insertion"]
+
+    def __call__(self, inputs: np.ndarray, maps: np.ndarray, classes: np.ndarray) -> dict[str, np.ndarray]:
+        """Curves and areas: ``deletion``, ``insertion`` (B, steps + 1), ``deletion_area``, ``insertion_area`` (B,)."""
+        curves = self.curves(inputs, maps, classes)
+        return {**curves, **{f"{kind}_area": area(curve) for kind, curve in curves.items()}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ROAD: noisy linear imputation, MoRF and LeRF
+
+
+def _neighbour_sum(values: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """Sum over the 2 * d axis neighbours inside the grid of values (*spatial, C) (zero outside)."""
+    total = np.zeros_like(values)
+    for axis in range(values.ndim - 1):
+        n = values.shape[axis]
+        if n < 2:
+            continue
+        low = [slice(None)] * values.ndim
+        high = [slice(None)] * values.ndim
+        low[axis], high[axis] = slice(0, n - 1), slice(1, n)
+        total[tuple(low)] += values[tuple(high)]
+        total[tuple(high)] += values[tuple(low)]
+    return total
+
+
+def road_impute(
+    image: np.ndarray,
+    removed_mask: np.ndarray,
+    noise: float = 0.0,
+    seed: int | np.random.Generator = 0,
+    tolerance: float = 1e-8,
+    max_iterations: int | None = None,
+) -> np.ndarray:
+    """``image`` (*spatial, C) with its ``removed_mask`` (*spatial) pixels imputed by ROAD's noisy linear imputation.
+
+    Each removed pixel solves x_i = mean of its axis neighbours inside the image (4 in
+    2D, 6 in 3D; fewer at the border), kept neighbours being fixed: the linear system
+    is symmetric positive definite when at least one pixel is kept, and is solved for all
+    channels at once by conjugate gradients without forming the matrix (relative residual
+    ``tolerance``). Every pixel removed: the per-channel mean. Then Gaussian noise of
+    standard deviation ``noise`` (``seed``: an int or a numpy Generator) is added to the
+    removed pixels only. Returns float64.
+    """
+    image = np.asarray(image, np.float64)
+    removed = np.asarray(removed_mask, bool)
+    if image.ndim < 2:
+        raise ValueError(f"image must be (*spatial, channels), got shape {image.shape}")
+    if removed.shape != image.shape[:-1]:
+        raise ValueError(f"removed_mask must have the image's spatial shape {image.shape[:-1]}, got {removed.shape}")
+    if not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    out = image.copy()
+    if not removed.any():
+        return out
+    spatial_axes = tuple(range(image.ndim - 1))
+    if removed.all():
+        out[...] = image.mean(axis=spatial_axes)
+    else:
+        kept = (~removed)[..., None].astype(np.float64)
+        holes = removed[..., None].astype(np.float64)
+        degree = _neighbour_sum(np.ones(image.shape[:-1] + (1,)))  # in-image neighbours of each pixel
+        rhs = _neighbour_sum(image * kept) * holes  # the kept neighbours' sum, at the removed pixels
+
+        def apply(x: np.ndarray) -> np.ndarray:  # A x on the removed pixels (x is zero elsewhere)
+            return (degree * x - _neighbour_sum(x)) * holes
+
+        # start from the kept pixels' per-channel mean; conjugate gradients, Jacobi-preconditioned
+        start = (image * kept).sum(spatial_axes) / kept.sum()
+        x = np.broadcast_to(start, image.shape) * holes
+        residual = rhs - apply(x)
+        z = residual / degree
+        direction = z.copy()
+        rz = (residual * z).sum(spatial_axes)
+        scale = np.maximum(np.sqrt((rhs**2).sum(spatial_axes)), 1e-30)
+        limit = max_iterations or 10 * int(removed.sum()) + 100
+        for _ in range(limit):
+            if np.all(np.sqrt((residual**2).sum(spatial_axes)) <= tolerance * scale):
+                break
+            a_direction = apply(direction)
+            step = rz / np.maximum((direction * a_direction).sum(spatial_axes), 1e-300)
+            x = x + step * direction
+            residual = residual - step * a_direction
+            z = residual / degree
+            rz_new = (residual * z).sum(spatial_axes)
+            direction = z + (rz_new / np.maximum(rz, 1e-300)) * direction
+            rz = rz_new
+        out[removed] = x[removed]
+    if noise > 0:
+        rng = np.random.default_rng(seed)
+        out[removed] += noise * rng.standard_normal(out[removed].shape)
+    return out
+
+
+def road_curves(
+    model: keras.Model,
+    inputs: np.ndarray,
+    maps: np.ndarray,
+    classes: np.ndarray,
+    score: str = "probabilities",
+    steps: int = 20,
+    noise: float = 0.01,
+    seed: int = 0,
+    chunk_size: int = 256,
+    orders: Iterable[str] = ROAD_ORDERS,
+    scores: Scores | None = None,
+) -> dict[str, np.ndarray]:
+    """ROAD curves (B, steps + 1) for each of ``orders``: ``morf`` (most relevant removed first), ``lerf`` (least).
+
+    Copy t of an image has its first k_t pixels of the order imputed by
+    :func:`road_impute` (noise from one Generator seeded with ``seed``, drawn in the
+    order image, order, step). Copies are built ``chunk_size`` at a time and scored by
+    one compiled forward pass (``scores``: a :class:`~xaipipe.autodiff.Scores` of the
+    model to reuse; the step-0 copy is the image itself). Areas: :func:`area`.
+    """
+    _check_score(score)
+    steps = check_steps(steps)
+    chunk_size = _check_chunk_size(chunk_size)
+    orders = tuple(orders)
+    if not orders or any(order not in ROAD_ORDERS for order in orders):
+        raise ValueError(f"orders must be some of {ROAD_ORDERS}, got {orders!r}")
+    inputs, maps, classes = check_batch(inputs, maps, classes, tuple(model.inputs[0].shape[1:]))
+    scores = scores or Scores(model, score)
+    rng = np.random.default_rng(seed)
+    ranks = {order: relevance_ranks(maps, descending=order == "morf") for order in orders}
+    counts = step_counts(int(np.prod(maps.shape[1:])), steps)
+    jobs = [(b, order, t) for b in range(len(inputs)) for order in orders for t in range(steps + 1)]
+
+    def copy(b: int, order: str, t: int) -> np.ndarray:
+        return road_impute(inputs[b], ranks[order][b] < counts[t], noise=noise, seed=rng)
+
+    picked = np.empty(len(jobs))
+    for first in range(0, len(jobs), chunk_size):
+        chunk = jobs[first : first + chunk_size]
+        batch = np.stack([copy(*job) for job in chunk]).astype(np.float32)
+        values = scores(batch, batch_size=len(batch))
+        picked[first : first + len(chunk)] = values[np.arange(len(chunk)), [classes[b] for b, _, _ in chunk]]
+    picked = picked.reshape(len(inputs), len(orders), steps + 1)
+    return {order: picked[:, k] for k, order in enumerate(orders)}
