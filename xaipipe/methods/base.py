@@ -11,7 +11,6 @@ import numpy as np
 
 from xaipipe.maps import normalize_maps, resize_linear
 from xaipipe.methods import DEFAULT_SCORE, RENAMED, renamed_message
-from xaipipe.methods.params import check_number, check_positive_int  # noqa: F401 (the methods' checks)
 
 if TYPE_CHECKING:
     import keras

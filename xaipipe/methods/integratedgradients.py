@@ -25,7 +25,8 @@ import numpy as np
 
 from xaipipe.autodiff import PathGradients
 from xaipipe.methods import defaults
-from xaipipe.methods.base import Method, check_positive_int
+from xaipipe.methods.base import Method
+from xaipipe.methods.params import check_params
 
 _DEFAULTS = defaults("integratedgradients")
 
@@ -57,10 +58,10 @@ class IntegratedGradients(Method):
     ):
         """``chunk_size``: path points per model call (whole paths of several images when they fit)."""
         super().__init__(model, score)
-        self.steps = check_positive_int("steps", steps)
-        baseline_for(np.zeros((1, 1, 1), np.float32), baseline)  # validate now, not at the first batch
-        self.baseline = baseline
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        checked = check_params({"steps": steps, "baseline": baseline, "chunk_size": chunk_size})
+        self.steps = checked["steps"]
+        self.baseline = checked["baseline"]
+        self.chunk_size = checked["chunk_size"]
         self._gradients = PathGradients(model, score)
 
     @property
