@@ -214,7 +214,9 @@ def _check_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             values = {key: _number(row[key]) for key in ("mean", "ci_low", "ci_high", "n")}
         except (TypeError, ValueError) as error:
             raise ValueError(f"row {i}: mean, ci_low, ci_high and n must be numbers: {dict(row)!r}") from error
-        checked.append({"method": str(row["method"]), "class": str(row["class"]), "metric": str(row["metric"]), **values})
+        checked.append(
+            {"method": str(row["method"]), "class": str(row["class"]), "metric": str(row["metric"]), **values}
+        )
     return checked
 
 
@@ -259,9 +261,7 @@ def metrics_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
         ax.set_xlabel("mean and interval")
         ax.grid(True, axis="x", alpha=0.3)
     if by_class:
-        handles = [
-            Line2D([], [], marker="o", linestyle="none", color=colours[c], label=c) for c in classes
-        ]
+        handles = [Line2D([], [], marker="o", linestyle="none", color=colours[c], label=c) for c in classes]
         fig.legend(handles=handles, title="class", loc="outside lower center", ncols=min(len(classes), 6))
     return fig
 
@@ -291,12 +291,14 @@ def _check_agreement(methods: Sequence[str], matrix: Any, counts: Any) -> tuple[
         raise ValueError(f"methods must be distinct, got {list(methods)}")
     values = np.asarray(matrix, dtype=np.float64)
     if values.shape != (k, k):
-        raise ValueError(f"matrix must be square, {k} x {k} for the {k} methods {list(methods)}; got shape {values.shape}")
+        raise ValueError(
+            f"matrix must be square, {k} x {k} for the {k} methods {list(methods)}; got shape {values.shape}"
+        )
     if np.any(np.abs(values[~np.isnan(values)]) > 1 + 1e-9):
         raise ValueError(f"matrix holds correlations, which lie in [-1, 1] (or NaN); got {values.tolist()}")
     if counts is None:
         return values, None
-    n = np.asarray(counts)
+    n = np.asarray(counts, dtype=np.float64)
     if n.shape != (k, k):
         raise ValueError(f"counts must have the matrix's shape ({k}, {k}); got shape {n.shape}")
     return values, n
@@ -322,7 +324,7 @@ def agreement_figure(methods: Sequence[str], matrix: np.ndarray, counts: np.ndar
         for j in range(k):
             v = values[i, j]
             text = "n/a" if math.isnan(v) else f"{v:.2f}"
-            if n is not None:
+            if n is not None and np.isfinite(n[i, j]):
                 text += f"\nn={int(n[i, j])}"
             colour = "white" if not math.isnan(v) and abs(v) > 0.6 else "black"
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=size)
