@@ -14,13 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 N_PER_CLASS = 10
 SHARD_SIZE = 8
 CONFIG = {
-    "demo": {"build": True, "n_per_class": N_PER_CLASS, "image_size": 192, "seed": 42, "sanity_samples": 16},
+    "demo": {"build": True, "n_per_class": N_PER_CLASS, "image_size": 192, "seed": 42},
     "data": {"images": "results/demo/images"},
     "model": {"path": "results/demo/model.keras"},
     "preprocessing": {"size": [64, 64], "channels": 1, "standardize": "tf"},
     "methods": ["gc"],
     "shard_size": SHARD_SIZE,
     "batch_size": 5,
+    "evaluation": {"sanity_samples": 8, "sanity_stages": 2},
 }
 # every method, each under a different one of its keys, on the same demo images and model
 ALL_METHODS = [

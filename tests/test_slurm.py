@@ -29,7 +29,8 @@ SHARD_SIZE = 6
 # 12 demo images in 2 shards, 2 methods
 SLURM_CONFIG = {
     **CONFIG,
-    "demo": {**CONFIG["demo"], "n_per_class": 4, "sanity_samples": 4},
+    "demo": {**CONFIG["demo"], "n_per_class": 4},
+    "evaluation": {"sanity_samples": 4, "sanity_stages": 2},
     "methods": METHODS,
     "shard_size": SHARD_SIZE,
     "batch_size": SHARD_SIZE,

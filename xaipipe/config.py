@@ -155,6 +155,39 @@ def demo_files(output: str) -> dict[str, str]:
     }
 
 
+def sample_masks(config: dict[str, Any], sheet: SampleSheet) -> list[str | None] | None:
+    """Each sample's ground-truth mask file (None: none), or None when the study has no masks.
+
+    The demo's lesion masks with ``demo.build``; else ``data.masks`` or ``data.mask_column``
+    (:func:`xaipipe.evaluate.mask_paths`). Masks configured but found for no sample are an
+    error naming the key, for the localization metrics would silently have nothing to measure.
+    """
+    from xaipipe.evaluate import mask_paths
+
+    data = config["data"]
+    if data["masks"] and data["mask_column"]:
+        raise ValueError("config keys data.masks and data.mask_column: set one of them, not both")
+    if config["demo"]["build"]:
+        folder = demo_files(config["output"])["masks"]
+        if data["masks"] not in (None, folder) or data["mask_column"]:
+            raise ValueError(f"config key data.masks: with demo.build true the demo's masks ({folder}) are used")
+        return [f"{folder}/{sample_id}" for sample_id in sheet.ids]
+    if not data["masks"] and not data["mask_column"]:
+        return None
+    paths = mask_paths(config, sheet.ids)
+    if all(path is None for path in paths):
+        key, where = (
+            ("data.masks", f"{data['masks']}/{{sample id}}")
+            if data["masks"]
+            else ("data.mask_column", f"column {data['mask_column']!r} of {data['samples']}")
+        )
+        raise ValueError(
+            f"config key {key}: no mask for any of the {len(paths)} samples (looked for {where}, e.g. "
+            f"{sheet.ids[0]!r}); masks mirror the sample ids"
+        )
+    return paths
+
+
 def resolve_data_paths(config: dict[str, Any]) -> None:
     """Fill in ``data.images`` and ``model.path`` (``null`` in the schema): the demo's, or the user's.
 

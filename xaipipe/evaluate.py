@@ -1,97 +1,491 @@
-"""Check heatmaps against ground-truth lesion masks (the demo's, or a user's)."""
+"""The evaluation stage: how far to trust each method's maps on the study's own data.
+
+Per map (sample x method x target class), from the cached inputs, predictions and maps:
+
+- faithfulness (the model only): ``deletion`` and ``insertion`` (areas under the curves of
+  :mod:`xaipipe.faithfulness`; with ``replacement: road`` their copies are imputed as ROAD
+  does), ``road_morf`` and ``road_lerf``;
+- localization (ground-truth masks): ``pointing_game``, ``relevance_mass``,
+  ``relevance_rank``, ``roc_auc`` (:mod:`xaipipe.metrics`), for samples whose mask has a
+  region (an all-zero mask, a sample without a lesion, gives none);
+- complexity: ``sparseness`` and ``complexity``.
+
+Per method, on ``sanity_samples`` samples: the cascading model-parameter randomization test
+(``randomization``: Spearman, ``randomization_ssim``: SSIM, between the trained model's map
+and the map once every layer is randomized; each stage of the cascade in the method's
+table). Across methods: their agreement (Spearman) on the same sample and class.
+
+Maps are the normalized ones (what is rendered); maps of skipped samples (NaN, class -1)
+are left out, as are the values a metric leaves undefined (NaN: a constant map's
+correlation, say). The summary gives each metric's mean over the maps with a percentile
+bootstrap interval, in long form (``SUMMARY_HEADER``).
+"""
 
 from __future__ import annotations
 
+import csv
+import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from xaipipe import h5store
+from xaipipe import h5store, metrics
 from xaipipe.atomic import atomic_path
-from xaipipe.drawing import resize_map
-from xaipipe.readers import load_mask
+from xaipipe.errors import Issue, SampleError, check_policy
+from xaipipe.logs import progress
+
+log = logging.getLogger(__name__)
+
+# --- the metrics and what they need --------------------------------------------------------
+
+#: Every metric, in the summary's order, with the data it needs: the model, masks, or the maps alone.
+METRICS: dict[str, str] = {
+    "deletion": "model",
+    "insertion": "model",
+    "road_morf": "model",
+    "road_lerf": "model",
+    "pointing_game": "masks",
+    "relevance_mass": "masks",
+    "relevance_rank": "masks",
+    "roc_auc": "masks",
+    "sparseness": "maps",
+    "complexity": "maps",
+    "randomization": "model",
+    "randomization_ssim": "model",
+}
+#: The metrics that are a curve per map (their value: the area under it).
+CURVES = ("deletion", "insertion", "road_morf", "road_lerf")
+LOCALIZATION = tuple(name for name, needs in METRICS.items() if needs == "masks")
+RANDOMIZATION = ("randomization", "randomization_ssim")
+#: The metrics of the per-shard files (the randomization test has its own job per method).
+PER_MAP = tuple(name for name in METRICS if name not in RANDOMIZATION)
+#: The score of the faithfulness curves: the target class's probability, as in the RISE paper.
+CURVE_SCORE = "probabilities"
+#: Noise of ROAD's imputation (Rong et al. 2022's default).
+ROAD_NOISE = 0.01
+#: Perturbed copies per model call of the faithfulness curves.
+COPIES_PER_CALL = 256
+#: Seed of the randomly initialized model of the randomization test.
+RANDOMIZATION_SEED = 0
+
+
+def select_metrics(requested: Sequence[str] | None, has_masks: bool) -> list[str]:
+    """The metrics to compute, in :data:`METRICS` order: ``requested`` (None: all the data allows).
+
+    ValueError naming the config key: an unknown metric, or a localization metric without masks.
+    """
+    if requested is None:
+        return [name for name, needs in METRICS.items() if has_masks or needs != "masks"]
+    unknown = [name for name in requested if name not in METRICS]
+    if unknown:
+        raise ValueError(f"config key evaluation.metrics: unknown metric {unknown[0]!r}; valid: {', '.join(METRICS)}")
+    without = [name for name in requested if METRICS[name] == "masks" and not has_masks]
+    if without:
+        raise ValueError(
+            f"config key evaluation.metrics: {', '.join(without)} need ground-truth masks; set data.masks "
+            "(a folder that mirrors the sample ids) or data.mask_column (a column of mask paths in the "
+            "sample table), or leave these metrics out"
+        )
+    return [name for name in METRICS if name in requested]
 
 
 @dataclass(frozen=True)
-class HitRate:
-    """How often the peak of a map lies inside the lesion mask (images with a lesion only)."""
+class Settings:
+    """The ``evaluation`` config section, checked (see the schema for each key)."""
 
-    hits: int
-    total: int
+    metrics: tuple[str, ...]
+    steps: int = 20
+    replacement: str | float = "blur"
+    pointing_tolerance: int = 0
+    sanity_samples: int = 16
+    sanity_stages: int = 4
+    bootstrap_samples: int = 1000
+    bootstrap_seed: int = 0
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], has_masks: bool) -> Settings:
+        from xaipipe.faithfulness import check_replacement, check_steps
+
+        replacement = section["replacement"]
+        if replacement != "road":
+            try:
+                replacement = check_replacement(replacement)
+            except ValueError as error:
+                raise ValueError(f"config key evaluation.replacement: {error}") from None
+        return cls(
+            metrics=tuple(select_metrics(section["metrics"], has_masks)),
+            steps=check_steps(section["steps"]),
+            replacement=replacement,
+            pointing_tolerance=int(section["pointing_tolerance"]),
+            sanity_samples=int(section["sanity_samples"]),
+            sanity_stages=int(section["sanity_stages"]),
+            bootstrap_samples=int(section["bootstrap"]["samples"]),
+            bootstrap_seed=int(section["bootstrap"]["seed"]),
+        )
 
     @property
-    def rate(self) -> float:
-        return self.hits / self.total if self.total else float("nan")
+    def per_map(self) -> tuple[str, ...]:
+        return tuple(name for name in self.metrics if name in PER_MAP)
+
+    @property
+    def randomization(self) -> bool:
+        return any(name in RANDOMIZATION for name in self.metrics)
+
+    @property
+    def localization(self) -> bool:
+        return any(name in LOCALIZATION for name in self.metrics)
+
+    def summary_params(self) -> dict[str, Any]:
+        """What the summary depends on."""
+        return {
+            "metrics": list(self.metrics),
+            "bootstrap_samples": self.bootstrap_samples,
+            "bootstrap_seed": self.bootstrap_seed,
+        }
+
+    def shard_params(self) -> dict[str, Any]:
+        """What the per-shard job depends on (a change reruns it)."""
+        return {
+            "metrics": list(self.per_map),
+            "steps": self.steps,
+            "replacement": self.replacement,
+            "pointing_tolerance": self.pointing_tolerance,
+        }
 
 
-def peak_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether the maximum of ``heatmap``, resized bilinearly to the mask, falls inside the mask."""
-    heat = resize_map(heatmap, mask.shape, "opencv", clip=False)
-    y, x = np.unravel_index(int(heat.argmax()), heat.shape)
-    return bool(mask[y, x])
+def is_road_curve(name: str, settings: Settings) -> bool:
+    """Whether the curve ``name`` imputes its copies as ROAD does (a CPU solve per copy)."""
+    return name in ("road_morf", "road_lerf") or (name in ("deletion", "insertion") and settings.replacement == "road")
 
 
-def lesion_hit_rate(
-    heatmap_paths: Sequence[str | os.PathLike], mask_paths: Mapping[str, str | os.PathLike]
-) -> HitRate:
-    """Hit rate of the maps in ``heatmap_paths``; ``mask_paths`` maps sample ids to masks, empty masks are skipped.
+def plot_names(settings: Settings, n_methods: int) -> list[str]:
+    """The plots the settings give: ``curves`` (with a curve metric), ``metrics``, ``agreement`` (two methods or more)."""
+    if not settings.metrics:
+        return []
+    names = ["curves"] if any(name in CURVES for name in settings.metrics) else []
+    return names + ["metrics"] + (["agreement"] if n_methods >= 2 else [])
 
-    The maps of skipped samples (``on_error: skip``) are left out.
+
+# --- masks --------------------------------------------------------------------------------
+
+
+def mask_paths(config: Mapping[str, Any], ids: Sequence[str]) -> list[str | None]:
+    """Each sample's mask file from ``data.masks`` or ``data.mask_column``, None where it has none.
+
+    ``data.masks``: the file ``{data.masks}/{sample id}``, or else the one file there with the
+    id's name and another supported extension (``case1.jpg`` -> ``case1.png``); a sample with
+    neither has no mask. ``data.mask_column``: the column of the CSV sample table, paths
+    relative to the table's folder (an empty cell: no mask). Missing files named in the
+    column are returned as they are, for the evaluation job to report under ``on_error``.
     """
-    hits = total = 0
-    for path in heatmap_paths:
-        with h5store.HeatmapsFile.open(path) as maps:
-            ids, skipped = maps.ids, maps.skipped
-            for m, row in enumerate(maps.sample_index):
-                if skipped[row]:
-                    continue
-                mask = load_mask(mask_paths[ids[row]])
-                if mask.any():
-                    hits += peak_in_mask(maps.normalized(m), mask)
-                    total += 1
-    return HitRate(hits, total)
+    from xaipipe.samples import SAMPLE_EXTENSIONS
+
+    data = config["data"]
+    if data.get("mask_column"):
+        table = data["samples"]
+        if not table or not str(table).lower().endswith(".csv"):
+            raise ValueError("config key data.mask_column: needs a CSV sample table (data.samples)")
+        with open(table, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if data["mask_column"] not in (reader.fieldnames or []):
+                raise ValueError(
+                    f"config key data.mask_column: {table} has no column {data['mask_column']!r}; "
+                    f"columns: {reader.fieldnames}"
+                )
+            cells = {(row[data["id_column"]] or "").strip(): (row[data["mask_column"]] or "").strip() for row in reader}
+        folder = Path(table).parent
+        return [str(folder / cells[i]) if cells.get(i) else None for i in ids]
+    root = data.get("masks")
+    if not root:
+        return [None] * len(ids)
+    if not os.path.isdir(root):
+        raise ValueError(f"config key data.masks: {root} is no folder; point it at the folder of the masks")
+    found: dict[str, str] = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            relative = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+            found[relative] = relative
+            lower = relative.lower()
+            for extension in SAMPLE_EXTENSIONS:
+                if lower.endswith(extension):
+                    found.setdefault(f"stem:{relative[: -len(extension)]}", relative)
+    paths: list[str | None] = []
+    for sample_id in ids:
+        stem = sample_id
+        for extension in SAMPLE_EXTENSIONS:
+            if sample_id.lower().endswith(extension):
+                stem = sample_id[: -len(extension)]
+                break
+        relative = found.get(sample_id) or found.get(f"stem:{stem}")
+        paths.append(f"{root}/{relative}" if relative else None)
+    return paths
 
 
-def write_localization_table(
-    methods: Sequence[str],
-    heatmap_paths: Sequence[str | os.PathLike],
-    mask_paths: Mapping[str, str | os.PathLike],
+def load_mask(path: str | os.PathLike, spatial_dims: int) -> np.ndarray:
+    """A ground-truth mask as a bool array (*spatial): True where any channel is non-zero.
+
+    The formats of the samples (:func:`xaipipe.readers.load_sample`). ValueError naming the
+    file: missing, empty, unreadable, or of another dimensionality.
+    """
+    from xaipipe.readers import load_sample
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"mask {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"mask {path}: the file is empty")
+    try:
+        array, _ = load_sample(path, spatial_dims)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"mask {path}: unreadable ({error})") from None
+    array = np.asarray(array)
+    if array.ndim == spatial_dims + 1:
+        array = np.any(array != 0, axis=-1)
+    if array.ndim != spatial_dims:
+        raise ValueError(f"mask {path}: shape {array.shape} is no {spatial_dims}D mask")
+    return array != 0
+
+
+# --- the per-shard stage ----------------------------------------------------------------------
+#
+# An evaluation file (schema xaipipe.evaluation): ids (str, n samples), sample_index and
+# class_index (int32, m maps, as in the heatmaps file), values/<metric> (float64, m: NaN where
+# the metric is undefined or the map was left out), curves/<metric> (float64, (m, steps + 1)) for
+# the curve metrics, fractions (float64, steps + 1); attributes method, settings (JSON),
+# model_sha256; the issues (mask warnings) as in every file of the pipeline.
+
+EVALUATION = "xaipipe.evaluation"
+
+
+def evaluate_shard(
+    preprocessed_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    heatmaps_path: str | os.PathLike,
+    model_path: str | os.PathLike | None,
     out_path: str | os.PathLike,
+    settings: Mapping[str, Any],
+    masks: Sequence[str | None] | None = None,
+    on_error: str = "fail",
+    batch_size: int = 32,
 ) -> None:
-    """One row per method: hits, lesion images, hit rate.
+    """Evaluate one method's maps of one shard (``settings``: :meth:`Settings.shard_params`).
 
-    ``heatmap_paths`` lists every method's heatmaps files, method by method in the order
-    of ``methods``, each method with the same number of files (its shards).
+    ``masks``: each sample's mask file (None: no mask), needed for the localization
+    metrics. A mask that is missing, empty or unreadable raises a SampleError naming the
+    sample and the file (``on_error: fail``), or leaves the sample out of localization
+    with a warning (``skip``); a mask of another shape than its image is resized to the map
+    (nearest neighbour) with a warning.
     """
-    if not methods or len(heatmap_paths) % len(methods):
-        raise ValueError(f"{len(heatmap_paths)} heatmaps files do not split evenly into {len(methods)} methods")
-    per_method = len(heatmap_paths) // len(methods)
-    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
-        out.write("method\thits\tlesion_images\thit_rate\n")
-        for k, method in enumerate(methods):
-            result = lesion_hit_rate(heatmap_paths[k * per_method : (k + 1) * per_method], mask_paths)
-            out.write(f"{method}\t{result.hits}\t{result.total}\t{result.rate:.4f}\n")
+    check_policy(on_error)
+    wanted = tuple(settings["metrics"])
+    unknown = [name for name in wanted if name not in PER_MAP]
+    if unknown:
+        raise ValueError(f"unknown per-map metrics {unknown}; valid: {PER_MAP}")
+    steps = int(settings["steps"])
+    with h5store.HeatmapsFile.open(heatmaps_path) as maps:
+        ids, sample_index, class_index = maps.ids, maps.sample_index, maps.class_index
+        skipped = maps.skipped
+        method = str(maps.file.attrs.get("method", ""))
+        model_sha256 = maps.file.attrs.get("model_sha256")
+        n_maps, map_shape = len(maps), maps.map_shape
+    valid = (class_index >= 0) & ~skipped[sample_index] if n_maps else np.zeros(0, bool)
+    values = {name: np.full(n_maps, np.nan) for name in wanted}
+    curves = {name: np.full((n_maps, steps + 1), np.nan) for name in wanted if name in CURVES}
+    record = h5store.SkipRecord(len(ids))
+    stage = f"evaluate:{method}"
+    localized = [name for name in wanted if name in LOCALIZATION]
+    regions = _mask_regions(preprocessed_path, ids, masks, localized, map_shape, skipped, on_error, stage, record)
+    modelled = [name for name in wanted if name in CURVES]
+    scorer = _Faithfulness(model_path, settings, modelled) if modelled and valid.any() else None
+    rows = np.flatnonzero(valid)
+    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as hm:
+        batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
+        for batch in progress(batches, f"evaluate {method}", len(batches), "batch"):
+            heat = np.stack([hm.normalized(int(m)) for m in batch]).astype(np.float64)
+            for m, heatmap in zip(batch, heat, strict=True):
+                if "sparseness" in values:
+                    values["sparseness"][m] = metrics.sparseness(heatmap)
+                if "complexity" in values:
+                    values["complexity"][m] = metrics.complexity(heatmap)
+                region = regions.get(int(sample_index[m]))
+                if region is not None:
+                    _localize(values, m, heatmap, region, int(settings["pointing_tolerance"]))
+            if scorer is not None:
+                samples = sample_index[batch]
+                unique, position = np.unique(samples, return_inverse=True)
+                inputs = shard.inputs(unique)[position]
+                for name, curve in scorer(inputs, heat, class_index[batch]).items():
+                    curves[name][batch] = curve
+                    values[name][batch] = _area(curve)
+    from xaipipe.faithfulness import fractions
+
+    with h5store.create(
+        out_path,
+        EVALUATION,
+        method=method,
+        settings=dict(settings),
+        model_sha256=model_sha256 or "",
+    ) as f:
+        h5store.write_strings(f, "ids", ids)
+        f.create_dataset("sample_index", data=sample_index.astype(np.int32))
+        f.create_dataset("class_index", data=class_index.astype(np.int32))
+        f.create_dataset("fractions", data=fractions(steps))
+        for name, value in values.items():
+            f.create_dataset(f"values/{name}", data=value)
+        for name, curve in curves.items():
+            f.create_dataset(f"curves/{name}", data=curve)
+        record.write(f)
 
 
-def rank(values: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 of a 1D array, ties given their average rank (as in Spearman's rho)."""
-    order = np.argsort(values, kind="mergesort")
-    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(values), np.float64)
-    ranks[order] = np.repeat(first + (counts - 1) / 2.0, counts)
-    return ranks
+def _area(curve: np.ndarray) -> np.ndarray:
+    from xaipipe.faithfulness import area
+
+    return area(curve)
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps; NaN where either map is constant."""
-    ra, rb = rank(np.ravel(a)), rank(np.ravel(b))
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denominator = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region: np.ndarray, tolerance: int) -> None:
+    if "pointing_game" in values:
+        values["pointing_game"][m] = float(metrics.pointing_game(heatmap, region, tolerance))
+    if "relevance_mass" in values:
+        values["relevance_mass"][m] = metrics.relevance_mass(heatmap, region)
+    if "relevance_rank" in values:
+        values["relevance_rank"][m] = metrics.relevance_rank(heatmap, region)
+    if "roc_auc" in values and not region.all():
+        values["roc_auc"][m] = metrics.roc_auc(heatmap, region)
+
+
+def _mask_regions(
+    preprocessed_path, ids, masks, localized, map_shape, skipped, on_error, stage, record
+) -> dict[int, np.ndarray]:
+    """Row -> the mask resized to the map, for the samples whose mask has a region."""
+    if not localized:
+        return {}
+    if masks is None or len(masks) != len(ids):
+        raise ValueError(f"the localization metrics need one mask path (or None) per sample, got {masks!r}")
+    regions: dict[int, np.ndarray] = {}
+    with h5store.PreprocessedShard.open(preprocessed_path) as shard:
+        spatial_dims = shard.spatial_dims
+        for row, (sample_id, path) in enumerate(zip(ids, masks, strict=True)):
+            if path is None or skipped[row]:
+                continue
+            try:
+                mask = load_mask(path, spatial_dims)
+            except ValueError as error:
+                if on_error == "fail":
+                    raise SampleError(sample_id, f"{error}; fix or remove the mask", stage) from None
+                record.warn(Issue(sample_id, stage, "warning", f"{error}; left out of localization"))
+                continue
+            image_shape = tuple(shard.overlay_image(row).shape[:spatial_dims])
+            if mask.shape != image_shape:
+                record.warn(
+                    Issue(
+                        sample_id,
+                        stage,
+                        "warning",
+                        f"mask {path}: shape {mask.shape} differs from the image's {image_shape}; resized to the map's",
+                    )
+                )
+            if mask.any():
+                resized = metrics.resize_mask(mask, tuple(map_shape))
+                if resized.any():
+                    regions[row] = resized
+    return regions
+
+
+class _Faithfulness:
+    """The faithfulness curves of a batch of maps, the model loaded once."""
+
+    def __init__(self, model_path, settings: Mapping[str, Any], names: Sequence[str]):
+        from xaipipe.autodiff import Scores
+        from xaipipe.faithfulness import DeletionInsertion
+        from xaipipe.model import load_model
+
+        self.model = load_model(model_path)
+        self.names = tuple(names)
+        self.steps = int(settings["steps"])
+        self.replacement = settings["replacement"]
+        self.scores = Scores(self.model, CURVE_SCORE)
+        plain = [n for n in ("deletion", "insertion") if n in self.names and self.replacement != "road"]
+        self.plain = plain
+        self.deletion_insertion = (
+            DeletionInsertion(self.model, CURVE_SCORE, self.steps, self.replacement) if plain else None
+        )
+        # ROAD's orders for each curve: deletion and insertion with replacement road, and ROAD's own
+        self.road = {"road_morf": "morf", "road_lerf": "lerf"}
+        if self.replacement == "road":
+            self.road.update({"deletion": "morf", "insertion": "insertion"})
+        self.road = {name: order for name, order in self.road.items() if name in self.names}
+
+    def __call__(self, inputs: np.ndarray, maps: np.ndarray, classes: np.ndarray) -> dict[str, np.ndarray]:
+        from xaipipe.faithfulness import road_curves
+
+        out: dict[str, np.ndarray] = {}
+        if self.deletion_insertion is not None:
+            out.update(self.deletion_insertion.curves(inputs, maps, classes, self.plain))
+        if self.road:
+            orders = tuple(dict.fromkeys(self.road.values()))
+            found = road_curves(
+                self.model, inputs, maps, classes, CURVE_SCORE, self.steps, ROAD_NOISE, orders=orders, scores=self.scores
+            )
+            out.update({name: found[order] for name, order in self.road.items()})
+        return out
+
+
+@dataclass
+class EvaluationFile:
+    """The contents of an evaluation file (see :func:`evaluate_shard`)."""
+
+    method: str
+    ids: list[str]
+    sample_index: np.ndarray
+    class_index: np.ndarray
+    fractions: np.ndarray
+    values: dict[str, np.ndarray]
+    curves: dict[str, np.ndarray]
+    issues: list[Issue]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> EvaluationFile:
+        with h5store.open_checked(path, EVALUATION) as f:
+            return cls(
+                method=str(f.attrs["method"]),
+                ids=h5store.read_strings(f, "ids"),
+                sample_index=f["sample_index"][()],
+                class_index=f["class_index"][()],
+                fractions=f["fractions"][()],
+                values={name: f[f"values/{name}"][()] for name in f.get("values", {})},
+                curves={name: f[f"curves/{name}"][()] for name in f.get("curves", {})},
+                issues=h5store.read_issues(f),
+            )
+
+
+# --- the randomization test ---------------------------------------------------------------
+
+
+def weighted_layers(model) -> list:
+    """The layers that hold weights, nested models opened, in the model's order (input first)."""
+    found = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            found += weighted_layers(layer)
+        elif layer.weights:
+            found.append(layer)
+    return found
+
+
+def cascade_cuts(n_layers: int, stages: int) -> list[int]:
+    """How many of the top layers each stage of the cascade randomizes: ``stages`` counts spread
+    evenly over 1 .. ``n_layers`` (every layer when there are no more), the last one all of them."""
+    if n_layers < 1:
+        raise ValueError("the model has no layer with weights to randomize")
+    if n_layers <= stages:
+        return list(range(1, n_layers + 1))
+    return sorted({int(round(c)) for c in np.linspace(1, n_layers, stages)})
 
 
 def randomized_copy(model, seed: int):
@@ -99,60 +493,310 @@ def randomized_copy(model, seed: int):
     import keras
 
     keras.utils.set_random_seed(seed)
-    copy = keras.models.clone_model(model)
-    return copy
+    return keras.models.clone_model(model)
 
 
-def randomization_correlations(
-    model, random_model, method: str, params: dict, inputs: np.ndarray, classes: np.ndarray
-) -> np.ndarray:
-    """Per-image Spearman correlation between the maps of the trained and the randomized model."""
-    from xaipipe import methods
-
-    trained = methods.create(method, model, **params).explain(inputs, classes)[1]
-    randomized = methods.create(method, random_model, **params).explain(inputs, classes)[1]
-    return np.array([spearman(t, r) for t, r in zip(trained[:, 0], randomized[:, 0], strict=True)])
-
-
-RANDOMIZATION_HEADER = "method\timages\tmean_spearman\tconstant_maps\n"
+def randomization_spearman(trained: np.ndarray, randomized: np.ndarray) -> float:
+    """Spearman's rho of a trained model's map and a randomized model's: NaN where the trained map
+    is constant (nothing to compare), 0 where only the randomized one is (it keeps no ranking of
+    the pixels, so none of the trained map's: the map did change)."""
+    if np.ptp(trained) == 0:
+        return float("nan")
+    if np.ptp(randomized) == 0:
+        return 0.0
+    return metrics.spearman(trained, randomized)
 
 
-def write_randomization_row(
-    preprocessed_path: str | os.PathLike,
-    predictions_path: str | os.PathLike,
+RANDOMIZATION_HEADER = "method\tstage\trandomized_layers\tdown_to\tsample\tclass\tspearman\tssim\n"
+
+
+def randomization_table(
+    preprocessed_paths: Sequence[str | os.PathLike],
+    predictions_paths: Sequence[str | os.PathLike],
     model_path: str | os.PathLike,
     method: str,
     params: dict,
     n_samples: int,
+    stages: int,
     seed: int,
     out_path: str | os.PathLike,
 ) -> None:
-    """Model-parameter randomization test (Adebayo et al. 2018) of one method on the first samples.
+    """The cascading model-parameter randomization test (Adebayo et al. 2018) of one method.
 
-    Writes the mean Spearman rank correlation between each image's map from the
-    trained model and from a randomly re-initialized copy (low: the map depends on
-    what the model learned), and how many images gave a constant map (left out of the mean).
-    Samples skipped before (``on_error: skip``) are left out of the first ``n_samples``.
+    The first ``n_samples`` samples that were not skipped, their predicted class as target.
+    The layers with weights are randomized from the output down (each takes the weights of
+    one randomly initialized copy of the model, seeded by ``seed``), in ``stages`` steps
+    (:func:`cascade_cuts`), the last randomizing all of them; at each step, every sample's
+    Spearman rank correlation (:func:`randomization_spearman`) and SSIM between the trained
+    model's normalized map and the partly randomized model's, one row each (SSIM NaN where
+    the map is too small for its 7-wide window).
     """
+    from xaipipe import methods
     from xaipipe.model import load_model, sha256_file
     from xaipipe.stages import check_predictions_model
 
-    predictions = h5store.read_predictions(predictions_path)
-    check_predictions_model(predictions, predictions_path, model_path, sha256_file(model_path))
+    digest = sha256_file(model_path)
+    inputs, classes, ids = [], [], []
+    for preprocessed, predictions_path in zip(preprocessed_paths, predictions_paths, strict=True):
+        if len(ids) >= n_samples:
+            break
+        predictions = h5store.read_predictions(predictions_path)
+        check_predictions_model(predictions, predictions_path, model_path, digest)
+        rows = np.flatnonzero(~predictions.skipped)[: n_samples - len(ids)]
+        if not len(rows):
+            continue
+        with h5store.PreprocessedShard.open(preprocessed) as shard:
+            inputs.append(shard.inputs(rows))
+        classes.append(predictions.predicted[rows])
+        ids += [predictions.ids[r] for r in rows]
+    if not ids:
+        raise ValueError("the randomization test found no sample that was not skipped")
+    x, target = np.concatenate(inputs), np.concatenate(classes)[:, None]
     model = load_model(model_path)
-    rows = np.flatnonzero(~predictions.skipped)[:n_samples]
-    with h5store.PreprocessedShard.open(preprocessed_path) as shard:
-        inputs = shard.inputs(slice(n_samples)) if rows.tolist() == list(range(n_samples)) else shard.inputs(rows)
-    classes = predictions.predicted[rows, None]
-    rho = randomization_correlations(model, randomized_copy(model, seed), method, params, inputs, classes)
+    trained = methods.create(method, model, **params).explain(x, target)[1][:, 0]
+    random_model = randomized_copy(model, seed)
+    working = load_model(model_path)
+    layers, random_layers = weighted_layers(working)[::-1], weighted_layers(random_model)[::-1]
+    cuts = cascade_cuts(len(layers), stages)
+    done = 0
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(RANDOMIZATION_HEADER)
-        out.write(f"{method}\t{len(rho)}\t{np.nanmean(rho):.4f}\t{int(np.isnan(rho).sum())}\n")
+        for stage, cut in enumerate(progress(cuts, f"randomization {method}", unit="stage"), start=1):
+            for layer, random_layer in zip(layers[done:cut], random_layers[done:cut], strict=True):
+                layer.set_weights(random_layer.get_weights())
+            done = cut
+            randomized = methods.create(method, working, **params).explain(x, target)[1][:, 0]
+            for sample_id, c, a, b in zip(ids, target[:, 0], trained, randomized, strict=True):
+                rho = randomization_spearman(a, b)
+                similarity = metrics.ssim(a, b) if min(a.shape) >= 7 else float("nan")
+                out.write(f"{method}\t{stage}\t{cut}\t{layers[cut - 1].name}\t{sample_id}\t{c}\t{rho:.6f}\t{similarity:.6f}\n")
 
 
-def concatenate_tables(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> None:
-    """Concatenate tab-separated tables that share one header line."""
+def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+# --- agreement between methods ------------------------------------------------------------
+
+AGREEMENT_HEADER = "method_a\tmethod_b\tmean_spearman\tn\n"
+
+
+def agreement_table(
+    methods_: Sequence[str], heatmap_paths: Sequence[str | os.PathLike], out_path: str | os.PathLike
+) -> None:
+    """Mean Spearman correlation between every pair of methods over the maps of the same sample and class.
+
+    ``heatmap_paths``: every method's heatmaps files, method by method in the order of
+    ``methods_``, each with the same shards. Each map is ranked once; a pair's value leaves
+    out maps that are skipped or constant.
+    """
+    k = len(methods_)
+    if not k or len(heatmap_paths) % k:
+        raise ValueError(f"{len(heatmap_paths)} heatmaps files do not split evenly into {k} methods")
+    per_method = len(heatmap_paths) // k
+    total = np.zeros((k, k))
+    count = np.zeros((k, k), np.int64)
+    for s in progress(range(per_method), "agreement", unit="shard"):
+        ranked: list[dict[tuple[int, int], np.ndarray]] = []
+        for a in range(k):
+            with h5store.HeatmapsFile.open(heatmap_paths[a * per_method + s]) as maps:
+                skipped, samples, classes = maps.skipped, maps.sample_index, maps.class_index
+                found = {}
+                for m in range(len(maps)):
+                    if classes[m] < 0 or skipped[samples[m]]:
+                        continue
+                    r = metrics.centred_ranks(maps.normalized(m).astype(np.float64))
+                    if r is not None:
+                        found[(int(samples[m]), int(classes[m]))] = r
+                ranked.append(found)
+        for a in range(k):
+            for b in range(a + 1, k):
+                for key in ranked[a].keys() & ranked[b].keys():
+                    total[a, b] += float(ranked[a][key] @ ranked[b][key])
+                    count[a, b] += 1
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
-        for k, path in enumerate(paths):
-            lines = Path(path).read_text().splitlines(keepends=True)
-            out.writelines(lines if k == 0 else lines[1:])
+        out.write(AGREEMENT_HEADER)
+        for a in range(k):
+            for b in range(a + 1, k):
+                mean = total[a, b] / count[a, b] if count[a, b] else float("nan")
+                out.write(f"{methods_[a]}\t{methods_[b]}\t{mean:.4f}\t{count[a, b]}\n")
+
+
+def agreement_matrix(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(methods, symmetric matrix of mean Spearman with 1 on the diagonal, maps per pair) from agreement.tsv."""
+    rows = read_table(path)
+    names = list(dict.fromkeys([r["method_a"] for r in rows] + [r["method_b"] for r in rows]))
+    index = {name: k for k, name in enumerate(names)}
+    matrix = np.eye(len(names))
+    counts = np.diag(np.full(len(names), np.nan))  # no count on the diagonal
+    for r in rows:
+        a, b = index[r["method_a"]], index[r["method_b"]]
+        matrix[a, b] = matrix[b, a] = float(r["mean_spearman"])
+        counts[a, b] = counts[b, a] = int(r["n"])
+    return names, matrix, counts
+
+
+# --- the summary ---------------------------------------------------------------------------
+
+SUMMARY_HEADER = "method\tclass\tmetric\tmean\tci_low\tci_high\tn\n"
+
+
+def bootstrap_interval(values: np.ndarray, samples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with replacement ``samples`` times)."""
+    values = np.asarray(values, np.float64)
+    if not len(values):
+        return math.nan, math.nan
+    if len(values) == 1 or samples < 1:
+        return float(values.mean()), float(values.mean())
+    rng = np.random.default_rng(seed)
+    means = np.empty(samples)
+    per_block = max(1, 2_000_000 // len(values))  # bounded memory for many maps
+    for start in range(0, samples, per_block):
+        n = min(per_block, samples - start)
+        means[start : start + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def summary_rows(
+    methods_: Sequence[str],
+    evaluation_paths: Sequence[str | os.PathLike],
+    randomization_paths: Mapping[str, str | os.PathLike],
+    settings: Mapping[str, Any],
+    class_names: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The summary's rows (see :data:`SUMMARY_HEADER`); per class where ``class_names`` is given.
+
+    ``evaluation_paths``: every method's evaluation files, method by method in the order of
+    ``methods_``. ``randomization_paths``: method -> its randomization table (the cascade's
+    last stage enters the summary).
+    """
+    wanted = list(settings["metrics"])
+    k = len(methods_)
+    if not k or len(evaluation_paths) % k:
+        raise ValueError(f"{len(evaluation_paths)} evaluation files do not split evenly into {k} methods")
+    per_method = len(evaluation_paths) // k
+    rows: list[dict[str, Any]] = []
+    for position, method in enumerate(methods_):
+        gathered: dict[str, list[np.ndarray]] = {name: [] for name in wanted if name in PER_MAP}
+        classes: list[np.ndarray] = []
+        for path in evaluation_paths[position * per_method : (position + 1) * per_method]:
+            found = EvaluationFile.read(path)
+            for name in gathered:
+                gathered[name].append(found.values[name])
+            classes.append(found.class_index)
+        values = {name: np.concatenate(v) if v else np.zeros(0) for name, v in gathered.items()}
+        class_of = np.concatenate(classes) if classes else np.zeros(0, np.int32)
+        if method in randomization_paths and any(name in RANDOMIZATION for name in wanted):
+            table = read_table(randomization_paths[method])
+            last = max(int(r["stage"]) for r in table) if table else 0
+            final = [r for r in table if int(r["stage"]) == last]
+            values["randomization"] = np.array([float(r["spearman"]) for r in final])
+            values["randomization_ssim"] = np.array([float(r["ssim"]) for r in final])
+            random_classes = np.array([int(r["class"]) for r in final], np.int32)
+        groups = [("all", None)] if class_names is None else list(enumerate(class_names))
+        for name in wanted:
+            for group in groups:
+                label, c = (group[0], None) if class_names is None else (group[1], group[0])
+                data = values.get(name, np.zeros(0))
+                if c is not None:
+                    data = data[(random_classes if name in RANDOMIZATION else class_of) == c]
+                data = data[np.isfinite(data)]
+                low, high = bootstrap_interval(data, settings["bootstrap_samples"], settings["bootstrap_seed"])
+                rows.append(
+                    {
+                        "method": method,
+                        "class": label,
+                        "metric": name,
+                        "mean": float(data.mean()) if len(data) else math.nan,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "n": int(len(data)),
+                    }
+                )
+    return rows
+
+
+def write_summary(rows: Sequence[Mapping[str, Any]], out_path: str | os.PathLike) -> None:
+    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
+        out.write(SUMMARY_HEADER)
+        for r in rows:
+            numbers = "\t".join(f"{r[key]:.4f}" for key in ("mean", "ci_low", "ci_high"))
+            out.write(f"{r['method']}\t{r['class']}\t{r['metric']}\t{numbers}\t{r['n']}\n")
+
+
+def write_summary_of_run(
+    methods_: Sequence[str],
+    evaluation_paths: Sequence[str | os.PathLike],
+    randomization_paths: Sequence[str | os.PathLike],
+    settings: Mapping[str, Any],
+    predictions_path: str | os.PathLike | None,
+    out_path: str | os.PathLike,
+) -> None:
+    """``summary.tsv`` of a run: per class (their names from ``predictions_path``) where it is given, else ``all``.
+
+    ``randomization_paths``: one table per method, in the order of ``methods_`` (or none).
+    """
+    class_names = None
+    if predictions_path is not None:
+        predictions = h5store.read_predictions(predictions_path)
+        n_classes = predictions.probabilities.shape[1]
+        names = list(predictions.class_names or [])
+        class_names = names if len(names) == n_classes else [str(c) for c in range(n_classes)]
+    tables = dict(zip(methods_, randomization_paths, strict=True)) if randomization_paths else {}
+    write_summary(summary_rows(methods_, evaluation_paths, tables, settings, class_names), out_path)
+
+
+def read_summary(path: str | os.PathLike) -> list[dict[str, Any]]:
+    rows = read_table(path)
+    return [
+        {**r, **{key: float(r[key]) for key in ("mean", "ci_low", "ci_high")}, "n": int(r["n"])} for r in rows
+    ]
+
+
+def mean_curves(
+    methods_: Sequence[str], evaluation_paths: Sequence[str | os.PathLike]
+) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, dict[str, int]]]:
+    """(fractions, kind -> method -> mean curve over the maps, kind -> method -> maps) of the curve metrics."""
+    per_method = len(evaluation_paths) // len(methods_)
+    fractions = np.zeros(0)
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for position, method in enumerate(methods_):
+        sums: dict[str, np.ndarray] = {}
+        n: dict[str, int] = {}
+        for path in evaluation_paths[position * per_method : (position + 1) * per_method]:
+            found = EvaluationFile.read(path)
+            fractions = found.fractions
+            for kind, curve in found.curves.items():
+                ok = np.isfinite(curve).all(axis=1)
+                sums[kind] = sums.get(kind, 0) + curve[ok].sum(axis=0)
+                n[kind] = n.get(kind, 0) + int(ok.sum())
+        for kind in CURVES:
+            if kind in sums and n[kind]:
+                curves.setdefault(kind, {})[method] = sums[kind] / n[kind]
+                counts.setdefault(kind, {})[method] = n[kind]
+    return fractions, curves, counts
+
+
+def write_plots(
+    methods_: Sequence[str],
+    evaluation_paths: Sequence[str | os.PathLike],
+    summary_path: str | os.PathLike,
+    agreement_path: str | os.PathLike,
+    out_stems: Mapping[str, str],
+) -> None:
+    """The evaluation's plots named in ``out_stems`` (name -> path without extension), each as PNG and SVG:
+    ``curves`` (mean curve per method), ``metrics`` (means and intervals), ``agreement`` (the matrix)."""
+    from xaipipe import plots
+
+    if "curves" in out_stems:
+        fractions, curves, counts = mean_curves(methods_, evaluation_paths)
+        plots.curves_plot(fractions, curves, out_stems["curves"], counts)
+    if "metrics" in out_stems:
+        plots.metrics_plot(read_summary(summary_path), out_stems["metrics"])
+    if "agreement" in out_stems:
+        names, matrix, n = agreement_matrix(agreement_path)
+        plots.agreement_plot(names, matrix, out_stems["agreement"], n)

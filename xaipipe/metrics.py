@@ -12,7 +12,7 @@ mask read at another resolution to the map's shape):
 Complexity:
     ``sparseness`` (Gini index), ``complexity`` (entropy)
 Agreement between two maps:
-    ``spearman`` (``xaipipe.evaluate.spearman``, with the checks), ``ssim``
+    ``spearman``, ``ssim``
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import itertools
 import math
 
 import numpy as np
-
-from xaipipe.evaluate import rank as _rank
-from xaipipe.evaluate import spearman as _spearman
 
 __all__ = [
     "complexity",
@@ -264,15 +261,37 @@ def complexity(heatmap) -> float:
 # --- agreement --------------------------------------------------------------------------
 
 
+def _rank(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of a 1D array, ties given their average rank (as in Spearman's rho)."""
+    order = np.argsort(values, kind="mergesort")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.repeat(first + (counts - 1) / 2.0, counts)
+    return ranks
+
+
+def centred_ranks(heatmap: np.ndarray) -> np.ndarray | None:
+    """The map's average ranks minus their mean, scaled to unit norm; None for a constant map.
+
+    The dot product of two such vectors is Spearman's rho of the two maps, so a map
+    compared with many others is ranked once (``xaipipe.evaluate``'s agreement).
+    """
+    r = _rank(np.ravel(heatmap))
+    r -= r.mean()
+    norm = np.sqrt((r**2).sum())
+    return r / norm if norm > 0 else None
+
+
 def spearman(a, b) -> float:
-    """Spearman rank correlation of two maps of the same shape (``xaipipe.evaluate.spearman``).
+    """Spearman rank correlation of two maps of the same shape:
 
         rho = Pearson correlation of the average ranks of a and of b
 
     NaN where either map is constant.
     """
     a, b = _check_pair(a, b)
-    return _spearman(a, b)
+    ra, rb = centred_ranks(a), centred_ranks(b)
+    return float(ra @ rb) if ra is not None and rb is not None else float("nan")
 
 
 def _window_means(x: np.ndarray, size: int) -> np.ndarray:

@@ -123,6 +123,35 @@ def model_job_runtime(
     return int(math.ceil((FIXED_MINUTES + RUNTIME_MARGIN * seconds / 60) * attempt * scale))
 
 
+#: ROAD's imputation of one perturbed copy (a sparse solve on the CPU): seconds per million voxels, at least ...
+ROAD_SECONDS_PER_MVOX = 2.0
+ROAD_SECONDS_MIN = 0.005
+
+
+def evaluation_job_runtime(
+    shard_size: int,
+    model_file_mb: float,
+    size: Sequence[int],
+    curves: int,
+    road_curves: int,
+    steps: int,
+    targets: int = 1,
+    attempt: int = 1,
+    scale: float = 1.0,
+) -> int:
+    """Run time (minutes) of evaluating one method's maps of one shard.
+
+    ``curves`` faithfulness curves per map, each ``steps + 1`` forward passes, of which
+    ``road_curves`` also impute every copy (:data:`ROAD_SECONDS_PER_MVOX`).
+    """
+    per_pass = max(PASS_SECONDS_MIN, PASS_SECONDS_PER_MB_MVOX * model_file_mb * math.prod(size) / 1e6)
+    road = max(ROAD_SECONDS_MIN, ROAD_SECONDS_PER_MVOX * math.prod(size) / 1e6)
+    copies = steps + 1
+    per_map = SAMPLE_SECONDS + curves * copies * per_pass + road_curves * copies * road
+    seconds = shard_size * targets * per_map
+    return int(math.ceil((FIXED_MINUTES + RUNTIME_MARGIN * seconds / 60) * attempt * scale))
+
+
 def thread_factor(threads: int) -> float:
     """How much longer a model job with ``threads`` threads runs than the calibration's (never less than 1)."""
     return max(1.0, CALIBRATION_THREADS / threads)

@@ -14,6 +14,7 @@ from snakemake.utils import validate
 from xaipipe import resources as xr
 from xaipipe import caches as xcaches
 from xaipipe import config as xc
+from xaipipe import evaluate as xe
 from xaipipe import h5store
 from xaipipe import stages as xstages
 from xaipipe.demo import check_demo_folder
@@ -39,6 +40,8 @@ try:
     METHODS = xc.method_specs(config)
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
+    MASKS = xc.sample_masks(config, SAMPLES)  # each sample's mask file, None: no masks
+    EVALUATION = xe.Settings.from_config(config["evaluation"], MASKS is not None)
     SPATIAL_DIMS = len(config["preprocessing"]["size"])
     OVERLAY_EXTENSION = EXTENSIONS[
         output_format(config["render"]["format"], SPATIAL_DIMS)
@@ -177,8 +180,36 @@ def demo_model_runtime(wildcards, attempt):
 
 
 def randomization_runtime(wildcards, attempt):
-    # the maps of the trained and of the randomized model, for demo.sanity_samples samples
-    return heatmaps_runtime(wildcards, attempt, 2 * config["demo"]["sanity_samples"])
+    # the maps of the trained model and of each stage of the cascade, for sanity_samples samples
+    n_maps = (1 + EVALUATION.sanity_stages) * EVALUATION.sanity_samples
+    return heatmaps_runtime(wildcards, attempt, n_maps)
+
+
+def evaluation_mem_mb(wildcards, attempt):
+    # the perturbed copies go through the model like predictions, COPIES_PER_CALL per call
+    return xr.model_job_mem_mb(
+        SHARD_SIZE,
+        xr.model_mb(MODEL),
+        INPUT_SIZE,
+        CHANNELS,
+        xe.COPIES_PER_CALL,
+        attempt=attempt,
+    )
+
+
+def evaluation_runtime(wildcards, attempt):
+    road = sum(xe.is_road_curve(name, EVALUATION) for name in EVALUATION.per_map)
+    return xr.evaluation_job_runtime(
+        SHARD_SIZE,
+        xr.model_mb(MODEL),
+        INPUT_SIZE,
+        sum(name in xe.CURVES for name in EVALUATION.per_map),
+        road,
+        EVALUATION.steps,
+        MAPS_PER_SAMPLE,
+        attempt,
+        MODEL_RUNTIME_SCALE,
+    )
 
 
 def light_mem_mb(wildcards, attempt):
@@ -242,6 +273,45 @@ def overlay_files(shard):
     ]
 
 
+def shard_mask_paths(wildcards):
+    """The shard's mask files (None where a sample has none), for the evaluation job."""
+    return list(MASKS[shard_slice(wildcards.shard, SHARD_SIZE)])
+
+
+def shard_mask_inputs(wildcards):
+    """The shard's mask files that exist (or that the demo writes): a newer one reruns its shard.
+
+    A mask named in data.mask_column that is missing is no input: the evaluation job names it
+    under the error policy instead of Snakemake refusing the whole run.
+    """
+    if MASKS is None or not EVALUATION.localization:
+        return []
+    paths = [p for p in shard_mask_paths(wildcards) if p is not None]
+    return paths if config["demo"]["build"] else [p for p in paths if os.path.isfile(p)]
+
+
+def evaluation_by_method():
+    """Every evaluation file, method by method (each method's shards in order)."""
+    return [
+        f"{OUT}/evaluation/{method}/shard-{shard}.h5"
+        for method in METHODS
+        for shard in SHARDS
+    ]
+
+
+def sanity_shards(kind):
+    """The first shards, enough to hold evaluation.sanity_samples samples."""
+    n = -(-EVALUATION.sanity_samples // SHARD_SIZE)
+    return [f"{OUT}/{kind}/shard-{shard}.h5" for shard in SHARDS[:n]]
+
+
+EVALUATION_PLOTS = [
+    f"{OUT}/evaluation/{name}.{extension}"
+    for name in xe.plot_names(EVALUATION, len(METHODS))
+    for extension in ("png", "svg")
+]
+
+
 def heatmaps_by_method():
     """Every heatmaps file, method by method (each method's shards in order)."""
     return [
@@ -261,11 +331,10 @@ def all_outputs(wildcards):
     outputs += expand(
         f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS
     )
-    if config["demo"]["build"]:
-        outputs += [
-            f"{OUT}/evaluation/localization.tsv",
-            f"{OUT}/evaluation/randomization.tsv",
-        ]
+    if EVALUATION.metrics:
+        outputs += evaluation_by_method() if EVALUATION.per_map else []
+        outputs += [f"{OUT}/evaluation/summary.tsv", f"{OUT}/evaluation/agreement.tsv"]
+        outputs += EVALUATION_PLOTS
     for shard in SHARDS:
         outputs += expand(overlay_files(shard), method=METHODS)
     return outputs

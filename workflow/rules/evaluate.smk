@@ -1,31 +1,48 @@
-if config["demo"]["build"]:
+# The evaluation stage (xaipipe/evaluate.py; config section evaluation): per method and shard the
+# per-map metrics, grouped with the shard's heatmaps and rendering on a cluster; per method the
+# cascading randomization test; then the agreement between methods, the summary and its plots.
+if EVALUATION.metrics:
 
     localrules:
-        localization,
-        randomization_table,
+        agreement,
+        evaluation_summary,
 
-    rule localization:
-        input:
-            heatmaps=heatmaps_by_method(),
-            masks=[f"{DEMO['masks']}/{sample_id}" for sample_id in SAMPLES.ids],
-        output:
-            f"{OUT}/evaluation/localization.tsv",
-        log:
-            f"{OUT}/logs/localization.log",
-        benchmark:
-            f"{OUT}/benchmarks/localization.tsv"
-        conda:
-            "../../envs/xaipipe.yaml"
-        params:
-            methods=list(METHODS),
-            ids=SAMPLES.ids,
-        script:
-            "../../scripts/localization.py"
+    if EVALUATION.per_map:
+
+        rule evaluate:
+            input:
+                shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
+                predictions=f"{OUT}/predictions/shard-{{shard}}.h5",
+                heatmaps=f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5",
+                model=MODEL,
+                checksum=MODEL_CHECKSUM,
+                masks=shard_mask_inputs,
+            output:
+                f"{OUT}/evaluation/{{method}}/shard-{{shard}}.h5",
+            log:
+                f"{OUT}/logs/evaluate/{{method}}/shard-{{shard}}.log",
+            benchmark:
+                f"{OUT}/benchmarks/evaluate/{{method}}/shard-{{shard}}.tsv"
+            group:
+                "explain"
+            conda:
+                "../../envs/xaipipe.yaml"
+            threads: MODEL_THREADS
+            resources:
+                mem_mb=evaluation_mem_mb,
+                runtime=evaluation_runtime,
+                gpu=GPU,
+            params:
+                settings=EVALUATION.shard_params(),
+                masks=shard_mask_paths if EVALUATION.localization else None,
+                batch_size=config["batch_size"],
+            script:
+                "../../scripts/evaluate.py"
 
     rule randomization:
         input:
-            shard=f"{OUT}/preprocessed/shard-00000.h5",
-            predictions=f"{OUT}/predictions/shard-00000.h5",
+            shards=sanity_shards("preprocessed"),
+            predictions=sanity_shards("predictions"),
             model=MODEL,
             checksum=MODEL_CHECKSUM,
         output:
@@ -43,21 +60,75 @@ if config["demo"]["build"]:
             gpu=GPU,
         params:
             method_params=method_params,
-            n_samples=config["demo"]["sanity_samples"],
-            seed=config["demo"]["seed"],
+            n_samples=EVALUATION.sanity_samples,
+            stages=EVALUATION.sanity_stages,
         script:
             "../../scripts/randomization.py"
 
-    rule randomization_table:
+    rule agreement:
         input:
-            expand(f"{OUT}/evaluation/randomization/{{method}}.tsv", method=METHODS),
+            heatmaps_by_method(),
         output:
-            f"{OUT}/evaluation/randomization.tsv",
+            f"{OUT}/evaluation/agreement.tsv",
         log:
-            f"{OUT}/logs/randomization_table.log",
+            f"{OUT}/logs/agreement.log",
         benchmark:
-            f"{OUT}/benchmarks/randomization_table.tsv"
+            f"{OUT}/benchmarks/agreement.tsv"
         conda:
             "../../envs/xaipipe.yaml"
+        params:
+            methods=list(METHODS),
         script:
-            "../../scripts/concatenate_tables.py"
+            "../../scripts/agreement.py"
+
+    rule evaluation_summary:
+        input:
+            evaluation=evaluation_by_method() if EVALUATION.per_map else [],
+            randomization=(
+                expand(
+                    f"{OUT}/evaluation/randomization/{{method}}.tsv", method=METHODS
+                )
+                if EVALUATION.randomization
+                else []
+            ),
+            predictions=f"{OUT}/predictions/shard-{SHARDS[0]}.h5",
+        output:
+            f"{OUT}/evaluation/summary.tsv",
+        log:
+            f"{OUT}/logs/evaluation_summary.log",
+        benchmark:
+            f"{OUT}/benchmarks/evaluation_summary.tsv"
+        conda:
+            "../../envs/xaipipe.yaml"
+        params:
+            methods=list(METHODS),
+            settings=EVALUATION.summary_params(),
+            per_class=config["targets"] == "all",
+        script:
+            "../../scripts/evaluation_summary.py"
+
+    rule evaluation_plots:
+        input:
+            evaluation=evaluation_by_method() if EVALUATION.per_map else [],
+            summary=f"{OUT}/evaluation/summary.tsv",
+            agreement=f"{OUT}/evaluation/agreement.tsv",
+        output:
+            EVALUATION_PLOTS,
+        log:
+            f"{OUT}/logs/evaluation_plots.log",
+        benchmark:
+            f"{OUT}/benchmarks/evaluation_plots.tsv"
+        conda:
+            "../../envs/xaipipe.yaml"
+        threads: 1
+        resources:
+            mem_mb=light_mem_mb,
+            runtime=render_runtime,
+        params:
+            methods=list(METHODS),
+            stems={
+                name: f"{OUT}/evaluation/{name}"
+                for name in xe.plot_names(EVALUATION, len(METHODS))
+            },
+        script:
+            "../../scripts/evaluation_plots.py"
