@@ -164,11 +164,12 @@ def ramp(spatial, channels=2):
     )
 
 
+@pytest.mark.parametrize("solver", ["auto", "direct", "cg"])
 @pytest.mark.parametrize(
     "spatial, region",
     [((9, 11), (slice(2, 7), slice(3, 9))), ((7, 8, 6), (slice(1, 6), slice(2, 6), slice(1, 5)))],
 )
-def test_road_imputation_reproduces_a_linear_ramp(spatial, region):
+def test_road_imputation_reproduces_a_linear_ramp(spatial, region, solver):
     # a linear function equals the mean of its 2d axis neighbours: the discrete Laplace equation's solution
     image = ramp(spatial)
     mask = np.zeros(spatial, bool)
@@ -176,12 +177,12 @@ def test_road_imputation_reproduces_a_linear_ramp(spatial, region):
     mask[tuple(s.start for s in region)] = False  # a kept pixel inside: the region need not be convex
     holed = image.copy()
     holed[mask] = 0.0
-    np.testing.assert_allclose(road_impute(holed, mask), image, atol=1e-6)
+    np.testing.assert_allclose(road_impute(holed, mask, solver=solver), image, atol=1e-6)
     # scattered removed pixels, not touching the border, too
     scattered = np.zeros(spatial, bool)
     inner = tuple(slice(1, n - 1) for n in spatial)
     scattered[inner] = np.random.default_rng(6).random(scattered[inner].shape) < 0.6
-    np.testing.assert_allclose(road_impute(holed * 0 + image, scattered), image, atol=1e-6)
+    np.testing.assert_allclose(road_impute(holed * 0 + image, scattered, solver=solver), image, atol=1e-6)
 
 
 def test_road_imputation_by_hand_and_noise():
@@ -212,22 +213,67 @@ def test_road_curves_against_copies_built_here(spatial):
     x = rng.normal(size=(2, *spatial, 1)).astype(np.float32)
     maps = rng.normal(size=x.shape[:-1])
     steps = 4
-    curves = road_curves(linear_model(w), x, maps, [0, 0], score="logits", steps=steps, noise=0.0, chunk_size=3)
+    orders = ("morf", "lerf", "insertion")
+    curves = road_curves(
+        linear_model(w), x, maps, [0, 0], score="logits", steps=steps, noise=0.0, chunk_size=3, orders=orders
+    )
     n = maps[0].size
     for b in range(2):
-        for order, sign in (("morf", -1), ("lerf", 1)):
+        for order, sign in (("morf", -1), ("lerf", 1), ("insertion", -1)):
             ranking = np.argsort(sign * maps[b].ravel(), kind="stable")
             for t in range(steps + 1):
                 removed = np.zeros(n, bool)
                 removed[ranking[: (t * n) // steps]] = True
+                if order == "insertion":  # the k_t most relevant kept, every other pixel imputed
+                    removed = ~removed
                 copy = road_impute(x[b], removed.reshape(spatial))
                 assert curves[order][b, t] == pytest.approx(float((copy * w).sum()), abs=1e-4)
         assert curves["morf"][b, 0] == pytest.approx(float((x[b] * w).sum()), abs=1e-4)
+        assert curves["insertion"][b, steps] == pytest.approx(float((x[b] * w).sum()), abs=1e-4)
+        assert curves["insertion"][b, 0] == pytest.approx(float(x[b].mean() * w.sum()), abs=1e-4)
     # a constant image is its own imputation at every step, in both orders
     flat = np.full((1, *spatial, 1), 0.7, np.float32)
     constant = road_curves(linear_model(w), flat, maps[:1], [0], score="logits", steps=steps, noise=0.0)
     np.testing.assert_allclose(constant["morf"], constant["lerf"], atol=1e-5)
     np.testing.assert_allclose(constant["morf"][0], 0.7 * w.sum(), atol=1e-4)
+
+
+def test_road_insertion_and_morf_by_hand():
+    # x = w = [[1, 2], [3, 4]] (score sum w * x = 30); the map ranks (0,0), (1,0), (1,1), (0,1); 2 neighbours each
+    w = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)[..., None]
+    x = w[None].copy()
+    m = np.array([[[0.4, 0.1], [0.3, 0.2]]])
+    model = linear_model(w)
+    orders = ("insertion", "morf")
+    out = road_curves(model, x, m, [0], score="logits", steps=4, noise=0.0, orders=orders)
+    # insertion keeps the first t pixels: t=0 all imputed = mean 2.5 -> 25; t=1 only 1 kept -> all 1 -> 10;
+    # t=2 1 and 3 kept: 2a = 1 + c, 2c = 3 + a -> a = 5/3, c = 7/3 -> 1 + 10/3 + 9 + 28/3; t=3 a = (1 + 4) / 2
+    np.testing.assert_allclose(out["insertion"][0], [25, 10, 10 + 38 / 3, 1 + 5 + 9 + 16, 30], atol=1e-4)
+    # morf removes them: t=1 (0,0) = (2 + 3) / 2; t=2 2a = 2 + b, 2b = a + 4 -> a = 8/3, b = 10/3;
+    # t=3 leaves only (0,1) = 2 kept: the three removed take 2 -> 2 * 10; t=4 the mean 2.5 -> 25
+    np.testing.assert_allclose(out["morf"][0], [30, 31.5, 8 / 3 + 4 + 10 + 16, 20, 25], atol=1e-4)
+    # with noise: the last insertion copy is the image itself (nothing drawn), the first one is noisy
+    noisy = road_curves(model, x, m, [0], score="logits", steps=4, noise=0.5, seed=1, orders=("insertion",))
+    assert noisy["insertion"][0, -1] == pytest.approx(30, abs=1e-4)
+    assert abs(noisy["insertion"][0, 0] - 25) > 1e-3
+    again = road_curves(model, x, m, [0], score="logits", steps=4, noise=0.5, seed=1, orders=("insertion",))
+    np.testing.assert_array_equal(noisy["insertion"], again["insertion"])
+
+
+@pytest.mark.parametrize("spatial", [(23, 17), (9, 8, 7)])
+def test_road_solvers_agree(spatial):
+    # the direct factorization and conjugate gradients solve the same system; a start changes nothing but the path
+    rng = np.random.default_rng(9)
+    image = rng.normal(size=(*spatial, 3))
+    for fraction in (0.05, 0.5, 0.95):
+        removed = rng.random(spatial) < fraction
+        direct = road_impute(image, removed, solver="direct")
+        np.testing.assert_allclose(road_impute(image, removed, solver="cg"), direct, atol=1e-6)
+        np.testing.assert_allclose(road_impute(image, removed, solver="cg", start=image), direct, atol=1e-6)
+        np.testing.assert_array_equal(direct[~removed], image[~removed])
+        # each removed pixel is the mean of its axis neighbours (the equations themselves)
+        degree = faithfulness._neighbour_sum(np.ones((*spatial, 1)))
+        np.testing.assert_allclose((faithfulness._neighbour_sum(direct) / degree)[removed], direct[removed], atol=1e-9)
 
 
 def test_area_is_the_trapezoid():
@@ -266,6 +312,10 @@ def test_bad_parameters_name_themselves():
         road_curves(model, x, np.ones((1, 2, 2)), [0], steps=0)
     with pytest.raises(ValueError, match="orders"):
         road_curves(model, x, np.ones((1, 2, 2)), [0], orders=("random",))
+    with pytest.raises(ValueError, match="solver"):
+        road_impute(np.ones((2, 2, 1)), np.ones((2, 2), bool), solver="lu")
+    with pytest.raises(ValueError, match="solver"):
+        road_curves(model, x, np.ones((1, 2, 2)), [0], solver="lu")
     with pytest.raises(ValueError, match="maps"):
         road_curves(model, x, np.ones((2, 2)), [0])
     assert faithfulness.check_replacement(3) == 3.0

@@ -26,7 +26,11 @@ Definitions (inputs x of shape (*spatial, C), a map M of shape (*spatial), targe
   ROAD's reference code weights 8 neighbours in 2D (1/6 axial, 1/12 diagonal); the
   axis neighbours are used here so that 2D and 3D follow one rule. When every pixel is
   removed (the last step) the system has no boundary and the removed pixels take the
-  image's per-channel mean (the constant solution).
+  image's per-channel mean (the constant solution). ROAD's **insertion** order is the
+  ROAD version of the insertion curve: copy t keeps the k_t most relevant pixels and
+  imputes all others (step 0: the per-channel mean plus noise; step ``steps``: x).
+  The system is solved by a sparse direct factorization in 2D and by conjugate
+  gradients in 3D, where a direct factorization fills in (:func:`road_impute`).
 
 Deletion and insertion copies are built where the model runs
 (:class:`xaipipe.autodiff.PerturbedScores`): each image travels once, with its
@@ -54,7 +58,9 @@ BLUR_SIGMA_FRACTION = 1 / 20
 BLUR_TRUNCATE = 3.0
 REPLACEMENTS = ("blur", "mean")
 CURVES = ("deletion", "insertion")
-ROAD_ORDERS = ("morf", "lerf")
+ROAD_ORDERS = ("morf", "lerf", "insertion")
+#: The orders :func:`road_curves` computes unless told.
+ROAD_DEFAULT_ORDERS = ("morf", "lerf")
 SCORE_NAMES = ("probabilities", "logits")
 
 
@@ -291,10 +297,13 @@ class DeletionInsertion:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# ROAD: noisy linear imputation, MoRF and LeRF
+# ROAD: noisy linear imputation, MoRF, LeRF and insertion
+
+#: How :func:`road_impute` solves the system: ``auto`` (``direct`` for 1D and 2D, ``cg`` for 3D), or one of them.
+ROAD_SOLVERS = ("auto", "direct", "cg")
 
 
-def _neighbour_sum(values: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+def _neighbour_sum(values: np.ndarray) -> np.ndarray:
     """Sum over the 2 * d axis neighbours inside the grid of values (*spatial, C) (zero outside)."""
     total = np.zeros_like(values)
     for axis in range(values.ndim - 1):
@@ -309,6 +318,122 @@ def _neighbour_sum(values: np.ndarray, inside: np.ndarray | None = None) -> np.n
     return total
 
 
+def _removed_matrix(removed: np.ndarray, degree: np.ndarray) -> Any:
+    """The sparse (m, m) matrix of the m removed pixels (C order): degree on the diagonal, -1 per removed neighbour."""
+    import scipy.sparse
+
+    m = int(removed.sum())
+    index = np.full(removed.shape, -1, np.int64)
+    index[removed] = np.arange(m)
+    rows, cols = [np.arange(m)], [np.arange(m)]
+    for axis in range(removed.ndim):
+        n = removed.shape[axis]
+        if n < 2:
+            continue
+        low = [slice(None)] * removed.ndim
+        high = [slice(None)] * removed.ndim
+        low[axis], high[axis] = slice(0, n - 1), slice(1, n)
+        both = removed[tuple(low)] & removed[tuple(high)]  # axis neighbours removed together: a symmetric pair
+        first, second = index[tuple(low)][both], index[tuple(high)][both]
+        rows += [first, second]
+        cols += [second, first]
+    values = np.concatenate([degree[removed], -np.ones(sum(len(r) for r in rows[1:]))])
+    return scipy.sparse.csc_matrix((values, (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
+
+
+def _conjugate_gradients(
+    holes: np.ndarray,
+    degree: np.ndarray,
+    rhs: np.ndarray,
+    start: np.ndarray,
+    tolerance: float,
+    limit: int,
+) -> np.ndarray:
+    """Solve A x = rhs on the removed pixels (``holes`` 1, else 0) without forming A: Jacobi-preconditioned CG."""
+    spatial_axes = tuple(range(rhs.ndim - 1))
+
+    def apply(x: np.ndarray) -> np.ndarray:  # A x on the removed pixels (x is zero elsewhere)
+        return (degree * x - _neighbour_sum(x)) * holes
+
+    x = start * holes
+    residual = rhs - apply(x)
+    z = residual / degree
+    direction = z.copy()
+    rz = (residual * z).sum(spatial_axes)
+    scale = np.maximum(np.sqrt((rhs**2).sum(spatial_axes)), 1e-30)
+    for _ in range(limit):
+        if np.all(np.sqrt((residual**2).sum(spatial_axes)) <= tolerance * scale):
+            break
+        a_direction = apply(direction)
+        step = rz / np.maximum((direction * a_direction).sum(spatial_axes), 1e-300)
+        x = x + step * direction
+        residual = residual - step * a_direction
+        z = residual / degree
+        rz_new = (residual * z).sum(spatial_axes)
+        direction = z + (rz_new / np.maximum(rz, 1e-300)) * direction
+        rz = rz_new
+    return x
+
+
+def _impute(
+    image: np.ndarray,
+    removed: np.ndarray,
+    solver: str,
+    tolerance: float,
+    max_iterations: int | None,
+    start: np.ndarray | None,
+) -> np.ndarray:
+    """The noise-free imputation (float64) of checked ``image`` and boolean ``removed``."""
+    out = image.copy()
+    if not removed.any():
+        return out
+    spatial_axes = tuple(range(image.ndim - 1))
+    if removed.all():
+        out[...] = image.mean(axis=spatial_axes)
+        return out
+    kept = (~removed)[..., None].astype(np.float64)
+    degree = _neighbour_sum(np.ones(image.shape[:-1] + (1,)))  # in-image neighbours of each pixel
+    rhs = _neighbour_sum(image * kept)  # the kept neighbours' sum (used at the removed pixels)
+    if solver == "auto":
+        solver = "direct" if removed.ndim <= 2 else "cg"
+    if solver == "direct":
+        import scipy.sparse.linalg
+
+        matrix = _removed_matrix(removed, degree[..., 0])
+        # symmetric positive definite: a symmetric fill-reducing ordering and no pivoting (SuperLU)
+        factors = scipy.sparse.linalg.splu(
+            matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+        )
+        out[removed] = factors.solve(rhs[removed])  # all channels at once: C right-hand sides
+        return out
+    holes = removed[..., None].astype(np.float64)
+    if start is None:  # the kept pixels' per-channel mean
+        start = np.broadcast_to((image * kept).sum(spatial_axes) / kept.sum(), image.shape)
+    limit = max_iterations or 10 * int(removed.sum()) + 100
+    x = _conjugate_gradients(holes, degree, rhs * holes, np.asarray(start, np.float64), tolerance, limit)
+    out[removed] = x[removed]
+    return out
+
+
+def _check_impute(image: Any, removed_mask: Any, noise: Any, solver: Any) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(image, np.float64)
+    removed = np.asarray(removed_mask, bool)
+    if image.ndim < 2:
+        raise ValueError(f"image must be (*spatial, channels), got shape {image.shape}")
+    if removed.shape != image.shape[:-1]:
+        raise ValueError(f"removed_mask must have the image's spatial shape {image.shape[:-1]}, got {removed.shape}")
+    _check_noise(noise)
+    if solver not in ROAD_SOLVERS:
+        raise ValueError(f"solver must be one of {ROAD_SOLVERS}, got {solver!r}")
+    return image, removed
+
+
+def _check_noise(noise: Any) -> float:
+    if not math.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    return float(noise)
+
+
 def road_impute(
     image: np.ndarray,
     removed_mask: np.ndarray,
@@ -316,62 +441,38 @@ def road_impute(
     seed: int | np.random.Generator = 0,
     tolerance: float = 1e-8,
     max_iterations: int | None = None,
+    solver: str = "auto",
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """``image`` (*spatial, C) with its ``removed_mask`` (*spatial) pixels imputed by ROAD's noisy linear imputation.
 
     Each removed pixel solves x_i = mean of its axis neighbours inside the image (4 in
-    2D, 6 in 3D; fewer at the border), kept neighbours being fixed: the linear system
-    is symmetric positive definite when at least one pixel is kept, and is solved for all
-    channels at once by conjugate gradients without forming the matrix (relative residual
-    ``tolerance``). Every pixel removed: the per-channel mean. Then Gaussian noise of
-    standard deviation ``noise`` (``seed``: an int or a numpy Generator) is added to the
-    removed pixels only. Returns float64.
+    2D, 6 in 3D; fewer at the border), kept neighbours being fixed: x_i * degree_i - sum
+    of its removed neighbours = sum of its kept neighbours, a sparse linear system that
+    is symmetric positive definite when at least one pixel is kept. ``solver``:
+
+    - ``direct``: the sparse matrix of the removed pixels, factorized once by scipy's
+      SuperLU (symmetric minimum-degree ordering) and solved for all channels at once.
+      Exact up to rounding, and fast in 2D, where the factors stay sparse (a 90 % hole
+      in a 224 x 224 image: about 0.2 s), but not in 3D, where they fill in (a 50 %
+      hole in 64^3: tens of seconds).
+    - ``cg``: conjugate gradients without forming the matrix, Jacobi-preconditioned, all
+      channels together, to the relative residual ``tolerance`` (at most
+      ``max_iterations``; None: 10 m + 100), from ``start`` (*spatial, C) where given
+      (an earlier imputation of the same image, say) or the kept pixels' per-channel mean.
+    - ``auto`` (the default): ``direct`` for 1D and 2D images, ``cg`` for 3D volumes.
+
+    Every pixel removed: the per-channel mean. Then Gaussian noise of standard deviation
+    ``noise`` (``seed``: an int or a numpy Generator) is added to the removed pixels
+    only. Returns float64.
     """
-    image = np.asarray(image, np.float64)
-    removed = np.asarray(removed_mask, bool)
-    if image.ndim < 2:
-        raise ValueError(f"image must be (*spatial, channels), got shape {image.shape}")
-    if removed.shape != image.shape[:-1]:
-        raise ValueError(f"removed_mask must have the image's spatial shape {image.shape[:-1]}, got {removed.shape}")
-    if not math.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    out = image.copy()
-    if not removed.any():
-        return out
-    spatial_axes = tuple(range(image.ndim - 1))
-    if removed.all():
-        out[...] = image.mean(axis=spatial_axes)
-    else:
-        kept = (~removed)[..., None].astype(np.float64)
-        holes = removed[..., None].astype(np.float64)
-        degree = _neighbour_sum(np.ones(image.shape[:-1] + (1,)))  # in-image neighbours of each pixel
-        rhs = _neighbour_sum(image * kept) * holes  # the kept neighbours' sum, at the removed pixels
+    image, removed = _check_impute(image, removed_mask, noise, solver)
+    out = _impute(image, removed, solver, tolerance, max_iterations, start)
+    return _add_noise(out, removed, noise, seed)
 
-        def apply(x: np.ndarray) -> np.ndarray:  # A x on the removed pixels (x is zero elsewhere)
-            return (degree * x - _neighbour_sum(x)) * holes
 
-        # start from the kept pixels' per-channel mean; conjugate gradients, Jacobi-preconditioned
-        start = (image * kept).sum(spatial_axes) / kept.sum()
-        x = np.broadcast_to(start, image.shape) * holes
-        residual = rhs - apply(x)
-        z = residual / degree
-        direction = z.copy()
-        rz = (residual * z).sum(spatial_axes)
-        scale = np.maximum(np.sqrt((rhs**2).sum(spatial_axes)), 1e-30)
-        limit = max_iterations or 10 * int(removed.sum()) + 100
-        for _ in range(limit):
-            if np.all(np.sqrt((residual**2).sum(spatial_axes)) <= tolerance * scale):
-                break
-            a_direction = apply(direction)
-            step = rz / np.maximum((direction * a_direction).sum(spatial_axes), 1e-300)
-            x = x + step * direction
-            residual = residual - step * a_direction
-            z = residual / degree
-            rz_new = (residual * z).sum(spatial_axes)
-            direction = z + (rz_new / np.maximum(rz, 1e-300)) * direction
-            rz = rz_new
-        out[removed] = x[removed]
-    if noise > 0:
+def _add_noise(out: np.ndarray, removed: np.ndarray, noise: float, seed: int | np.random.Generator) -> np.ndarray:
+    if noise > 0 and removed.any():
         rng = np.random.default_rng(seed)
         out[removed] += noise * rng.standard_normal(out[removed].shape)
     return out
@@ -387,32 +488,48 @@ def road_curves(
     noise: float = 0.01,
     seed: int = 0,
     chunk_size: int = 256,
-    orders: Iterable[str] = ROAD_ORDERS,
+    orders: Iterable[str] = ROAD_DEFAULT_ORDERS,
     scores: Scores | None = None,
+    solver: str = "auto",
 ) -> dict[str, np.ndarray]:
-    """ROAD curves (B, steps + 1) for each of ``orders``: ``morf`` (most relevant removed first), ``lerf`` (least).
+    """ROAD curves (B, steps + 1) for each of ``orders``, the target class's score at fractions t / steps.
 
-    Copy t of an image has its first k_t pixels of the order imputed by
-    :func:`road_impute` (noise from one Generator seeded with ``seed``, drawn in the
-    order image, order, step). Copies are built ``chunk_size`` at a time and scored by
-    one compiled forward pass (``scores``: a :class:`~xaipipe.autodiff.Scores` of the
-    model to reuse; the step-0 copy is the image itself). Areas: :func:`area`.
+    - ``morf``: copy t has the k_t most relevant pixels imputed (step 0 is the image);
+    - ``lerf``: copy t has the k_t least relevant pixels imputed (step 0 is the image);
+    - ``insertion`` (the ROAD version of the insertion curve): copy t keeps the k_t most
+      relevant pixels and imputes every other one, so step 0 imputes everything (the
+      per-channel mean, plus noise) and step ``steps`` is the image itself.
+
+    Imputation by :func:`road_impute` (``solver``; noise from one Generator seeded with
+    ``seed``, drawn in the order image, order, step; with the ``cg`` solver each copy
+    starts from the image's previous copy, whose holes overlap). Copies are built
+    ``chunk_size`` at a time and scored by one compiled forward pass (``scores``: a
+    :class:`~xaipipe.autodiff.Scores` of the model to reuse). Areas: :func:`area`.
     """
     _check_score(score)
     steps = check_steps(steps)
     chunk_size = _check_chunk_size(chunk_size)
+    noise = _check_noise(noise)
+    if solver not in ROAD_SOLVERS:
+        raise ValueError(f"solver must be one of {ROAD_SOLVERS}, got {solver!r}")
     orders = tuple(orders)
     if not orders or any(order not in ROAD_ORDERS for order in orders):
         raise ValueError(f"orders must be some of {ROAD_ORDERS}, got {orders!r}")
     inputs, maps, classes = check_batch(inputs, maps, classes, tuple(model.inputs[0].shape[1:]))
     scores = scores or Scores(model, score)
     rng = np.random.default_rng(seed)
-    ranks = {order: relevance_ranks(maps, descending=order == "morf") for order in orders}
+    images = inputs.astype(np.float64)
+    ranks = {order: relevance_ranks(maps, descending=order != "lerf") for order in orders}
     counts = step_counts(int(np.prod(maps.shape[1:])), steps)
     jobs = [(b, order, t) for b in range(len(inputs)) for order in orders for t in range(steps + 1)]
+    previous: dict[int, np.ndarray] = {}  # each image's last noise-free copy: the CG solver's start
 
     def copy(b: int, order: str, t: int) -> np.ndarray:
-        return road_impute(inputs[b], ranks[order][b] < counts[t], noise=noise, seed=rng)
+        first = ranks[order][b] < counts[t]
+        removed = ~first if order == "insertion" else first
+        clean = _impute(images[b], removed, solver, 1e-8, None, previous.get(b))
+        previous[b] = clean
+        return _add_noise(clean.copy(), removed, noise, rng)
 
     picked = np.empty(len(jobs))
     for first in range(0, len(jobs), chunk_size):
