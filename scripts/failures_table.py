@@ -7,4 +7,5 @@ with logged(snakemake.log[0]):
         snakemake.input.predictions,
         snakemake.input.heatmaps,
         snakemake.output[0],
+        snakemake.input.evaluation,
     )

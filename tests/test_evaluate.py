@@ -20,7 +20,7 @@ from xaipipe.model import sha256_file
 from xaipipe.writers import write_png
 
 # the evaluation file's reader and schema (moving from xaipipe.evaluate to xaipipe.h5store)
-EvaluationFile = getattr(h5store, "EvaluationFile", None) or getattr(evaluate, "EvaluationFile", None)
+EvaluationFile = h5store.EvaluationFile
 EVALUATION = "xaipipe.evaluation"
 
 SHAPES = {"2d": (8, 8), "3d": (4, 4, 4)}
@@ -567,11 +567,6 @@ def test_summary_rows_are_nan_means_of_the_values_written_per_method_and_class(t
         assert a["mean"] == pytest.approx(b["mean"], abs=5e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: summary_rows with class_names and a randomization metric wanted crashes (UnboundLocalError on "
-    "random_classes) for a method that has no randomization table, instead of giving n 0 / NaN rows",
-)
 def test_summary_per_class_without_a_randomization_table_gives_empty_rows(tmp_path):
     paths, _, _ = summary_inputs(tmp_path)
     params = {"metrics": ["deletion", "randomization"], "bootstrap_samples": 50, "bootstrap_seed": 0}
@@ -667,11 +662,6 @@ def test_cascade_cuts_by_hand():
         evaluate.cascade_cuts(0, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cascade_cuts(n, 1) for n > 1 gives [1] (np.linspace(1, n, 1) == [1]): with sanity_stages 1 "
-    "only the top layer is randomized, though the last stage must randomize every layer",
-)
 def test_a_cascade_of_one_stage_randomizes_every_layer():
     assert evaluate.cascade_cuts(4, 1) == [4]
 

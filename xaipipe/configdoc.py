@@ -88,12 +88,17 @@ def config_readme(schema: dict[str, Any]) -> str:
     return INTRO + table(schema)
 
 
+def replace_between(text: str, begin: str, end: str, body: str, where: str = README) -> str:
+    """``text`` with what lies between the lines ``begin`` and ``end`` replaced by ``body``."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ValueError(f"{where}: no {begin!r} ... {end!r} markers")
+    return text[: start + len(begin)] + "\n" + body + text[stop:]
+
+
 def readme_with_table(readme: str, schema: dict[str, Any]) -> str:
     """``readme`` with the text between the config-table markers replaced by the table."""
-    start, end = readme.find(BEGIN), readme.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{README}: no {BEGIN!r} ... {END!r} markers")
-    return readme[: start + len(BEGIN)] + "\n" + table(schema) + readme[end:]
+    return replace_between(readme, BEGIN, END, table(schema))
 
 
 def expected(root: Path = ROOT) -> dict[Path, str]:

@@ -252,14 +252,6 @@ def load_mask(path: str | os.PathLike, spatial_dims: int) -> np.ndarray:
 
 
 # --- the per-shard stage ----------------------------------------------------------------------
-#
-# An evaluation file (schema xaipipe.evaluation): ids (str, n samples), sample_index and
-# class_index (int32, m maps, as in the heatmaps file), values/<metric> (float64, m: NaN where
-# the metric is undefined or the map was left out), curves/<metric> (float64, (m, steps + 1)) for
-# the curve metrics, fractions (float64, steps + 1); attributes method, settings (JSON),
-# model_sha256; the issues (mask warnings) as in every file of the pipeline.
-
-EVALUATION = "xaipipe.evaluation"
 
 
 def evaluate_shard(
@@ -301,7 +293,15 @@ def evaluate_shard(
     localized = [name for name in wanted if name in LOCALIZATION]
     regions = _mask_regions(preprocessed_path, ids, masks, localized, map_shape, skipped, on_error, stage, record)
     modelled = [name for name in wanted if name in CURVES]
-    scorer = _Faithfulness(model_path, settings, modelled) if modelled and valid.any() else None
+    scorer = None
+    if modelled and valid.any():
+        from xaipipe.model import sha256_file
+        from xaipipe.stages import check_predictions_model
+
+        check_predictions_model(
+            h5store.read_predictions(predictions_path), predictions_path, model_path, sha256_file(model_path)
+        )
+        scorer = _Faithfulness(model_path, settings, modelled)
     rows = np.flatnonzero(valid)
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as hm:
         batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
@@ -324,22 +324,19 @@ def evaluate_shard(
                     values[name][batch] = _area(curve)
     from xaipipe.faithfulness import fractions
 
-    with h5store.create(
+    h5store.write_evaluation(
         out_path,
-        EVALUATION,
+        ids,
+        sample_index,
+        class_index,
+        fractions(steps),
+        values,
+        curves,
+        record,
         method=method,
         settings=dict(settings),
         model_sha256=model_sha256 or "",
-    ) as f:
-        h5store.write_strings(f, "ids", ids)
-        f.create_dataset("sample_index", data=sample_index.astype(np.int32))
-        f.create_dataset("class_index", data=class_index.astype(np.int32))
-        f.create_dataset("fractions", data=fractions(steps))
-        for name, value in values.items():
-            f.create_dataset(f"values/{name}", data=value)
-        for name, curve in curves.items():
-            f.create_dataset(f"curves/{name}", data=curve)
-        record.write(f)
+    )
 
 
 def _area(curve: np.ndarray) -> np.ndarray:
@@ -436,34 +433,6 @@ class _Faithfulness:
         return out
 
 
-@dataclass
-class EvaluationFile:
-    """The contents of an evaluation file (see :func:`evaluate_shard`)."""
-
-    method: str
-    ids: list[str]
-    sample_index: np.ndarray
-    class_index: np.ndarray
-    fractions: np.ndarray
-    values: dict[str, np.ndarray]
-    curves: dict[str, np.ndarray]
-    issues: list[Issue]
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> EvaluationFile:
-        with h5store.open_checked(path, EVALUATION) as f:
-            return cls(
-                method=str(f.attrs["method"]),
-                ids=h5store.read_strings(f, "ids"),
-                sample_index=f["sample_index"][()],
-                class_index=f["class_index"][()],
-                fractions=f["fractions"][()],
-                values={name: f[f"values/{name}"][()] for name in f.get("values", {})},
-                curves={name: f[f"curves/{name}"][()] for name in f.get("curves", {})},
-                issues=h5store.read_issues(f),
-            )
-
-
 # --- the randomization test ---------------------------------------------------------------
 
 
@@ -485,6 +454,8 @@ def cascade_cuts(n_layers: int, stages: int) -> list[int]:
         raise ValueError("the model has no layer with weights to randomize")
     if n_layers <= stages:
         return list(range(1, n_layers + 1))
+    if stages == 1:
+        return [n_layers]
     return sorted({int(round(c)) for c in np.linspace(1, n_layers, stages)})
 
 
@@ -683,12 +654,13 @@ def summary_rows(
         gathered: dict[str, list[np.ndarray]] = {name: [] for name in wanted if name in PER_MAP}
         classes: list[np.ndarray] = []
         for path in evaluation_paths[position * per_method : (position + 1) * per_method]:
-            found = EvaluationFile.read(path)
+            found = h5store.EvaluationFile.read(path)
             for name in gathered:
                 gathered[name].append(found.values[name])
             classes.append(found.class_index)
         values = {name: np.concatenate(v) if v else np.zeros(0) for name, v in gathered.items()}
         class_of = np.concatenate(classes) if classes else np.zeros(0, np.int32)
+        random_classes = np.zeros(0, np.int32)
         if method in randomization_paths and any(name in RANDOMIZATION for name in wanted):
             table = read_table(randomization_paths[method])
             last = max(int(r["stage"]) for r in table) if table else 0
@@ -768,7 +740,7 @@ def mean_curves(
         sums: dict[str, np.ndarray] = {}
         n: dict[str, int] = {}
         for path in evaluation_paths[position * per_method : (position + 1) * per_method]:
-            found = EvaluationFile.read(path)
+            found = h5store.EvaluationFile.read(path)
             fractions = found.fractions
             for kind, curve in found.curves.items():
                 ok = np.isfinite(curve).all(axis=1)

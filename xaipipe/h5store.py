@@ -1,4 +1,4 @@
-"""The HDF5 files of the pipeline: preprocessed inputs, predictions and heatmaps.
+"""The HDF5 files of the pipeline: preprocessed inputs, predictions, heatmaps and their evaluation.
 
 Every file carries ``schema`` and ``schema_version`` attributes and the
 xaipipe version, and is written under a temporary name and renamed when
@@ -398,12 +398,14 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 # method, method_params, target_layer, targets, model_sha256, model_path.
 
 HEATMAPS = "xaipipe.heatmaps"
+EVALUATION = "xaipipe.evaluation"  # the layout: below, with its writer
 
 # the datasets that every file of a schema holds (checked when it is opened)
 _DATASETS = {
     PREPROCESSED: ("ids", "labels", "inputs", "overlay_images"),
     PREDICTIONS: ("ids", "labels", "probabilities", "predicted"),
     HEATMAPS: ("ids", "sample_index", "class_index", "raw", "normalized"),
+    EVALUATION: ("ids", "sample_index", "class_index", "fractions"),
 }
 
 
@@ -496,3 +498,66 @@ class HeatmapsFile(_FileReader):
     def raw(self, m: int) -> np.ndarray:
         """Map ``m`` as the method computed it."""
         return self.file["raw"][m]
+
+
+# --- evaluation ------------------------------------------------------------------------
+#
+# ids (str, n samples), sample_index and class_index (int32, m maps, as in the heatmaps file of
+# the same method and shard), values/<metric> (float64, m: NaN where the metric is undefined
+# or the map was left out), curves/<metric> (float64, (m, steps + 1)) for the curve metrics,
+# fractions (float64, steps + 1); attributes method, settings (JSON), model_sha256; issues.
+
+
+def write_evaluation(
+    path: str | os.PathLike,
+    ids: Sequence[str],
+    sample_index: np.ndarray,
+    class_index: np.ndarray,
+    fractions: np.ndarray,
+    values: dict[str, np.ndarray],
+    curves: dict[str, np.ndarray],
+    record: SkipRecord | None = None,
+    **attrs: Any,
+) -> None:
+    """An evaluation file (see :mod:`xaipipe.evaluate`): each map's metric values and curves."""
+    with create(path, EVALUATION, **attrs) as f:
+        write_strings(f, "ids", ids)
+        f.create_dataset("sample_index", data=np.asarray(sample_index, np.int32))
+        f.create_dataset("class_index", data=np.asarray(class_index, np.int32))
+        f.create_dataset("fractions", data=np.asarray(fractions, np.float64))
+        for name, value in values.items():
+            f.create_dataset(f"values/{name}", data=np.asarray(value, np.float64))
+        for name, curve in curves.items():
+            f.create_dataset(f"curves/{name}", data=np.asarray(curve, np.float64))
+        (record or SkipRecord(len(ids))).write(f)
+
+
+@dataclass
+class EvaluationFile:
+    """The contents of an evaluation file."""
+
+    method: str
+    ids: list[str]
+    sample_index: np.ndarray
+    class_index: np.ndarray
+    fractions: np.ndarray
+    values: dict[str, np.ndarray]
+    curves: dict[str, np.ndarray]
+    issues: list[Issue]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> EvaluationFile:
+        with open_checked(path, EVALUATION) as f:
+            try:
+                return cls(
+                    method=str(f.attrs["method"]),
+                    ids=read_strings(f, "ids"),
+                    sample_index=f["sample_index"][()],
+                    class_index=f["class_index"][()],
+                    fractions=f["fractions"][()],
+                    values={name: f[f"values/{name}"][()] for name in f.get("values", {})},
+                    curves={name: f[f"curves/{name}"][()] for name in f.get("curves", {})},
+                    issues=read_issues(f),
+                )
+            except (OSError, KeyError) as error:
+                raise ValueError(f"{path} is damaged: {error}; {RECOVER}") from None

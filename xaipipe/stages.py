@@ -440,12 +440,14 @@ def write_failures_table(
     predictions_paths: Sequence[str | os.PathLike],
     heatmaps_paths: Sequence[str | os.PathLike],
     out_path: str | os.PathLike,
+    evaluation_paths: Sequence[str | os.PathLike] = (),
 ) -> None:
     """``failures.tsv``: every stage's issues (skipped samples, warnings), one row each, stage by stage.
 
-    Columns sample, stage (preprocess, predict, heatmaps:<method>), kind (skipped or warning)
-    and reason; the header alone when nothing was skipped or warned about.
+    Columns sample, stage (preprocess, predict, heatmaps:<method>, evaluate:<method>), kind
+    (skipped or warning) and reason; the header alone when nothing was skipped or warned about.
     """
+
     issues: list[Issue] = []
     for path in preprocessed_paths:
         with h5store.PreprocessedShard.open(path) as shard:
@@ -455,6 +457,8 @@ def write_failures_table(
     for path in heatmaps_paths:
         with h5store.HeatmapsFile.open(path) as maps:
             issues += maps.issues
+    for path in evaluation_paths:
+        issues += h5store.EvaluationFile.read(path).issues
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(FAILURES_HEADER)
         for issue in issues:

@@ -83,6 +83,10 @@ def cache_files():
         files[f"{OUT}/predictions/shard-{shard}.h5"] = h5store.PREDICTIONS
         for method in METHODS:
             files[f"{OUT}/heatmaps/{method}/shard-{shard}.h5"] = h5store.HEATMAPS
+            if EVALUATION.per_map:
+                files[f"{OUT}/evaluation/{method}/shard-{shard}.h5"] = (
+                    h5store.EVALUATION
+                )
     return files
 
 

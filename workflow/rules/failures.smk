@@ -7,6 +7,7 @@ rule failures_table:
         preprocessed=expand(f"{OUT}/preprocessed/shard-{{shard}}.h5", shard=SHARDS),
         predictions=expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS),
         heatmaps=heatmaps_by_method(),
+        evaluation=evaluation_by_method() if EVALUATION.per_map else [],
     output:
         FAILURES,
     log:
