@@ -341,47 +341,65 @@ def _removed_matrix(removed: np.ndarray, degree: np.ndarray) -> Any:
     return scipy.sparse.csc_matrix((values, (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
 
 
+#: The side of the cubes (squares) of removed pixels that form the coarse level of the ``cg`` solver.
+COARSE_BLOCK = 4
+
+
+def _preconditioner(matrix: Any, removed: np.ndarray, kept_neighbours: np.ndarray) -> Any:
+    """r -> M r for conjugate gradients on ``matrix``: Jacobi, plus a coarse level where the holes are wide.
+
+    The coarse level (additive, so M stays symmetric positive definite) has one unknown per
+    :data:`COARSE_BLOCK`-cube of removed pixels, constant over it, and the Galerkin matrix
+    P^T A P solved exactly: it removes the smooth error that Jacobi alone needs about
+    one iteration per pixel of the hole's width to remove. Where most removed pixels
+    touch a kept one (scattered holes) Jacobi converges in a few iterations and the
+    coarse level would cost more than it saves.
+    """
+    import scipy.sparse
+    import scipy.sparse.linalg
+
+    diagonal = matrix.diagonal()[:, None]
+    if kept_neighbours[removed].mean() > 0.5:
+        return lambda r: r / diagonal
+    coords = np.nonzero(removed)
+    key = np.zeros(len(coords[0]), np.int64)
+    for extent, position in zip(removed.shape, coords):
+        key = key * (extent // COARSE_BLOCK + 1) + position // COARSE_BLOCK
+    aggregate = np.unique(key, return_inverse=True)[1].ravel()
+    m = matrix.shape[0]
+    p = scipy.sparse.csr_matrix((np.ones(m), (np.arange(m), aggregate)), shape=(m, int(aggregate.max()) + 1))
+    coarse = scipy.sparse.linalg.splu(
+        (p.T @ (matrix @ p)).tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+    )
+    return lambda r: r / diagonal + p @ coarse.solve(np.asarray(p.T @ r))
+
+
 def _conjugate_gradients(
-    holes: np.ndarray,
-    degree: np.ndarray,
-    rhs: np.ndarray,
-    start: np.ndarray,
-    tolerance: float,
-    limit: int,
+    matrix: Any, rhs: np.ndarray, start: np.ndarray, precondition: Any, tolerance: float, limit: int
 ) -> np.ndarray:
-    """Solve A x = rhs on the removed pixels (``holes`` 1, else 0) without forming A: Jacobi-preconditioned CG."""
-    spatial_axes = tuple(range(rhs.ndim - 1))
-
-    def apply(x: np.ndarray) -> np.ndarray:  # A x on the removed pixels (x is zero elsewhere)
-        return (degree * x - _neighbour_sum(x)) * holes
-
-    x = start * holes
-    residual = rhs - apply(x)
-    z = residual / degree
+    """Solve matrix x = rhs (m, C) by preconditioned conjugate gradients, every column together."""
+    x = start.copy()
+    residual = rhs - matrix @ x
+    z = precondition(residual)
     direction = z.copy()
-    rz = (residual * z).sum(spatial_axes)
-    scale = np.maximum(np.sqrt((rhs**2).sum(spatial_axes)), 1e-30)
+    rz = (residual * z).sum(0)
+    scale = np.maximum(np.sqrt((rhs**2).sum(0)), 1e-30)
     for _ in range(limit):
-        if np.all(np.sqrt((residual**2).sum(spatial_axes)) <= tolerance * scale):
+        if np.all(np.sqrt((residual**2).sum(0)) <= tolerance * scale):
             break
-        a_direction = apply(direction)
-        step = rz / np.maximum((direction * a_direction).sum(spatial_axes), 1e-300)
-        x = x + step * direction
-        residual = residual - step * a_direction
-        z = residual / degree
-        rz_new = (residual * z).sum(spatial_axes)
+        a_direction = matrix @ direction
+        step = rz / np.maximum((direction * a_direction).sum(0), 1e-300)
+        x += step * direction
+        residual -= step * a_direction
+        z = precondition(residual)
+        rz_new = (residual * z).sum(0)
         direction = z + (rz_new / np.maximum(rz, 1e-300)) * direction
         rz = rz_new
     return x
 
 
 def _impute(
-    image: np.ndarray,
-    removed: np.ndarray,
-    solver: str,
-    tolerance: float,
-    max_iterations: int | None,
-    start: np.ndarray | None,
+    image: np.ndarray, removed: np.ndarray, solver: str, tolerance: float, max_iterations: int | None
 ) -> np.ndarray:
     """The noise-free imputation (float64) of checked ``image`` and boolean ``removed``."""
     out = image.copy()
@@ -392,26 +410,25 @@ def _impute(
         out[...] = image.mean(axis=spatial_axes)
         return out
     kept = (~removed)[..., None].astype(np.float64)
-    degree = _neighbour_sum(np.ones(image.shape[:-1] + (1,)))  # in-image neighbours of each pixel
-    rhs = _neighbour_sum(image * kept)  # the kept neighbours' sum (used at the removed pixels)
+    degree = _neighbour_sum(np.ones(image.shape[:-1] + (1,)))[..., 0]  # in-image neighbours of each pixel
+    rhs = _neighbour_sum(image * kept)[removed]  # the kept neighbours' sum at each removed pixel, (m, C)
+    matrix = _removed_matrix(removed, degree)
     if solver == "auto":
         solver = "direct" if removed.ndim <= 2 else "cg"
     if solver == "direct":
         import scipy.sparse.linalg
 
-        matrix = _removed_matrix(removed, degree[..., 0])
         # symmetric positive definite: a symmetric fill-reducing ordering and no pivoting (SuperLU)
         factors = scipy.sparse.linalg.splu(
             matrix, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
         )
-        out[removed] = factors.solve(rhs[removed])  # all channels at once: C right-hand sides
+        out[removed] = factors.solve(rhs)  # all channels at once: C right-hand sides
         return out
-    holes = removed[..., None].astype(np.float64)
-    if start is None:  # the kept pixels' per-channel mean
-        start = np.broadcast_to((image * kept).sum(spatial_axes) / kept.sum(), image.shape)
-    limit = max_iterations or 10 * int(removed.sum()) + 100
-    x = _conjugate_gradients(holes, degree, rhs * holes, np.asarray(start, np.float64), tolerance, limit)
-    out[removed] = x[removed]
+    matrix = matrix.tocsr()
+    precondition = _preconditioner(matrix, removed, _neighbour_sum(kept)[..., 0] > 0)
+    start = np.broadcast_to((image * kept).sum(spatial_axes) / kept.sum(), rhs.shape)  # the kept pixels' mean
+    limit = max_iterations or 10 * len(rhs) + 100
+    out[removed] = _conjugate_gradients(matrix, rhs, start, precondition, tolerance, limit)
     return out
 
 
@@ -442,7 +459,6 @@ def road_impute(
     tolerance: float = 1e-8,
     max_iterations: int | None = None,
     solver: str = "auto",
-    start: np.ndarray | None = None,
 ) -> np.ndarray:
     """``image`` (*spatial, C) with its ``removed_mask`` (*spatial) pixels imputed by ROAD's noisy linear imputation.
 
@@ -456,10 +472,11 @@ def road_impute(
       Exact up to rounding, and fast in 2D, where the factors stay sparse (a 90 % hole
       in a 224 x 224 image: about 0.2 s), but not in 3D, where they fill in (a 50 %
       hole in 64^3: tens of seconds).
-    - ``cg``: conjugate gradients without forming the matrix, Jacobi-preconditioned, all
-      channels together, to the relative residual ``tolerance`` (at most
-      ``max_iterations``; None: 10 m + 100), from ``start`` (*spatial, C) where given
-      (an earlier imputation of the same image, say) or the kept pixels' per-channel mean.
+    - ``cg``: conjugate gradients on that matrix, all channels together, to the relative
+      residual ``tolerance`` (at most ``max_iterations``; None: 10 m + 100), from the
+      kept pixels' per-channel mean; preconditioned by Jacobi plus, where the holes are
+      wide, a coarse level of 4-pixel cubes (:func:`_preconditioner`), which takes a
+      50 % hole of a smooth map in 64^3 from about 0.5 s (Jacobi alone) to about 0.15 s.
     - ``auto`` (the default): ``direct`` for 1D and 2D images, ``cg`` for 3D volumes.
 
     Every pixel removed: the per-channel mean. Then Gaussian noise of standard deviation
@@ -467,7 +484,7 @@ def road_impute(
     only. Returns float64.
     """
     image, removed = _check_impute(image, removed_mask, noise, solver)
-    out = _impute(image, removed, solver, tolerance, max_iterations, start)
+    out = _impute(image, removed, solver, tolerance, max_iterations)
     return _add_noise(out, removed, noise, seed)
 
 
@@ -501,8 +518,7 @@ def road_curves(
       per-channel mean, plus noise) and step ``steps`` is the image itself.
 
     Imputation by :func:`road_impute` (``solver``; noise from one Generator seeded with
-    ``seed``, drawn in the order image, order, step; with the ``cg`` solver each copy
-    starts from the image's previous copy, whose holes overlap). Copies are built
+    ``seed``, drawn in the order image, order, step). Copies are built
     ``chunk_size`` at a time and scored by one compiled forward pass (``scores``: a
     :class:`~xaipipe.autodiff.Scores` of the model to reuse). Areas: :func:`area`.
     """
@@ -522,14 +538,11 @@ def road_curves(
     ranks = {order: relevance_ranks(maps, descending=order != "lerf") for order in orders}
     counts = step_counts(int(np.prod(maps.shape[1:])), steps)
     jobs = [(b, order, t) for b in range(len(inputs)) for order in orders for t in range(steps + 1)]
-    previous: dict[int, np.ndarray] = {}  # each image's last noise-free copy: the CG solver's start
 
     def copy(b: int, order: str, t: int) -> np.ndarray:
         first = ranks[order][b] < counts[t]
         removed = ~first if order == "insertion" else first
-        clean = _impute(images[b], removed, solver, 1e-8, None, previous.get(b))
-        previous[b] = clean
-        return _add_noise(clean.copy(), removed, noise, rng)
+        return _add_noise(_impute(images[b], removed, solver, 1e-8, None), removed, noise, rng)
 
     picked = np.empty(len(jobs))
     for first in range(0, len(jobs), chunk_size):
