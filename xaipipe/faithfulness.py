@@ -194,7 +194,14 @@ def gaussian_blur(image: np.ndarray, sigmas: Sequence[float] | None = None) -> n
     for axis, (extent, sigma) in enumerate(zip(spatial, sigmas)):
         if sigma <= 0:
             continue
-        out = np.moveaxis(np.tensordot(_blur_matrix(extent, sigma), out, axes=([1], [axis])), 0, axis)
+        matrix = _blur_matrix(extent, sigma)
+        # (before, extent, after) in place of moving the axis: batched matrix products on contiguous blocks
+        before, after = math.prod(image.shape[:axis]), math.prod(image.shape[axis + 1 :])
+        blocks = np.ascontiguousarray(out).reshape(before, extent, after)
+        if after == 1:  # the last axis of one channel: one (before, extent) @ matrix.T product
+            out = (blocks[..., 0] @ matrix.T).reshape(image.shape)
+        else:
+            out = np.matmul(matrix, blocks).reshape(image.shape)
     return out
 
 
@@ -243,19 +250,19 @@ class DeletionInsertion:
         return fractions(self.steps)
 
     def _perturb(self, packed: Any, images: Any, codes: Any) -> Any:
-        """Copies of ``packed[images]`` = [image, replacement, removal step]: code (step t, 1 for insertion)."""
+        """Copies of ``packed`` (B, 3, *spatial, C) = [image, replacement, removal step] per image: code (step t,
+        1 for insertion). Each part is picked on the B images, then gathered per copy: no strided slices of copies."""
         from keras import ops
 
-        c = self.channels
-        rows = ops.take(packed, images, axis=0)
-        image, replacement, removed_at = rows[..., :c], rows[..., c : 2 * c], rows[..., 2 * c :]
+        image = ops.take(packed[:, 0], images, axis=0)
+        replacement = ops.take(packed[:, 1], images, axis=0)
+        removed_at = ops.take(packed[:, 2], images, axis=0)
         shape = [-1] + [1] * (len(self.input_shape))
         step = ops.reshape(ops.cast(codes[:, 0], "float32"), shape)
-        inserting = ops.reshape(ops.cast(codes[:, 1], "float32"), shape)
-        removed = ops.cast(removed_at <= step, "float32")  # pixels among the first k_t of the ranking
-        deleted = image * (1.0 - removed) + replacement * removed
-        inserted = replacement * (1.0 - removed) + image * removed
-        return deleted * (1.0 - inserting) + inserted * inserting
+        inserting = ops.reshape(codes[:, 1] > 0, shape)
+        chosen = removed_at <= step  # pixels among the first k_t of the ranking
+        # deletion shows the replacement where chosen, insertion where not: one select, not two blends
+        return ops.where(ops.logical_xor(chosen, inserting), replacement, image)
 
     def curves(
         self, inputs: np.ndarray, maps: np.ndarray, classes: np.ndarray, kinds: Iterable[str] = CURVES
@@ -270,8 +277,9 @@ class DeletionInsertion:
             raise ValueError(f"kinds must be some of {CURVES}, got {kinds!r}")
         inputs, maps, classes = check_batch(inputs, maps, classes, self.input_shape)
         removed_at = removal_steps(relevance_ranks(maps), self.steps)
-        packed = np.concatenate(
-            [inputs, replacement_images(inputs, self.replacement), removed_at[..., None]], axis=-1
+        packed = np.stack(
+            [inputs, replacement_images(inputs, self.replacement), np.broadcast_to(removed_at[..., None], inputs.shape)],
+            axis=1,
         ).astype(np.float32)  # steps <= 2**24 are exact in float32
         batch, points = len(inputs), self.steps + 1
         images = np.repeat(np.arange(batch, dtype=np.int32), points * len(kinds))
