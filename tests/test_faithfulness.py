@@ -116,6 +116,29 @@ def test_blur_replacement_against_numpy_copies(spatial):
             assert out["insertion"][b, t] == pytest.approx(float((inserted * w).sum()), abs=1e-3)
 
 
+def test_removal_steps_with_ties_follow_the_position():
+    # maps full of ties (rounded noise, zeros): the step of each pixel from a stable sort done here
+    rng = np.random.default_rng(10)
+    for trial in range(60):
+        shape = tuple(int(n) for n in rng.integers(1, 7, size=rng.integers(1, 4)))
+        maps = [rng.normal(size=(2, *shape)), np.round(rng.normal(size=(2, *shape))), rng.random((2, *shape)) > 0.7]
+        maps = maps[trial % 3].astype(np.float64)
+        steps = int(rng.integers(1, 25))
+        n = int(np.prod(shape))
+        expected = np.zeros((2, n), np.int64)
+        for b in range(2):
+            order = np.argsort(-maps[b].ravel(), kind="stable")
+            for t in range(steps, 0, -1):  # the first step whose k_t covers the pixel's rank
+                expected[b, order[: (t * n) // steps]] = t
+        np.testing.assert_array_equal(faithfulness.map_removal_steps(maps, steps).reshape(2, n), expected)
+    # and a tied map through the model: [[1, 1], [0, 1]] removes (0,0), (0,1), (1,1), then (1,0)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)[..., None]
+    out = DeletionInsertion(linear_model(w), score="logits", steps=4, replacement=0.0)(
+        np.ones((1, 2, 2, 1), np.float32), np.array([[[1.0, 1.0], [0.0, 1.0]]]), [0]
+    )
+    np.testing.assert_allclose(out["deletion"][0], [10, 9, 7, 3, 0], atol=1e-5)
+
+
 def test_blur_matches_scipy_and_keeps_constants():
     ndimage = pytest.importorskip("scipy.ndimage")
     rng = np.random.default_rng(3)

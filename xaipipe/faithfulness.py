@@ -149,6 +149,31 @@ def removal_steps(ranks: np.ndarray, steps: int) -> np.ndarray:
     return np.searchsorted(step_counts(n_pixels, steps), ranks, side="right").astype(np.int64)
 
 
+def map_removal_steps(maps: np.ndarray, steps: int) -> np.ndarray:
+    """``removal_steps(relevance_ranks(maps), steps)`` without sorting every pixel: a partition at the k_t.
+
+    Step t removes the k_t first pixels of the ranking, the pixels whose value exceeds
+    v_t (the k_t-th largest) and, of those equal to v_t, the first by position. A pixel
+    whose value is none of the v_t is removed at the first t with v_t below it; for the
+    pixels equal to some v_t the rank is counted exactly (the larger values, then the
+    position among the equal ones).
+    """
+    maps = np.asarray(maps, np.float64)
+    flat = maps.reshape(len(maps), -1)
+    n = flat.shape[1]
+    counts = step_counts(n, steps)
+    used = np.flatnonzero(counts > 0)  # the steps that remove anything (k_t >= 1): a suffix of 0..steps
+    out = np.empty(flat.shape, np.int64)
+    for b, values in enumerate(-flat):  # ascending keys: rank 0 is the smallest key
+        thresholds = np.partition(values, counts[used] - 1)[counts[used] - 1]  # v_t, nondecreasing
+        out[b] = used[np.minimum(np.searchsorted(thresholds, values, side="right"), len(used) - 1)]
+        for value in np.unique(thresholds):
+            tied = np.flatnonzero(values == value)  # in C order: the tie-break
+            ranks = np.count_nonzero(values < value) + np.arange(len(tied))
+            out[b, tied] = np.searchsorted(counts, ranks, side="right")
+    return out.reshape(maps.shape)
+
+
 def area(curves: np.ndarray) -> np.ndarray:
     """Area (...,) under curves (..., steps + 1) sampled at t / steps: the trapezoid rule over [0, 1]."""
     curves = np.asarray(curves, np.float64)
@@ -276,7 +301,7 @@ class DeletionInsertion:
         if unknown or not kinds:
             raise ValueError(f"kinds must be some of {CURVES}, got {kinds!r}")
         inputs, maps, classes = check_batch(inputs, maps, classes, self.input_shape)
-        removed_at = removal_steps(relevance_ranks(maps), self.steps)
+        removed_at = map_removal_steps(maps, self.steps)
         packed = np.stack(
             [inputs, replacement_images(inputs, self.replacement), np.broadcast_to(removed_at[..., None], inputs.shape)],
             axis=1,
