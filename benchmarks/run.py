@@ -1,12 +1,20 @@
 """Per-image cost of every xaipipe method next to the hardware limit and the peers, in one process.
 
     python -m benchmarks.run [--models resnet50,demo,cnn3d] [--repeats 3] [--csv benchmarks/results.csv]
+    python -m benchmarks.run --models demo --methods deletion+insertion,road --no-peers  # the faithfulness rows only
 
 For each model, on the same inputs and batch size: the limit (a compiled forward
 pass, and a forward plus full backward pass, per image), every xaipipe method for
 one target class and for all classes, and the peers where installed (AUCMEDI 0.11,
 called per image as its decoder does; Xplique 2.x, batched). Times are medians of
 ``--repeats`` runs after a warm-up; the ratios are what counts on a noisy machine.
+
+Two rows measure the faithfulness metrics (xaipipe.faithfulness) rather than a map:
+``deletion+insertion`` (both curves, ``steps`` = 20, on the case's batch) against the
+forward passes over its B * 2 * (steps + 1) copies in chunks of the same size, and
+``road`` (ROAD MoRF and LeRF, the demo case only, on ``slow_images`` images) against the
+same count of forward passes; ROAD builds its copies by a linear solve each on the CPU,
+so its ratio is above 1. Their maps are smooth (blurred noise), as heatmaps are.
 """
 
 from __future__ import annotations
@@ -78,6 +86,11 @@ CASES = {
                           "limecon": {"num_samples": 200}}),  # fmt: skip
 }
 SLOW = ("integratedgradients", "occlusion", "limepro", "limecon")
+#: Rows that time a faithfulness metric of maps, not a method: see :func:`faithfulness_row`.
+FAITHFULNESS = ("deletion+insertion", "road")
+FAITHFULNESS_STEPS = 20
+FAITHFULNESS_CHUNK = 256  # DeletionInsertion's and road_curves' default chunk_size
+ROAD_CASES = ("demo",)  # ROAD's imputation is CPU work per copy: timed on the small case only
 AUCMEDI_KEYS = {
     "gradcam": "gradcam", "gradcam++": "gradcam++", "guidedgradcam": "GuidedGradCAM", "saliency": "saliency",
     "guidedbackprop": "guidedbackprop", "integratedgradients": "IntegratedGradients",
@@ -114,6 +127,7 @@ class Limits:
         import keras
 
         self.n = len(x)
+        self.input_shape = tuple(x.shape[1:])
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -129,6 +143,7 @@ class Limits:
             tensor = tf.constant(x)
             self.forward = lambda: forward(tensor).numpy()
             self.forward_backward = lambda: forward_backward(tensor).numpy()
+            self._forward_over = lambda chunks: [forward(chunk).numpy() for chunk in [tf.constant(c) for c in chunks]]
         else:
             from xaipipe.autodiff import ScoreGradients, Scores
 
@@ -137,6 +152,16 @@ class Limits:
             first_class = np.zeros((len(x), 1), np.int32)
             self.forward = lambda: forward(x, len(x))
             self.forward_backward = lambda: gradients(x, first_class)
+            self._forward_over = lambda chunks: [forward(chunk, len(chunk)) for chunk in chunks]
+
+    def forward_over(self, n: int, batch_size: int, seed: int = 1) -> Callable[[], None]:
+        """The same compiled forward pass over ``n`` random inputs, ``batch_size`` per call: the limit of n copies."""
+        shape = self.input_shape
+        rng = np.random.default_rng(seed)
+        chunks = [
+            rng.normal(size=(min(batch_size, n - first), *shape)).astype(np.float32) for first in range(0, n, batch_size)
+        ]
+        return lambda: self._forward_over(chunks)
 
 
 def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None], float]:
@@ -150,6 +175,40 @@ def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None]
     if method == "occlusion":
         return limits.forward, float(len(explainer.patches) + 1)
     return limits.forward, float(explainer.num_samples)  # LIME
+
+
+def smooth_maps(x: np.ndarray, seed: int = 2) -> np.ndarray:
+    """Heatmap-like maps (B, *spatial) for x (B, *spatial, C): noise blurred by a tenth of each axis."""
+    from xaipipe.faithfulness import gaussian_blur
+
+    noise = np.random.default_rng(seed).normal(size=(*x.shape[:-1], 1))
+    return np.stack([gaussian_blur(m, [n / 10 for n in m.shape[:-1]])[..., 0] for m in noise])
+
+
+def faithfulness_row(case: Case, method: str, model, x: np.ndarray, limits: Limits, repeats: int) -> dict | None:
+    """A faithfulness metric's time per image next to the forward passes over its copies (None: not on this case)."""
+    from xaipipe.autodiff import Scores
+    from xaipipe.faithfulness import DeletionInsertion, road_curves
+
+    steps, chunk = FAITHFULNESS_STEPS, FAITHFULNESS_CHUNK
+    if method == "road" and case.name not in ROAD_CASES:
+        print(f"  {method:<20} skipped: timed on {', '.join(ROAD_CASES)} only", flush=True)
+        return None
+    images = x if method == "deletion+insertion" else x[: case.slow_images]
+    maps, classes = smooth_maps(images), np.zeros(len(images), np.int32)
+    copies = len(images) * 2 * (steps + 1)  # two curves of steps + 1 copies each
+    if method == "deletion+insertion":
+        metric = DeletionInsertion(model, steps=steps, chunk_size=chunk)
+        run, reps = (lambda: metric(images, maps, classes)), repeats
+    else:
+        scores = Scores(model, "probabilities")  # built once, as the evaluation stage reuses it
+        run, reps = (lambda: road_curves(model, images, maps, classes, steps=steps, chunk_size=chunk, scores=scores)), 1
+    t_limit, t_metric = interleaved_medians([limits.forward_over(copies, chunk), run], reps)
+    return {
+        "model": case.name, "method": method, "images": len(images), "batch": len(images),
+        "xaipipe_ms": t_metric / len(images) * 1e3, "xaipipe_all_classes_ms": "", "limit_ms": t_limit / len(images) * 1e3,
+        "xaipipe_over_limit": t_metric / t_limit, "all_over_one": "",
+    }  # fmt: skip
 
 
 def aucmedi_call(model, method: str, x: np.ndarray, classes: np.ndarray) -> Callable[[], None] | str:
@@ -220,6 +279,13 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
     print(f"\n{case.name}: batch {case.batch}, forward {forward * 1e3:.2f} ms/img, "
           f"forward+backward {forward_backward * 1e3:.2f} ms/img", flush=True)  # fmt: skip
     for method in methods_to_run:
+        if method in FAITHFULNESS:
+            row = faithfulness_row(case, method, model, x, limits, repeats)
+            if row is not None:
+                row.update({"forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3})
+                print(format_row(row), flush=True)
+                yield row
+            continue
         params = {**BENCH_PARAMS.get(method, {}), **case.params.get(method, {})}
         explainer = methods.create(method, model, **params)
         images = x[: case.slow_images] if method in SLOW else x
@@ -266,9 +332,10 @@ def format_row(row: dict) -> str:
         for peer in ("aucmedi", "xplique")
         if f"{peer}_ms" in row
     )
+    all_over_one = f"{row['all_over_one']:5.2f}" if isinstance(row["all_over_one"], float) else "    -"
     return (
         f"  {row['method']:<20} {cell(row['xaipipe_ms'])} ms/img  limit {cell(row['limit_ms'])} ms"
-        f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {row['all_over_one']:5.2f}{peers}"
+        f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {all_over_one}{peers}"
     )
 
 
@@ -314,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet50,demo,cnn3d", help="comma-separated: " + ",".join(CASES))
     parser.add_argument("--methods", default="gradcam,gradcam++,guidedgradcam,saliency,guidedbackprop,"
-                        "integratedgradients,occlusion,limepro,limecon")  # fmt: skip
+                        "integratedgradients,occlusion,limepro,limecon,deletion+insertion,road",
+                        help="comma-separated methods, and the faithfulness rows deletion+insertion and road")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="images per batch for every model (default: per model)")
     parser.add_argument("--no-peers", action="store_true", help="skip AUCMEDI and Xplique")
