@@ -158,9 +158,8 @@ class Limits:
         """The same compiled forward pass over ``n`` random inputs, ``batch_size`` per call: the limit of n copies."""
         shape = self.input_shape
         rng = np.random.default_rng(seed)
-        chunks = [
-            rng.normal(size=(min(batch_size, n - first), *shape)).astype(np.float32) for first in range(0, n, batch_size)
-        ]
+        sizes = [min(batch_size, n - first) for first in range(0, n, batch_size)]
+        chunks = [rng.normal(size=(size, *shape)).astype(np.float32) for size in sizes]
         return lambda: self._forward_over(chunks)
 
 
@@ -206,7 +205,8 @@ def faithfulness_row(case: Case, method: str, model, x: np.ndarray, limits: Limi
     t_limit, t_metric = interleaved_medians([limits.forward_over(copies, chunk), run], reps)
     return {
         "model": case.name, "method": method, "images": len(images), "batch": len(images),
-        "xaipipe_ms": t_metric / len(images) * 1e3, "xaipipe_all_classes_ms": "", "limit_ms": t_limit / len(images) * 1e3,
+        "xaipipe_ms": t_metric / len(images) * 1e3, "xaipipe_all_classes_ms": "",
+        "limit_ms": t_limit / len(images) * 1e3,
         "xaipipe_over_limit": t_metric / t_limit, "all_over_one": "",
     }  # fmt: skip
 
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="resnet50,demo,cnn3d", help="comma-separated: " + ",".join(CASES))
     parser.add_argument("--methods", default="gradcam,gradcam++,guidedgradcam,saliency,guidedbackprop,"
                         "integratedgradients,occlusion,limepro,limecon,deletion+insertion,road",
-                        help="comma-separated methods, and the faithfulness rows deletion+insertion and road")  # fmt: skip
+                        help="comma-separated methods and faithfulness rows (deletion+insertion, road)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="images per batch for every model (default: per model)")
     parser.add_argument("--no-peers", action="store_true", help="skip AUCMEDI and Xplique")

@@ -302,9 +302,9 @@ class DeletionInsertion:
             raise ValueError(f"kinds must be some of {CURVES}, got {kinds!r}")
         inputs, maps, classes = check_batch(inputs, maps, classes, self.input_shape)
         removed_at = map_removal_steps(maps, self.steps)
+        replacement = replacement_images(inputs, self.replacement)
         packed = np.stack(
-            [inputs, replacement_images(inputs, self.replacement), np.broadcast_to(removed_at[..., None], inputs.shape)],
-            axis=1,
+            [inputs, replacement, np.broadcast_to(removed_at[..., None], inputs.shape)], axis=1
         ).astype(np.float32)  # steps <= 2**24 are exact in float32
         batch, points = len(inputs), self.steps + 1
         images = np.repeat(np.arange(batch, dtype=np.int32), points * len(kinds))
