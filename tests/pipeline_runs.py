@@ -23,23 +23,8 @@ CONFIG = {
     "batch_size": 5,
     "evaluation": {"sanity_samples": 8, "sanity_stages": 2},
 }
-# every method, each under a different one of its keys, on the same demo images and model
-ALL_METHODS = [
-    "GradCAM",
-    "gc++",
-    "ggc",
-    "SaliencyMap",
-    "gb",
-    {"name": "ig", "baseline": -1.0},
-    {"name": "os", "patch_size": 8, "stride": 4},
-    {"name": "lp", "num_samples": 500},
-    {"name": "LimeCon", "num_samples": 500},
-]
-# the demo of a run with CONFIG, copied to all_methods/demo (use_demo_of): the demo writes only under its output
-ALL_METHODS_CONFIG = {
-    **{k: v for k, v in CONFIG.items() if k not in ("data", "model")},
-    "methods": ALL_METHODS, "shard_size": 16, "batch_size": 16, "output": "all_methods",
-}  # fmt: skip
+# the repository's own config: the README's first command runs it
+SHIPPED = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
 def use_demo_of(workdir: Path, output: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline_runs import snakemake, snakemake_ok
 from xaipipe import h5store
+from xaipipe.evaluate import read_summary
 from xaipipe.readers import load_volume
 from xaipipe.writers import write_nifti
 
@@ -57,13 +58,22 @@ def test_nifti_volumes_with_a_3d_cnn(tmp_path):
         hu = rng.normal(-800, 30, (20, 20, 24))
         hu[blob(hu.shape, centre, 3)] = 400  # a bright nodule
         write_nifti(tmp_path / "ct" / f"case_{k}.nii.gz", hu.astype(np.int16), (2.5, 0.8, 0.7))
+        nodule = blob(hu.shape, centre, 3).astype(np.uint8)  # its ground truth, as a segmentation tool writes it
+        write_nifti(tmp_path / "labels" / f"case_{k}.nii.gz", nodule, (2.5, 0.8, 0.7))
     intensity_model((16, 16, 16, 1), tmp_path / "model.keras")
     config = base_config(
         tmp_path,
-        data={"images": str(tmp_path / "ct")},
+        data={"images": str(tmp_path / "ct"), "masks": str(tmp_path / "labels")},
         preprocessing={"size": [16, 16, 16], "channels": 1, "standardize": "z-score"},  # interpolation auto: linear
+        evaluation={"sanity_samples": 2, "sanity_stages": 2},
     )
     snakemake_ok(tmp_path, config)
+    # Grad-CAM of class 0 is the standardized volume: its peak is in the nodule, whose voxels outrank the rest
+    summary = {(r["method"], r["metric"]): r for r in read_summary(tmp_path / "results/evaluation/summary.tsv")}
+    assert summary[("gradcam", "pointing_game")]["mean"] == 1.0 and summary[("gradcam", "pointing_game")]["n"] == 4
+    assert summary[("gradcam", "roc_auc")]["mean"] > 0.95
+    assert summary[("gradcam", "deletion")]["n"] == 4 and summary[("gradcam", "randomization")]["n"] == 2
+    assert (tmp_path / "results/failures.tsv").read_text().count("\n") == 1  # same shape as the images: no warning
     for k, centre in enumerate(centres):
         out = load_volume(tmp_path / "results/overlays/gradcam" / f"case_{k}.nii.gz")
         assert out.array.shape == (20, 20, 24)  # back at the volume's own size
@@ -115,6 +125,63 @@ def test_csv_labelled_16bit_pngs(tmp_path):
     y, x = np.unravel_index(heat.argmax(), heat.shape)
     sy, sx = squares["p0"]
     assert sy - 2 <= y + 2 < sy + 10 and sx - 2 <= x + 2 < sx + 10  # crop offset (64 - 60) / 2 = 2
+
+
+def test_masks_of_a_user_study_and_their_faults(tmp_path):
+    """data.masks mirrors the ids: a mask at the image's size, one at twice the size (resized, with a
+    warning), an empty file (an error naming it, or with on_error skip a warning, the sample left
+    out of localization) and a sample without a mask (left out, no complaint)."""
+    rng = np.random.default_rng(2)
+    (tmp_path / "png").mkdir()
+    (tmp_path / "masks").mkdir()
+    for k in range(4):
+        image = rng.normal(60, 5, (32, 32))
+        image[4 + 5 * k : 12 + 5 * k, 6:14] = 250  # a bright square, the model's evidence for class 0
+        cv2.imwrite(str(tmp_path / "png" / f"s{k}.png"), image.clip(0, 255).astype(np.uint8))
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4 + 5 * k : 12 + 5 * k, 6:14] = 255
+        if k == 0:
+            cv2.imwrite(str(tmp_path / "masks" / "s0.png"), mask)
+        if k == 1:
+            cv2.imwrite(str(tmp_path / "masks" / "s1.png"), cv2.resize(mask, (64, 64), interpolation=cv2.INTER_NEAREST))
+    (tmp_path / "masks" / "s2.png").write_bytes(b"")
+    intensity_model((32, 32, 1), tmp_path / "model.keras")
+    config = base_config(
+        tmp_path,
+        data={"images": str(tmp_path / "png"), "masks": str(tmp_path / "masks")},
+        methods=["gradcam"],
+        preprocessing={"size": [32, 32], "channels": 1, "standardize": "minmax"},
+        evaluation={"metrics": ["pointing_game", "relevance_mass", "sparseness"]},
+    )
+    failed = snakemake(tmp_path, config)
+    assert failed.returncode != 0
+    assert "sample 's2.png'" in failed.stderr and "masks/s2.png: the file is empty" in failed.stderr
+    snakemake_ok(tmp_path, {**config, "on_error": "skip"})
+    rows = [line.split("\t") for line in (tmp_path / "results/failures.tsv").read_text().splitlines()[1:]]
+    assert sorted((r[0], r[1], r[2]) for r in rows) == [
+        ("s1.png", "evaluate:gradcam", "warning"), ("s2.png", "evaluate:gradcam", "warning")
+    ]  # fmt: skip
+    assert "shape (64, 64) differs from the image's (32, 32)" in " ".join(r[3] for r in rows)
+    summary = {r["metric"]: r for r in read_summary(tmp_path / "results/evaluation/summary.tsv")}
+    assert summary["pointing_game"]["n"] == 2 and summary["pointing_game"]["mean"] == 1.0  # s0 and the resized s1
+    assert summary["sparseness"]["n"] == 4  # needs no mask
+    assert summary["relevance_mass"]["mean"] > 0.2  # 64 of 1024 pixels (6%) hold far more than 6% of the map
+
+
+def test_localization_without_masks_stops_before_any_job(tmp_path):
+    intensity_model((32, 32, 1), tmp_path / "model.keras")
+    (tmp_path / "png").mkdir()
+    cv2.imwrite(str(tmp_path / "png" / "a.png"), np.zeros((32, 32), np.uint8))
+    config = base_config(tmp_path, data={"images": str(tmp_path / "png")}, preprocessing={"size": [32, 32], "channels": 1})
+    result = snakemake(tmp_path, {**config, "evaluation": {"metrics": ["deletion", "roc_auc"]}})
+    assert result.returncode != 0 and "evaluation.metrics: roc_auc need ground-truth masks" in result.stderr
+    result = snakemake(tmp_path, {**config, "evaluation": {"metrics": ["delet"]}})
+    assert result.returncode != 0 and "config key evaluation.metrics" in result.stderr and "'delet'" in result.stderr
+    result = snakemake(tmp_path, {**config, "evaluation": {"step": 5}})
+    assert result.returncode != 0 and "'step' was unexpected" in result.stderr
+    result = snakemake(tmp_path, {**config, "data": {**config["data"], "masks": str(tmp_path / "none")}})
+    assert result.returncode != 0 and "config key data.masks" in result.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_bad_inputs_stop_before_the_model_runs(tmp_path):

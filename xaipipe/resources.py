@@ -124,7 +124,7 @@ def model_job_runtime(
 
 
 #: ROAD's imputation of one perturbed copy (a sparse solve on the CPU): seconds per million voxels, at least ...
-ROAD_SECONDS_PER_MVOX = 2.0
+ROAD_SECONDS_PER_MVOX = 4.0
 ROAD_SECONDS_MIN = 0.005
 
 
