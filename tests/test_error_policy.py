@@ -364,20 +364,3 @@ def test_the_workflow_skips_bad_samples_lists_them_and_picks_them_up_when_fixed(
     assert {row[0]: row[2] for row in read_table(results / "predictions.tsv")}["bad.png"] in ("0", "1")
     overlay = cv2.imread(str(results / "overlays/gradcam/bad.png"))
     assert overlay.shape[:2] == SIZE  # the map over the image, no longer the placeholder
-
-
-def test_the_demo_evaluation_leaves_skipped_maps_out(tmp_path):
-    from xaipipe.evaluate import lesion_hit_rate
-
-    mask = np.zeros(SIZE, np.uint8)
-    mask[20:30, 20:30] = 255
-    write_png(tmp_path / "mask.png", mask)
-    hit = np.zeros(SIZE, np.float32)
-    hit[25, 25] = 1.0
-    record = h5store.SkipRecord(2)
-    with h5store.heatmaps_writer(tmp_path / "maps.h5", ["a", "b"], 2, SIZE, record) as maps:
-        maps.write(slice(0, 1), np.array([0]), np.array([0]), hit[None], hit[None])
-        maps.record.skip(1, Issue("b", "heatmaps:gradcam", "skipped", "simulated"))
-        maps.write_skipped(slice(1, 2), 1)
-    rate = lesion_hit_rate([tmp_path / "maps.h5"], {"a": tmp_path / "mask.png", "b": tmp_path / "mask.png"})
-    assert (rate.hits, rate.total) == (1, 1)

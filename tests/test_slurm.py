@@ -185,8 +185,10 @@ def test_the_jobs_ran_under_slurm(slurm_runs):
     explain = [c for c in comments if c.startswith("rule_explain_")]
     assert len(explain) == len(METHODS) * n_shards + 1, comments
     assert not [c for c in comments if c.startswith("rule_render") or c.startswith("rule_heatmaps")], comments
-    # the table merges are local rules: never submitted
-    assert not [c for c in comments if re.match(r"rule_(predictions_table|randomization_table|localization)", c)]
+    # the evaluation of each method and shard is part of that job too; the table merges are local rules
+    assert not [c for c in comments if c.startswith("rule_evaluate_")], comments
+    assert not [c for c in comments if re.match(r"rule_(predictions_table|failures_table|agreement|evaluation_summary)", c)]
+    assert len([c for c in comments if c.startswith("rule_evaluation_plots")]) == 1
 
 
 def test_slurm_outputs_equal_the_local_run(local_run, slurm_runs):

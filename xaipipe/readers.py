@@ -270,11 +270,3 @@ def _check_finite(array: np.ndarray, path: Path) -> np.ndarray:
                 f"{path}: {bad} non-finite values (NaN or infinite) of {array.size}; repair or remove the file"
             )
     return array
-
-
-def load_mask(path: str | os.PathLike) -> np.ndarray:
-    """A ground-truth mask as an (H, W) uint8 gray image (colour is converted to gray)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise FileNotFoundError(f"mask not found or unreadable: {path}")
-    return mask
