@@ -744,3 +744,30 @@ def test_randomization_spearman_convention():
     assert evaluate.randomization_spearman(a, np.full((4, 4), 0.3)) == 0.0
     assert math.isnan(evaluate.randomization_spearman(np.ones((4, 4)), a))
     assert evaluate.randomization_spearman(a, -a) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_replacement_road_imputes_deletion_and_insertion(tmp_path, kind):
+    """With ``replacement: road`` deletion's first copy is the image and its last the per-channel mean
+    (plus noise 0.01), insertion the reverse: the end points by hand, with the linear model's softmax."""
+    shape = SHAPES[kind]
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.05, 1.0, shape) * (4.0 / np.prod(shape))
+    kernel = linear_model(tmp_path / "model.keras", w)
+    x = np.stack([(w / w.max()) ** 2, (w / w.max()) ** 3])[..., None].astype(np.float32)  # bright where w is large
+    maps = [(row, 0, np.abs(w * x[row, ..., 0])) for row in range(2)]
+    _, pre, pred, hm = build_files(tmp_path, x, maps, tmp_path / "model.keras", kernel)
+    out = tmp_path / "eval.h5"
+    evaluate.evaluate_shard(
+        pre, pred, hm, tmp_path / "model.keras", out, settings(["deletion", "insertion"], replacement="road")
+    )
+    found = EvaluationFile.read(out)
+    image = softmax_numpy(x, kernel)[:, 0]
+    mean = softmax_numpy(np.broadcast_to(x.mean(axis=tuple(range(1, x.ndim)), keepdims=True), x.shape), kernel)[:, 0]
+    assert np.all(image - mean > 0.05)  # so the end points below tell the image from the mean
+    deletion, insertion = found.curves["deletion"], found.curves["insertion"]
+    np.testing.assert_allclose(deletion[:, 0], image, rtol=1e-5)  # nothing removed yet
+    np.testing.assert_allclose(insertion[:, -1], image, rtol=1e-5)  # everything revealed
+    np.testing.assert_allclose(deletion[:, -1], mean, atol=0.01)  # all imputed: the mean, and the noise
+    np.testing.assert_allclose(insertion[:, 0], mean, atol=0.01)
+    assert np.all(found.values["deletion"] < found.values["insertion"])  # the |w x| map is faithful

@@ -273,6 +273,8 @@ def evaluate_shard(
     with a warning (``skip``); a mask of another shape than its image is resized to the map
     (nearest neighbour) with a warning.
     """
+    from xaipipe.faithfulness import area, fractions  # imports Keras: not at parse time
+
     check_policy(on_error)
     wanted = tuple(settings["metrics"])
     unknown = [name for name in wanted if name not in PER_MAP]
@@ -321,8 +323,7 @@ def evaluate_shard(
                 inputs = shard.inputs(unique)[position]
                 for name, curve in scorer(inputs, heat, class_index[batch]).items():
                     curves[name][batch] = curve
-                    values[name][batch] = _area(curve)
-    from xaipipe.faithfulness import fractions
+                    values[name][batch] = area(curve)
 
     h5store.write_evaluation(
         out_path,
@@ -337,12 +338,6 @@ def evaluate_shard(
         settings=dict(settings),
         model_sha256=model_sha256 or "",
     )
-
-
-def _area(curve: np.ndarray) -> np.ndarray:
-    from xaipipe.faithfulness import area
-
-    return area(curve)
 
 
 def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region: np.ndarray, tolerance: int) -> None:
@@ -410,7 +405,7 @@ class _Faithfulness:
         plain = [n for n in ("deletion", "insertion") if n in self.names and self.replacement != "road"]
         self.plain = plain
         self.deletion_insertion = (
-            DeletionInsertion(self.model, CURVE_SCORE, self.steps, self.replacement) if plain else None
+            DeletionInsertion(self.model, CURVE_SCORE, self.steps, self.replacement, COPIES_PER_CALL) if plain else None
         )
         # ROAD's orders for each curve: deletion and insertion with replacement road, and ROAD's own
         self.road = {"road_morf": "morf", "road_lerf": "lerf"}
@@ -427,8 +422,9 @@ class _Faithfulness:
         if self.road:
             orders = tuple(dict.fromkeys(self.road.values()))
             found = road_curves(
-                self.model, inputs, maps, classes, CURVE_SCORE, self.steps, ROAD_NOISE, orders=orders, scores=self.scores
-            )
+                self.model, inputs, maps, classes, CURVE_SCORE, self.steps, ROAD_NOISE,
+                chunk_size=COPIES_PER_CALL, orders=orders, scores=self.scores,
+            )  # fmt: skip
             out.update({name: found[order] for name, order in self.road.items()})
         return out
 
