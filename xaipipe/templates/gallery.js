@@ -1,0 +1,205 @@
+// The gallery's rows, filters, sorting, pages and enlarged view. No framework: the data block
+// (#gallery-data, written by xaipipe/gallery.py) is parsed once; each change rebuilds only the
+// current page's rows.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("gallery-data").textContent);
+  var samples = data.samples, names = data.class_names, methods = data.methods;
+  var pageSize = data.page_size || 50;
+  var VIEWS = data.spatial_dims === 3 ? ["axial", "coronal", "sagittal"] : [];
+  var $ = function (id) { return document.getElementById(id); };
+  var state = { page: 0, order: [] };
+
+  function isCorrect(s) { return !s.skipped && s.label >= 0 && s.predicted === s.label; }
+  function isMisclassified(s) { return !s.skipped && s.label >= 0 && s.predicted !== s.label; }
+  function confidence(s) { return s.probabilities && s.predicted >= 0 ? s.probabilities[s.predicted] : null; }
+  function className(c) { return c >= 0 && c < names.length ? names[c] : (c === -1 ? "unknown" : String(c)); }
+  function src(path) { return path.split("/").map(encodeURIComponent).join("/"); }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    for (var k in attrs || {}) node.setAttribute(k, attrs[k]);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function addOptions(select, options) {
+    options.forEach(function (o) { select.appendChild(el("option", { value: o[0] }, o[1])); });
+  }
+
+  function setupControls() {
+    var classes = names.map(function (n, i) { return [String(i), n]; });
+    addOptions($("filter-class"), [["all", "all"]].concat(classes));
+    addOptions($("filter-label"), [["all", "all"]].concat(classes, [["-1", "unknown"]]));
+    addOptions($("filter-method"), [["all", "all"]].concat(methods.map(function (m) { return [m, m]; })));
+    addOptions($("sort"), [["id", "id"], ["confidence", "probability of the predicted class"]].concat(
+      (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method)"]; })));
+    ["filter-class", "filter-label", "filter-correct", "filter-method", "sort", "order"].forEach(function (id) {
+      $(id).addEventListener("change", function () { state.page = 0; update(); });
+    });
+    $("prev").addEventListener("click", function () { state.page--; render(); });
+    $("next").addEventListener("click", function () { state.page++; render(); });
+    var labelled = samples.filter(function (s) { return s.label >= 0 && !s.skipped; }).length;
+    var correct = samples.filter(isCorrect).length;
+    var skipped = samples.filter(function (s) { return s.skipped; }).length;
+    $("totals").textContent = samples.length + " samples: " + correct + " correct, " + (labelled - correct) +
+      " misclassified, " + (samples.length - labelled - skipped) + " without a label, " + skipped +
+      " skipped; methods: " + methods.join(", ");
+  }
+
+  function shownMethods() {
+    var m = $("filter-method").value;
+    return m === "all" ? methods : [m];
+  }
+
+  function metricOf(s, method, metric) {
+    var maps = s.maps[method];
+    var v = maps && maps.length && maps[0].metrics ? maps[0].metrics[metric] : undefined;
+    return typeof v === "number" ? v : null;
+  }
+
+  // The matching samples' indices, sorted; missing values (skipped samples) sort last either way.
+  function update() {
+    var cls = $("filter-class").value, lab = $("filter-label").value, cor = $("filter-correct").value;
+    var order = [];
+    for (var i = 0; i < samples.length; i++) {
+      var s = samples[i];
+      if (cls !== "all" && s.predicted !== +cls) continue;
+      if (lab !== "all" && s.label !== +lab) continue;
+      if (cor === "correct" && !isCorrect(s)) continue;
+      if (cor === "misclassified" && !isMisclassified(s)) continue;
+      order.push(i);
+    }
+    var sort = $("sort").value, sign = $("order").value === "desc" ? -1 : 1, key;
+    if (sort === "confidence") key = confidence;
+    else if (sort.indexOf("metric:") === 0) {
+      var metric = sort.slice(7), method = shownMethods()[0];
+      key = function (s) { return metricOf(s, method, metric); };
+    }
+    if (key) {
+      var keys = {};
+      order.forEach(function (i) { keys[i] = key(samples[i]); });
+      order.sort(function (a, b) {
+        var x = keys[a], y = keys[b];
+        if (x === null || y === null) return x === y ? a - b : (x === null ? 1 : -1);
+        return x === y ? a - b : sign * (x - y);
+      });
+    } else {
+      order.sort(function (a, b) {
+        var x = samples[a].id, y = samples[b].id;
+        return x === y ? a - b : sign * (x < y ? -1 : 1);
+      });
+    }
+    state.order = order;
+    render();
+  }
+
+  function views(paths, cls, attrs) {
+    var cell = el("td", { "class": "views" });
+    paths.forEach(function (p, v) {
+      var a = { src: src(p), alt: attrs.alt + (VIEWS[v] ? " " + VIEWS[v] : ""), "class": cls };
+      for (var k in attrs) if (k !== "alt") a[k] = attrs[k];
+      if (VIEWS[v]) a["data-view"] = VIEWS[v];
+      cell.appendChild(el("img", a));
+    });
+    return cell;
+  }
+
+  function probabilities(s) {
+    var cell = el("td", { "class": "probs" });
+    if (!s.probabilities) { cell.textContent = "–"; return cell; }
+    s.probabilities.forEach(function (p, c) {
+      var row = el("div", { "class": "prob" + (c === s.predicted ? " top" : ""), "data-class": c });
+      row.appendChild(el("span", { "class": "name" }, className(c)));
+      var bar = el("span", { "class": "bar" }), fill = el("span");
+      fill.style.width = (100 * Math.max(0, Math.min(1, p))).toFixed(1) + "%";
+      bar.appendChild(fill);
+      row.appendChild(bar);
+      row.appendChild(el("span", { "class": "value" }, p.toFixed(3)));
+      cell.appendChild(row);
+    });
+    return cell;
+  }
+
+  function row(i, shown) {
+    var s = samples[i];
+    var correct = isCorrect(s), status = s.skipped ? "skipped" : s.label < 0 ? "unlabelled" :
+      (correct ? "correct" : "misclassified");
+    var tr = el("tr", { "class": "sample " + status, "data-id": s.id, "data-correct": String(correct),
+      "data-index": i });
+    tr.appendChild(el("td", { "class": "id" }, s.id));
+    tr.appendChild(el("td", { "class": "label" }, className(s.label)));
+    tr.appendChild(el("td", { "class": "predicted" }, s.skipped ? "skipped" : className(s.predicted)));
+    tr.appendChild(probabilities(s));
+    tr.appendChild(el("td", { "class": "mark", title: status },
+      { correct: "✓", misclassified: "✗", skipped: "skipped", unlabelled: "?" }[status]));
+    tr.appendChild(views(s.image, "image-view", { alt: s.id }));
+    shown.forEach(function (m) {
+      var cell = el("td", { "class": "views method", "data-method": m });
+      (s.maps[m] || []).forEach(function (map, k) {
+        var c = views(map.views, "map", { alt: m + " " + className(map["class"]), "data-method": m,
+          "data-class": map["class"], "data-map": k });
+        while (c.firstChild) cell.appendChild(c.firstChild);
+      });
+      if (!cell.firstChild) cell.textContent = "–";
+      tr.appendChild(cell);
+    });
+    return tr;
+  }
+
+  function render() {
+    var order = state.order, pages = Math.max(1, Math.ceil(order.length / pageSize));
+    state.page = Math.max(0, Math.min(state.page, pages - 1));
+    var shown = shownMethods();
+    var head = el("tr");
+    ["id", "label", "predicted", "probabilities", "", "image"].concat(shown).forEach(function (h) {
+      head.appendChild(el("th", {}, h));
+    });
+    var thead = document.querySelector("#gallery thead");
+    thead.replaceChildren(head);
+    var body = document.createDocumentFragment();
+    order.slice(state.page * pageSize, (state.page + 1) * pageSize).forEach(function (i) {
+      body.appendChild(row(i, shown));
+    });
+    document.querySelector("#gallery tbody").replaceChildren(body);
+    $("count").textContent = order.length + (order.length === 1 ? " sample" : " samples");
+    $("page").textContent = "page " + (state.page + 1) + " of " + pages;
+    $("prev").disabled = state.page === 0;
+    $("next").disabled = state.page >= pages - 1;
+  }
+
+  // The enlarged view of one map: all its views, the colour scale, its method, class and metrics.
+  function openModal(img) {
+    var s = samples[+img.closest("tr.sample").getAttribute("data-index")];
+    var method = img.getAttribute("data-method"), map = s.maps[method][+img.getAttribute("data-map")];
+    $("modal-title").textContent = s.id + " — " + method + ", class " + className(map["class"]) +
+      (map.peak ? ", peak at [" + map.peak.join(", ") + "]" : "");
+    var box = $("modal-views");
+    box.replaceChildren();
+    map.views.forEach(function (p, v) {
+      var a = { src: src(p), "class": "modal-view", alt: method + " " + className(map["class"]) };
+      if (VIEWS[v]) a["data-view"] = VIEWS[v];
+      box.appendChild(el("img", a));
+    });
+    var table = $("modal-metrics");
+    table.replaceChildren();
+    Object.keys(map.metrics || {}).forEach(function (k) {
+      var tr = el("tr");
+      tr.appendChild(el("th", {}, k));
+      var v = map.metrics[k];
+      tr.appendChild(el("td", {}, typeof v === "number" ? v.toFixed(4) : String(v)));
+      table.appendChild(tr);
+    });
+    $("modal").hidden = false;
+  }
+  function closeModal() { $("modal").hidden = true; }
+
+  document.querySelector("#gallery tbody").addEventListener("click", function (e) {
+    if (e.target.classList && e.target.classList.contains("map")) openModal(e.target);
+  });
+  $("modal").addEventListener("click", closeModal);
+  document.addEventListener("keydown", function (e) { if (e.key === "Escape") closeModal(); });
+
+  setupControls();
+  update();
+  window.galleryReady = performance.now();
+})();
