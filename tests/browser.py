@@ -25,7 +25,8 @@ def chromium(width: int = 1400, height: int = 1000) -> Iterator:
     """A headless Chromium (a Selenium WebDriver), quit on leaving."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
-        pytest.fail(f"the browser tests need Debian's Chromium and its driver ({', '.join(missing)} missing): {INSTALL}")
+        pytest.fail(f"the browser tests need Debian's Chromium and its driver ({', '.join(missing)} missing): "
+                    f"{INSTALL}")  # fmt: skip
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service

@@ -85,7 +85,8 @@ def _summary(report: Path) -> dict:
     return {"title": "Synthetic study", "colormap": "jet", "evaluation_rows": rows, "plots": ["evaluation/curves.png"],
             "agreement_rows": [{"method_a": "gradcam", "method_b": "saliency", "mean_spearman": 0.42, "n": 118}],
             "config_yaml": "methods: [gradcam, saliency]\ncolormap: jet  # <b>not bold</b>\n",
-            "model_path": "models/demo.keras", "model_sha256": "ab" * 32, "versions": {"xaipipe": "0.1.0", "keras": "3.x"},
+            "model_path": "models/demo.keras", "model_sha256": "ab" * 32,
+            "versions": {"xaipipe": "0.1.0", "keras": "3.x"},
             "failures": 1}  # fmt: skip
 
 
@@ -207,7 +208,8 @@ def test_filters_match_the_data(study, browser):
     assert 5 <= len(wrong) < 20
     assert _count(browser) == f"{len(wrong)} samples"
     assert set(_all_rows(browser)) == wrong
-    assert set(browser.execute_script("return [...document.querySelectorAll('tr.sample')].map(r => r.dataset.correct)")) == {"false"}
+    marks = browser.execute_script("return [...document.querySelectorAll('tr.sample')].map(r => r.dataset.correct)")
+    assert set(marks) == {"false"}
     _select(browser, "filter-correct", "correct")
     correct = {s["id"] for s in samples if s["label"] >= 0 and not s["skipped"] and s["label"] == s["predicted"]}
     assert _count(browser) == f"{len(correct)} samples" and set(_all_rows(browser)) == correct
@@ -299,7 +301,8 @@ def test_summary_page(study, browser, tmp_path):
     evaluation = browser.find_elements("css selector", "#evaluation tbody tr")
     assert [r.text.split()[:3] for r in evaluation] == [[m, "all", k] for m in METHODS for k in METRICS]
     assert evaluation[1].text.split()[3] == "0.3500"
-    assert browser.find_element("css selector", "#agreement tbody tr").text.split() == ["gradcam", "saliency", "0.4200", "118"]
+    agreement = browser.find_element("css selector", "#agreement tbody tr").text.split()
+    assert agreement == ["gradcam", "saliency", "0.4200", "118"]
     assert browser.find_element("id", "config").text == "methods: [gradcam, saliency]\ncolormap: jet  # <b>not bold</b>"
     assert browser.find_element("id", "model-sha256").text == "ab" * 32
     assert _images_loaded(browser, "img.plot") == [80]

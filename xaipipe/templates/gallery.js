@@ -175,6 +175,7 @@
       (map.peak ? ", peak at [" + map.peak.join(", ") + "]" : "");
     var box = $("modal-views");
     box.replaceChildren();
+    box.className = VIEWS.length ? "volume" : "";
     map.views.forEach(function (p, v) {
       var a = { src: src(p), "class": "modal-view", alt: method + " " + className(map["class"]) };
       if (VIEWS[v]) a["data-view"] = VIEWS[v];
@@ -199,6 +200,7 @@
   $("modal").addEventListener("click", closeModal);
   document.addEventListener("keydown", function (e) { if (e.key === "Escape") closeModal(); });
 
+  if (VIEWS.length) $("gallery").className = "volume";
   setupControls();
   update();
   window.galleryReady = performance.now();
