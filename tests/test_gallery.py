@@ -83,7 +83,7 @@ def _summary(report: Path) -> dict:
     rows = [{"method": m, "class": "all", "metric": k, "mean": 0.25 + 0.1 * j, "ci_low": 0.2, "ci_high": 0.3, "n": 119}
             for j, (m, k) in enumerate((m, k) for m in METHODS for k in METRICS)]  # fmt: skip
     return {"title": "Synthetic study", "colormap": "jet", "evaluation_rows": rows, "plots": ["evaluation/curves.png"],
-            "agreement_rows": [{"method_a": "gradcam", "method_b": "saliency", "mean_spearman": 0.42, "n": 118}],
+            "agreement_rows": [{"method_a": "gradcam", "method_b": "saliency", "mean_spearman": "0.42", "n": "118"}],
             "config_yaml": "methods: [gradcam, saliency]\ncolormap: jet  # <b>not bold</b>\n",
             "model_path": "models/demo.keras", "model_sha256": "ab" * 32,
             "versions": {"xaipipe": "0.1.0", "keras": "3.x"},
@@ -97,6 +97,7 @@ def study(tmp_path_factory):
     rng = np.random.default_rng(0)
     shards = [_samples(60, rng, report, f"{s:05d}", 60 * s, 2) for s in range(2)]
     shards[1][-1]["id"] = ODD_ID
+    shards[0][0]["maps"]["gradcam"][0]["metrics"]["insertion"] = float("nan")  # none on the page
     paths = [_manifest(report / "shards" / f"shard-{s:05d}.json", shard, 2) for s, shard in enumerate(shards)]
     write_gallery(paths, report, _summary(report))
     return report, shards[0] + shards[1]
@@ -239,6 +240,13 @@ def test_sorting(study, browser):
     _select(browser, "filter-method", "saliency")
     assert _rows(browser)[0] == min(scored, key=lambda s: s["maps"]["saliency"][0]["metrics"]["deletion"])["id"]
     assert _all_rows(browser)[-1] == next(s["id"] for s in samples if s["skipped"])  # no value: last
+    _select(browser, "filter-method", "all")
+    _select(browser, "sort", "metric:insertion")
+    _select(browser, "order", "desc")  # no value (a skipped sample, a NaN): last in either order
+    ids = _all_rows(browser)
+    finite = [s for s in scored if np.isfinite(s["maps"]["gradcam"][0]["metrics"]["insertion"])]
+    assert ids[0] == max(finite, key=lambda s: s["maps"]["gradcam"][0]["metrics"]["insertion"])["id"]
+    assert ids[-2:] == [samples[0]["id"], next(s["id"] for s in samples if s["skipped"])]
 
 
 def test_method_filter_hides_the_other_column(study, browser):
@@ -346,8 +354,12 @@ def test_pages_files_and_colour_scale(study):
     assert page.count("</script>") == 2 and "<script src" not in page and "fetch(" not in page
     assert "<link" not in page and "http://" not in page and "https://" not in page
     data = page.split('<script type="application/json" id="gallery-data">')[1].split("</script>")[0]
-    assert json.loads(data)["samples"] == merge_manifests(sorted((report / "shards").glob("*.json")))["samples"]
+    inlined = json.loads(data)["samples"]
+    assert inlined[0]["maps"]["gradcam"][0]["metrics"]["insertion"] is None
+    inlined[0]["maps"]["gradcam"][0]["metrics"]["insertion"] = samples[0]["maps"]["gradcam"][0]["metrics"]["insertion"]
+    assert json.dumps(inlined) == json.dumps(merge_manifests(sorted((report / "shards").glob("*.json")))["samples"])
     assert json.loads(json_for_script({"a": "</script><!--"})) == {"a": "</script><!--"}
+    assert json.loads(json_for_script({"a": [float("nan"), 1.5, float("inf")]})) == {"a": [None, 1.5, None]}
 
 
 def test_shards_must_agree_on_classes(tmp_path):

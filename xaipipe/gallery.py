@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -162,8 +165,19 @@ def summary_html(data: Mapping, summary: Mapping, title: str) -> str:
 
 def json_for_script(value: Any) -> str:
     """``value`` as JSON that cannot end or comment out the ``<script>`` element it sits in."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.replace("</", "<\\/").replace("<!--", "<\\u0021--")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with its NaNs and infinities as None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _table(name: str, columns: Sequence[str], rows: Sequence[Mapping]) -> str:
@@ -192,14 +206,21 @@ def _confusion_table(matrix: np.ndarray, class_names: Sequence[str]) -> str:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
+    """A table cell's text: fractional numbers (also as the TSV's strings) with 4 decimals, the rest as it is."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if value.strip().lstrip("+-").isdigit():
+            return value
+        value = number
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return f"{float(value):.4f}"
     return str(value)
 
 
 def _url(path: str) -> str:
-    from urllib.parse import quote
-
     return quote(path, safe="/")
 
 

@@ -12,7 +12,10 @@
 
   function isCorrect(s) { return !s.skipped && s.label >= 0 && s.predicted === s.label; }
   function isMisclassified(s) { return !s.skipped && s.label >= 0 && s.predicted !== s.label; }
-  function confidence(s) { return s.probabilities && s.predicted >= 0 ? s.probabilities[s.predicted] : null; }
+  function confidence(s) {
+    var p = s.probabilities && s.predicted >= 0 ? s.probabilities[s.predicted] : null;
+    return typeof p === "number" ? p : null;
+  }
   function className(c) { return c >= 0 && c < names.length ? names[c] : (c === -1 ? "unknown" : String(c)); }
   function src(path) { return path.split("/").map(encodeURIComponent).join("/"); }
 
@@ -110,11 +113,11 @@
     s.probabilities.forEach(function (p, c) {
       var row = el("div", { "class": "prob" + (c === s.predicted ? " top" : ""), "data-class": c });
       row.appendChild(el("span", { "class": "name" }, className(c)));
-      var bar = el("span", { "class": "bar" }), fill = el("span");
-      fill.style.width = (100 * Math.max(0, Math.min(1, p))).toFixed(1) + "%";
+      var ok = typeof p === "number", bar = el("span", { "class": "bar" }), fill = el("span");
+      fill.style.width = ok ? (100 * Math.max(0, Math.min(1, p))).toFixed(1) + "%" : "0";
       bar.appendChild(fill);
       row.appendChild(bar);
-      row.appendChild(el("span", { "class": "value" }, p.toFixed(3)));
+      row.appendChild(el("span", { "class": "value" }, ok ? p.toFixed(3) : "–"));
       cell.appendChild(row);
     });
     return cell;
@@ -187,7 +190,7 @@
       var tr = el("tr");
       tr.appendChild(el("th", {}, k));
       var v = map.metrics[k];
-      tr.appendChild(el("td", {}, typeof v === "number" ? v.toFixed(4) : String(v)));
+      tr.appendChild(el("td", {}, typeof v === "number" ? v.toFixed(4) : v === null ? "–" : String(v)));
       table.appendChild(tr);
     });
     $("modal").hidden = false;
