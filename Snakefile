@@ -3,6 +3,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The demo config only when no --configfile is given: a user's config starts from the
 # schema's defaults (demo.build false), never from the demo's settings.
 if not workflow.overwrite_configfiles:
@@ -18,6 +21,7 @@ include: "workflow/rules/heatmaps.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/failures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -110,7 +110,23 @@ def test_a_damaged_cache_is_moved_aside_and_only_what_depends_on_it_rebuilt(stud
         "heatmaps/gradcam/shard-00000.h5",
         "overlays/gradcam/disk.disk_0000.png",
         "overlays/gradcam/disk.disk_0001.png",
-    }
+    } | evaluated("00000") | report_of("00000", results)
+
+
+def evaluated(shard: str) -> set[str]:
+    """What the evaluation rewrites when one shard's maps change (one method, 2 shards: no agreement plot)."""
+    plots = {f"evaluation/{name}.{ext}" for name in ("curves", "metrics") for ext in ("png", "svg")}
+    tables = {"evaluation/summary.tsv", "evaluation/agreement.tsv", "evaluation/randomization/gradcam.tsv"}
+    return {f"evaluation/gradcam/shard-{shard}.h5"} | plots | tables
+
+
+def report_of(shard: str, results: Path) -> set[str]:
+    """What the report rewrites when one shard's maps change: that shard's pictures, and the pages."""
+    report = results / "report"
+    pictures = {str(p.relative_to(results)) for p in (report / "thumbs" / f"shard-{shard}").iterdir()}
+    pages = {str(p.relative_to(results)) for p in report.rglob("*") if p.is_file() and "thumbs" not in p.parts}
+    others = {str(p.relative_to(results)) for p in (report / "shards").iterdir() if shard not in p.name}
+    return pictures | (pages - others)
 
 
 def test_a_replaced_model_reruns_its_predictions_and_maps_even_when_older(study):

@@ -126,3 +126,57 @@ def test_the_readme_shows_the_shipped_demos_figures(shipped_demo_run):
         assert row["ci_low"] - 0.03 <= mean <= row["ci_high"] + 0.03, (key, cell, row)
         if key[1].startswith("randomization"):
             assert abs(mean - row["mean"]) <= 0.05, (key, cell, row)
+
+
+def artifacts(tmp_path):
+    """Where the browser tests leave their screenshots: tmp_path, and XAIPIPE_ARTIFACTS when set."""
+    import os
+    from pathlib import Path
+
+    folders = [tmp_path] + ([Path(os.environ["XAIPIPE_ARTIFACTS"])] if os.environ.get("XAIPIPE_ARTIFACTS") else [])
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def test_the_demo_gallery_in_a_browser(shipped_demo_run, tmp_path):
+    """The report of the README's demo in headless Chromium: every sample and map shown, the
+    misclassified filter against predictions.tsv, a map enlarged, no console error."""
+    from browser import chromium, severe_console_errors
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    predictions = read_table(shipped_demo_run / "predictions.tsv")
+    wrong = sorted(r["sample"] for r in predictions if r["label"] != r["predicted"])
+    with chromium() as driver:
+        driver.get((shipped_demo_run / "report/index.html").as_uri())
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.galleryReady !== undefined"))
+        assert driver.find_element("id", "count").text == f"{len(predictions)} samples"
+        rows = driver.find_elements("css selector", "tr.sample")
+        assert [r.get_attribute("data-id") for r in rows] == [r["sample"] for r in predictions][: len(rows)]
+        assert len(rows) == min(50, len(predictions))
+        maps = driver.find_elements("css selector", "img.map")
+        assert len(maps) == len(rows) * len(CANONICAL)  # one map per method, the predicted class
+        loaded = driver.execute_script("return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length")
+        assert loaded >= len(maps) + len(rows)  # and every sample's image
+        for folder in artifacts(tmp_path):
+            driver.save_screenshot(str(folder / "gallery.png"))
+        Select(driver.find_element("id", "filter-correct")).select_by_value("misclassified")
+        assert driver.find_element("id", "count").text == f"{len(wrong)} samples"
+        assert sorted(r.get_attribute("data-id") for r in driver.find_elements("css selector", "tr.sample")) == wrong
+        Select(driver.find_element("id", "filter-correct")).select_by_value("all")
+        first = driver.find_elements("css selector", "img.map")[0]
+        source = first.get_attribute("src")
+        first.click()
+        modal = driver.find_element("id", "modal")
+        assert modal.is_displayed()
+        shown = [img.get_attribute("src") for img in modal.find_elements("css selector", "img")]
+        assert source in shown and any(s.endswith("colormap.png") for s in shown)
+        for folder in artifacts(tmp_path):
+            driver.save_screenshot(str(folder / "gallery-enlarged.png"))
+        assert severe_console_errors(driver) == []
+        driver.get((shipped_demo_run / "report/summary.html").as_uri())
+        text = driver.find_element("tag name", "body").text
+        assert "gradcam" in text and "pointing_game" in text and "sha256" in text.lower()
+        for folder in artifacts(tmp_path):
+            driver.save_screenshot(str(folder / "summary.png"))
+        assert severe_console_errors(driver) == []

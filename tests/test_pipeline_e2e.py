@@ -168,11 +168,12 @@ def test_reruns_do_only_what_changed(run):
     assert victim.exists()
     assert changed_since(before, results) == shard1
 
-    # changing alpha re-renders only
+    # changing alpha re-renders only: the overlays, and the report's pictures and pages
     before = mtimes(results)
     alpha = {**CONFIG, "render": {"alpha": 0.6}}
     assert snakemake(run, alpha).returncode == 0
-    assert changed_since(before, results) == {results / "overlays/gradcam" / overlay_name(i) for i in _ids(run)}
+    report = {p for p in (results / "report").rglob("*") if p.is_file()}
+    assert changed_since(before, results) == {results / "overlays/gradcam" / overlay_name(i) for i in _ids(run)} | report
 
     # changing the method's parameters recomputes its heatmaps and overlays, nothing upstream
     before = mtimes(results)
@@ -184,7 +185,7 @@ def test_reruns_do_only_what_changed(run):
     evaluation = set((results / "evaluation").rglob("*.*"))  # every file of the evaluation depends on the maps
     assert {results / "evaluation/gradcam/shard-00000.h5", results / "evaluation/randomization/gradcam.tsv"} <= evaluation
     failures = {results / "failures.tsv"}  # gathered from the heatmaps files among others
-    assert changed == heatmaps | overlays | evaluation | failures
+    assert changed == heatmaps | overlays | evaluation | failures | report
 
     # deleting one evaluation shard recomputes it alone (and the summary and plots that read it)
     before = mtimes(results)
@@ -192,6 +193,7 @@ def test_reruns_do_only_what_changed(run):
     assert snakemake(run, probs).returncode == 0
     gathered = {results / "evaluation" / name for name in ("summary.tsv", "curves.png", "curves.svg", "metrics.png", "metrics.svg")}
     gathered.add(results / "failures.tsv")  # lists the evaluation's warnings (masks) too
+    gathered |= {p for p in report if "thumbs" not in p.parts and "shards" not in p.parts}  # the pages, not the pictures
     assert changed_since(before, results) == {results / "evaluation/gradcam/shard-00002.h5"} | gathered
 
     # a metric parameter recomputes the evaluation only: never maps, predictions or overlays
@@ -228,3 +230,21 @@ def test_a_config_typo_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "methods[0]" in result.stderr and "valid keys: gradcam, GradCAM, gc" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_snakemakes_report_holds_the_evaluation_and_the_gallery(run):
+    """``snakemake --report report.zip``: the summary table as the run wrote it, the plots, a sheet of
+    examples per method and the gallery's entry page, with their captions."""
+    import zipfile
+
+    result = snakemake_ok(run, CONFIG, "--report", str(run / "report.zip"))
+    assert "Report created" in result.stderr
+    with zipfile.ZipFile(run / "report.zip") as bundle:
+        names = bundle.namelist()
+        by_name = {n.rsplit("/", 1)[-1]: n for n in names}
+        assert bundle.read(by_name["summary.tsv"]) == (run / "results/evaluation/summary.tsv").read_bytes()
+        assert bundle.read(by_name["gradcam.png"]) == (run / "results/report/examples/gradcam.png").read_bytes()
+        assert bundle.read(by_name["index.html"]) == (run / "results/report/index.html").read_bytes()
+        assert {"curves.png", "metrics.png", "agreement.tsv", "report.html"} <= set(by_name)
+        page = bundle.read(by_name["report.html"]).decode()
+        assert "The evaluation's summary" in page  # the captions of workflow/report/

@@ -74,6 +74,7 @@ def test_nifti_volumes_with_a_3d_cnn(tmp_path):
     assert summary[("gradcam", "roc_auc")]["mean"] > 0.95
     assert summary[("gradcam", "deletion")]["n"] == 4 and summary[("gradcam", "randomization")]["n"] == 2
     assert (tmp_path / "results/failures.tsv").read_text().count("\n") == 1  # same shape as the images: no warning
+    check_volume_gallery(tmp_path / "results")
     for k, centre in enumerate(centres):
         out = load_volume(tmp_path / "results/overlays/gradcam" / f"case_{k}.nii.gz")
         assert out.array.shape == (20, 20, 24)  # back at the volume's own size
@@ -86,6 +87,40 @@ def test_nifti_volumes_with_a_3d_cnn(tmp_path):
     snakemake_ok(tmp_path, {**config, "render": {"format": "gif"}})
     ok, frames = cv2.imreadanimation(str(tmp_path / "results/overlays/gradcam/case_0.gif"))
     assert ok and len(frames.frames) == 20 and frames.frames[0].shape[:2] == (20, 24)
+
+
+def check_volume_gallery(results):
+    """The report of a volume study: three slices per map, through the map's peak (its argmax, read
+    here from the heatmaps file), the axial slice reddest (jet) at the peak's (y, x); in Chromium,
+    three pictures per map."""
+    import json
+
+    from browser import chromium, severe_console_errors
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    n_maps = 0
+    for shard in ("00000", "00001"):
+        data = json.loads((results / f"report/data/shard-{shard}.json").read_text())
+        with h5store.HeatmapsFile.open(results / f"heatmaps/gradcam/shard-{shard}.h5") as maps:
+            for m, row in enumerate(maps.sample_index):
+                heat = maps.normalized(m)
+                top = np.unravel_index(int(heat.argmax()), heat.shape)
+                (entry,) = data["samples"][row]["maps"]["gradcam"]
+                assert entry["peak"] == [int(i) for i in top]
+                assert [p.rsplit(".", 2)[-2] for p in entry["views"]] == ["axial", "coronal", "sagittal"]
+                axial = cv2.imread(str(results / "report" / entry["views"][0])).astype(int)
+                red = axial[..., 2] - axial[..., 0]
+                y, x = np.unravel_index(int(red.argmax()), red.shape)
+                expected = [(t + 0.5) / n for t, n in zip(top[1:], heat.shape[1:])]
+                assert abs(y / red.shape[0] - expected[0]) < 0.15 and abs(x / red.shape[1] - expected[1]) < 0.15
+                n_maps += 1
+    assert n_maps == 4
+    with chromium() as driver:
+        driver.get((results / "report/index.html").as_uri())
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.galleryReady !== undefined"))
+        views = [img.get_attribute("data-view") for img in driver.find_elements("css selector", "img.map")]
+        assert len(views) == 4 * 2 * 3 and set(views) == {"axial", "coronal", "sagittal"}  # 4 volumes, 2 methods
+        assert severe_console_errors(driver) == []
 
 
 def test_csv_labelled_16bit_pngs(tmp_path):

@@ -216,6 +216,17 @@ def evaluation_runtime(wildcards, attempt):
     )
 
 
+def thumbnails_runtime(wildcards, attempt):
+    # one picture per sample and map (three for volumes), each about as costly as a rendered overlay
+    return xr.light_job_runtime(
+        SHARD_SIZE,
+        INPUT_SIZE,
+        1 + len(METHODS) * MAPS_PER_SAMPLE,
+        attempt,
+        RUNTIME_SCALE,
+    )
+
+
 def light_mem_mb(wildcards, attempt):
     return xr.light_job_mem_mb(SHARD_SIZE, INPUT_SIZE, CHANNELS, attempt)
 
@@ -341,4 +352,5 @@ def all_outputs(wildcards):
         outputs += EVALUATION_PLOTS
     for shard in SHARDS:
         outputs += expand(overlay_files(shard), method=METHODS)
+    outputs.append(f"{OUT}/report/index.html")
     return outputs

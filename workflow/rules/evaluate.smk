@@ -69,7 +69,11 @@ if EVALUATION.metrics:
         input:
             heatmaps_by_method(),
         output:
-            f"{OUT}/evaluation/agreement.tsv",
+            report(
+                f"{OUT}/evaluation/agreement.tsv",
+                caption="../report/agreement.rst",
+                category="Evaluation",
+            ),
         log:
             f"{OUT}/logs/agreement.log",
         benchmark:
@@ -93,7 +97,11 @@ if EVALUATION.metrics:
             ),
             predictions=f"{OUT}/predictions/shard-{SHARDS[0]}.h5",
         output:
-            f"{OUT}/evaluation/summary.tsv",
+            report(
+                f"{OUT}/evaluation/summary.tsv",
+                caption="../report/summary.rst",
+                category="Evaluation",
+            ),
         log:
             f"{OUT}/logs/evaluation_summary.log",
         benchmark:
@@ -113,7 +121,14 @@ if EVALUATION.metrics:
             summary=f"{OUT}/evaluation/summary.tsv",
             agreement=f"{OUT}/evaluation/agreement.tsv",
         output:
-            EVALUATION_PLOTS,
+            [
+                (
+                    report(p, caption="../report/plots.rst", category="Evaluation")
+                    if p.endswith(".png")
+                    else p
+                )
+                for p in EVALUATION_PLOTS
+            ],
         log:
             f"{OUT}/logs/evaluation_plots.log",
         benchmark:

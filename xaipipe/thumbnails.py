@@ -1,0 +1,206 @@
+"""The gallery's pictures (``results/report/``): small WebP views of each image and each map.
+
+A 2D sample gets one view of its image and one of each map, the map drawn over the image as
+the overlays are (:func:`xaipipe.drawing.render`: same colour map and blend), at most
+:data:`THUMB_SIDE` pixels on the longer side. A volume gets three views per map, the axial,
+coronal and sagittal slices through the map's peak (its maximum, the first in C order), drawn
+over the volume's slices with the overlays' display scaling, each scaled to its physical
+aspect (the sample's spacing); the image's own views pass through the volume's centre.
+
+One job per shard writes the shard's views into ``thumbs/shard-NNNNN/`` and a JSON record of
+them (:func:`thumbnail_shard`); the gallery job (:mod:`xaipipe.gallery`) adds predictions and
+evaluation values, so that changing the colour map re-renders the views only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from xaipipe import h5store
+from xaipipe.atomic import atomic_path, write_bytes_atomic
+from xaipipe.channels import convert_channels
+from xaipipe.drawing import colorize
+from xaipipe.logs import progress
+
+#: The longer side of every view, in pixels.
+THUMB_SIDE = 192
+#: WebP quality of the views (0-100).
+THUMB_QUALITY = 80
+THUMB_EXTENSION = ".webp"
+#: The three views of a volume: the axis each slice is taken across, in (z, y, x) order.
+VIEWS_3D = {"axial": 0, "coronal": 1, "sagittal": 2}
+
+
+def fit(shape: Sequence[float], side: int = THUMB_SIDE, enlarge: bool = False) -> tuple[int, int]:
+    """(height, width) of a picture of size ``shape`` (h, w) shrunk so that its longer side is at most
+    ``side`` (with ``enlarge``, brought to exactly ``side``: volumes' physical sizes in mm)."""
+    h, w = float(shape[0]), float(shape[1])
+    scale = side / max(h, w) if enlarge or max(h, w) > side else 1.0
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+
+
+def _resize(picture: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray:
+    if picture.shape[:2] == size:
+        return picture
+    shrinking = size[0] * size[1] < picture.shape[0] * picture.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking and smooth else cv2.INTER_LINEAR
+    return cv2.resize(picture, (size[1], size[0]), interpolation=interpolation)
+
+
+def blend(image_rgb: np.ndarray, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool) -> np.ndarray:
+    """The coloured ``heatmap`` (resized linearly to the picture, clipped to [0, 1]) over ``image_rgb``.
+
+    As :func:`xaipipe.drawing.render` draws overlays, at the thumbnail's size; None: the image alone.
+    """
+    if heatmap is None:
+        return image_rgb
+    size = image_rgb.shape[:2]
+    heat = np.clip(cv2.resize(heatmap.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR), 0, 1)
+    colour = colorize(heat, colormap)
+    if not overlay:
+        return colour
+    mixed = (1.0 - alpha) * image_rgb.astype(np.float32) + alpha * colour.astype(np.float32)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def peak(heatmap: np.ndarray) -> tuple[int, ...]:
+    """The index of the map's maximum (the first in C order)."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(heatmap)), heatmap.shape))
+
+
+def at_volume(index: Sequence[int], map_shape: Sequence[int], volume_shape: Sequence[int]) -> tuple[int, ...]:
+    """A map voxel's index in the volume (centres aligned, as the overlays' trilinear resize)."""
+    return tuple(
+        int(np.clip(round((i + 0.5) * n / m - 0.5), 0, n - 1)) for i, m, n in zip(index, map_shape, volume_shape)
+    )
+
+
+def map_slice(heatmap: np.ndarray, volume_shape: Sequence[int], axis: int, index: int) -> np.ndarray:
+    """The map's slice across ``axis`` at the volume's ``index``, linearly interpolated between map
+    slices, at the map's in-plane resolution (the picture's resize does the rest)."""
+    m, n = heatmap.shape[axis], volume_shape[axis]
+    position = float(np.clip((index + 0.5) * m / n - 0.5, 0, m - 1))
+    low = int(np.floor(position))
+    high = min(low + 1, m - 1)
+    weight = position - low
+    return (1 - weight) * np.take(heatmap, low, axis=axis) + weight * np.take(heatmap, high, axis=axis)
+
+
+def _encode(path: Path, picture_rgb: np.ndarray) -> None:
+    ok, data = cv2.imencode(
+        THUMB_EXTENSION, cv2.cvtColor(picture_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, THUMB_QUALITY]
+    )
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode the picture")
+    write_bytes_atomic(path, data.tobytes())
+
+
+class _Views:
+    """The pictures of one sample: its image's views and each map's, at the thumbnail's size."""
+
+    def __init__(self, image: np.ndarray, spatial_dims: int, spacing: Sequence[float]):
+        self.dims = spatial_dims
+        self.image = convert_channels(image, 3) if spatial_dims == 2 else convert_channels(image, 3, 3)
+        self.spacing = tuple(float(s) for s in spacing)
+
+    def pictures(self, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool):
+        """[(view name, RGB picture)], and the peak (in the map's voxels) of ``heatmap``."""
+        if self.dims == 2:
+            size = fit(self.image.shape[:2])
+            return [("image" if heatmap is None else "map", blend(
+                _resize(self.image, size, True), heatmap, alpha, colormap, overlay
+            ))], (peak(heatmap) if heatmap is not None else None)  # fmt: skip
+        volume = self.image
+        shape = volume.shape[:3]
+        if heatmap is None:
+            centre, top = tuple(n // 2 for n in shape), None
+        else:
+            top = peak(heatmap)
+            centre = at_volume(top, heatmap.shape, shape)
+        views = []
+        for name, axis in VIEWS_3D.items():
+            plane = np.take(volume, centre[axis], axis=axis)
+            physical = [n * s for k, (n, s) in enumerate(zip(shape, self.spacing)) if k != axis]
+            size = fit(physical, enlarge=True)
+            heat = None if heatmap is None else map_slice(heatmap, shape, axis, centre[axis])
+            views.append((name, blend(_resize(plane, size, True), heat, alpha, colormap, overlay)))
+        return views, top
+
+
+def thumbnail_shard(
+    preprocessed_path: str | os.PathLike,
+    heatmaps_paths: Mapping[str, str | os.PathLike],
+    report_dir: str | os.PathLike,
+    shard: str,
+    out_record: str | os.PathLike,
+    alpha: float = 0.25,
+    colormap: str = "jet",
+    overlay: bool = True,
+) -> None:
+    """Write one shard's views into ``{report_dir}/thumbs/shard-{shard}/`` and their JSON record.
+
+    ``heatmaps_paths``: method -> its heatmaps file of this shard. The record holds, per
+    sample (in the shard's order), ``id``, ``image`` (its views' paths, relative to
+    ``report_dir``) and ``maps`` (method -> [{class, views, peak}]); a skipped sample has
+    no views.
+    """
+    report_dir = Path(report_dir)
+    folder = report_dir / "thumbs" / f"shard-{shard}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        files = {method: stack.enter_context(h5store.HeatmapsFile.open(path)) for method, path in heatmaps_paths.items()}
+        pre = stack.enter_context(h5store.PreprocessedShard.open(preprocessed_path))
+        ids, dims = pre.ids, pre.spatial_dims
+        skipped = np.zeros(len(ids), bool)
+        maps_of: dict[str, list[list[tuple[int, int]]]] = {}  # method -> per sample [(map, class)]
+        for method, maps in files.items():
+            skipped |= maps.skipped
+            rows: list[list[tuple[int, int]]] = [[] for _ in ids]
+            for m, (row, c) in enumerate(zip(maps.sample_index, maps.class_index, strict=True)):
+                rows[int(row)].append((m, int(c)))
+            maps_of[method] = rows
+        samples: list[dict[str, Any]] = []
+        for row in progress(range(len(ids)), "thumbnails", len(ids), "img"):
+            record: dict[str, Any] = {"id": ids[row], "image": [], "maps": {}}
+            samples.append(record)
+            if skipped[row]:
+                continue
+            views = _Views(pre.overlay_image(row), dims, pre.spacing(row))
+            record["image"] = _write(views.pictures(None, alpha, colormap, overlay)[0], folder, f"{row:06d}.image")
+            for method, maps in files.items():
+                entries = []
+                for m, c in maps_of[method][row]:
+                    pictures, top = views.pictures(maps.normalized(m), alpha, colormap, overlay)
+                    paths = _write(pictures, folder, f"{row:06d}.{method}.{c}")
+                    entries.append({"class": c, "views": paths, "peak": list(top)})
+                record["maps"][method] = entries
+    relative = [
+        {**s, "image": [_relative(p, report_dir) for p in s["image"]],
+         "maps": {k: [{**e, "views": [_relative(p, report_dir) for p in e["views"]]} for e in v]
+                  for k, v in s["maps"].items()}}
+        for s in samples
+    ]  # fmt: skip
+    with atomic_path(out_record) as tmp:
+        Path(tmp).write_text(json.dumps({"shard": shard, "spatial_dims": dims, "samples": relative}) + "\n")
+
+
+def _write(pictures: list[tuple[str, np.ndarray]], folder: Path, stem: str) -> list[Path]:
+    paths = []
+    for name, picture in pictures:
+        suffix = "" if len(pictures) == 1 else f".{name}"
+        path = folder / f"{stem}{suffix}{THUMB_EXTENSION}"
+        _encode(path, picture)
+        paths.append(path)
+    return paths
+
+
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
