@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 SKIPPED_FOLDERS = {"logs", "benchmarks"}
-IMAGE_SUFFIXES = {".png", ".gif", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+IMAGE_SUFFIXES = {".png", ".gif", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
 def output_files(results: Path) -> list[Path]:
@@ -72,7 +72,8 @@ def difference(a: Path, b: Path, attributes: bool = False) -> str | None:
         if data_a.keys() != data_b.keys():
             return f"datasets differ: {sorted(data_a.keys() ^ data_b.keys())}"
         for key in data_a:
-            if not np.array_equal(data_a[key], data_b[key]):
+            floats = all(np.asarray(d).dtype.kind in "fc" for d in (data_a[key], data_b[key]))
+            if not np.array_equal(data_a[key], data_b[key], equal_nan=floats):  # NaN: a value left out in both
                 return f"dataset {key} differs"
         if attributes and attrs_a != attrs_b:
             return "attributes differ"
