@@ -45,8 +45,7 @@ def write_study(root: Path, n: int, methods: list[str], shard_size: int, side: i
             root / f"predictions/shard-{shard}.h5", ids, np.arange(m) % 3, probabilities, class_names=["a", "b", "c"]
         )
         for method in methods:
-            maps = cv2.GaussianBlur(rng.random((m, 224, 224)).astype(np.float32).transpose(1, 2, 0), (0, 0), 12)
-            maps = maps.reshape(224, 224, m).transpose(2, 0, 1)
+            maps = np.stack([cv2.GaussianBlur(rng.random((224, 224)).astype(np.float32), (0, 0), 12) for _ in range(m)])
             maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)
             path = root / f"heatmaps/{method}/shard-{shard}.h5"
             with h5store.heatmaps_writer(path, ids, m, (224, 224), method=method) as out:
