@@ -167,6 +167,15 @@ def demo_folder(wildcards, output):
     return os.path.commonpath(list(output))
 
 
+def report_folder(wildcards, output):
+    """The report's folder, which the pictures' paths are relative to (from the rule's outputs)."""
+    if "gallery" in output.keys():
+        return os.path.dirname(output.gallery)
+    return os.path.dirname(
+        os.path.dirname(output.views)
+    )  # {report}/shards/shard-N.json
+
+
 def demo_data_mem_mb(wildcards, attempt):
     return 1000 * attempt
 

@@ -25,7 +25,7 @@ rule thumbnails:
         runtime=thumbnails_runtime,
     params:
         methods=list(METHODS),
-        report=REPORT,
+        report=report_folder,
         render=config["render"],
     script:
         "../../scripts/thumbnails.py"
@@ -70,6 +70,6 @@ rule gallery:
         runtime=render_runtime,
     params:
         methods=list(METHODS),
-        report=REPORT,
+        report=report_folder,
     script:
         "../../scripts/gallery.py"
