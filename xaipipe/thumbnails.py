@@ -27,7 +27,7 @@ import numpy as np
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path, write_bytes_atomic
 from xaipipe.channels import convert_channels
-from xaipipe.drawing import colorize
+from xaipipe.drawing import render
 from xaipipe.logs import progress
 
 #: The longer side of every view, in pixels.
@@ -56,19 +56,11 @@ def _resize(picture: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndar
 
 
 def blend(image_rgb: np.ndarray, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool) -> np.ndarray:
-    """The coloured ``heatmap`` (resized linearly to the picture, clipped to [0, 1]) over ``image_rgb``.
-
-    As :func:`xaipipe.drawing.render` draws overlays, at the thumbnail's size; None: the image alone.
-    """
+    """The coloured ``heatmap`` over ``image_rgb`` exactly as the overlays are drawn
+    (:func:`xaipipe.drawing.render`), at the picture's size; None: the image alone."""
     if heatmap is None:
         return image_rgb
-    size = image_rgb.shape[:2]
-    heat = np.clip(cv2.resize(heatmap.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR), 0, 1)
-    colour = colorize(heat, colormap)
-    if not overlay:
-        return colour
-    mixed = (1.0 - alpha) * image_rgb.astype(np.float32) + alpha * colour.astype(np.float32)
-    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    return render(np.clip(heatmap, 0.0, 1.0), image_rgb, overlay, alpha, colormap)
 
 
 def peak(heatmap: np.ndarray) -> tuple[int, ...]:
