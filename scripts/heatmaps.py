@@ -9,11 +9,12 @@ with logged(snakemake.log[0]):
         snakemake.input.shard,
         snakemake.input.predictions,
         snakemake.input.model,
-        snakemake.wildcards.method,
+        snakemake.params.method,
         dict(snakemake.params.method_params),
         snakemake.params.targets,
         snakemake.params.batch_size,
         snakemake.output[0],
         Preprocessing.from_config(snakemake.params.preprocessing),
         on_error=snakemake.config["on_error"],
+        label=snakemake.wildcards.method,
     )

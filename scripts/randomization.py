@@ -8,7 +8,7 @@ with logged(snakemake.log[0]):
         snakemake.input.shards,
         snakemake.input.predictions,
         snakemake.input.model,
-        snakemake.wildcards.method,
+        snakemake.params.method,
         dict(snakemake.params.method_params),
         snakemake.params.n_samples,
         snakemake.params.stages,

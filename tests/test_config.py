@@ -27,8 +27,73 @@ def test_method_entries_take_defaults_from_the_config():
 def test_unknown_and_duplicate_methods_are_named():
     with pytest.raises(ValueError, match=r"methods\[1\]: unknown XAI method 'gradkam'; valid keys: gradcam"):
         xconfig.method_specs(config(methods=["gradcam", "gradkam"]))
-    with pytest.raises(ValueError, match=r"methods\[1\]: method 'gradcam' is listed twice"):
+    with pytest.raises(ValueError, match=r"methods\[1\]: label 'gradcam' is taken by methods\[0\] too; give each a different label"):
         xconfig.method_specs(config(methods=["gradcam", "gc"]))
+
+
+def test_variants_of_one_method_by_label():
+    variants = xconfig.method_variants(
+        config(methods=["gc", {"name": "gradcam", "label": "gc_early", "layer": "conv1"}], model={"layer": "conv4"})
+    )
+    assert [(v.label, v.method, v.params, v.entry) for v in variants.values()] == [
+        ("gradcam", "gradcam", {"layer": "conv4", "score": "logits"}, 0),
+        ("gc_early", "gradcam", {"layer": "conv1", "score": "logits"}, 1),
+    ]
+
+
+def test_a_sweep_gives_one_variant_per_combination_in_the_order_written():
+    entry = {"name": "os", "stride": 4, "sweep": {"patch_size": [8, 16], "fill": [0.0, 0.5]}}
+    variants = xconfig.method_variants(config(methods=[entry]))
+    assert list(variants) == [
+        "occlusion-patch_size-8-fill-0.0",
+        "occlusion-patch_size-8-fill-0.5",
+        "occlusion-patch_size-16-fill-0.0",
+        "occlusion-patch_size-16-fill-0.5",
+    ]
+    assert variants["occlusion-patch_size-16-fill-0.5"].params == {
+        "stride": 4, "score": "logits", "patch_size": 16, "fill": 0.5
+    }
+    # a label is the prefix; a template names the swept parameters
+    prefixed = xconfig.method_variants(config(methods=[{"name": "ig", "label": "ig", "sweep": {"steps": [4, 32]}}]))
+    assert {k: v.params["steps"] for k, v in prefixed.items()} == {"ig-steps-4": 4, "ig-steps-32": 32}
+    templated = xconfig.method_variants(config(methods=[{"name": "ig", "label": "ig{steps}x", "sweep": {"steps": [4, 32]}}]))
+    assert list(templated) == ["ig4x", "ig32x"]
+    # a sweep of a layer: None (the model's default) and a name
+    layers = xconfig.method_variants(config(methods=[{"name": "gc", "sweep": {"layer": [None, "conv1"]}}]))
+    assert {k: v.params["layer"] for k, v in layers.items()} == {"gradcam-layer-none": None, "gradcam-layer-conv1": "conv1"}
+
+
+@pytest.mark.parametrize(
+    "methods, message",
+    [
+        (["gc", {"name": "gradcam"}], r"methods\[1\]: label 'gradcam' is taken by methods\[0\] too"),
+        (
+            [{"name": "os", "label": "o", "sweep": {"patch_size": [4, 8]}}, {"name": "gc", "label": "o-patch_size-8"}],
+            r"methods\[1\]: label 'o-patch_size-8' is taken by methods\[0\] too",
+        ),
+        ([{"name": "os", "label": "o", "sweep": {"patch_size": [4, 8], "stride": [2, 4]}}], None),
+        ([{"name": "os", "label": "o{patch_size}", "sweep": {"patch_size": [4, 8], "stride": [2, 4]}}],
+         r"methods\[0\]: label 'o4' is taken by methods\[0\] too; use a label template with \{param\}"),
+        ([{"name": "os", "sweep": {"steps": [4]}}], r"methods\[0\]\.sweep\.steps: os takes no parameter 'steps'"),
+        ([{"name": "os", "sweep": {"patch_size": []}}], r"methods\[0\]\.sweep\.patch_size: a non-empty list"),
+        ([{"name": "os", "sweep": {"patch_size": 8}}], r"methods\[0\]\.sweep\.patch_size: a non-empty list"),
+        ([{"name": "os", "sweep": {}}], r"methods\[0\]\.sweep: a mapping of parameters"),
+        ([{"name": "os", "sweep": {"patch_size": [8, 8]}}], r"methods\[0\]\.sweep\.patch_size: a value is listed twice"),
+        ([{"name": "os", "patch_size": 8, "sweep": {"patch_size": [4]}}], r"sweep\.patch_size: 'patch_size' is set and swept"),
+        ([{"name": "gc", "label": "a/b"}], r"methods\[0\]: label 'a/b' is no safe folder name"),
+        ([{"name": "gc", "label": ".."}], r"label '\.\.' is no safe folder name"),
+        ([{"name": "gc", "label": "randomization"}], r"label 'randomization' is reserved"),
+        ([{"name": "gc", "sweep": {"layer": ["block 1"]}}], r"label 'gradcam-layer-block 1' is no safe folder name"),
+        ([{"name": "os", "label": "o{stride}", "sweep": {"patch_size": [4]}}], r"methods\[0\]\.label: template 'o\{stride\}' names 'stride', which is not swept"),
+        ([{"name": "os", "sweep": {"patch_size": [4, 0]}}], r"methods\[0\] \(occlusion-patch_size-0\): patch_size"),
+    ],
+)
+def test_bad_variants_are_named(methods, message):
+    if message is None:  # a plain prefix with two swept parameters names both: no collision
+        assert len(xconfig.method_variants(config(methods=methods))) == 4
+        return
+    with pytest.raises(ValueError, match=message):
+        xconfig.method_variants(config(methods=methods))
 
 
 def test_overlay_names_per_shard():
@@ -50,6 +115,10 @@ def test_config_errors_name_nested_keys():
     assert "config key methods: [] should be non-empty" in problems
     assert "config key render.alpha: 2 is greater than the maximum of 1" in problems
     assert "config key shard_size: 0 is less than the minimum of 1" in problems
+    # a list entry that may take several forms (a key or a mapping): the deepest reason, naming its key
+    entry = {"name": "os", "sweep": {"patch_size": []}}
+    problems = xconfig.config_errors({"methods": ["gc", entry]}, schema)
+    assert problems == ["config key methods.1.sweep.patch_size: [] should be non-empty"]
 
 
 def test_unknown_method_parameters_are_named():

@@ -771,3 +771,37 @@ def test_replacement_road_imputes_deletion_and_insertion(tmp_path, kind):
     np.testing.assert_allclose(deletion[:, -1], mean, atol=0.01)  # all imputed: the mean, and the noise
     np.testing.assert_allclose(insertion[:, 0], mean, atol=0.01)
     assert np.all(found.values["deletion"] < found.values["insertion"])  # the |w x| map is faithful
+
+
+def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path):
+    # a summary written by hand: deletion (lower is better) and pointing game (higher is better)
+    summary = tmp_path / "summary.tsv"
+    summary.write_text(
+        evaluate.SUMMARY_HEADER
+        + "os-8\tall\tdeletion\t0.30\t0.25\t0.35\t60\n"
+        + "os-16\tall\tdeletion\t0.20\t0.15\t0.26\t60\n"
+        + "gradcam\tall\tdeletion\t0.50\t0.45\t0.55\t60\n"
+        + "empty\tall\tdeletion\tnan\tnan\tnan\t0\n"
+        + "os-8\tall\tpointing_game\t0.90\t0.80\t0.97\t40\n"
+        + "os-16\tall\tpointing_game\t0.50\t0.35\t0.65\t40\n"
+        + "gradcam\tall\tpointing_game\t0.95\t0.90\t1.00\t40\n"
+        + "os-8\tall\trandomization\t-0.60\t-0.70\t-0.50\t8\n"  # inverted: still tied to the weights
+        + "gradcam\tall\trandomization\t0.05\t0.00\t0.10\t8\n"
+    )
+    out = tmp_path / "comparison.tsv"
+    evaluate.write_comparison(summary, out)
+    rows = evaluate.read_table(out)
+    got = [(r["metric"], r["rank"], r["method"], r["within_ci_of_best"]) for r in rows]
+    assert got == [
+        ("deletion", "1", "os-16", "yes"),
+        ("deletion", "2", "os-8", "yes"),  # [0.25, 0.35] overlaps the best's [0.15, 0.26]
+        ("deletion", "3", "gradcam", "no"),
+        ("deletion", "", "empty", "no"),  # no value: last, unranked
+        ("pointing_game", "1", "gradcam", "yes"),
+        ("pointing_game", "2", "os-8", "yes"),  # [0.80, 0.97] overlaps [0.90, 1.00]
+        ("pointing_game", "3", "os-16", "no"),
+        ("randomization", "1", "gradcam", "yes"),  # nearer zero is better: |0.05| < |-0.60|
+        ("randomization", "2", "os-8", "no"),
+    ]
+    assert {r["better"] for r in rows if r["metric"] == "deletion"} == {"lower"}
+    assert [float(r["mean"]) for r in rows[:3]] == [0.20, 0.30, 0.50]

@@ -5,7 +5,10 @@ Nothing here imports TensorFlow, so building the job graph stays fast.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from xaipipe import demo, methods
@@ -41,45 +44,130 @@ def sample_sheet(config: dict[str, Any]) -> SampleSheet:
     return sheet
 
 
-def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Canonical method name -> its parameters, from the ``methods`` list of the config.
+#: A label is a folder name: letters, digits and ``_ . + = -``, starting with a letter or digit.
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*\Z")
+#: Names a label may not take: folders of their own beside the variants' (evaluation/randomization/).
+RESERVED_LABELS = frozenset({"randomization"})
 
-    An entry is a key (``gradcam``) or a mapping with ``name`` and parameters; the
-    config's ``model.layer`` is the default ``layer`` of the methods that take one, its
-    ``score`` the default ``score`` of all. Unknown keys and parameters, renamed
-    parameters and the same method listed twice stop the run here, before any job.
+
+@dataclass(frozen=True)
+class Variant:
+    """One method with one parameter set: its ``label`` names its output folders and table rows."""
+
+    label: str
+    method: str  #: the canonical method name (xaipipe.methods)
+    params: dict[str, Any]  #: every parameter the config sets (with the config's layer and score)
+    entry: int  #: its position in the config's ``methods`` list
+
+
+def method_variants(
+    config: dict[str, Any], layer: str | None = None, score: str | None = None
+) -> dict[str, Variant]:
+    """Label -> :class:`Variant`, from the ``methods`` list of the config, sweeps expanded.
+
+    An entry is a key (``gradcam``) or a mapping with ``name``, an optional ``label`` (default:
+    the canonical method name), parameters and an optional ``sweep`` (parameter -> list of
+    values), which gives one variant per combination, labelled ``{label}-{param}-{value}...``
+    or by a ``label`` template holding ``{param}`` fields. ``layer``/``score`` (default: the
+    config's ``model.layer`` and ``score``) are the defaults of the methods that take them.
+    Unknown keys and parameters, renamed parameters, bad sweeps and two variants with one
+    label stop the run here, before any job, naming the entry.
     """
-    specs: dict[str, dict[str, Any]] = {}
-    for position, entry in enumerate(config["methods"]):
-        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+    layer = config["model"]["layer"] if layer is None else layer
+    score = config["score"] if score is None else score
+    size = config.get("preprocessing", {}).get("size")
+    variants: dict[str, Variant] = {}
+    for position, raw in enumerate(config["methods"]):
+        where = f"config key methods[{position}]"
+        entry = {"name": raw} if isinstance(raw, str) else dict(raw)
         key = entry.pop("name")
+        label = entry.pop("label", None)
+        sweep = entry.pop("sweep", None)
         try:
             name = methods.canonical_name(key)
         except ValueError as error:
-            raise ValueError(f"config key methods[{position}]: {error}") from None
-        if name in specs:
-            raise ValueError(f"config key methods[{position}]: method {name!r} is listed twice")
-        allowed = methods.parameters(name)
+            raise ValueError(f"{where}: {error}") from None
         for param in entry:
-            renamed = methods.renamed_parameter(name, param)
-            if renamed is not None:
-                why = methods.renamed_message(param, renamed)
-                raise ValueError(f"config key methods[{position}].{param}: {key}'s {why}")
-            if param not in allowed:
-                raise ValueError(
-                    f"config key methods[{position}].{param}: {key} takes no parameter {param!r}; "
-                    f"its parameters: {', '.join(allowed)}"
-                )
+            _check_parameter(name, key, param, f"{where}.{param}")
+        combos = _sweep_combinations(name, key, sweep, entry, where)
         if methods.takes_layer(name):
-            entry.setdefault("layer", config["model"]["layer"])
-        entry.setdefault("score", config["score"])
-        size = config.get("preprocessing", {}).get("size")
+            entry.setdefault("layer", layer)
+        entry.setdefault("score", score)
+        for combo in combos:
+            params = {**entry, **combo}
+            this = _variant_label(name, label, combo, where)
+            try:
+                params = check_params(params, size)
+            except ValueError as error:
+                raise ValueError(f"{where} ({this}): {error}") from None
+            if this in variants:
+                first = variants[this].entry
+                hint = "give each a different label" if first != position else "use a label template with {param}"
+                raise ValueError(
+                    f"{where}: label {this!r} is taken by methods[{first}] too; {hint} "
+                    f"(e.g. {{name: {key}, label: {key}-2, ...}})"
+                )
+            variants[this] = Variant(this, name, params, position)
+    return variants
+
+
+def _check_parameter(name: str, key: str, param: str, where: str) -> None:
+    renamed = methods.renamed_parameter(name, param)
+    if renamed is not None:
+        raise ValueError(f"{where}: {key}'s {methods.renamed_message(param, renamed)}")
+    allowed = methods.parameters(name)
+    if param not in allowed:
+        raise ValueError(f"{where}: {key} takes no parameter {param!r}; its parameters: {', '.join(allowed)}")
+
+
+def _sweep_combinations(
+    name: str, key: str, sweep: Any, fixed: dict[str, Any], where: str
+) -> list[dict[str, Any]]:
+    """Every combination of a ``sweep``'s values, in the order written ([{}] without a sweep)."""
+    if sweep is None:
+        return [{}]
+    if not isinstance(sweep, dict) or not sweep:
+        raise ValueError(f"{where}.sweep: a mapping of parameters to lists of values, e.g. {{patch_size: [8, 16]}}")
+    for param, values in sweep.items():
+        _check_parameter(name, key, param, f"{where}.sweep.{param}")
+        if param in fixed:
+            raise ValueError(f"{where}.sweep.{param}: {param!r} is set and swept; keep one of them")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{where}.sweep.{param}: a non-empty list of values, e.g. [8, 16, 32]; got {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"{where}.sweep.{param}: a value is listed twice in {values!r}")
+    return [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+
+
+def _variant_label(name: str, label: str | None, combo: dict[str, Any], where: str) -> str:
+    """The variant's label: ``label`` (or the method's name) followed by ``-{param}-{value}`` for
+    each swept parameter, or the ``label`` template filled in with them; checked as a folder name."""
+    if label is not None and "{" in label:
         try:
-            check_params(entry, size)
-        except ValueError as error:
-            raise ValueError(f"config key methods[{position}] ({key}): {error}") from None
-        specs[name] = entry
-    return specs
+            text = label.format(**{p: _label_value(v) for p, v in combo.items()})
+        except (KeyError, IndexError, ValueError) as error:
+            swept = ", ".join(combo) or "none"
+            raise ValueError(
+                f"{where}.label: template {label!r} names {error}, which is not swept (swept: {swept})"
+            ) from None
+    else:
+        text = (label or name) + "".join(f"-{p}-{_label_value(v)}" for p, v in combo.items())
+    if not LABEL.match(text) or text in RESERVED_LABELS:
+        why = "is reserved" if text in RESERVED_LABELS else "is no safe folder name"
+        raise ValueError(
+            f"{where}: label {text!r} {why}; a label holds letters, digits and _.+=- and starts with a "
+            "letter or digit (set `label`, or a template such as 'occ-{patch_size}')"
+        )
+    return text
+
+
+def _label_value(value: Any) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Label -> parameters of every variant (:func:`method_variants`)."""
+    return {label: variant.params for label, variant in method_variants(config).items()}
 
 
 def overlay_names(
@@ -132,6 +220,9 @@ def config_errors(config: dict[str, Any], schema_path: str) -> list[str]:
         schema = yaml.safe_load(f)
     lines = []
     for error in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path)):
+        if error.validator in ("oneOf", "anyOf") and error.context:
+            # "not valid under any of the given schemas" names no key: the deepest reason does
+            error = max(error.context, key=lambda e: len(e.absolute_path))
         key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         if error.validator == "additionalProperties":
             allowed = sorted(error.schema.get("properties", {}))

@@ -284,7 +284,7 @@ def evaluate_shard(
     with h5store.HeatmapsFile.open(heatmaps_path) as maps:
         ids, sample_index, class_index = maps.ids, maps.sample_index, maps.class_index
         skipped = maps.skipped
-        method = str(maps.file.attrs.get("method", ""))
+        method = str(maps.file.attrs.get("variant", maps.file.attrs.get("method", "")))
         model_sha256 = maps.file.attrs.get("model_sha256")
         n_maps, map_shape = len(maps), maps.map_shape
     valid = (class_index >= 0) & ~skipped[sample_index] if n_maps else np.zeros(0, bool)
@@ -606,7 +606,74 @@ def agreement_matrix(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
 
 # --- the summary ---------------------------------------------------------------------------
 
+COMPARISON_HEADER = "metric\tclass\tbetter\trank\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\n"
 SUMMARY_HEADER = "method\tclass\tmetric\tmean\tci_low\tci_high\tn\n"
+
+
+#: Which value of each metric is better (curve kinds use the area under the curve).
+BETTER: dict[str, str] = {
+    "deletion": "lower",
+    "insertion": "higher",
+    "road_morf": "lower",
+    "road_lerf": "higher",
+    "pointing_game": "higher",
+    "relevance_mass": "higher",
+    "relevance_rank": "higher",
+    "roc_auc": "higher",
+    "sparseness": "higher",
+    "complexity": "lower",
+    "randomization": "nearer zero",  # a map that depends on the weights changes with them, either way
+    "randomization_ssim": "lower",
+}
+
+def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The summary's variants ranked per metric and class, best first (:data:`BETTER`).
+
+    ``within_ci_of_best``: the variant's 95% interval overlaps the best one's, so the data
+    do not tell them apart (the best itself: yes). A variant without a value (NaN) comes
+    last, unranked.
+    """
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["metric"], row["class"]), []).append(row)
+    out: list[dict[str, Any]] = []
+    for (metric, label), members in groups.items():
+        better = BETTER.get(metric, "higher")
+        ranked = sorted(members, key=lambda r: (math.isnan(r["mean"]), _badness(r["mean"], better)))
+        best = ranked[0]
+        for position, row in enumerate(ranked, 1):
+            valued = not math.isnan(row["mean"])
+            overlaps = valued and row["ci_low"] <= best["ci_high"] and best["ci_low"] <= row["ci_high"]
+            out.append(
+                {
+                    "metric": metric,
+                    "class": label,
+                    "better": better,
+                    "rank": position if valued else "",
+                    "method": row["method"],
+                    **{key: row[key] for key in ("mean", "ci_low", "ci_high", "n")},
+                    "within_ci_of_best": "yes" if overlaps else "no",
+                }
+            )
+    return out
+
+
+def _badness(mean: float, better: str) -> float:
+    if math.isnan(mean):
+        return 0.0
+    return {"higher": -mean, "lower": mean, "nearer zero": abs(mean)}[better]
+
+
+def write_comparison(summary_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
+    """``comparison.tsv``: :func:`comparison_rows` of the summary at ``summary_path``."""
+    with atomic_path(out_path) as tmp, open(tmp, "w") as out:
+        out.write(COMPARISON_HEADER)
+        for r in comparison_rows(read_summary(summary_path)):
+            numbers = "\t".join(f"{r[key]:.4f}" for key in ("mean", "ci_low", "ci_high"))
+            out.write(
+                f"{r['metric']}\t{r['class']}\t{r['better']}\t{r['rank']}\t{r['method']}\t{numbers}\t{r['n']}"
+                f"\t{r['within_ci_of_best']}\n"
+            )
 
 
 def bootstrap_interval(values: np.ndarray, samples: int, seed: int, level: float = 0.95) -> tuple[float, float]:

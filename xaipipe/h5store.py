@@ -395,7 +395,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 #
 # ids (str, n samples), sample_index and class_index (int32, m maps), raw and normalized
 # (float32, (m, *map_shape), one gzip-compressed, shuffled chunk per map); attributes
-# method, method_params, target_layer, targets, model_sha256, model_path.
+# method, variant (its label), method_params, target_layer, targets, model_sha256, model_path.
 
 HEATMAPS = "xaipipe.heatmaps"
 EVALUATION = "xaipipe.evaluation"  # the layout: below, with its writer

@@ -29,24 +29,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from xaipipe.atomic import atomic_path
+from xaipipe.evaluate import BETTER  # noqa: F401 (which value of each metric is better)
 
 DPI = 150
-
-#: Which value of each metric is better (curve kinds use the area under the curve).
-BETTER: dict[str, str] = {
-    "deletion": "lower",
-    "insertion": "higher",
-    "road_morf": "lower",
-    "road_lerf": "higher",
-    "pointing_game": "higher",
-    "relevance_mass": "higher",
-    "relevance_rank": "higher",
-    "roc_auc": "higher",
-    "sparseness": "higher",
-    "complexity": "lower",
-    "randomization": "lower",
-    "randomization_ssim": "lower",
-}
 
 #: The x axis of each curve kind (others: :data:`DEFAULT_XLABEL`).
 XLABELS: dict[str, str] = {

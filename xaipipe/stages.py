@@ -263,8 +263,12 @@ def compute_heatmaps_shard(
     out_path: str | os.PathLike,
     preprocessing: Preprocessing | None = None,
     on_error: str = "fail",
+    label: str | None = None,
 ) -> None:
     """Compute one method's maps for every sample and target class of a shard.
+
+    ``label``: the variant's name (config ``methods[].label``), in the file's ``variant``
+    attribute and the failures table's stage; default: the canonical method name.
 
     The predictions must be those of this model (their recorded sha256 is checked), and
     the shard made with ``preprocessing`` where it is given. Samples skipped before get
@@ -285,7 +289,8 @@ def compute_heatmaps_shard(
     check_predictions_model(predictions, predictions_path, model_path, model_sha256)
     model = load_model(model_path)
     explainer = methods.create(method, model, **method_params)
-    stage = f"heatmaps:{methods.canonical_name(method)}"
+    label = label or methods.canonical_name(method)
+    stage = f"heatmaps:{label}"
     record = h5store.SkipRecord(len(predictions.ids), predictions.skipped, predictions.skip_reasons)
     kept = ~record.skipped
     n, k = predictions.probabilities.shape
@@ -303,6 +308,7 @@ def compute_heatmaps_shard(
         explainer.spatial_shape,
         record,
         method=methods.canonical_name(method),
+        variant=label,
         method_params={**method_params, **explainer.params},
         target_layer=explainer.target_layer,
         score_tensor=explainer.score_source,
@@ -312,7 +318,7 @@ def compute_heatmaps_shard(
     ) as heatmaps:
         ids = shard.ids
         n_batches = -(-n // batch_size)
-        for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {method}", n_batches, "batch"):
+        for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {label}", n_batches, "batch"):
             keep = kept[rows]
             if keep.all():  # the usual case: one write for the batch
                 results = _maps_or_failures(explainer, inputs, classes[rows], ids[rows], on_error, stage)

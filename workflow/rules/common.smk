@@ -37,7 +37,9 @@ try:
     xc.check_sample_ids(
         SAMPLES, "data.images" if config["data"]["samples"] is None else "data.samples"
     )
-    METHODS = xc.method_specs(config)
+    # every variant of a method (config methods[]: label, sweep), by label: its output folders
+    VARIANTS = xc.method_variants(config)
+    METHODS = {label: variant.params for label, variant in VARIANTS.items()}
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     MASKS = xc.sample_masks(config, SAMPLES)  # each sample's mask file, None: no masks
@@ -66,6 +68,11 @@ if config["demo"]["build"]:
         raise WorkflowError(str(error)) from None
 MODEL_CHECKSUM = f"{OUT}/checksums/model.sha256"
 FAILURES = f"{OUT}/failures.tsv"  # the samples skipped (on_error: skip) or warned about
+EXPERIMENTS = f"{OUT}/experiments.tsv"  # every method variant with its parameters
+# each variant's method and parameters, as the experiments table lists them
+VARIANT_RECORDS = {
+    label: {"method": v.method, "params": v.params} for label, v in VARIANTS.items()
+}
 
 
 def run_summary(failures):
@@ -135,14 +142,14 @@ def predict_runtime(wildcards, attempt):
 
 
 def heatmaps_mem_mb(wildcards, attempt):
-    method = wildcards.method
+    method = wildcards.method  # a variant's label
     return xr.model_job_mem_mb(
         SHARD_SIZE,
         xr.model_mb(MODEL),
         INPUT_SIZE,
         CHANNELS,
         config["batch_size"],
-        method,
+        VARIANTS[method].method,
         METHODS[method],
         attempt,
     )
@@ -154,7 +161,7 @@ def heatmaps_runtime(wildcards, attempt, n_samples=None):
         n_samples or SHARD_SIZE,
         xr.model_mb(MODEL),
         INPUT_SIZE,
-        method,
+        VARIANTS[method].method,
         METHODS[method],
         MAPS_PER_SAMPLE,
         attempt,
@@ -289,6 +296,11 @@ def method_params(wildcards):
     return METHODS[wildcards.method]
 
 
+def method_name(wildcards):
+    """The canonical method of the variant ``{method}`` (a label)."""
+    return VARIANTS[wildcards.method].method
+
+
 def overlay_files(shard):
     names = xc.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
     return [
@@ -346,7 +358,7 @@ def heatmaps_by_method():
 
 
 def all_outputs(wildcards):
-    outputs = [f"{OUT}/predictions.tsv", FAILURES]
+    outputs = [f"{OUT}/predictions.tsv", FAILURES, EXPERIMENTS]
     # the caches and the model's checksum too: one that is missing (deleted, moved aside as
     # damaged, or removed as stale) is rebuilt, not only when a later output needs it
     outputs.append(MODEL_CHECKSUM)
@@ -358,6 +370,7 @@ def all_outputs(wildcards):
     if EVALUATION.metrics:
         outputs += evaluation_by_method() if EVALUATION.per_map else []
         outputs += [f"{OUT}/evaluation/summary.tsv", f"{OUT}/evaluation/agreement.tsv"]
+        outputs.append(f"{OUT}/evaluation/comparison.tsv")
         outputs += EVALUATION_PLOTS
     for shard in SHARDS:
         outputs += expand(overlay_files(shard), method=METHODS)

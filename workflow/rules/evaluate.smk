@@ -59,6 +59,7 @@ if EVALUATION.metrics:
             runtime=randomization_runtime,
             gpu=GPU,
         params:
+            method=method_name,
             method_params=method_params,
             n_samples=EVALUATION.sanity_samples,
             stages=EVALUATION.sanity_stages,

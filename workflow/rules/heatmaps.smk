@@ -22,6 +22,7 @@ rule heatmaps:
         runtime=heatmaps_runtime,
         gpu=GPU,
     params:
+        method=method_name,
         method_params=method_params,
         targets=config["targets"],
         batch_size=config["batch_size"],
