@@ -2,4 +2,9 @@ from xaipipe.evaluate import write_comparison
 from xaipipe.logs import logged
 
 with logged(snakemake.log[0]):
-    write_comparison(snakemake.input[0], snakemake.output[0])
+    summaries = dict(zip(snakemake.params.models, snakemake.input, strict=True))
+    write_comparison(summaries, snakemake.output.table)
+    if snakemake.output.plots:
+        from xaipipe.plots import comparison_plot
+
+        comparison_plot(summaries, snakemake.params.stem)

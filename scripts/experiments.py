@@ -2,13 +2,9 @@ from xaipipe.experiments import experiment_rows, write_experiments
 from xaipipe.logs import logged
 
 with logged(snakemake.log[0]):
-    write_experiments(
-        experiment_rows(
-            snakemake.params.model,
-            snakemake.input.model,
-            snakemake.input.checksum,
-            snakemake.params.variants,
-            snakemake.params.heatmaps,
-        ),
-        snakemake.output[0],
-    )
+    rows = []
+    for (name, model), checksum, folder in zip(
+        snakemake.params.models.items(), snakemake.input.checksums, snakemake.params.folders, strict=True
+    ):
+        rows += experiment_rows(name, model["path"], checksum, model["variants"], f"{folder}/heatmaps")
+    write_experiments(rows, snakemake.output[0])

@@ -164,3 +164,75 @@ def test_registry_defaults_are_the_constructors_defaults():
         signature = inspect.signature(methods.method_class(name).__init__)
         defaults = {p.name: p.default for p in signature.parameters.values() if p.name not in ("self", "model")}
         assert defaults == dict(methods.defaults(name)), name
+
+
+def study(**changes):
+    base = config(
+        output="results",
+        model={"path": None, "layer": None},
+        preprocessing={"size": [64, 64], "channels": 1, "standardize": "tf"},
+    )
+    return {**base, **changes}
+
+
+def test_the_single_model_writes_into_the_output_folder():
+    specs = xconfig.model_specs(study(model={"path": "m.keras", "layer": "conv4"}))
+    assert list(specs) == ["model"]
+    only = specs["model"]
+    assert (only.path, only.folder, only.preprocessed) == ("m.keras", "results", "results/preprocessed")
+    assert only.variants["gradcam"].params["layer"] == "conv4"
+
+
+def test_models_get_folders_of_their_own_and_share_equal_preprocessing():
+    models = {
+        "a": {"path": "a.keras"},
+        "b": {"path": "b.keras", "layer": "conv2", "score": "probabilities"},
+        "c": {"path": "c.keras", "preprocessing": {"size": [128, 128]}},
+        "d": {"path": "d.keras", "preprocessing": {"size": [128, 128], "channels": 1}},
+    }
+    specs = xconfig.model_specs(study(models=models, methods=["gc", {"name": "sm", "label": "s"}]))
+    assert [s.folder for s in specs.values()] == ["results/a", "results/b", "results/c", "results/d"]
+    # a and b read the study's shards; c and d (equal to each other) c's
+    assert [s.preprocessed for s in specs.values()] == [
+        "results/preprocessed", "results/preprocessed", "results/c/preprocessed", "results/c/preprocessed"
+    ]
+    assert specs["c"].preprocessing == {"size": [128, 128], "channels": 1, "standardize": "tf"}
+    assert specs["a"].variants["gradcam"].params == {"layer": None, "score": "logits"}
+    assert specs["b"].variants["gradcam"].params == {"layer": "conv2", "score": "probabilities"}
+    assert specs["b"].variants["s"].params == {"score": "probabilities"}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"models": {"../x": {"path": "a.keras"}}}, r"models\.\.\./x: the name '\.\./x' is no safe folder name"),
+        ({"models": {"a b": {"path": "a.keras"}}}, r"models\.a b: the name 'a b' is no safe folder name"),
+        ({"models": {"report": {"path": "a.keras"}}}, r"models\.report: the name 'report' is a folder of the study's own"),
+        ({"models": {"a": {"path": "a.keras"}}, "model": {"path": "m.keras", "layer": None}},
+         r"config keys model\.path and models: set one of them"),
+        ({"models": {"a": {"path": "a.keras", "preprocessing": {"sise": [3, 3]}}}},
+         r"models\.a\.preprocessing\.sise: no preprocessing key"),
+        ({"models": {"a": {"path": "a.keras", "preprocessing": {"size": [8, 8, 8]}}}},
+         r"models\.a\.preprocessing\.size: \[8, 8, 8\] has 3 dimensions"),
+        ({"models": {"a": {"path": "a.keras"}, "b": {"path": "b.keras", "preprocessing": {"size": [32, 32]}}},
+          "methods": [{"name": "os", "patch_size": 48}]},  # fits a's 64x64 input, not b's
+         r"methods\[0\] \(os\): patch_size 48 is larger than the model input \[32, 32\].*\(model 'b'\)"),
+    ],
+)
+def test_bad_models_are_named(changes, message):
+    with pytest.raises(ValueError, match=message):
+        xconfig.model_specs(study(**changes))
+
+
+def test_demo_models_by_seed():
+    assert xconfig.demo_model_seed("out/demo/model-seed7.keras", "out") == 7
+    assert xconfig.demo_model_seed("out/demo/model.keras", "out") == -1  # demo.seed
+    assert xconfig.demo_model_seed("out/demo/model-seedx.keras", "out") is None
+    assert xconfig.demo_model_seed("elsewhere/model-seed7.keras", "out") is None
+    demo = {"build": True, "n_per_class": 2}
+    models = {"a": {"path": "out/demo/model.keras"}, "b": {"path": "out/demo/model-seed3.keras"}}
+    cfg = study(output="out", demo=demo, models=models, data={"images": None})
+    xconfig.resolve_data_paths(cfg)  # the models' paths are the demo's: accepted, model.path stays unset
+    assert cfg["model"]["path"] is None and cfg["data"]["images"] == "out/demo/images"
+    with pytest.raises(ValueError, match=r"models\.b\.path: 'b\.keras', but with demo\.build true"):
+        xconfig.resolve_data_paths(study(output="out", demo=demo, models={"b": {"path": "b.keras"}}, data={"images": None}))

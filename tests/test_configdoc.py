@@ -25,6 +25,8 @@ def properties(node, prefix="", in_items=False):
     for word, sub in node.items():
         if word == "items":
             yield from properties(sub, prefix[:-1] + "[].", True)
+        elif word == "additionalProperties":  # entries by name (models): defaults as in list items
+            yield from properties(sub, prefix + "<name>.", True)
         elif word != "properties":
             yield from properties(sub, prefix, in_items)
 
@@ -39,9 +41,9 @@ def test_generated_docs_match_the_schema():
 
 def test_every_key_has_a_description_and_a_default():
     keys = list(properties(SCHEMA))
-    # by hand: 15 top-level, demo 4, data 9, model 2, preprocessing 7 + 1, methods[] 5, render 4, resources 3,
-    # evaluation 7 + bootstrap 2
-    assert len(keys) == 59
+    # by hand: 16 top-level, demo 4, data 9, model 2, preprocessing 7 + 1, methods[] 5, render 4, resources 3,
+    # evaluation 7 + bootstrap 2, models.<name> 4
+    assert len(keys) == 64
     for key, sub, in_items in keys:
         assert sub.get("description", "").strip(), f"{key} has no description"
         if in_items:

@@ -789,7 +789,7 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
         + "gradcam\tall\trandomization\t0.05\t0.00\t0.10\t8\n"
     )
     out = tmp_path / "comparison.tsv"
-    evaluate.write_comparison(summary, out)
+    evaluate.write_comparison({"model": summary}, out)
     rows = evaluate.read_table(out)
     got = [(r["metric"], r["rank"], r["method"], r["within_ci_of_best"]) for r in rows]
     assert got == [

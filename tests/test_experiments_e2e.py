@@ -21,15 +21,21 @@ pytestmark = pytest.mark.e2e
 from pipeline_runs import CONFIG, snakemake, snakemake_ok, use_demo_of
 
 OUTPUT = "variants"
+# two models (the demo's, and one trained with another seed) x three variants, one from a sweep
+MODELS = {
+    "first": {"path": f"{OUTPUT}/demo/model.keras"},
+    "second": {"path": f"{OUTPUT}/demo/model-seed7.keras", "score": "probabilities"},
+}
 METHODS = [
-    "gradcam",
-    {"name": "gradcam", "label": "gc-early", "layer": "conv2"},
-    {"name": "occlusion", "stride": 8, "sweep": {"patch_size": [8, 16]}},
+    {"name": "gradcam", "sweep": {"layer": ["conv4", "conv2"]}},
+    {"name": "occlusion", "stride": 8, "patch_size": 16},
 ]
-LABELS = ["gradcam", "gc-early", "occlusion-patch_size-8", "occlusion-patch_size-16"]
+LABELS = ["gradcam-layer-conv4", "gradcam-layer-conv2", "occlusion"]
 STUDY = {
     **{k: v for k, v in CONFIG.items() if k not in ("data", "model")},
     "output": OUTPUT,
+    "shard_size": 16,  # 2 shards: fewer jobs
+    "models": MODELS,
     "methods": METHODS,
     "evaluation": {"metrics": ["deletion", "pointing_game", "sparseness"]},
 }
@@ -61,73 +67,101 @@ def study(demo_run):
     return demo_run
 
 
-def test_each_variant_has_its_folders_and_its_parameters(study):
+def test_each_model_and_variant_has_its_folders_and_the_preprocessing_ran_once(study):
     results = study / OUTPUT
-    for kind in ("heatmaps", "overlays", "evaluation"):
-        assert {p.name for p in (results / kind).iterdir() if p.is_dir()} >= set(LABELS), kind
-    layers, patches = {}, {}
-    for label in LABELS:
-        with h5store.HeatmapsFile.open(results / f"heatmaps/{label}/shard-00000.h5") as maps:
-            attrs = maps.file.attrs
-            assert attrs["variant"] == label
-            params = json.loads(attrs["method_params"])
-            layers[label] = attrs["target_layer"]
-            patches[label] = params.get("patch_size")
-    assert layers["gradcam"] == "conv4" and layers["gc-early"] == "conv2"  # the demo CNN's last conv layer is conv4
-    assert patches["occlusion-patch_size-8"] == 8 and patches["occlusion-patch_size-16"] == 16
+    for model in MODELS:
+        for kind in ("heatmaps", "overlays", "evaluation"):
+            assert {p.name for p in (results / model / kind).iterdir() if p.is_dir()} >= set(LABELS), (model, kind)
+        assert not (results / model / "preprocessed").exists()  # both read the study's shards
+        for kind in ("predictions.tsv", "failures.tsv", "report/index.html", "evaluation/summary.tsv"):
+            assert (results / model / kind).is_file(), (model, kind)
+    n_shards = len(list((results / "preprocessed").glob("shard-*.h5")))
+    assert n_shards == 2
+    # one preprocessing job per shard, for both models (each job leaves one benchmark record)
+    assert len(list((results / "benchmarks/preprocess").glob("shard-*.tsv"))) == n_shards
+    for model, params in MODELS.items():
+        for label, layer in [("gradcam-layer-conv4", "conv4"), ("gradcam-layer-conv2", "conv2")]:
+            with h5store.HeatmapsFile.open(results / model / f"heatmaps/{label}/shard-00000.h5") as maps:
+                attrs = maps.file.attrs
+                assert (attrs["variant"], attrs["target_layer"]) == (label, layer)
+                assert json.loads(attrs["method_params"])["score"] == params.get("score", "logits")
+                assert attrs["model_sha256"] == sha256_file(study / params["path"])
+    first, second = (sha256_file(study / MODELS[m]["path"]) for m in MODELS)
+    assert first != second  # two models indeed
+    for model, params in MODELS.items():  # each report names its own model
+        page = (results / model / "report/summary.html").read_text()
+        assert params["path"] in page and sha256_file(study / params["path"]) in page, model
 
 
 def test_experiments_table_lists_exactly_what_ran(study):
     results = study / OUTPUT
     rows = read_experiments(results / "experiments.tsv")
-    assert [r["variant"] for r in rows] == LABELS
-    assert [r["method"] for r in rows] == ["gradcam", "gradcam", "occlusion", "occlusion"]
+    assert [(r["model"], r["variant"]) for r in rows] == [(m, label) for m in MODELS for label in LABELS]
+    assert [r["method"] for r in rows[:3]] == ["gradcam", "gradcam", "occlusion"]
     assert json.loads(rows[1]["parameters"]) == {"layer": "conv2", "score": "logits"}
-    assert json.loads(rows[3]["parameters"]) == {"patch_size": 16, "score": "logits", "stride": 8}
-    assert {r["model_sha256"] for r in rows} == {sha256_file(results / "demo/model.keras")}
-    assert [r["heatmaps"] for r in rows] == [f"{OUTPUT}/heatmaps/{label}" for label in LABELS]
-    assert all((study / r["heatmaps"]).is_dir() for r in rows)
+    assert json.loads(rows[5]["parameters"]) == {"patch_size": 16, "score": "probabilities", "stride": 8}
+    for row in rows:
+        assert row["model_sha256"] == sha256_file(study / MODELS[row["model"]]["path"])
+        assert row["heatmaps"] == f"{OUTPUT}/{row['model']}/heatmaps/{row['variant']}"
+        assert (study / row["heatmaps"]).is_dir()
 
 
-def test_comparison_ranks_every_variant_by_each_metric(study):
+def test_comparison_ranks_every_model_and_variant_by_each_metric(study):
     results = study / OUTPUT
-    summary = {(r["method"], r["metric"]): r["mean"] for r in read_summary(results / "evaluation/summary.tsv")}
-    assert {method for method, _ in summary} == set(LABELS)
+    summary = {
+        (model, r["method"], r["metric"]): r["mean"]
+        for model in MODELS
+        for r in read_summary(results / model / "evaluation/summary.tsv")
+    }
+    assert {(model, method) for model, method, _ in summary} == {(m, label) for m in MODELS for label in LABELS}
     rows = read_table(results / "evaluation/comparison.tsv")
     for metric in ("deletion", "pointing_game", "sparseness"):
-        ranked = [r["method"] for r in rows if r["metric"] == metric]
-        # by hand from the summary's means, in the metric's better direction
-        expected = sorted(LABELS, key=lambda m: summary[(m, metric)] * (1 if BETTER[metric] == "lower" else -1))
+        ranked = [(r["model"], r["method"]) for r in rows if r["metric"] == metric]
+        # by hand from the summaries' means, in the metric's better direction
+        sign = 1 if BETTER[metric] == "lower" else -1
+        expected = sorted(((m, label) for m in MODELS for label in LABELS), key=lambda k: sign * summary[(*k, metric)])
         assert ranked == expected, metric
-    # the evaluation tells variants apart: the last layer localizes the lesion better than an early one
-    assert summary[("gradcam", "pointing_game")] > summary[("gc-early", "pointing_game")]
+
+
+def test_the_study_page_links_every_models_pages_and_holds_the_comparison(study):
+    results = study / OUTPUT
+    page = (results / "report/index.html").read_text()
+    links = re.findall(r'<a class="(gallery|summary)" href="([^"]+)"', page)
+    assert len(links) == 2 * len(MODELS)
+    for _, href in links:
+        assert (results / "report" / href).resolve().is_file(), href
+    assert {href.split("/")[1] for _, href in links} == set(MODELS)
+    table = page.split('<table id="comparison">')[1].split("</table>")[0]
+    assert table.count("<tr>") - 1 == len(read_table(results / "evaluation/comparison.tsv"))  # less the header
+    assert (results / "report/../evaluation/comparison.png").is_file() and "../evaluation/comparison.png" in page
 
 
 def test_changing_one_variant_reruns_only_that_variant(study):
     results = study / OUTPUT
-    changed = {**STUDY, "methods": [METHODS[0], {**METHODS[1], "layer": "conv3"}, METHODS[2]]}
+    changed = {**STUDY, "methods": [METHODS[0], {**METHODS[1], "patch_size": 8}]}
     dry = snakemake(study, changed, "-n")
     assert dry.returncode == 0, dry.stderr[-3000:]
     model_jobs = [(rule, w) for rule, w in jobs(dry.stdout) if rule in ("heatmaps", "evaluate", "randomization")]
-    assert model_jobs and all("method=gc-early" in w for _, w in model_jobs), model_jobs
-    assert {rule for rule, _ in jobs(dry.stdout)} & {"preprocess", "predict"} == set()
+    assert len(model_jobs) == 2 * 2 * 2, model_jobs  # heatmaps and evaluate, of 2 models x 2 shards
+    assert all(re.search(r"method=occlusion\b", w) for _, w in model_jobs), model_jobs
+    assert {rule for rule, _ in jobs(dry.stdout)} & {"preprocess", "predict", "demo_model", "demo_model_seed"} == set()
 
     before = mtimes(results)
     snakemake_ok(study, changed)
-    after = mtimes(results)
-    rewritten = {p.relative_to(results) for p, t in after.items() if before.get(p) != t}
-    per_variant = {p for p in rewritten if p.parts[0] in ("heatmaps", "overlays") or p.parts[:2][0] == "evaluation" and len(p.parts) == 3}
-    assert per_variant and {p.parts[1] for p in per_variant} == {"gc-early"}, sorted(per_variant)[:5]
+    rewritten = {p.relative_to(results) for p, t in mtimes(results).items() if before.get(p) != t}
+    per_variant = {p for p in rewritten if len(p.parts) > 3 and p.parts[1] in ("heatmaps", "overlays", "evaluation")}
+    assert per_variant and {p.parts[2] for p in per_variant} == {"occlusion"}, sorted(per_variant)[:5]
+    assert not {p for p in rewritten if "preprocessed" in p.parts or "predictions" in p.parts}
     assert Path("experiments.tsv") in rewritten
-    assert json.loads(read_experiments(results / "experiments.tsv")[1]["parameters"])["layer"] == "conv3"
+    assert json.loads(read_experiments(results / "experiments.tsv")[2]["parameters"])["patch_size"] == 8
 
     # removing a variant leaves the others' maps and evaluation untouched
-    fewer = {**changed, "methods": changed["methods"][:2] + [{**METHODS[2], "sweep": {"patch_size": [8]}}]}
+    fewer = {**changed, "methods": [{**METHODS[0], "sweep": {"layer": ["conv4"]}}, changed["methods"][1]]}
     before = mtimes(results)
     snakemake_ok(study, fewer)
     rewritten = {p.relative_to(results) for p, t in mtimes(results).items() if before.get(p) != t}
-    assert not {p for p in rewritten if p.parts[0] in ("heatmaps", "overlays", "preprocessed", "predictions")}
-    assert [r["variant"] for r in read_experiments(results / "experiments.tsv")] == LABELS[:3]
+    assert not {p for p in rewritten if {"heatmaps", "overlays", "preprocessed", "predictions"} & set(p.parts)}
+    assert [r["variant"] for r in read_experiments(results / "experiments.tsv")] == ["gradcam-layer-conv4", "occlusion"] * 2
 
 
 @pytest.mark.parametrize(
@@ -136,11 +170,48 @@ def test_changing_one_variant_reruns_only_that_variant(study):
         (["gradcam", {"name": "gc"}], r"methods\[1\]: label 'gradcam' is taken by methods\[0\] too"),
         ([{"name": "os", "sweep": {"steps": [4]}}], r"methods\[0\]\.sweep\.steps: os takes no parameter 'steps'"),
         ([{"name": "os", "sweep": {"patch_size": []}}], r"methods\.0\.sweep\.patch_size: \[\] should be non-empty"),
-        ([{"name": "gc", "label": "../up"}], r"methods\[0\]: label '\.\./up' is no safe folder name"),
     ],
 )
 def test_bad_variants_stop_before_any_job(tmp_path, methods, message):
-    result = snakemake(tmp_path, {**STUDY, "methods": methods}, "-n")
+    single = {k: v for k, v in STUDY.items() if k != "models"}
+    result = snakemake(tmp_path, {**single, "methods": methods}, "-n")
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), (result.stdout + result.stderr)[-2000:]
     assert not (tmp_path / OUTPUT).exists()
+
+
+@pytest.mark.parametrize(
+    "models, message",
+    [
+        ({"a/b": MODELS["first"]}, r"models\.a/b: the name 'a/b' is no safe folder name"),
+        ({"logs": MODELS["first"]}, r"models\.logs: the name 'logs' is a folder of the study's own"),
+        ({"a": {"path": "elsewhere/m.keras"}}, r"models\.a\.path: 'elsewhere/m\.keras', but with demo\.build true"),
+    ],
+)
+def test_bad_models_stop_before_any_job(tmp_path, models, message):
+    result = snakemake(tmp_path, {**STUDY, "models": models}, "-n")
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr), (result.stdout + result.stderr)[-2000:]
+    assert not (tmp_path / OUTPUT).exists()
+
+
+def test_a_model_with_other_outputs_than_the_classes_stops_before_any_job(demo_run, tmp_path):
+    import keras
+
+    inputs = keras.Input((64, 64, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    four = tmp_path / "four.keras"
+    keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x)).save(four)
+    config = {
+        **{k: v for k, v in CONFIG.items() if k not in ("demo", "data", "model")},
+        "output": str(tmp_path / "out"),
+        "data": {"images": str(demo_run / "results/demo/images")},  # disk, none, square: 3 classes
+        "models": {"good": {"path": str(demo_run / "results/demo/model.keras")}, "four": {"path": str(four)}},
+    }
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert re.search(r"config key models\.four: model .*four\.keras has 4 outputs but the samples have 3 classes",
+                     result.stdout + result.stderr), (result.stdout + result.stderr)[-2000:]  # fmt: skip
+    assert not (tmp_path / "out").exists()
+    del config["models"]["four"]  # the good model alone passes the check
+    assert snakemake(tmp_path, config, "-n").returncode == 0

@@ -185,13 +185,15 @@ def test_reruns_do_only_what_changed(run):
     evaluation = set((results / "evaluation").rglob("*.*"))  # every file of the evaluation depends on the maps
     assert {results / "evaluation/gradcam/shard-00000.h5", results / "evaluation/randomization/gradcam.tsv"} <= evaluation
     failures = {results / "failures.tsv"}  # gathered from the heatmaps files among others
-    assert changed == heatmaps | overlays | evaluation | failures | report
+    experiments = {results / "experiments.tsv"}  # lists the method's parameters
+    assert changed == heatmaps | overlays | evaluation | failures | report | experiments
 
     # deleting one evaluation shard recomputes it alone (and the summary and plots that read it)
     before = mtimes(results)
     (results / "evaluation/gradcam/shard-00002.h5").unlink()
     assert snakemake(run, probs).returncode == 0
     gathered = {results / "evaluation" / name for name in ("summary.tsv", "curves.png", "curves.svg", "metrics.png", "metrics.svg")}
+    gathered.add(results / "evaluation/comparison.tsv")  # ranks the summary's rows
     gathered.add(results / "failures.tsv")  # lists the evaluation's warnings (masks) too
     gathered |= {p for p in report if "thumbs" not in p.parts and "shards" not in p.parts}  # the pages, not the pictures
     assert changed_since(before, results) == {results / "evaluation/gradcam/shard-00002.h5"} | gathered

@@ -351,3 +351,17 @@ def test_panels_legends_and_labels_do_not_overlap():
                 overlap_x = min(boxes[a].x1, boxes[b].x1) - max(boxes[a].x0, boxes[b].x0)
                 overlap_y = min(boxes[a].y1, boxes[b].y1) - max(boxes[a].y0, boxes[b].y0)
                 assert overlap_x <= 1 or overlap_y <= 1, (a, b, boxes[a], boxes[b])
+
+
+def test_comparison_plot_has_a_row_per_model_and_variant(tmp_path):
+    from xaipipe.evaluate import SUMMARY_HEADER
+
+    summaries = {}
+    for model, mean in (("seed42", 0.25), ("seed7", 0.75)):
+        path = tmp_path / f"{model}.tsv"
+        path.write_text(SUMMARY_HEADER + f"gradcam\tall\tdeletion\t{mean}\t0.1\t0.9\t10\nos\tall\tdeletion\t0.5\t0.4\t0.6\t10\n")
+        summaries[model] = path
+    svg = plots.comparison_plot(summaries, tmp_path / "comparison")[1]
+    texts = svg_texts(svg)
+    for label in ("seed42: gradcam", "seed42: os", "seed7: gradcam", "seed7: os"):
+        assert label in texts, label

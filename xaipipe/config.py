@@ -6,6 +6,7 @@ Nothing here imports TensorFlow, so building the job graph stays fast.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from xaipipe import demo, methods
 from xaipipe.methods.params import check_params
 from xaipipe.naming import overlay_name
+from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import SampleSheet, discover_folder, read_csv, read_json, shard_slice
 
 
@@ -61,7 +63,7 @@ class Variant:
 
 
 def method_variants(
-    config: dict[str, Any], layer: str | None = None, score: str | None = None
+    config: dict[str, Any], layer: str | None = None, score: str | None = None, size: list[int] | None = None
 ) -> dict[str, Variant]:
     """Label -> :class:`Variant`, from the ``methods`` list of the config, sweeps expanded.
 
@@ -69,13 +71,14 @@ def method_variants(
     the canonical method name), parameters and an optional ``sweep`` (parameter -> list of
     values), which gives one variant per combination, labelled ``{label}-{param}-{value}...``
     or by a ``label`` template holding ``{param}`` fields. ``layer``/``score`` (default: the
-    config's ``model.layer`` and ``score``) are the defaults of the methods that take them.
+    config's ``model.layer`` and ``score``) are the defaults of the methods that take them;
+    patch sizes are checked against ``size`` (default: ``preprocessing.size``).
     Unknown keys and parameters, renamed parameters, bad sweeps and two variants with one
     label stop the run here, before any job, naming the entry.
     """
     layer = config["model"]["layer"] if layer is None else layer
     score = config["score"] if score is None else score
-    size = config.get("preprocessing", {}).get("size")
+    size = config.get("preprocessing", {}).get("size") if size is None else size
     variants: dict[str, Variant] = {}
     for position, raw in enumerate(config["methods"]):
         where = f"config key methods[{position}]"
@@ -99,7 +102,8 @@ def method_variants(
             try:
                 params = check_params(params, size)
             except ValueError as error:
-                raise ValueError(f"{where} ({this}): {error}") from None
+                named = key if label is None and sweep is None else this  # the entry as written, or its variant
+                raise ValueError(f"{where} ({named}): {error}") from None
             if this in variants:
                 first = variants[this].entry
                 hint = "give each a different label" if first != position else "use a label template with {param}"
@@ -168,6 +172,100 @@ def _label_value(value: Any) -> str:
 def method_specs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Label -> parameters of every variant (:func:`method_variants`)."""
     return {label: variant.params for label, variant in method_variants(config).items()}
+
+
+#: Folders of a study's output that a model's folder (``{output}/{model}``) may not be named after.
+RESERVED_MODEL_NAMES = frozenset(
+    {"demo", "preprocessed", "predictions", "heatmaps", "overlays", "evaluation", "report", "logs", "benchmarks",
+     "checksums", "thumbs"}
+)  # fmt: skip
+#: The name of the one model of a config without ``models`` (the ``model`` section).
+SINGLE_MODEL = "model"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the study, with every setting its jobs need."""
+
+    name: str
+    path: str
+    folder: str  #: its outputs: ``{output}`` for the single ``model``, else ``{output}/{name}``
+    preprocessing: dict[str, Any]  #: the study's, with the model's overrides
+    preprocessed: str  #: the folder of the shards it reads, shared by models with equal preprocessing
+    variants: dict[str, Variant]
+
+
+def model_specs(config: dict[str, Any]) -> dict[str, ModelSpec]:
+    """Name -> :class:`ModelSpec` of every model: ``models`` (name -> path, layer, score,
+    preprocessing overrides), or the single ``model`` (outputs directly under ``output``).
+
+    Models whose preprocessing is equal share one set of preprocessed shards
+    (``{output}/preprocessed``, or the first such model's ``{output}/{name}/preprocessed``).
+    Names must be safe folder names and no folder of the study's own; the method variants
+    take each model's ``layer`` and ``score`` as their defaults.
+    """
+    out = config["output"]
+    study = config["preprocessing"]
+    models = config.get("models") or {}
+    if not models:
+        path = config["model"]["path"]
+        return {SINGLE_MODEL: ModelSpec(SINGLE_MODEL, path, out, study, f"{out}/preprocessed", method_variants(config))}
+    if config["model"]["path"] is not None:
+        raise ValueError(
+            "config keys model.path and models: set one of them; with `models`, each model's `path` is under "
+            "models.<name>.path (model.layer stays the default layer of them all)"
+        )
+    specs: dict[str, ModelSpec] = {}
+    shared: dict[str, str] = {}  # preprocessing (as JSON) -> its folder
+    for name, entry in models.items():
+        where = f"config key models.{name}"
+        if not LABEL.match(name) or name in RESERVED_MODEL_NAMES:
+            why = "is a folder of the study's own" if name in RESERVED_MODEL_NAMES else "is no safe folder name"
+            raise ValueError(
+                f"{where}: the name {name!r} {why}; a model's name holds letters, digits and _.+=-, starts with a "
+                f"letter or digit and is none of {', '.join(sorted(RESERVED_MODEL_NAMES))}"
+            )
+        overrides = dict(entry.get("preprocessing") or {})
+        unknown = sorted(set(overrides) - set(study))
+        if unknown:
+            raise ValueError(f"{where}.preprocessing.{unknown[0]}: no preprocessing key; keys: {', '.join(study)}")
+        preprocessing = {**study, **overrides}
+        if len(preprocessing["size"]) != len(study["size"]):
+            raise ValueError(
+                f"{where}.preprocessing.size: {preprocessing['size']} has {len(preprocessing['size'])} dimensions, "
+                f"the study's preprocessing.size {study['size']} {len(study['size'])}: one study is 2D or 3D"
+            )
+        try:
+            Preprocessing.from_config(preprocessing)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        key = json.dumps(preprocessing, sort_keys=True)
+        if preprocessing == study:
+            shared.setdefault(key, f"{out}/preprocessed")
+        shared.setdefault(key, f"{out}/{name}/preprocessed")
+        try:
+            variants = method_variants(config, entry.get("layer"), entry.get("score"), preprocessing["size"])
+        except ValueError as error:
+            raise ValueError(f"{error} (model {name!r})") from None
+        specs[name] = ModelSpec(name, entry["path"], f"{out}/{name}", preprocessing, shared[key], variants)
+    return specs
+
+
+def check_model_outputs(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
+    """ValueError naming the model entry whose file's output count (read without Keras,
+    :func:`xaipipe.modelfile.output_count`) does not fit the classes or the labels; models
+    not yet there (the demo's) or whose count the file does not tell are checked by predict."""
+    from xaipipe.modelfile import output_count
+    from xaipipe.stages import check_model_classes
+
+    for name, spec in specs.items():
+        n_outputs = output_count(spec.path) if os.path.isfile(spec.path) else None
+        if n_outputs is None:
+            continue
+        try:
+            check_model_classes(spec.path, n_outputs, sheet.class_names or [], sheet.labels or [], sheet.ids)
+        except ValueError as error:
+            raise ValueError(f"config key {f'models.{name}' if several else 'model.path'}: {error}") from None
 
 
 def overlay_names(
@@ -246,6 +344,19 @@ def demo_files(output: str) -> dict[str, str]:
     }
 
 
+def demo_model_seed(path: str, output: str) -> int | None:
+    """The training seed of the demo model at ``path`` (``model.keras``: None means demo.seed -> -1,
+    ``model-seed<N>.keras``: N), or None where ``path`` is no demo model of ``output``."""
+    folder = os.path.abspath(demo_files(output)["folder"])
+    if os.path.dirname(os.path.abspath(path)) != folder:
+        return None
+    name = os.path.basename(path)
+    if name == "model.keras":
+        return -1
+    found = re.fullmatch(r"model-seed(\d+)\.keras", name)
+    return int(found.group(1)) if found else None
+
+
 def sample_masks(config: dict[str, Any], sheet: SampleSheet) -> list[str | None] | None:
     """Each sample's ground-truth mask file (None: none), or None when the study has no masks.
 
@@ -287,6 +398,16 @@ def resolve_data_paths(config: dict[str, Any]) -> None:
     write there. Without it, both must name the user's files.
     """
     keys = {"data.images": ("data", "images", "images"), "model.path": ("model", "path", "model")}
+    if config.get("models"):  # each model's path: models.<name>.path (model_specs checks model.path)
+        del keys["model.path"]
+        if config["demo"]["build"]:
+            for name, entry in config["models"].items():
+                if demo_model_seed(entry["path"], config["output"]) is None:
+                    folder = demo_files(config["output"])["folder"]
+                    raise ValueError(
+                        f"config key models.{name}.path: {entry['path']!r}, but with demo.build true the demo's models "
+                        f"are {folder}/model.keras (seed demo.seed) or {folder}/model-seed<N>.keras (seed N)"
+                    )
     if config["demo"]["build"]:
         files = demo_files(config["output"])
         for key, (section, name, demo_key) in keys.items():

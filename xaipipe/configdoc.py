@@ -59,6 +59,9 @@ def keys(schema: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[s
         items = sub.get("items", {})
         for branch in [items, *items.get("oneOf", [])]:
             yield from keys(branch, key + "[].")
+        named = sub.get("additionalProperties")  # a mapping of names to entries (models)
+        if isinstance(named, dict):
+            yield from keys(named, key + ".<name>.")
 
 
 def show(value: Any) -> str:

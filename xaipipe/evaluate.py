@@ -606,7 +606,7 @@ def agreement_matrix(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
 
 # --- the summary ---------------------------------------------------------------------------
 
-COMPARISON_HEADER = "metric\tclass\tbetter\trank\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\n"
+COMPARISON_HEADER = "metric\tclass\tbetter\trank\tmodel\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\n"
 SUMMARY_HEADER = "method\tclass\tmetric\tmean\tci_low\tci_high\tn\n"
 
 
@@ -627,11 +627,11 @@ BETTER: dict[str, str] = {
 }
 
 def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The summary's variants ranked per metric and class, best first (:data:`BETTER`).
+    """The variants of every model ranked per metric and class, best first (:data:`BETTER`).
 
-    ``within_ci_of_best``: the variant's 95% interval overlaps the best one's, so the data
-    do not tell them apart (the best itself: yes). A variant without a value (NaN) comes
-    last, unranked.
+    ``rows``: summary rows (:func:`read_summary`), each with its ``model``. ``within_ci_of_best``:
+    the variant's 95% interval overlaps the best one's, so the data do not tell them apart
+    (the best itself: yes). A variant without a value (NaN) comes last, unranked.
     """
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -650,6 +650,7 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "class": label,
                     "better": better,
                     "rank": position if valued else "",
+                    "model": row["model"],
                     "method": row["method"],
                     **{key: row[key] for key in ("mean", "ci_low", "ci_high", "n")},
                     "within_ci_of_best": "yes" if overlaps else "no",
@@ -664,15 +665,16 @@ def _badness(mean: float, better: str) -> float:
     return {"higher": -mean, "lower": mean, "nearer zero": abs(mean)}[better]
 
 
-def write_comparison(summary_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
-    """``comparison.tsv``: :func:`comparison_rows` of the summary at ``summary_path``."""
+def write_comparison(summaries: Mapping[str, str | os.PathLike], out_path: str | os.PathLike) -> None:
+    """``comparison.tsv``: :func:`comparison_rows` of every model's summary (model name -> its path)."""
+    rows = [{**row, "model": model} for model, path in summaries.items() for row in read_summary(path)]
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(COMPARISON_HEADER)
-        for r in comparison_rows(read_summary(summary_path)):
+        for r in comparison_rows(rows):
             numbers = "\t".join(f"{r[key]:.4f}" for key in ("mean", "ci_low", "ci_high"))
             out.write(
-                f"{r['metric']}\t{r['class']}\t{r['better']}\t{r['rank']}\t{r['method']}\t{numbers}\t{r['n']}"
-                f"\t{r['within_ci_of_best']}\n"
+                f"{r['metric']}\t{r['class']}\t{r['better']}\t{r['rank']}\t{r['model']}\t{r['method']}\t{numbers}"
+                f"\t{r['n']}\t{r['within_ci_of_best']}\n"
             )
 
 

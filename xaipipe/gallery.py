@@ -33,11 +33,13 @@ import numpy as np
 
 from xaipipe.atomic import atomic_path, write_bytes_atomic
 from xaipipe.drawing import colorize
+from xaipipe.evaluate import COMPARISON_HEADER
 
 #: Rows per page of the gallery (gallery.js reads it from the data block).
 PAGE_SIZE = 50
 #: The colour scale bar's size (width, height) in pixels.
 COLORMAP_SIZE = (256, 16)
+COMPARISON_COLUMNS = tuple(COMPARISON_HEADER.rstrip("\n").split("\t"))
 EVALUATION_COLUMNS = ("method", "class", "metric", "mean", "ci_low", "ci_high", "n")
 AGREEMENT_COLUMNS = ("method_a", "method_b", "mean_spearman", "n")
 
@@ -161,6 +163,48 @@ def summary_html(data: Mapping, summary: Mapping, title: str) -> str:
             [{"package": k, "version": v} for k, v in (summary.get("versions") or {}).items()],
         ),
     )  # fmt: skip
+
+
+def write_study_page(
+    out_path: str | os.PathLike,
+    experiments: Sequence[Mapping[str, str]],
+    comparison_rows: Sequence[Mapping[str, Any]],
+    plots: Sequence[str | os.PathLike],
+    title: str = "xaipipe: models compared",
+) -> None:
+    """The study's entry page where it has several models: each model (file, sha256, variants)
+    with links to its gallery and summary (``../{model}/report/``), the comparison table and
+    plots (paths relative to ``out_path``'s folder). Written atomically.
+
+    ``experiments``: the rows of experiments.tsv; ``comparison_rows``: those of comparison.tsv.
+    """
+    models: dict[str, dict[str, Any]] = {}
+    for row in experiments:
+        entry = models.setdefault(row["model"], {"path": row["model_path"], "sha256": row["model_sha256"], "variants": []})
+        entry["variants"].append(row["variant"])
+    rows = "\n".join(
+        f'<tr data-model="{html.escape(name)}"><td>{html.escape(name)}</td><td>{html.escape(m["path"])}</td>'
+        f'<td><code>{html.escape(m["sha256"])}</code></td><td>{html.escape(", ".join(m["variants"]))}</td>'
+        f'<td><a class="gallery" href="{_url(f"../{name}/report/index.html")}">gallery</a> · '
+        f'<a class="summary" href="{_url(f"../{name}/report/summary.html")}">summary</a></td></tr>'
+        for name, m in models.items()
+    )
+    head = "".join(f"<th>{c}</th>" for c in ("model", "file", "sha256", "variants", "pages"))
+    n_variants = len({v for m in models.values() for v in m["variants"]})
+    page = _fill(
+        _template("study.html"),
+        title=html.escape(title),
+        css=_template("gallery.css"),
+        counts=html.escape(f"{len(models)} models x {n_variants} variants"),
+        models=f'<table id="models"><thead><tr>{head}</tr></thead><tbody>\n{rows}\n</tbody></table>',
+        comparison=_table("comparison", COMPARISON_COLUMNS, comparison_rows),
+        plots="\n".join(
+            f'<figure><img class="plot" src="{html.escape(_url(Path(p).as_posix()))}" alt="{html.escape(str(p))}">'
+            f"<figcaption>{html.escape(str(p))}</figcaption></figure>"
+            for p in plots
+        ) or "<p>No plots.</p>",
+    )  # fmt: skip
+    _write_text(Path(out_path), page)
 
 
 def json_for_script(value: Any) -> str:

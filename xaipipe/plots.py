@@ -251,6 +251,17 @@ def metrics_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
+def comparison_plot(summaries: Mapping[str, str | os.PathLike], out_stem: str | os.PathLike) -> list[Path]:
+    """:func:`metrics_plot` of several models' summaries (model name -> summary.tsv), a row per
+    model and variant, labelled ``model: variant``."""
+    from xaipipe.evaluate import read_summary
+
+    rows = [
+        {**row, "method": f"{model}: {row['method']}"} for model, path in summaries.items() for row in read_summary(path)
+    ]
+    return metrics_plot(rows, out_stem)
+
+
 def metrics_plot(rows: list[dict], out_stem: str | os.PathLike) -> list[Path]:
     """Metric means with their intervals: one panel per metric (first-seen order), one row per method.
 

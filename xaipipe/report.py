@@ -142,15 +142,17 @@ def build_report(
             shutil.copyfile(plot, tmp)
         plots.append(Path(os.path.relpath(target, report_dir)).as_posix())
     failures = [line for line in Path(failures_path).read_text().splitlines()[1:] if line.strip()]
-    checksum = Path(checksum_path).read_text().split()
+    checksum = Path(checksum_path).read_text().split()  # "<sha256>  <model path>", as sha256sum writes it
+    model_path = checksum[1] if len(checksum) > 1 else str(config["model"]["path"])
+    several = len(config.get("models") or {}) > 1
     summary = {
-        "title": f"xaipipe: {', '.join(methods)}",
+        "title": f"xaipipe: {model_path + ': ' if several else ''}{', '.join(methods)}",
         "colormap": config["render"]["colormap"],
         "evaluation_rows": read_summary(summary_path) if summary_path else [],
         "agreement_rows": read_table(agreement_path) if agreement_path else [],
         "plots": plots,
         "config_yaml": yaml.safe_dump(dict(config), sort_keys=False),
-        "model_path": str(config["model"]["path"]),
+        "model_path": model_path,
         "model_sha256": checksum[0] if checksum else "",
         "versions": versions(),
         "failures": len(failures),

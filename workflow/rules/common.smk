@@ -1,6 +1,8 @@
+import math
 import os
 import re
 import sys
+from types import SimpleNamespace
 
 # The library sits beside the Snakefile: importable here and in every job (Snakemake hands
 # this process's sys.path to every script job, also in a conda environment of --use-conda,
@@ -37,9 +39,10 @@ try:
     xc.check_sample_ids(
         SAMPLES, "data.images" if config["data"]["samples"] is None else "data.samples"
     )
-    # every variant of a method (config methods[]: label, sweep), by label: its output folders
-    VARIANTS = xc.method_variants(config)
-    METHODS = {label: variant.params for label, variant in VARIANTS.items()}
+    # the study's models (config models, or the single model), each with its own output folder
+    # and every variant of the methods (config methods[]: label, sweep) by label
+    MODELS = xc.model_specs(config)
+    xc.check_model_outputs(MODELS, SAMPLES, bool(config["models"]))
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     MASKS = xc.sample_masks(config, SAMPLES)  # each sample's mask file, None: no masks
@@ -54,46 +57,95 @@ except ValueError as error:
 OUT = config["output"]
 SHARD_SIZE = config["shard_size"]
 SHARDS = shard_names(len(SAMPLES), SHARD_SIZE)
-MODEL = config["model"]["path"]
 IMAGES = config["data"]["images"]
+# Every model rule's outputs lie under {root}, a model's output folder (the output folder
+# itself for the single model); its preprocessed shards under {pre}/preprocessed, shared between
+# the models with equal preprocessing ({pre}: the output folder, or the first such model's).
+BY_ROOT = {spec.folder: spec for spec in MODELS.values()}
+PREPROCESSED = {
+    os.path.dirname(spec.preprocessed): spec.preprocessing for spec in MODELS.values()
+}
+LABELS = list(
+    dict.fromkeys(label for spec in MODELS.values() for label in spec.variants)
+)
 DEMO = xc.demo_files(OUT)  # the demo's folder and files, written only with demo.build
 if config["demo"]["build"]:
     try:
         check_demo_folder(
             DEMO["folder"],
             [f"{DEMO[d]}/{i}" for d in ("images", "masks") for i in SAMPLES.ids]
-            + [DEMO["model"], DEMO["metrics"]],
+            + [DEMO["model"], DEMO["metrics"]]
+            + [spec.path for spec in MODELS.values()],
         )
     except ValueError as error:
         raise WorkflowError(str(error)) from None
-MODEL_CHECKSUM = f"{OUT}/checksums/model.sha256"
-FAILURES = f"{OUT}/failures.tsv"  # the samples skipped (on_error: skip) or warned about
-EXPERIMENTS = f"{OUT}/experiments.tsv"  # every method variant with its parameters
-# each variant's method and parameters, as the experiments table lists them
-VARIANT_RECORDS = {
-    label: {"method": v.method, "params": v.params} for label, v in VARIANTS.items()
+# every model and method variant with its parameters
+EXPERIMENTS = f"{OUT}/experiments.tsv"
+# each model's variants with their method and parameters, as the experiments table lists them
+EXPERIMENT_RECORDS = {
+    name: {
+        "path": spec.path,
+        "variants": {
+            label: {"method": v.method, "params": v.params}
+            for label, v in spec.variants.items()
+        },
+    }
+    for name, spec in MODELS.items()
 }
 
 
-def run_summary(failures):
-    """The run's last line: how many samples the failures table lists as skipped and warned about."""
-    line = xstages.failures_summary(failures)
-    if line:
-        logger.info(line)
+def spec(wildcards):
+    """The model whose output folder is the job's {root}."""
+    return BY_ROOT[wildcards.root]
+
+
+def model_path(wildcards):
+    return spec(wildcards).path
+
+
+def model_preprocessing(wildcards):
+    return spec(wildcards).preprocessing
+
+
+def preprocessed_shard(wildcards):
+    return f"{spec(wildcards).preprocessed}/shard-{wildcards.shard}.h5"
+
+
+def preprocessed_shard_of(shard):
+    """An input function: the preprocessed file of ``shard`` that the job's model reads."""
+
+    def path(wildcards):
+        return f"{spec(wildcards).preprocessed}/shard-{shard}.h5"
+
+    return path
+
+
+def demo_seed(wildcards):
+    return int(wildcards.seed)
+
+
+def run_summary():
+    """The run's last lines: how many samples each model's failures table lists as skipped and warned about."""
+    for root in BY_ROOT:
+        line = xstages.failures_summary(f"{root}/failures.tsv")
+        if line:
+            logger.info(line if len(MODELS) == 1 else f"{root}: {line}")
 
 
 def cache_files():
     """Every HDF5 cache of the study, with its schema."""
     files = {}
     for shard in SHARDS:
-        files[f"{OUT}/preprocessed/shard-{shard}.h5"] = h5store.PREPROCESSED
-        files[f"{OUT}/predictions/shard-{shard}.h5"] = h5store.PREDICTIONS
-        for method in METHODS:
-            files[f"{OUT}/heatmaps/{method}/shard-{shard}.h5"] = h5store.HEATMAPS
-            if EVALUATION.per_map:
-                files[f"{OUT}/evaluation/{method}/shard-{shard}.h5"] = (
-                    h5store.EVALUATION
-                )
+        for pre in PREPROCESSED:
+            files[f"{pre}/preprocessed/shard-{shard}.h5"] = h5store.PREPROCESSED
+        for root, model in BY_ROOT.items():
+            files[f"{root}/predictions/shard-{shard}.h5"] = h5store.PREDICTIONS
+            for method in model.variants:
+                files[f"{root}/heatmaps/{method}/shard-{shard}.h5"] = h5store.HEATMAPS
+                if EVALUATION.per_map:
+                    files[f"{root}/evaluation/{method}/shard-{shard}.h5"] = (
+                        h5store.EVALUATION
+                    )
     return files
 
 
@@ -101,17 +153,21 @@ def cache_files():
 # by an older file, reruns everything that uses it; a damaged cache is moved aside, so exactly
 # that file (and what depends on it) is rebuilt. Only the process that runs the workflow acts.
 if workflow.is_main_process:
-    stale = xcaches.forget_stale_checksum(MODEL, MODEL_CHECKSUM)
+    stale = [
+        xcaches.forget_stale_checksum(m.path, f"{m.folder}/checksums/model.sha256")
+        for m in MODELS.values()
+    ]
     damaged = xcaches.move_damaged_aside(cache_files())
-    for message in ([stale] if stale else []) + [message for _, message in damaged]:
+    for message in [m for m in stale if m] + [message for _, message in damaged]:
         logger.warning(message)
 
 
 # What every job asks a cluster for (xaipipe/resources.py has the formulas): memory and run
 # time grow with the shard, the model file, the input size and the method, and with each
 # --retries attempt; model-bound rules get a GPU where resources.gpu says there are some.
-INPUT_SIZE = config["preprocessing"]["size"]
-CHANNELS = config["preprocessing"]["channels"]
+# light jobs: the largest input of the study's models; model jobs: their model's (model_input)
+INPUT_SIZE = max((p["size"] for p in PREPROCESSED.values()), key=math.prod)
+CHANNELS = max(p["channels"] for p in PREPROCESSED.values())
 MAPS_PER_SAMPLE = N_CLASSES or 1
 GPU = 1 if config["resources"]["gpu"] else 0
 MODEL_THREADS = config["resources"]["threads"]
@@ -120,12 +176,17 @@ RUNTIME_SCALE = config["resources"]["runtime_scale"]
 MODEL_RUNTIME_SCALE = RUNTIME_SCALE * xr.thread_factor(MODEL_THREADS)
 
 
+def model_input(wildcards):
+    """(model file size in MB, input size, channels) of the job's model."""
+    model = spec(wildcards)
+    size = model.preprocessing["size"]
+    return xr.model_mb(model.path), size, model.preprocessing["channels"]
+
+
 def predict_mem_mb(wildcards, attempt):
     return xr.model_job_mem_mb(
         SHARD_SIZE,
-        xr.model_mb(MODEL),
-        INPUT_SIZE,
-        CHANNELS,
+        *model_input(wildcards),
         config["batch_size"],
         attempt=attempt,
     )
@@ -134,35 +195,31 @@ def predict_mem_mb(wildcards, attempt):
 def predict_runtime(wildcards, attempt):
     return xr.model_job_runtime(
         SHARD_SIZE,
-        xr.model_mb(MODEL),
-        INPUT_SIZE,
+        *model_input(wildcards)[:2],
         attempt=attempt,
         scale=MODEL_RUNTIME_SCALE,
     )
 
 
 def heatmaps_mem_mb(wildcards, attempt):
-    method = wildcards.method  # a variant's label
+    variant = spec(wildcards).variants[wildcards.method]  # {method}: a variant's label
     return xr.model_job_mem_mb(
         SHARD_SIZE,
-        xr.model_mb(MODEL),
-        INPUT_SIZE,
-        CHANNELS,
+        *model_input(wildcards),
         config["batch_size"],
-        VARIANTS[method].method,
-        METHODS[method],
+        variant.method,
+        variant.params,
         attempt,
     )
 
 
 def heatmaps_runtime(wildcards, attempt, n_samples=None):
-    method = wildcards.method
+    variant = spec(wildcards).variants[wildcards.method]
     return xr.model_job_runtime(
         n_samples or SHARD_SIZE,
-        xr.model_mb(MODEL),
-        INPUT_SIZE,
-        VARIANTS[method].method,
-        METHODS[method],
+        *model_input(wildcards)[:2],
+        variant.method,
+        variant.params,
         MAPS_PER_SAMPLE,
         attempt,
         MODEL_RUNTIME_SCALE,
@@ -209,9 +266,7 @@ def evaluation_mem_mb(wildcards, attempt):
     # the perturbed copies go through the model like predictions, COPIES_PER_CALL per call
     return xr.model_job_mem_mb(
         SHARD_SIZE,
-        xr.model_mb(MODEL),
-        INPUT_SIZE,
-        CHANNELS,
+        *model_input(wildcards),
         xe.COPIES_PER_CALL,
         attempt=attempt,
     )
@@ -221,8 +276,7 @@ def evaluation_runtime(wildcards, attempt):
     road = sum(xe.is_road_curve(name, EVALUATION) for name in EVALUATION.per_map)
     return xr.evaluation_job_runtime(
         SHARD_SIZE,
-        xr.model_mb(MODEL),
-        INPUT_SIZE,
+        *model_input(wildcards)[:2],
         sum(name in xe.CURVES for name in EVALUATION.per_map),
         road,
         EVALUATION.steps,
@@ -237,7 +291,7 @@ def thumbnails_runtime(wildcards, attempt):
     return xr.light_job_runtime(
         SHARD_SIZE,
         INPUT_SIZE,
-        1 + len(METHODS) * MAPS_PER_SAMPLE,
+        1 + len(spec(wildcards).variants) * MAPS_PER_SAMPLE,
         attempt,
         RUNTIME_SCALE,
     )
@@ -267,7 +321,9 @@ localrules:
 
 wildcard_constraints:
     shard=r"\d{5}",
-    method="|".join(re.escape(m) for m in METHODS),
+    method="|".join(re.escape(m) for m in LABELS),
+    root="|".join(re.escape(root) for root in BY_ROOT),
+    pre="|".join(re.escape(pre) for pre in PREPROCESSED),
 
 
 def shard_ids(wildcards):
@@ -292,19 +348,25 @@ def shard_start(wildcards):
     return shard_slice(wildcards.shard, SHARD_SIZE).start
 
 
+def preprocessing_of_shards(wildcards):
+    """The preprocessing settings of the shards in the job's {pre} folder."""
+    return PREPROCESSED[wildcards.pre]
+
+
 def method_params(wildcards):
-    return METHODS[wildcards.method]
+    return spec(wildcards).variants[wildcards.method].params
 
 
 def method_name(wildcards):
     """The canonical method of the variant ``{method}`` (a label)."""
-    return VARIANTS[wildcards.method].method
+    return spec(wildcards).variants[wildcards.method].method
 
 
 def overlay_files(shard):
+    """The overlay files of one shard: patterns of {root} and {method}."""
     names = xc.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
     return [
-        f"{OUT}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}"
+        f"{{root}}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}"
         for name in names
     ]
 
@@ -326,53 +388,97 @@ def shard_mask_inputs(wildcards):
     return paths if config["demo"]["build"] else [p for p in paths if os.path.isfile(p)]
 
 
-def evaluation_by_method():
-    """Every evaluation file, method by method (each method's shards in order)."""
-    return [
-        f"{OUT}/evaluation/{method}/shard-{shard}.h5"
-        for method in METHODS
-        for shard in SHARDS
-    ]
+def by_method(kind):
+    """An input function: every file of ``kind`` (heatmaps, evaluation) of the job's model,
+    method by method (each method's shards in order); none where the evaluation is off.
+    """
+
+    def files(wildcards):
+        if kind == "evaluation" and not EVALUATION.per_map:
+            return []
+        return [
+            f"{wildcards.root}/{kind}/{method}/shard-{shard}.h5"
+            for method in LABELS
+            for shard in SHARDS
+        ]
+
+    return files
 
 
-def sanity_shards(kind):
-    """The first shards, enough to hold evaluation.sanity_samples samples."""
-    n = -(-EVALUATION.sanity_samples // SHARD_SIZE)
-    return [f"{OUT}/{kind}/shard-{shard}.h5" for shard in SHARDS[:n]]
+def shard_files(kind, sanity=False):
+    """An input function: every shard file of the job's model (``kind``: preprocessed or
+    predictions), or with ``sanity`` the first ones, enough for evaluation.sanity_samples.
+    """
+
+    def files(wildcards):
+        folder = (
+            spec(wildcards).preprocessed
+            if kind == "preprocessed"
+            else f"{wildcards.root}/{kind}"
+        )
+        n = -(-EVALUATION.sanity_samples // SHARD_SIZE) if sanity else len(SHARDS)
+        return [f"{folder}/shard-{shard}.h5" for shard in SHARDS[:n]]
+
+    return files
 
 
+# the evaluation's plots of a model: patterns of {root}
 EVALUATION_PLOTS = [
-    f"{OUT}/evaluation/{name}.{extension}"
-    for name in xe.plot_names(EVALUATION, len(METHODS))
+    f"{{root}}/evaluation/{name}.{extension}"
+    for name in xe.plot_names(EVALUATION, len(LABELS))
     for extension in ("png", "svg")
 ]
 
 
-def heatmaps_by_method():
-    """Every heatmaps file, method by method (each method's shards in order)."""
-    return [
-        f"{OUT}/heatmaps/{method}/shard-{shard}.h5"
-        for method in METHODS
-        for shard in SHARDS
-    ]
+def plot_stems(wildcards):
+    """The evaluation plots of the job's model: name -> path without extension."""
+    return {
+        name: f"{wildcards.root}/evaluation/{name}"
+        for name in xe.plot_names(EVALUATION, len(LABELS))
+    }
+
+
+COMPARISON_PLOTS = (
+    [f"{OUT}/evaluation/comparison.{extension}" for extension in ("png", "svg")]
+    if len(MODELS) > 1
+    else []
+)
+
+
+def comparison_stem(wildcards, output):
+    """The comparison plots' path without extension (from the rule's outputs)."""
+    return os.path.splitext(output.plots[0])[0] if output.plots else None
+
+
+def summaries(wildcards):
+    """Every model's evaluation summary, in the order of MODELS."""
+    return [f"{model.folder}/evaluation/summary.tsv" for model in MODELS.values()]
 
 
 def all_outputs(wildcards):
-    outputs = [f"{OUT}/predictions.tsv", FAILURES, EXPERIMENTS]
-    # the caches and the model's checksum too: one that is missing (deleted, moved aside as
-    # damaged, or removed as stale) is rebuilt, not only when a later output needs it
-    outputs.append(MODEL_CHECKSUM)
-    outputs += expand(f"{OUT}/preprocessed/shard-{{shard}}.h5", shard=SHARDS)
-    outputs += expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS)
-    outputs += expand(
-        f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5", method=METHODS, shard=SHARDS
-    )
+    outputs = [EXPERIMENTS]
     if EVALUATION.metrics:
-        outputs += evaluation_by_method() if EVALUATION.per_map else []
-        outputs += [f"{OUT}/evaluation/summary.tsv", f"{OUT}/evaluation/agreement.tsv"]
-        outputs.append(f"{OUT}/evaluation/comparison.tsv")
-        outputs += EVALUATION_PLOTS
-    for shard in SHARDS:
-        outputs += expand(overlay_files(shard), method=METHODS)
-    outputs.append(f"{OUT}/report/index.html")
+        outputs += [f"{OUT}/evaluation/comparison.tsv", *COMPARISON_PLOTS]
+    outputs += expand(
+        "{pre}/preprocessed/shard-{shard}.h5", pre=PREPROCESSED, shard=SHARDS
+    )
+    for root in BY_ROOT:
+        w = SimpleNamespace(root=root)
+        outputs += [f"{root}/predictions.tsv", f"{root}/failures.tsv"]
+        # the caches and the model's checksum too: one that is missing (deleted, moved aside as
+        # damaged, or removed as stale) is rebuilt, not only when a later output needs it
+        outputs.append(f"{root}/checksums/model.sha256")
+        outputs += shard_files("predictions")(w)
+        outputs += by_method("heatmaps")(w)
+        if EVALUATION.metrics:
+            outputs += by_method("evaluation")(w)
+            outputs += [
+                f"{root}/evaluation/{name}.tsv" for name in ("summary", "agreement")
+            ]
+            outputs += [p.format(root=root) for p in EVALUATION_PLOTS]
+        for shard in SHARDS:
+            outputs += expand(overlay_files(shard), root=root, method=LABELS)
+        outputs.append(f"{root}/report/index.html")
+    if len(MODELS) > 1:
+        outputs.append(f"{OUT}/report/index.html")  # the study's entry page
     return outputs

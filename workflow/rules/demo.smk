@@ -24,7 +24,7 @@ if config["demo"]["build"]:
 
     rule demo_model:
         output:
-            model=MODEL,
+            model=DEMO["model"],
             metrics=DEMO["metrics"],
         log:
             f"{OUT}/logs/demo_model.log",
@@ -42,5 +42,32 @@ if config["demo"]["build"]:
             preprocessing=config["preprocessing"],
             image_size=config["demo"]["image_size"],
             seed=config["demo"]["seed"],
+        script:
+            "../../scripts/demo_model.py"
+
+    # further demo models, trained with another seed (config models.<name>.path
+    # {output}/demo/model-seed<N>.keras), to compare models in one study
+    rule demo_model_seed:
+        output:
+            model=f"{DEMO['folder']}/model-seed{{seed}}.keras",
+            metrics=f"{DEMO['folder']}/model-seed{{seed}}_metrics.json",
+        log:
+            f"{OUT}/logs/demo_model_seed{{seed}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/demo_model_seed{{seed}}.tsv"
+        wildcard_constraints:
+            seed=r"\d+",
+        conda:
+            "../../envs/xaipipe.yaml"
+        threads: 2
+        resources:
+            mem_mb=demo_model_mem_mb,
+            runtime=demo_model_runtime,
+            gpu=GPU,
+        params:
+            folder=demo_folder,
+            preprocessing=config["preprocessing"],
+            image_size=config["demo"]["image_size"],
+            seed=demo_seed,
         script:
             "../../scripts/demo_model.py"

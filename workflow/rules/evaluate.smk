@@ -11,18 +11,18 @@ if EVALUATION.metrics:
 
         rule evaluate:
             input:
-                shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
-                predictions=f"{OUT}/predictions/shard-{{shard}}.h5",
-                heatmaps=f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5",
-                model=MODEL,
-                checksum=MODEL_CHECKSUM,
+                shard=preprocessed_shard,
+                predictions="{root}/predictions/shard-{shard}.h5",
+                heatmaps="{root}/heatmaps/{method}/shard-{shard}.h5",
+                model=model_path,
+                checksum="{root}/checksums/model.sha256",
                 masks=shard_mask_inputs,
             output:
-                f"{OUT}/evaluation/{{method}}/shard-{{shard}}.h5",
+                "{root}/evaluation/{method}/shard-{shard}.h5",
             log:
-                f"{OUT}/logs/evaluate/{{method}}/shard-{{shard}}.log",
+                "{root}/logs/evaluate/{method}/shard-{shard}.log",
             benchmark:
-                f"{OUT}/benchmarks/evaluate/{{method}}/shard-{{shard}}.tsv"
+                "{root}/benchmarks/evaluate/{method}/shard-{shard}.tsv"
             group:
                 "explain"
             conda:
@@ -41,16 +41,16 @@ if EVALUATION.metrics:
 
     rule randomization:
         input:
-            shards=sanity_shards("preprocessed"),
-            predictions=sanity_shards("predictions"),
-            model=MODEL,
-            checksum=MODEL_CHECKSUM,
+            shards=shard_files("preprocessed", sanity=True),
+            predictions=shard_files("predictions", sanity=True),
+            model=model_path,
+            checksum="{root}/checksums/model.sha256",
         output:
-            f"{OUT}/evaluation/randomization/{{method}}.tsv",
+            "{root}/evaluation/randomization/{method}.tsv",
         log:
-            f"{OUT}/logs/randomization/{{method}}.log",
+            "{root}/logs/randomization/{method}.log",
         benchmark:
-            f"{OUT}/benchmarks/randomization/{{method}}.tsv"
+            "{root}/benchmarks/randomization/{method}.tsv"
         conda:
             "../../envs/xaipipe.yaml"
         threads: MODEL_THREADS
@@ -68,49 +68,47 @@ if EVALUATION.metrics:
 
     rule agreement:
         input:
-            heatmaps_by_method(),
+            by_method("heatmaps"),
         output:
             report(
-                f"{OUT}/evaluation/agreement.tsv",
+                "{root}/evaluation/agreement.tsv",
                 caption="../report/agreement.rst",
                 category="Evaluation",
             ),
         log:
-            f"{OUT}/logs/agreement.log",
+            "{root}/logs/agreement.log",
         benchmark:
-            f"{OUT}/benchmarks/agreement.tsv"
+            "{root}/benchmarks/agreement.tsv"
         conda:
             "../../envs/xaipipe.yaml"
         params:
-            methods=list(METHODS),
+            methods=LABELS,
         script:
             "../../scripts/agreement.py"
 
     rule evaluation_summary:
         input:
-            evaluation=evaluation_by_method() if EVALUATION.per_map else [],
+            evaluation=by_method("evaluation"),
             randomization=(
-                expand(
-                    f"{OUT}/evaluation/randomization/{{method}}.tsv", method=METHODS
-                )
+                expand("{{root}}/evaluation/randomization/{method}.tsv", method=LABELS)
                 if EVALUATION.randomization
                 else []
             ),
-            predictions=f"{OUT}/predictions/shard-{SHARDS[0]}.h5",
+            predictions=f"{{root}}/predictions/shard-{SHARDS[0]}.h5",
         output:
             report(
-                f"{OUT}/evaluation/summary.tsv",
+                "{root}/evaluation/summary.tsv",
                 caption="../report/summary.rst",
                 category="Evaluation",
             ),
         log:
-            f"{OUT}/logs/evaluation_summary.log",
+            "{root}/logs/evaluation_summary.log",
         benchmark:
-            f"{OUT}/benchmarks/evaluation_summary.tsv"
+            "{root}/benchmarks/evaluation_summary.tsv"
         conda:
             "../../envs/xaipipe.yaml"
         params:
-            methods=list(METHODS),
+            methods=LABELS,
             settings=EVALUATION.summary_params(),
             per_class=config["targets"] == "all",
         script:
@@ -118,9 +116,9 @@ if EVALUATION.metrics:
 
     rule evaluation_plots:
         input:
-            evaluation=evaluation_by_method() if EVALUATION.per_map else [],
-            summary=f"{OUT}/evaluation/summary.tsv",
-            agreement=f"{OUT}/evaluation/agreement.tsv",
+            evaluation=by_method("evaluation"),
+            summary="{root}/evaluation/summary.tsv",
+            agreement="{root}/evaluation/agreement.tsv",
         output:
             [
                 (
@@ -131,9 +129,9 @@ if EVALUATION.metrics:
                 for p in EVALUATION_PLOTS
             ],
         log:
-            f"{OUT}/logs/evaluation_plots.log",
+            "{root}/logs/evaluation_plots.log",
         benchmark:
-            f"{OUT}/benchmarks/evaluation_plots.tsv"
+            "{root}/benchmarks/evaluation_plots.tsv"
         conda:
             "../../envs/xaipipe.yaml"
         threads: 1
@@ -141,10 +139,7 @@ if EVALUATION.metrics:
             mem_mb=light_mem_mb,
             runtime=render_runtime,
         params:
-            methods=list(METHODS),
-            stems={
-                name: f"{OUT}/evaluation/{name}"
-                for name in xe.plot_names(EVALUATION, len(METHODS))
-            },
+            methods=LABELS,
+            stems=plot_stems,
         script:
             "../../scripts/evaluation_plots.py"

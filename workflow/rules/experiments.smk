@@ -1,14 +1,17 @@
-# What the study compares (xaipipe/experiments.py): every method variant (config methods[]:
-# label, sweep) with its full parameters, its maps' folder and the model's checksum; and, with
-# the evaluation on, the variants ranked by each metric with their intervals. Both are cheap.
+# What the study compares (xaipipe/experiments.py): every model and method variant (config
+# models, methods[]: label, sweep) with its full parameters, its maps' folder and the model's
+# checksum; and, with the evaluation on, the variants of every model ranked by each metric with
+# their intervals. Both are cheap.
 localrules:
     experiments,
 
 
 rule experiments:
     input:
-        model=MODEL,
-        checksum=MODEL_CHECKSUM,
+        models=[model.path for model in MODELS.values()],
+        checksums=[
+            f"{model.folder}/checksums/model.sha256" for model in MODELS.values()
+        ],
     output:
         EXPERIMENTS,
     log:
@@ -16,9 +19,8 @@ rule experiments:
     conda:
         "../../envs/xaipipe.yaml"
     params:
-        model="model",
-        variants=VARIANT_RECORDS,
-        heatmaps=f"{OUT}/heatmaps",
+        models=EXPERIMENT_RECORDS,
+        folders=[model.folder for model in MODELS.values()],
     script:
         "../../scripts/experiments.py"
 
@@ -30,16 +32,45 @@ if EVALUATION.metrics:
 
     rule comparison:
         input:
-            f"{OUT}/evaluation/summary.tsv",
+            summaries,
         output:
-            report(
+            table=report(
                 f"{OUT}/evaluation/comparison.tsv",
                 caption="../report/comparison.rst",
                 category="Evaluation",
             ),
+            # with several models, their metrics side by side (one model's: its metrics plot)
+            plots=COMPARISON_PLOTS,
         log:
             f"{OUT}/logs/comparison.log",
         conda:
             "../../envs/xaipipe.yaml"
+        params:
+            models=list(MODELS),
+            stem=comparison_stem,
         script:
             "../../scripts/comparison.py"
+
+
+# with several models, the study's entry page: each model's gallery and summary, the comparison
+if len(MODELS) > 1:
+
+    localrules:
+        study_report,
+
+    rule study_report:
+        input:
+            experiments=EXPERIMENTS,
+            galleries=[f"{model.folder}/report/index.html" for model in MODELS.values()],
+            comparison=(
+                f"{OUT}/evaluation/comparison.tsv" if EVALUATION.metrics else []
+            ),
+            plots=COMPARISON_PLOTS if EVALUATION.metrics else [],
+        output:
+            f"{OUT}/report/index.html",
+        log:
+            f"{OUT}/logs/study_report.log",
+        conda:
+            "../../envs/xaipipe.yaml"
+        script:
+            "../../scripts/study_report.py"

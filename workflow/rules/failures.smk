@@ -4,16 +4,16 @@
 # not rerun the shards it leaves unchanged (a shard with no bad sample is the same either way).
 rule failures_table:
     input:
-        preprocessed=expand(f"{OUT}/preprocessed/shard-{{shard}}.h5", shard=SHARDS),
-        predictions=expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS),
-        heatmaps=heatmaps_by_method(),
-        evaluation=evaluation_by_method() if EVALUATION.per_map else [],
+        preprocessed=shard_files("preprocessed"),
+        predictions=shard_files("predictions"),
+        heatmaps=by_method("heatmaps"),
+        evaluation=by_method("evaluation"),
     output:
-        FAILURES,
+        "{root}/failures.tsv",
     log:
-        f"{OUT}/logs/failures_table.log",
+        "{root}/logs/failures_table.log",
     benchmark:
-        f"{OUT}/benchmarks/failures_table.tsv"
+        "{root}/benchmarks/failures_table.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     script:
@@ -23,4 +23,4 @@ rule failures_table:
 # The run's last lines say how many samples were skipped and warned about (nothing is printed
 # when there was nothing to do, as Snakemake calls no handler then).
 onsuccess:
-    run_summary(FAILURES)
+    run_summary()

@@ -2,16 +2,16 @@
 # (group "explain"): one submission per method and shard instead of two. Local runs ignore groups.
 rule heatmaps:
     input:
-        shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
-        predictions=f"{OUT}/predictions/shard-{{shard}}.h5",
-        model=MODEL,
-        checksum=MODEL_CHECKSUM,
+        shard=preprocessed_shard,
+        predictions="{root}/predictions/shard-{shard}.h5",
+        model=model_path,
+        checksum="{root}/checksums/model.sha256",
     output:
-        f"{OUT}/heatmaps/{{method}}/shard-{{shard}}.h5",
+        "{root}/heatmaps/{method}/shard-{shard}.h5",
     log:
-        f"{OUT}/logs/heatmaps/{{method}}/shard-{{shard}}.log",
+        "{root}/logs/heatmaps/{method}/shard-{shard}.log",
     benchmark:
-        f"{OUT}/benchmarks/heatmaps/{{method}}/shard-{{shard}}.tsv"
+        "{root}/benchmarks/heatmaps/{method}/shard-{shard}.tsv"
     group:
         "explain"
     conda:
@@ -26,6 +26,6 @@ rule heatmaps:
         method_params=method_params,
         targets=config["targets"],
         batch_size=config["batch_size"],
-        preprocessing=config["preprocessing"],
+        preprocessing=model_preprocessing,
     script:
         "../../scripts/heatmaps.py"

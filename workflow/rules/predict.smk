@@ -2,11 +2,11 @@
 # the model's content changed (whatever the file's modification time), so that they all rerun.
 rule model_checksum:
     input:
-        model=MODEL,
+        model=model_path,
     output:
-        MODEL_CHECKSUM,
+        "{root}/checksums/model.sha256",
     log:
-        f"{OUT}/logs/model_checksum.log",
+        "{root}/logs/model_checksum.log",
     conda:
         "../../envs/xaipipe.yaml"
     script:
@@ -15,15 +15,15 @@ rule model_checksum:
 
 rule predict:
     input:
-        shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
-        model=MODEL,
-        checksum=MODEL_CHECKSUM,
+        shard=preprocessed_shard,
+        model=model_path,
+        checksum="{root}/checksums/model.sha256",
     output:
-        f"{OUT}/predictions/shard-{{shard}}.h5",
+        "{root}/predictions/shard-{shard}.h5",
     log:
-        f"{OUT}/logs/predict/shard-{{shard}}.log",
+        "{root}/logs/predict/shard-{shard}.log",
     benchmark:
-        f"{OUT}/benchmarks/predict/shard-{{shard}}.tsv"
+        "{root}/benchmarks/predict/shard-{shard}.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     threads: MODEL_THREADS
@@ -33,20 +33,20 @@ rule predict:
         gpu=GPU,
     params:
         batch_size=config["batch_size"],
-        preprocessing=config["preprocessing"],
+        preprocessing=model_preprocessing,
     script:
         "../../scripts/predict.py"
 
 
 rule predictions_table:
     input:
-        expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS),
+        shard_files("predictions"),
     output:
-        f"{OUT}/predictions.tsv",
+        "{root}/predictions.tsv",
     log:
-        f"{OUT}/logs/predictions_table.log",
+        "{root}/logs/predictions_table.log",
     benchmark:
-        f"{OUT}/benchmarks/predictions_table.tsv"
+        "{root}/benchmarks/predictions_table.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     script:

@@ -2,11 +2,11 @@ rule preprocess:
     input:
         shard_images,
     output:
-        f"{OUT}/preprocessed/shard-{{shard}}.h5",
+        "{pre}/preprocessed/shard-{shard}.h5",
     log:
-        f"{OUT}/logs/preprocess/shard-{{shard}}.log",
+        "{pre}/logs/preprocess/shard-{shard}.log",
     benchmark:
-        f"{OUT}/benchmarks/preprocess/shard-{{shard}}.tsv"
+        "{pre}/benchmarks/preprocess/shard-{shard}.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     threads: 1
@@ -17,7 +17,7 @@ rule preprocess:
         ids=shard_ids,
         labels=shard_labels,
         class_names=SAMPLES.class_names,
-        preprocessing=config["preprocessing"],
+        preprocessing=preprocessing_of_shards,
         first_index=shard_start,
     script:
         "../../scripts/preprocess.py"

@@ -8,14 +8,14 @@ for render_shard in SHARDS:
         name:
             f"render_{render_shard}"
         input:
-            shard=f"{OUT}/preprocessed/shard-{render_shard}.h5",
-            heatmaps=f"{OUT}/heatmaps/{{method}}/shard-{render_shard}.h5",
+            shard=preprocessed_shard_of(render_shard),
+            heatmaps=f"{{root}}/heatmaps/{{method}}/shard-{render_shard}.h5",
         output:
             overlay_files(render_shard),
         log:
-            f"{OUT}/logs/render/{{method}}/shard-{render_shard}.log",
+            f"{{root}}/logs/render/{{method}}/shard-{render_shard}.log",
         benchmark:
-            f"{OUT}/benchmarks/render/{{method}}/shard-{render_shard}.tsv"
+            f"{{root}}/benchmarks/render/{{method}}/shard-{render_shard}.tsv"
         group:
             "explain"
         conda:

@@ -1,22 +1,17 @@
 # The study's report (xaipipe/thumbnails.py, xaipipe/report.py, xaipipe/gallery.py): per shard
 # the pictures of every sample and map (rendered like the overlays: a new colour map redraws
 # these only), then one light job that writes the gallery and summary pages beside them.
-REPORT = f"{OUT}/report"
-
-
 rule thumbnails:
     input:
-        shard=f"{OUT}/preprocessed/shard-{{shard}}.h5",
-        heatmaps=expand(
-            f"{OUT}/heatmaps/{{method}}/shard-{{{{shard}}}}.h5", method=METHODS
-        ),
+        shard=preprocessed_shard,
+        heatmaps=expand("{{root}}/heatmaps/{method}/shard-{{shard}}.h5", method=LABELS),
     output:
-        views=f"{REPORT}/shards/shard-{{shard}}.json",
-        pictures=directory(f"{REPORT}/thumbs/shard-{{shard}}"),
+        views="{root}/report/shards/shard-{shard}.json",
+        pictures=directory("{root}/report/thumbs/shard-{shard}"),
     log:
-        f"{OUT}/logs/thumbnails/shard-{{shard}}.log",
+        "{root}/logs/thumbnails/shard-{shard}.log",
     benchmark:
-        f"{OUT}/benchmarks/thumbnails/shard-{{shard}}.tsv"
+        "{root}/benchmarks/thumbnails/shard-{shard}.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     threads: 1
@@ -24,7 +19,7 @@ rule thumbnails:
         mem_mb=light_mem_mb,
         runtime=thumbnails_runtime,
     params:
-        methods=list(METHODS),
+        methods=LABELS,
         report=report_folder,
         render=config["render"],
     script:
@@ -33,35 +28,35 @@ rule thumbnails:
 
 rule gallery:
     input:
-        views=expand(f"{REPORT}/shards/shard-{{shard}}.json", shard=SHARDS),
-        predictions=expand(f"{OUT}/predictions/shard-{{shard}}.h5", shard=SHARDS),
-        evaluation=evaluation_by_method() if EVALUATION.per_map else [],
-        summary=f"{OUT}/evaluation/summary.tsv" if EVALUATION.metrics else [],
-        agreement=f"{OUT}/evaluation/agreement.tsv" if EVALUATION.metrics else [],
+        views=expand("{{root}}/report/shards/shard-{shard}.json", shard=SHARDS),
+        predictions=shard_files("predictions"),
+        evaluation=by_method("evaluation"),
+        summary="{root}/evaluation/summary.tsv" if EVALUATION.metrics else [],
+        agreement="{root}/evaluation/agreement.tsv" if EVALUATION.metrics else [],
         plots=[p for p in EVALUATION_PLOTS if p.endswith(".png")],
-        failures=FAILURES,
-        checksum=MODEL_CHECKSUM,
+        failures="{root}/failures.tsv",
+        checksum="{root}/checksums/model.sha256",
     output:
         gallery=report(
-            f"{REPORT}/index.html",
+            "{root}/report/index.html",
             caption="../report/gallery.rst",
             category="Gallery",
         ),
-        summary=f"{REPORT}/summary.html",
-        colormap=f"{REPORT}/colormap.png",
+        summary="{root}/report/summary.html",
+        colormap="{root}/report/colormap.png",
         examples=[
             report(
-                f"{REPORT}/examples/{method}.png",
+                f"{{root}}/report/examples/{method}.png",
                 caption="../report/examples.rst",
                 category="Overlays",
                 subcategory=method,
             )
-            for method in METHODS
+            for method in LABELS
         ],
     log:
-        f"{OUT}/logs/gallery.log",
+        "{root}/logs/gallery.log",
     benchmark:
-        f"{OUT}/benchmarks/gallery.tsv"
+        "{root}/benchmarks/gallery.tsv"
     conda:
         "../../envs/xaipipe.yaml"
     threads: 1
@@ -69,7 +64,7 @@ rule gallery:
         mem_mb=light_mem_mb,
         runtime=render_runtime,
     params:
-        methods=list(METHODS),
+        methods=LABELS,
         report=report_folder,
     script:
         "../../scripts/gallery.py"
