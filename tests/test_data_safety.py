@@ -117,6 +117,7 @@ def evaluated(shard: str) -> set[str]:
     """What the evaluation rewrites when one shard's maps change (one method, 2 shards: no agreement plot)."""
     plots = {f"evaluation/{name}.{ext}" for name in ("curves", "metrics") for ext in ("png", "svg")}
     tables = {"evaluation/summary.tsv", "evaluation/agreement.tsv", "evaluation/randomization/gradcam.tsv"}
+    tables.add("evaluation/comparison.tsv")  # the summary's rows ranked
     return {f"evaluation/gradcam/shard-{shard}.h5"} | plots | tables
 
 

@@ -45,7 +45,8 @@ SLURM_ARGS = (
 # plain 'CANCELLED' (slurm.conf keeps finished jobs for MinJobAge=600 s), so the run in which the
 # test cancels a job polls squeue; the rerun polls sacct, the plugin's default.
 CANCEL_ARGS = ("--slurm-status-command", "squeue")
-HEATMAPS_JOB = re.compile(r"'heatmaps:method=(?P<method>[^,']+),shard=(?P<shard>\d{5})'")
+# a job's wildcards as its batch script names them, e.g. 'heatmaps:root=results,method=gradcam,shard=00000'
+HEATMAPS_JOB = re.compile(r"'heatmaps:(?=[^']*\bmethod=(?P<method>[^,']+))(?=[^']*\bshard=(?P<shard>\d{5}))[^']*'")
 
 
 def output_files(results: Path) -> dict[Path, int]:
@@ -176,7 +177,7 @@ def test_the_jobs_ran_under_slurm(slurm_runs):
     assert all(j["State"] == "COMPLETED" for j in jobs if j["JobID"] != job_id), jobs
     n_shards = 2
     assert sorted(c for c in comments if c.startswith("rule_preprocess")) == [
-        f"rule_preprocess_wildcards_{s:05d}" for s in range(n_shards)
+        f"rule_preprocess_wildcards_results_{s:05d}" for s in range(n_shards)  # {pre}: results, {shard}
     ]
     assert len([c for c in comments if c.startswith("rule_predict_")]) == n_shards
     assert len([c for c in comments if c.startswith("rule_randomization_")]) == len(METHODS)
