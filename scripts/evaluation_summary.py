@@ -9,4 +9,5 @@ with logged(snakemake.log[0]):
         dict(snakemake.params.settings),
         snakemake.input.predictions if snakemake.params.per_class else None,
         snakemake.output[0],
+        snakemake.params.model,
     )

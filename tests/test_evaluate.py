@@ -529,16 +529,21 @@ def test_summary_rows_are_nan_means_of_the_values_written_per_method_and_class(t
     wanted = ["deletion", "sparseness", "randomization", "randomization_ssim"]
     params = {"metrics": wanted, "bootstrap_samples": 300, "bootstrap_seed": 0}
     rows = evaluate.summary_rows(["gradcam", "saliency"], paths, tables, params)
-    assert [(r["method"], r["class"], r["metric"]) for r in rows] == [
-        (m, "all", name) for m in ("gradcam", "saliency") for name in wanted
+    assert [(r["model"], r["variant"], r["method"], r["class"], r["metric"]) for r in rows] == [
+        ("model", m, m, "all", name) for m in ("gradcam", "saliency") for name in wanted
     ]
+    # variants of other methods, of a named model: each row names all three
+    labelled = evaluate.summary_rows({"gc-a": "gradcam", "sg": "saliency"}, paths, {}, params, model="seed7")
+    assert {(r["model"], r["variant"], r["method"]) for r in labelled} == {
+        ("seed7", "gc-a", "gradcam"), ("seed7", "sg", "saliency")
+    }
     final = {"randomization": np.array([0.2, -0.4, 0.1]), "randomization_ssim": np.array([0.1, 0.3, np.nan])}
     final_classes = np.array([0, 1, 1])
     for r in rows:
         if r["metric"] in final:
             expected = final[r["metric"]]
         else:
-            expected = np.concatenate([values[r["metric"]] for _, values in data[r["method"]]])
+            expected = np.concatenate([values[r["metric"]] for _, values in data[r["variant"]]])
         assert r["mean"] == pytest.approx(np.nanmean(expected)), r
         assert r["n"] == int(np.isfinite(expected).sum()), r
         assert r["ci_low"] <= r["mean"] <= r["ci_high"]
@@ -550,19 +555,18 @@ def test_summary_rows_are_nan_means_of_the_values_written_per_method_and_class(t
             expected = final[r["metric"]][final_classes == c]
         else:
             expected = np.concatenate(
-                [values[r["metric"]][classes == c] for classes, values in data[r["method"]]]
+                [values[r["metric"]][classes == c] for classes, values in data[r["variant"]]]
             )
         assert r["n"] == int(np.isfinite(expected).sum()), r
         assert r["mean"] == pytest.approx(np.nanmean(expected)), r
-    by_key = {(r["method"], r["class"], r["metric"]): r for r in per_class}
+    by_key = {(r["variant"], r["class"], r["metric"]): r for r in per_class}
     assert by_key[("saliency", "cat", "randomization")]["n"] == 1
     assert by_key[("saliency", "cat", "randomization")]["ci_low"] == pytest.approx(0.2)
     # the file round trip keeps the numbers at 4 decimals
     evaluate.write_summary(per_class, tmp_path / "summary.tsv")
     read = evaluate.read_summary(tmp_path / "summary.tsv")
-    assert [(r["method"], r["class"], r["metric"], r["n"]) for r in read] == [
-        (r["method"], r["class"], r["metric"], r["n"]) for r in per_class
-    ]
+    keys = ("model", "variant", "method", "class", "metric", "n")
+    assert [tuple(r[k] for k in keys) for r in read] == [tuple(r[k] for k in keys) for r in per_class]
     for a, b in zip(read, per_class, strict=True):
         assert a["mean"] == pytest.approx(b["mean"], abs=5e-5)
 
@@ -579,7 +583,7 @@ def test_summary_without_class_names_and_without_a_randomization_table_gives_emp
     paths, _, data = summary_inputs(tmp_path)
     params = {"metrics": ["deletion", "randomization"], "bootstrap_samples": 50, "bootstrap_seed": 0}
     rows = evaluate.summary_rows(["gradcam", "saliency"], paths, {}, params)
-    by_metric = {(r["method"], r["metric"]): r for r in rows}
+    by_metric = {(r["variant"], r["metric"]): r for r in rows}
     assert by_metric[("gradcam", "randomization")]["n"] == 0
     assert math.isnan(by_metric[("gradcam", "randomization")]["mean"])
     expected = np.concatenate([values["deletion"] for _, values in data["saliency"]])
@@ -778,20 +782,23 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
     summary = tmp_path / "summary.tsv"
     summary.write_text(
         evaluate.SUMMARY_HEADER
-        + "os-8\tall\tdeletion\t0.30\t0.25\t0.35\t60\n"
-        + "os-16\tall\tdeletion\t0.20\t0.15\t0.26\t60\n"
-        + "gradcam\tall\tdeletion\t0.50\t0.45\t0.55\t60\n"
-        + "empty\tall\tdeletion\tnan\tnan\tnan\t0\n"
-        + "os-8\tall\tpointing_game\t0.90\t0.80\t0.97\t40\n"
-        + "os-16\tall\tpointing_game\t0.50\t0.35\t0.65\t40\n"
-        + "gradcam\tall\tpointing_game\t0.95\t0.90\t1.00\t40\n"
-        + "os-8\tall\trandomization\t-0.60\t-0.70\t-0.50\t8\n"  # inverted: still tied to the weights
-        + "gradcam\tall\trandomization\t0.05\t0.00\t0.10\t8\n"
+        + "model\tos-8\tocclusion\tall\tdeletion\t0.30\t0.25\t0.35\t60\n"
+        + "model\tos-16\tocclusion\tall\tdeletion\t0.20\t0.15\t0.26\t60\n"
+        + "model\tgradcam\tgradcam\tall\tdeletion\t0.50\t0.45\t0.55\t60\n"
+        + "model\tempty\tsaliency\tall\tdeletion\tnan\tnan\tnan\t0\n"
+        + "model\tos-8\tocclusion\tall\tpointing_game\t0.90\t0.80\t0.97\t40\n"
+        + "model\tos-16\tocclusion\tall\tpointing_game\t0.50\t0.35\t0.65\t40\n"
+        + "model\tgradcam\tgradcam\tall\tpointing_game\t0.95\t0.90\t1.00\t40\n"
+        + "model\tos-8\tocclusion\tall\trandomization\t-0.60\t-0.70\t-0.50\t8\n"  # inverted: still tied to the weights
+        + "model\tgradcam\tgradcam\tall\trandomization\t0.05\t0.00\t0.10\t8\n"
     )
     out = tmp_path / "comparison.tsv"
-    evaluate.write_comparison({"model": summary}, out)
+    evaluate.write_comparison([summary], out)
     rows = evaluate.read_table(out)
-    got = [(r["metric"], r["rank"], r["method"], r["within_ci_of_best"]) for r in rows]
+    assert {(r["variant"], r["method"]) for r in rows} == {
+        ("os-8", "occlusion"), ("os-16", "occlusion"), ("gradcam", "gradcam"), ("empty", "saliency")
+    }
+    got = [(r["metric"], r["rank"], r["variant"], r["within_ci_of_best"]) for r in rows]
     assert got == [
         ("deletion", "1", "os-16", "yes"),
         ("deletion", "2", "os-8", "yes"),  # [0.25, 0.35] overlaps the best's [0.15, 0.26]

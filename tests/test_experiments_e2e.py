@@ -31,6 +31,7 @@ METHODS = [
     {"name": "occlusion", "stride": 8, "patch_size": 16},
 ]
 LABELS = ["gradcam-layer-conv4", "gradcam-layer-conv2", "occlusion"]
+METHOD_OF = {"gradcam-layer-conv4": "gradcam", "gradcam-layer-conv2": "gradcam", "occlusion": "occlusion"}
 STUDY = {
     **{k: v for k, v in CONFIG.items() if k not in ("data", "model")},
     "output": OUTPUT,
@@ -108,15 +109,15 @@ def test_experiments_table_lists_exactly_what_ran(study):
 
 def test_comparison_ranks_every_model_and_variant_by_each_metric(study):
     results = study / OUTPUT
-    summary = {
-        (model, r["method"], r["metric"]): r["mean"]
-        for model in MODELS
-        for r in read_summary(results / model / "evaluation/summary.tsv")
-    }
+    summary = {}
+    for model in MODELS:
+        for r in read_summary(results / model / "evaluation/summary.tsv"):
+            assert r["model"] == model and r["method"] == METHOD_OF[r["variant"]], r
+            summary[(model, r["variant"], r["metric"])] = r["mean"]
     assert {(model, method) for model, method, _ in summary} == {(m, label) for m in MODELS for label in LABELS}
     rows = read_table(results / "evaluation/comparison.tsv")
     for metric in ("deletion", "pointing_game", "sparseness"):
-        ranked = [(r["model"], r["method"]) for r in rows if r["metric"] == metric]
+        ranked = [(r["model"], r["variant"]) for r in rows if r["metric"] == metric]
         # by hand from the summaries' means, in the metric's better direction
         sign = 1 if BETTER[metric] == "lower" else -1
         expected = sorted(((m, label) for m in MODELS for label in LABELS), key=lambda k: sign * summary[(*k, metric)])

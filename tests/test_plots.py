@@ -125,7 +125,7 @@ def test_curves_reject_lengths_that_do_not_match_the_fractions(tmp_path):
 
 
 def row(method, cls, metric, mean, low, high, n):
-    return {"method": method, "class": cls, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n}
+    return {"variant": method, "class": cls, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n}
 
 
 ROWS = [
@@ -356,11 +356,14 @@ def test_panels_legends_and_labels_do_not_overlap():
 def test_comparison_plot_has_a_row_per_model_and_variant(tmp_path):
     from xaipipe.evaluate import SUMMARY_HEADER
 
-    summaries = {}
+    summaries = []
     for model, mean in (("seed42", 0.25), ("seed7", 0.75)):
         path = tmp_path / f"{model}.tsv"
-        path.write_text(SUMMARY_HEADER + f"gradcam\tall\tdeletion\t{mean}\t0.1\t0.9\t10\nos\tall\tdeletion\t0.5\t0.4\t0.6\t10\n")
-        summaries[model] = path
+        path.write_text(
+            SUMMARY_HEADER + f"{model}\tgradcam\tgradcam\tall\tdeletion\t{mean}\t0.1\t0.9\t10\n"
+            f"{model}\tos\tocclusion\tall\tdeletion\t0.5\t0.4\t0.6\t10\n"
+        )
+        summaries.append(path)
     svg = plots.comparison_plot(summaries, tmp_path / "comparison")[1]
     texts = svg_texts(svg)
     for label in ("seed42: gradcam", "seed42: os", "seed7: gradcam", "seed7: os"):

@@ -42,8 +42,8 @@ def cell(row: Mapping[str, Any] | None) -> str:
 
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The README's table: one line per method, each metric's mean and 95% interval (class ``all``)."""
-    found = {(r["method"], r["metric"]): r for r in rows if r["class"] == "all"}
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    found = {(r["variant"], r["metric"]): r for r in rows if r["class"] == "all"}
+    methods = list(dict.fromkeys(r["variant"] for r in rows))
     columns = [m for m in COLUMNS if any((method, m) in found for method in methods)]
     lines = ["| method | " + " | ".join(COLUMNS[m] for m in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))

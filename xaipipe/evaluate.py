@@ -606,8 +606,8 @@ def agreement_matrix(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
 
 # --- the summary ---------------------------------------------------------------------------
 
-COMPARISON_HEADER = "metric\tclass\tbetter\trank\tmodel\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\n"
-SUMMARY_HEADER = "method\tclass\tmetric\tmean\tci_low\tci_high\tn\n"
+COMPARISON_HEADER = "metric\tclass\tbetter\trank\tmodel\tvariant\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\n"
+SUMMARY_HEADER = "model\tvariant\tmethod\tclass\tmetric\tmean\tci_low\tci_high\tn\n"
 
 
 #: Which value of each metric is better (curve kinds use the area under the curve).
@@ -650,8 +650,7 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "class": label,
                     "better": better,
                     "rank": position if valued else "",
-                    "model": row["model"],
-                    "method": row["method"],
+                    **{key: row[key] for key in ("model", "variant", "method")},
                     **{key: row[key] for key in ("mean", "ci_low", "ci_high", "n")},
                     "within_ci_of_best": "yes" if overlaps else "no",
                 }
@@ -665,15 +664,16 @@ def _badness(mean: float, better: str) -> float:
     return {"higher": -mean, "lower": mean, "nearer zero": abs(mean)}[better]
 
 
-def write_comparison(summaries: Mapping[str, str | os.PathLike], out_path: str | os.PathLike) -> None:
-    """``comparison.tsv``: :func:`comparison_rows` of every model's summary (model name -> its path)."""
-    rows = [{**row, "model": model} for model, path in summaries.items() for row in read_summary(path)]
+def write_comparison(summaries: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> None:
+    """``comparison.tsv``: :func:`comparison_rows` of every model's summary (their paths; each row names its model)."""
+    rows = [row for path in summaries for row in read_summary(path)]
     with atomic_path(out_path) as tmp, open(tmp, "w") as out:
         out.write(COMPARISON_HEADER)
         for r in comparison_rows(rows):
             numbers = "\t".join(f"{r[key]:.4f}" for key in ("mean", "ci_low", "ci_high"))
             out.write(
-                f"{r['metric']}\t{r['class']}\t{r['better']}\t{r['rank']}\t{r['model']}\t{r['method']}\t{numbers}"
+                f"{r['metric']}\t{r['class']}\t{r['better']}\t{r['rank']}\t{r['model']}\t{r['variant']}\t{r['method']}"
+                f"\t{numbers}"
                 f"\t{r['n']}\t{r['within_ci_of_best']}\n"
             )
 
@@ -697,18 +697,21 @@ def bootstrap_interval(values: np.ndarray, samples: int, seed: int, level: float
 
 
 def summary_rows(
-    methods_: Sequence[str],
+    methods_: Sequence[str] | Mapping[str, str],
     evaluation_paths: Sequence[str | os.PathLike],
     randomization_paths: Mapping[str, str | os.PathLike],
     settings: Mapping[str, Any],
     class_names: Sequence[str] | None = None,
+    model: str = "model",
 ) -> list[dict[str, Any]]:
-    """The summary's rows (see :data:`SUMMARY_HEADER`); per class where ``class_names`` is given.
+    """The summary's rows (see :data:`SUMMARY_HEADER`) of ``model``; per class where ``class_names`` is given.
 
-    ``evaluation_paths``: every method's evaluation files, method by method in the order of
-    ``methods_``. ``randomization_paths``: method -> its randomization table (the cascade's
-    last stage enters the summary).
+    ``methods_``: the variants (labels), or a mapping label -> canonical method (a plain list:
+    each label is its method's name). ``evaluation_paths``: every variant's evaluation files,
+    variant by variant in the order of ``methods_``. ``randomization_paths``: label -> its
+    randomization table (the cascade's last stage enters the summary).
     """
+    method_of = dict(methods_) if isinstance(methods_, Mapping) else {label: label for label in methods_}
     wanted = list(settings["metrics"])
     k = len(methods_)
     if not k or len(evaluation_paths) % k:
@@ -744,7 +747,9 @@ def summary_rows(
                 low, high = bootstrap_interval(data, settings["bootstrap_samples"], settings["bootstrap_seed"])
                 rows.append(
                     {
-                        "method": method,
+                        "model": model,
+                        "variant": method,
+                        "method": method_of[method],
                         "class": label,
                         "metric": name,
                         "mean": float(data.mean()) if len(data) else math.nan,
@@ -761,20 +766,22 @@ def write_summary(rows: Sequence[Mapping[str, Any]], out_path: str | os.PathLike
         out.write(SUMMARY_HEADER)
         for r in rows:
             numbers = "\t".join(f"{r[key]:.4f}" for key in ("mean", "ci_low", "ci_high"))
-            out.write(f"{r['method']}\t{r['class']}\t{r['metric']}\t{numbers}\t{r['n']}\n")
+            out.write(f"{r['model']}\t{r['variant']}\t{r['method']}\t{r['class']}\t{r['metric']}\t{numbers}\t{r['n']}\n")
 
 
 def write_summary_of_run(
-    methods_: Sequence[str],
+    methods_: Sequence[str] | Mapping[str, str],
     evaluation_paths: Sequence[str | os.PathLike],
     randomization_paths: Sequence[str | os.PathLike],
     settings: Mapping[str, Any],
     predictions_path: str | os.PathLike | None,
     out_path: str | os.PathLike,
+    model: str = "model",
 ) -> None:
-    """``summary.tsv`` of a run: per class (their names from ``predictions_path``) where it is given, else ``all``.
+    """``summary.tsv`` of ``model``'s run: per class (their names from ``predictions_path``) where it is given,
+    else ``all``.
 
-    ``randomization_paths``: one table per method, in the order of ``methods_`` (or none).
+    ``methods_``: as :func:`summary_rows`; ``randomization_paths``: one table per variant, in its order (or none).
     """
     class_names = None
     if predictions_path is not None:
@@ -783,7 +790,7 @@ def write_summary_of_run(
         names = list(predictions.class_names or [])
         class_names = names if len(names) == n_classes else [str(c) for c in range(n_classes)]
     tables = dict(zip(methods_, randomization_paths, strict=True)) if randomization_paths else {}
-    write_summary(summary_rows(methods_, evaluation_paths, tables, settings, class_names), out_path)
+    write_summary(summary_rows(methods_, evaluation_paths, tables, settings, class_names, model), out_path)
 
 
 def read_summary(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ PAGE_SIZE = 50
 #: The colour scale bar's size (width, height) in pixels.
 COLORMAP_SIZE = (256, 16)
 COMPARISON_COLUMNS = tuple(COMPARISON_HEADER.rstrip("\n").split("\t"))
-EVALUATION_COLUMNS = ("method", "class", "metric", "mean", "ci_low", "ci_high", "n")
+EVALUATION_COLUMNS = ("variant", "method", "class", "metric", "mean", "ci_low", "ci_high", "n")
 AGREEMENT_COLUMNS = ("method_a", "method_b", "mean_spearman", "n")
 
 

@@ -178,7 +178,7 @@ def curves_plot(
 # ---------------------------------------------------------------------------------------------------------------
 # Metric means with intervals
 
-_ROW_KEYS = ("method", "class", "metric", "mean", "ci_low", "ci_high", "n")
+_ROW_KEYS = ("variant", "class", "metric", "mean", "ci_low", "ci_high", "n")
 
 
 def _number(value: Any) -> float:
@@ -200,7 +200,7 @@ def _check_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         except (TypeError, ValueError) as error:
             raise ValueError(f"row {i}: mean, ci_low, ci_high and n must be numbers: {dict(row)!r}") from error
         checked.append(
-            {"method": str(row["method"]), "class": str(row["class"]), "metric": str(row["metric"]), **values}
+            {"variant": str(row["variant"]), "class": str(row["class"]), "metric": str(row["metric"]), **values}
         )
     return checked
 
@@ -213,7 +213,7 @@ def metrics_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     """The figure of :func:`metrics_plot`."""
     rows = _check_rows(rows)
     metrics = _first_seen([r["metric"] for r in rows])
-    methods = _first_seen([r["method"] for r in rows])
+    methods = _first_seen([r["variant"] for r in rows])
     classes = _first_seen([r["class"] for r in rows])
     by_class = len(classes) > 1
     spread = 0.6 if by_class else 0.0  # rows of one method share this height, one offset per class
@@ -229,7 +229,7 @@ def metrics_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
         ax = fig.add_subplot(rows_n, cols, k + 1)
         axes.append(ax)
         for row in (r for r in rows if r["metric"] == metric):
-            y = position[row["method"]] + offsets[row["class"]]
+            y = position[row["variant"]] + offsets[row["class"]]
             colour = colours[row["class"]]
             mean, low, high, n = row["mean"], row["ci_low"], row["ci_high"], row["n"]
             if math.isnan(mean) or math.isnan(n) or n == 0:  # missing: never drawn as a value
@@ -251,21 +251,19 @@ def metrics_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
-def comparison_plot(summaries: Mapping[str, str | os.PathLike], out_stem: str | os.PathLike) -> list[Path]:
-    """:func:`metrics_plot` of several models' summaries (model name -> summary.tsv), a row per
+def comparison_plot(summaries: Sequence[str | os.PathLike], out_stem: str | os.PathLike) -> list[Path]:
+    """:func:`metrics_plot` of several models' summaries (their summary.tsv files), a row per
     model and variant, labelled ``model: variant``."""
     from xaipipe.evaluate import read_summary
 
-    rows = [
-        {**row, "method": f"{model}: {row['method']}"} for model, path in summaries.items() for row in read_summary(path)
-    ]
+    rows = [{**row, "variant": f"{row['model']}: {row['variant']}"} for path in summaries for row in read_summary(path)]
     return metrics_plot(rows, out_stem)
 
 
 def metrics_plot(rows: list[dict], out_stem: str | os.PathLike) -> list[Path]:
     """Metric means with their intervals: one panel per metric (first-seen order), one row per method.
 
-    ``rows`` as in summary.tsv: dicts with method, class, metric, mean, ci_low, ci_high, n
+    ``rows`` as in summary.tsv: dicts with variant (the row's name), class, metric, mean, ci_low, ci_high, n
     (numbers, NaN or empty allowed). Each mean is a point with a bar from ci_low to ci_high
     (no bar where either is NaN); a row with n == 0 or a NaN mean or n is marked "n/a", never
     drawn as a value. With more than one class, each class is its own marker series. Panel

@@ -99,6 +99,15 @@ def spec(wildcards):
     return BY_ROOT[wildcards.root]
 
 
+def model_name(wildcards):
+    return spec(wildcards).name
+
+
+def variant_methods(wildcards):
+    """The model's variants, label -> canonical method, in the order of LABELS."""
+    return {label: variant.method for label, variant in spec(wildcards).variants.items()}
+
+
 def model_path(wildcards):
     return spec(wildcards).path
 

@@ -108,7 +108,8 @@ if EVALUATION.metrics:
         conda:
             "../../envs/xaipipe.yaml"
         params:
-            methods=LABELS,
+            methods=variant_methods,
+            model=model_name,
             settings=EVALUATION.summary_params(),
             per_class=config["targets"] == "all",
         script:
