@@ -202,6 +202,13 @@ def test_models_get_folders_of_their_own_and_share_equal_preprocessing():
     assert specs["b"].variants["s"].params == {"score": "probabilities"}
 
 
+def test_a_model_may_ask_for_the_automatic_layer_where_the_config_names_one():
+    models = {"named": {"path": "a.keras"}, "auto": {"path": "b.keras", "layer": None}}
+    specs = xconfig.model_specs(study(models=models, model={"path": None, "layer": "conv4"}, methods=["gc"]))
+    assert specs["named"].variants["gradcam"].params["layer"] == "conv4"
+    assert specs["auto"].variants["gradcam"].params["layer"] is None
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [

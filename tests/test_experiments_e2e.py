@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xaipipe import h5store
@@ -126,15 +127,71 @@ def test_comparison_ranks_every_model_and_variant_by_each_metric(study):
 
 def test_the_study_page_links_every_models_pages_and_holds_the_comparison(study):
     results = study / OUTPUT
-    page = (results / "report/index.html").read_text()
+    page = (results / "report/summary.html").read_text()
     links = re.findall(r'<a class="(gallery|summary)" href="([^"]+)"', page)
     assert len(links) == 2 * len(MODELS)
     for _, href in links:
         assert (results / "report" / href).resolve().is_file(), href
     assert {href.split("/")[1] for _, href in links} == set(MODELS)
+    assert 'href="index.html"' in page  # the study's own gallery
     table = page.split('<table id="comparison">')[1].split("</table>")[0]
     assert table.count("<tr>") - 1 == len(read_table(results / "evaluation/comparison.tsv"))  # less the header
     assert (results / "report/../evaluation/comparison.png").is_file() and "../evaluation/comparison.png" in page
+
+
+def gallery_data(page: Path) -> dict:
+    block = page.read_text().split('<script type="application/json" id="gallery-data">')[1].split("</script>")[0]
+    return json.loads(block)
+
+
+def test_the_study_gallery_shows_every_model_and_variant_side_by_side_with_a_model_selector(study):
+    from browser import chromium, severe_console_errors
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    results = study / OUTPUT
+    data = gallery_data(results / "report/index.html")
+    assert data["methods"] == [f"{m} / {label}" for label in LABELS for m in MODELS]  # variant by variant
+    assert data["models"] == list(MODELS) and data["variants"] == LABELS
+    # each model's predictions, from its predictions table (written by another job than the pages)
+    predicted, probabilities = {}, {}
+    for model in MODELS:
+        lines = (results / model / "predictions.tsv").read_text().splitlines()
+        names = lines[0].split("\t")[3:]
+        for line in lines[1:]:
+            sample, _, _, *p = line.split("\t")
+            predicted[(model, sample)] = int(np.argmax([float(v) for v in p]))
+            probabilities[(model, sample)] = [f"{float(v):.3f}" for v in p]
+        assert [n.removeprefix("p_") for n in names] == data["class_names"]
+    assert len(data["samples"]) == len(predicted) // len(MODELS)
+    for s in data["samples"]:
+        for model in MODELS:
+            assert s["predictions"][model]["predicted"] == predicted[(model, s["id"])], (model, s["id"])
+        for column, maps in s["maps"].items():
+            for view in [v for m in maps for v in m["views"]] + s["image"]:
+                assert (results / "report" / view).is_file(), (column, view)
+    # the selector: one model's columns, and the rows show that model's predictions
+    with chromium() as driver:
+        driver.get((results / "report/index.html").as_uri())
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script("return window.galleryReady !== undefined"))
+        header = lambda: [th.text for th in driver.find_elements("css selector", "#gallery thead th")]  # noqa: E731
+        assert header()[6:] == data["methods"]
+        Select(driver.find_element("id", "filter-model")).select_by_value("second")
+        assert header()[6:] == [f"second / {label}" for label in LABELS] and header()[2] == "predicted (second)"
+        Select(driver.find_element("id", "filter-method")).select_by_value("occlusion")
+        assert header()[6:] == ["second / occlusion"]
+        shown = driver.execute_script(
+            "var r = {}; document.querySelectorAll('#gallery tbody tr').forEach(function (tr) {"
+            " r[tr.getAttribute('data-id')] = [tr.querySelector('td.predicted').textContent].concat("
+            " Array.from(tr.querySelectorAll('td.probs .value'), function (v) { return v.textContent; })); });"
+            " return r;"
+        )
+        assert len(shown) == 50  # the first page
+        for sample_id, (name, *values) in shown.items():
+            assert name == data["class_names"][predicted[("second", sample_id)]], sample_id
+            assert values == probabilities[("second", sample_id)], sample_id
+        # the models' probabilities differ, so the first model's would fail above
+        assert sum(probabilities[("first", i)] != probabilities[("second", i)] for i in shown) > 40
+        assert severe_console_errors(driver) == []
 
 
 def test_changing_one_variant_reruns_only_that_variant(study):

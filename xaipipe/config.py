@@ -62,8 +62,12 @@ class Variant:
     entry: int  #: its position in the config's ``methods`` list
 
 
+#: ``method_variants``'s default layer and score: the config's (``model.layer``, ``score``).
+FROM_CONFIG: Any = object()
+
+
 def method_variants(
-    config: dict[str, Any], layer: str | None = None, score: str | None = None, size: list[int] | None = None
+    config: dict[str, Any], layer: str | None = FROM_CONFIG, score: str = FROM_CONFIG, size: list[int] | None = None
 ) -> dict[str, Variant]:
     """Label -> :class:`Variant`, from the ``methods`` list of the config, sweeps expanded.
 
@@ -71,13 +75,14 @@ def method_variants(
     the canonical method name), parameters and an optional ``sweep`` (parameter -> list of
     values), which gives one variant per combination, labelled ``{label}-{param}-{value}...``
     or by a ``label`` template holding ``{param}`` fields. ``layer``/``score`` (default: the
-    config's ``model.layer`` and ``score``) are the defaults of the methods that take them;
+    config's ``model.layer`` and ``score``; a ``layer`` of None: the automatic choice) are the
+    defaults of the methods that take them;
     patch sizes are checked against ``size`` (default: ``preprocessing.size``).
     Unknown keys and parameters, renamed parameters, bad sweeps and two variants with one
     label stop the run here, before any job, naming the entry.
     """
-    layer = config["model"]["layer"] if layer is None else layer
-    score = config["score"] if score is None else score
+    layer = config["model"]["layer"] if layer is FROM_CONFIG else layer
+    score = config["score"] if score is FROM_CONFIG else score
     size = config.get("preprocessing", {}).get("size") if size is None else size
     variants: dict[str, Variant] = {}
     for position, raw in enumerate(config["methods"]):
@@ -244,7 +249,10 @@ def model_specs(config: dict[str, Any]) -> dict[str, ModelSpec]:
             shared.setdefault(key, f"{out}/preprocessed")
         shared.setdefault(key, f"{out}/{name}/preprocessed")
         try:
-            variants = method_variants(config, entry.get("layer"), entry.get("score"), preprocessing["size"])
+            # a model's own layer (null: the automatic choice) and score, else the config's
+            variants = method_variants(
+                config, entry.get("layer", FROM_CONFIG), entry.get("score", FROM_CONFIG), preprocessing["size"]
+            )
         except ValueError as error:
             raise ValueError(f"{error} (model {name!r})") from None
         specs[name] = ModelSpec(name, entry["path"], f"{out}/{name}", preprocessing, shared[key], variants)

@@ -540,8 +540,9 @@ def randomization_table(
 
 
 def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
+    """A header-first TSV as written here (no quoting: a field may hold quotes, as JSON does) as dicts."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 # --- agreement between methods ------------------------------------------------------------
@@ -766,7 +767,8 @@ def write_summary(rows: Sequence[Mapping[str, Any]], out_path: str | os.PathLike
         out.write(SUMMARY_HEADER)
         for r in rows:
             numbers = "\t".join(f"{r[key]:.4f}" for key in ("mean", "ci_low", "ci_high"))
-            out.write(f"{r['model']}\t{r['variant']}\t{r['method']}\t{r['class']}\t{r['metric']}\t{numbers}\t{r['n']}\n")
+            names = "\t".join(str(r[key]) for key in ("model", "variant", "method", "class", "metric"))
+            out.write(f"{names}\t{numbers}\t{r['n']}\n")
 
 
 def write_summary_of_run(

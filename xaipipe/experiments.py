@@ -51,7 +51,6 @@ def write_experiments(rows: list[dict[str, str]], out_path: str | os.PathLike) -
 
 
 def read_experiments(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path) as f:
-        lines = f.read().splitlines()
-    header = lines[0].split("\t")
-    return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    from xaipipe.evaluate import read_table
+
+    return read_table(path)

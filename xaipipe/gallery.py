@@ -148,11 +148,7 @@ def summary_html(data: Mapping, summary: Mapping, title: str) -> str:
             f"samples classified correctly; {int(summary.get('failures') or 0)} failures"
         ),
         evaluation=_table("evaluation", EVALUATION_COLUMNS, summary.get("evaluation_rows") or []),
-        plots="\n".join(
-            f'<figure><img class="plot" src="{html.escape(_url(p))}" alt="{html.escape(p)}">'
-            f"<figcaption>{html.escape(p)}</figcaption></figure>"
-            for p in summary.get("plots") or []
-        ) or "<p>No plots.</p>",
+        plots=_figures(summary.get("plots") or []),
         agreement=_table("agreement", AGREEMENT_COLUMNS, summary.get("agreement_rows") or []),
         confusion=_confusion_table(matrix, data["class_names"]),
         config=html.escape(str(summary.get("config_yaml") or "")),
@@ -165,22 +161,88 @@ def summary_html(data: Mapping, summary: Mapping, title: str) -> str:
     )  # fmt: skip
 
 
-def write_study_page(
-    out_path: str | os.PathLike,
+def study_data(models: Mapping[str, Sequence[str | os.PathLike]], out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Several models' gallery data as one gallery's, for a page in ``out_dir``.
+
+    ``models``: model name -> its shards' data files (``{model}/report/data/*.json``, whose view
+    paths are relative to their report folder). A sample (matched by id; the first model's
+    order, then samples only later models have) carries each model's prediction under
+    ``predictions`` (the first model's is also its own, as a single model's gallery has it) and
+    a map column per model and variant, ``"{model} / {variant}"``, variant by variant with the
+    models side by side; ``columns`` names each column's model and variant. Models whose class
+    names differ cannot share one page: ValueError naming the model.
+    """
+    out_dir = Path(out_dir)
+    merged: dict[str, Any] = {"models": list(models), "class_names": None, "spatial_dims": None, "metrics": []}
+    variants: dict[str, list[str]] = {}
+    samples: dict[str, dict[str, Any]] = {}
+    for model, paths in models.items():
+        data = merge_manifests(paths)
+        if merged["class_names"] is not None and data["class_names"] != merged["class_names"]:
+            raise ValueError(f"model {model!r}: class names {data['class_names']} differ from {merged['class_names']}")
+        merged["class_names"] = data["class_names"]
+        merged["spatial_dims"] = merged["spatial_dims"] or data["spatial_dims"]
+        merged["metrics"] += [m for m in data["metrics"] if m not in merged["metrics"]]
+        # the model's report folder, seen from the page
+        prefix = Path(os.path.relpath(Path(paths[0]).parent.parent, out_dir)).as_posix() if paths else "."
+        for variant in data["methods"]:
+            variants.setdefault(variant, []).append(model)
+        for sample in data["samples"]:
+            prediction = {key: sample[key] for key in ("predicted", "probabilities", "skipped")}
+            image = [f"{prefix}/{view}" for view in sample["image"]]
+            new = {"id": sample["id"], "label": sample["label"], **prediction, "image": image, "predictions": {}}
+            entry = samples.setdefault(sample["id"], {**new, "maps": {}})
+            entry["predictions"][model] = prediction
+            for variant, maps in sample["maps"].items():
+                entry["maps"][f"{model} / {variant}"] = [
+                    {**m, "views": [f"{prefix}/{view}" for view in m["views"]]} for m in maps
+                ]
+    columns = {f"{m} / {v}": {"model": m, "variant": v} for v, owners in variants.items() for m in owners}
+    return {
+        **merged,
+        "methods": list(columns),
+        "variants": list(variants),
+        "columns": columns,
+        "class_names": merged["class_names"] or [],
+        "spatial_dims": merged["spatial_dims"] or 2,
+        "samples": list(samples.values()),
+    }
+
+
+def write_study(
+    models: Mapping[str, Sequence[str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    experiments: Sequence[Mapping[str, str]],
+    comparison_rows: Sequence[Mapping[str, Any]],
+    plots: Sequence[str | os.PathLike],
+    colormap: str = "jet",
+    title: str = "xaipipe: models compared",
+) -> None:
+    """The entry pages of a study with several models, in ``out_dir``: ``index.html``, one gallery of
+    every model and variant side by side (:func:`study_data`; a selector shows one model or all,
+    and whose predictions the rows show), ``summary.html`` (:func:`study_page`) and ``colormap.png``.
+    Each file is written atomically."""
+    out_dir = Path(out_dir)
+    write_bytes_atomic(out_dir / "colormap.png", colormap_png(colormap))
+    _write_text(out_dir / "index.html", gallery_html(study_data(models, out_dir), title))
+    _write_text(out_dir / "summary.html", study_page(experiments, comparison_rows, plots, title))
+
+
+def study_page(
     experiments: Sequence[Mapping[str, str]],
     comparison_rows: Sequence[Mapping[str, Any]],
     plots: Sequence[str | os.PathLike],
     title: str = "xaipipe: models compared",
-) -> None:
-    """The study's entry page where it has several models: each model (file, sha256, variants)
-    with links to its gallery and summary (``../{model}/report/``), the comparison table and
-    plots (paths relative to ``out_path``'s folder). Written atomically.
+) -> str:
+    """The study's summary page: each model (file, sha256, variants) with links to its own gallery
+    and summary (``../{model}/report/``), the comparison table and plots (paths relative to the page).
 
     ``experiments``: the rows of experiments.tsv; ``comparison_rows``: those of comparison.tsv.
     """
     models: dict[str, dict[str, Any]] = {}
     for row in experiments:
-        entry = models.setdefault(row["model"], {"path": row["model_path"], "sha256": row["model_sha256"], "variants": []})
+        found = {"path": row["model_path"], "sha256": row["model_sha256"], "variants": []}
+        entry = models.setdefault(row["model"], found)
         entry["variants"].append(row["variant"])
     rows = "\n".join(
         f'<tr data-model="{html.escape(name)}"><td>{html.escape(name)}</td><td>{html.escape(m["path"])}</td>'
@@ -191,20 +253,24 @@ def write_study_page(
     )
     head = "".join(f"<th>{c}</th>" for c in ("model", "file", "sha256", "variants", "pages"))
     n_variants = len({v for m in models.values() for v in m["variants"]})
-    page = _fill(
+    return _fill(
         _template("study.html"),
         title=html.escape(title),
         css=_template("gallery.css"),
         counts=html.escape(f"{len(models)} models x {n_variants} variants"),
         models=f'<table id="models"><thead><tr>{head}</tr></thead><tbody>\n{rows}\n</tbody></table>',
         comparison=_table("comparison", COMPARISON_COLUMNS, comparison_rows),
-        plots="\n".join(
-            f'<figure><img class="plot" src="{html.escape(_url(Path(p).as_posix()))}" alt="{html.escape(str(p))}">'
-            f"<figcaption>{html.escape(str(p))}</figcaption></figure>"
-            for p in plots
-        ) or "<p>No plots.</p>",
-    )  # fmt: skip
-    _write_text(Path(out_path), page)
+        plots=_figures([Path(p).as_posix() for p in plots]),
+    )
+
+
+def _figures(plots: Sequence[str]) -> str:
+    """Each plot (a path relative to the page) as a figure captioned with its path."""
+    return "\n".join(
+        f'<figure><img class="plot" src="{html.escape(_url(p))}" alt="{html.escape(p)}">'
+        f"<figcaption>{html.escape(p)}</figcaption></figure>"
+        for p in plots
+    ) or "<p>No plots.</p>"
 
 
 def json_for_script(value: Any) -> str:

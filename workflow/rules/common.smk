@@ -105,7 +105,9 @@ def model_name(wildcards):
 
 def variant_methods(wildcards):
     """The model's variants, label -> canonical method, in the order of LABELS."""
-    return {label: variant.method for label, variant in spec(wildcards).variants.items()}
+    return {
+        label: variant.method for label, variant in spec(wildcards).variants.items()
+    }
 
 
 def model_path(wildcards):

@@ -52,7 +52,8 @@ if EVALUATION.metrics:
             "../../scripts/comparison.py"
 
 
-# with several models, the study's entry page: each model's gallery and summary, the comparison
+# with several models, the study's entry pages: one gallery of every model and variant side by
+# side (index.html), and a summary (each model's own pages, the comparison)
 if len(MODELS) > 1:
 
     localrules:
@@ -61,16 +62,25 @@ if len(MODELS) > 1:
     rule study_report:
         input:
             experiments=EXPERIMENTS,
-            galleries=[f"{model.folder}/report/index.html" for model in MODELS.values()],
+            data=[
+                f"{model.folder}/report/data/shard-{shard}.json"
+                for model in MODELS.values()
+                for shard in SHARDS
+            ],
             comparison=(
                 f"{OUT}/evaluation/comparison.tsv" if EVALUATION.metrics else []
             ),
             plots=COMPARISON_PLOTS if EVALUATION.metrics else [],
         output:
-            f"{OUT}/report/index.html",
+            gallery=f"{OUT}/report/index.html",
+            summary=f"{OUT}/report/summary.html",
+            colormap=f"{OUT}/report/colormap.png",
         log:
             f"{OUT}/logs/study_report.log",
         conda:
             "../../envs/xaipipe.yaml"
+        params:
+            models=list(MODELS),
+            colormap=config["render"]["colormap"],
         script:
             "../../scripts/study_report.py"

@@ -9,6 +9,8 @@
   var VIEWS = data.spatial_dims === 3 ? ["axial", "coronal", "sagittal"] : [];
   var $ = function (id) { return document.getElementById(id); };
   var state = { page: 0, order: [] };
+  // A study of several models: columns "model / variant" (data.columns), each sample's prediction per model.
+  var models = data.models || null;
 
   function isCorrect(s) { return !s.skipped && s.label >= 0 && s.predicted === s.label; }
   function isMisclassified(s) { return !s.skipped && s.label >= 0 && s.predicted !== s.label; }
@@ -29,11 +31,30 @@
     options.forEach(function (o) { select.appendChild(el("option", { value: o[0] }, o[1])); });
   }
 
+  // The rows show the prediction of the chosen model (with all models shown: the first one's).
+  function predictionsModel() {
+    var m = models ? $("filter-model").value : null;
+    return models ? (m === "all" ? models[0] : m) : null;
+  }
+  function usePredictions() {
+    var model = predictionsModel();
+    samples.forEach(function (s) {
+      var p = s.predictions[model] || { predicted: -1, probabilities: null, skipped: true };
+      s.predicted = p.predicted; s.probabilities = p.probabilities; s.skipped = p.skipped;
+    });
+  }
+
   function setupControls() {
     var classes = names.map(function (n, i) { return [String(i), n]; });
     addOptions($("filter-class"), [["all", "all"]].concat(classes));
     addOptions($("filter-label"), [["all", "all"]].concat(classes, [["-1", "unknown"]]));
-    addOptions($("filter-method"), [["all", "all"]].concat(methods.map(function (m) { return [m, m]; })));
+    var choices = models ? data.variants : methods;
+    addOptions($("filter-method"), [["all", "all"]].concat(choices.map(function (m) { return [m, m]; })));
+    if (models) {
+      addOptions($("filter-model"), [["all", "all, side by side"]].concat(models.map(function (m) { return [m, m]; })));
+      $("model-control").hidden = false;
+      $("filter-model").addEventListener("change", function () { state.page = 0; usePredictions(); update(); });
+    }
     addOptions($("sort"), [["id", "id"], ["confidence", "probability of the predicted class"]].concat(
       (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method)"]; })));
     ["filter-class", "filter-label", "filter-correct", "filter-method", "sort", "order"].forEach(function (id) {
@@ -46,12 +67,18 @@
     var skipped = samples.filter(function (s) { return s.skipped; }).length;
     $("totals").textContent = samples.length + " samples: " + correct + " correct, " + (labelled - correct) +
       " misclassified, " + (samples.length - labelled - skipped) + " without a label, " + skipped +
-      " skipped; methods: " + methods.join(", ");
+      " skipped; " + (models ? "models: " + models.join(", ") + "; variants: " + data.variants.join(", ")
+        : "methods: " + methods.join(", "));
   }
 
   function shownMethods() {
     var m = $("filter-method").value;
-    return m === "all" ? methods : [m];
+    if (!models) return m === "all" ? methods : [m];
+    var model = $("filter-model").value;
+    return methods.filter(function (c) {
+      var column = data.columns[c];
+      return (model === "all" || column.model === model) && (m === "all" || column.variant === m);
+    });
   }
 
   function metricOf(s, method, metric) {
@@ -154,7 +181,8 @@
     state.page = Math.max(0, Math.min(state.page, pages - 1));
     var shown = shownMethods();
     var head = el("tr");
-    ["id", "label", "predicted", "probabilities", "", "image"].concat(shown).forEach(function (h) {
+    var whose = models ? " (" + predictionsModel() + ")" : "";
+    ["id", "label", "predicted" + whose, "probabilities" + whose, "", "image"].concat(shown).forEach(function (h) {
       head.appendChild(el("th", {}, h));
     });
     var thead = document.querySelector("#gallery thead");
@@ -205,6 +233,7 @@
 
   if (VIEWS.length) $("gallery").className = "volume";
   setupControls();
+  if (models) usePredictions();
   update();
   window.galleryReady = performance.now();
 })();
