@@ -185,12 +185,12 @@ def test_the_study_gallery_shows_every_model_and_variant_side_by_side_with_a_mod
             " Array.from(tr.querySelectorAll('td.probs .value'), function (v) { return v.textContent; })); });"
             " return r;"
         )
-        assert len(shown) == 50  # the first page
+        assert len(shown) == min(50, len(data["samples"]))  # the first page
         for sample_id, (name, *values) in shown.items():
             assert name == data["class_names"][predicted[("second", sample_id)]], sample_id
             assert values == probabilities[("second", sample_id)], sample_id
         # the models' probabilities differ, so the first model's would fail above
-        assert sum(probabilities[("first", i)] != probabilities[("second", i)] for i in shown) > 40
+        assert sum(probabilities[("first", i)] != probabilities[("second", i)] for i in shown) > len(shown) // 2
         assert severe_console_errors(driver) == []
 
 
