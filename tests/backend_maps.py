@@ -30,6 +30,11 @@ METHODS: dict[str, tuple[str, dict]] = {
     "occlusion": ("occlusion", {"patch_size": 6}),
     "limepro": ("limepro", {"num_samples": 150, "segments": 16, "seed": 3}),
     "limecon": ("limecon", {"num_samples": 150, "segments": 16, "seed": 3}),
+    # per-image superpixels (11 and 15 of them on these noise images): label maps travel with the inputs
+    "limepro_slic": (
+        "limepro",
+        {"num_samples": 150, "segments": 16, "seed": 3, "segmentation": "slic", "compactness": 80},
+    ),
 }
 
 

@@ -78,10 +78,9 @@ class Backend(Protocol):
         """numpy inputs (N, ...) -> numpy scores (N, K), without gradients."""
         ...
 
-    def perturbed_score_function(
-        self, graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]
-    ) -> Callable[..., np.ndarray]:
-        """numpy (inputs, images (R,), codes (R, ...)) -> numpy scores (R, K) of ``perturb(inputs, images, codes)``."""
+    def perturbed_score_function(self, graph: keras.Model, perturb: Callable[..., Any]) -> Callable[..., np.ndarray]:
+        """numpy (inputs, images (R,), codes (R, ...)[, labels (B, ...)]) -> numpy scores (R, K) of
+        ``perturb(inputs, images, codes[, labels])``; ``labels``: int32 maps, one per input, where given."""
         ...
 
 

@@ -154,12 +154,12 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
     return lambda inputs: np.asarray(compiled(jnp.asarray(inputs, jnp.float32)))
 
 
-def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
+def perturbed_score_function(graph: keras.Model, perturb: Callable[..., Any]) -> Callable[..., np.ndarray]:
     """Compiled with ``perturb``, once per shape (callers pad to one shape: ``FIXED_SHAPES``)."""
     compiled = _compile(graph, lambda *args: graph(perturb(*args), training=False))
 
-    def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray, *labels: np.ndarray) -> np.ndarray:
         arrays = jnp.asarray(inputs, jnp.float32), jnp.asarray(images, jnp.int32), jnp.asarray(codes)
-        return np.asarray(compiled(*arrays))
+        return np.asarray(compiled(*arrays, *(jnp.asarray(label, jnp.int32) for label in labels)))
 
     return call

@@ -133,13 +133,16 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
     return lambda inputs: compiled(tf.constant(inputs, tf.float32)).numpy()
 
 
-def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
+def perturbed_score_function(graph: keras.Model, perturb: Callable[..., Any]) -> Callable[..., np.ndarray]:
     """Traced with ``perturb`` for the first shapes, then once more for any batch size (``reduce_retracing``)."""
     compiled = tf.function(
-        lambda inputs, images, codes: graph(perturb(inputs, images, codes), training=False),
+        lambda inputs, images, codes, *labels: graph(perturb(inputs, images, codes, *labels), training=False),
         reduce_retracing=True,
         autograph=False,
     )
-    return lambda inputs, images, codes: compiled(
-        tf.constant(inputs, tf.float32), tf.constant(images, tf.int32), tf.constant(codes)
+    return lambda inputs, images, codes, *labels: compiled(
+        tf.constant(inputs, tf.float32),
+        tf.constant(images, tf.int32),
+        tf.constant(codes),
+        *(tf.constant(label, tf.int32) for label in labels),
     ).numpy()

@@ -135,12 +135,13 @@ def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable
     return call
 
 
-def perturbed_score_function(graph: keras.Model, perturb: Callable[[Any, Any, Any], Any]) -> Callable[..., np.ndarray]:
+def perturbed_score_function(graph: keras.Model, perturb: Callable[..., Any]) -> Callable[..., np.ndarray]:
     """Eager, ``perturb`` and the model without autograd."""
 
-    def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    def call(inputs: np.ndarray, images: np.ndarray, codes: np.ndarray, *labels: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            args = [keras.ops.convert_to_tensor(a) for a in (np.asarray(inputs, np.float32), images, codes)]
+            arrays = (np.asarray(inputs, np.float32), images, codes, *labels)
+            args = [keras.ops.convert_to_tensor(a) for a in arrays]
             return _to_numpy(graph(perturb(*args), training=False))
 
     return call

@@ -33,19 +33,30 @@ class PerturbedScores(CompiledGraph):
     changed as its code ``codes[r]`` says (which segments LIME keeps, which patch
     occlusion covers). Only the inputs and the small codes travel to the model, not
     hundreds of full-size copies made with numpy, which on a GPU, or for volumes,
-    would cost more than the model itself.
+    would cost more than the model itself. Where each input has its own integer
+    ``labels`` map (LIME's superpixels, found per image), they travel with the inputs,
+    once per call, and ``perturb`` takes them as a fourth argument.
     """
 
-    def __init__(self, model: keras.Model, score: str, perturb: Callable[[Any, Any, Any], Any]):
+    def __init__(self, model: keras.Model, score: str, perturb: Callable[..., Any]):
         super().__init__(model, score)
         self._forward = self._backend.perturbed_score_function(self._graph, perturb)
 
-    def __call__(self, inputs: np.ndarray, images: np.ndarray, codes: np.ndarray, batch_size: int) -> np.ndarray:
-        """Scores (R, K) of the R copies given by ``images`` (R,) and ``codes`` (R, ...), ``batch_size`` per call."""
+    def __call__(
+        self,
+        inputs: np.ndarray,
+        images: np.ndarray,
+        codes: np.ndarray,
+        batch_size: int,
+        labels: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Scores (R, K) of the R copies given by ``images`` (R,) and ``codes`` (R, ...), ``batch_size`` per call;
+        ``labels`` (B, ...): integer maps, one per input, handed to ``perturb`` (None: ``perturb`` takes three)."""
         inputs = np.asarray(inputs, np.float32)
         images = np.asarray(images, np.int32)
+        per_input = () if labels is None else (np.asarray(labels, np.int32),)
         chunks = [
-            self._forward(inputs, images[rows], codes[rows])[:used]
+            self._forward(inputs, images[rows], codes[rows], *per_input)[:used]
             for rows, used in self._chunks(len(images), batch_size)
         ]
         return np.concatenate(chunks)

@@ -50,6 +50,24 @@ def _optional_name(name: str, value: Any) -> str | None:
     return value
 
 
+def _optional_positive_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number (or null for the default of the input), got {value!r}")
+    return float(value)
+
+
+#: How LIME splits an input into segments (xaipipe.methods.lime).
+SEGMENTATIONS = ("grid", "slic")
+
+
+def _segmentation(name: str, value: Any) -> str:
+    if value not in SEGMENTATIONS:
+        raise ValueError(f"{name} must be 'grid' (regular cells) or 'slic' (SLIC superpixels), got {value!r}")
+    return value
+
+
 def _score(name: str, value: Any) -> str:
     from xaipipe.methods import SCORES
 
@@ -79,6 +97,8 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "fill": check_number,
     "num_samples": check_positive_int,
     "segments": check_positive_int,
+    "segmentation": _segmentation,
+    "compactness": _optional_positive_number,
     "num_features": check_positive_int,
     "kernel_width": check_positive_number,
     "seed": check_int,
