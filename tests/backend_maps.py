@@ -24,6 +24,12 @@ METHODS: dict[str, tuple[str, dict]] = {
     "gradcam++": ("gradcam++", {}),
     "guidedgradcam": ("guidedgradcam", {}),
     "guidedgradcam_nested": ("guidedgradcam", {"layer": "block/inner_conv"}),  # ReLUs above the layer
+    "hirescam": ("hirescam", {}),
+    "xgradcam": ("xgradcam", {}),
+    "layercam": ("layercam", {"layer": "conv1"}),
+    "scorecam": ("scorecam", {"chunk_size": 10}),  # 2 x 12 masked copies in calls of 10: a padded last call on JAX
+    "eigencam": ("eigencam", {}),
+    "eigencam_nested": ("eigencam", {"layer": "block/inner_conv"}),  # activations read inside the nested block
     "saliency": ("saliency", {}),
     "guidedbackprop": ("guidedbackprop", {}),
     "integratedgradients": ("integratedgradients", {"steps": 8}),

@@ -148,7 +148,7 @@ def test_only_methods_with_a_target_layer_get_the_configured_layer():
         xconfig.method_specs(config(methods=[{"name": "saliency", "layer": "conv4"}]))
 
 
-@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc"])
+@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc", "scorecam"])
 def test_the_renamed_batch_size_of_a_method_names_chunk_size(key):
     with pytest.raises(ValueError, match=rf"methods\[0\]\.batch_size: {key}'s parameter 'batch_size' was renamed to 'chunk_size'"):
         xconfig.method_specs(config(methods=[{"name": key, "batch_size": 32}]))

@@ -524,6 +524,11 @@ def test_all_keys_of_the_table_resolve():
         "gradcam": ["gradcam", "GradCAM", "gc"],
         "gradcam++": ["gradcam++", "GradCAM++", "GradCAMpp", "gc++"],
         "guidedgradcam": ["GuidedGradCAM", "ggc"],
+        "hirescam": ["hirescam", "HiResCAM"],
+        "xgradcam": ["xgradcam", "XGradCAM"],
+        "layercam": ["layercam", "LayerCAM"],
+        "scorecam": ["scorecam", "ScoreCAM"],
+        "eigencam": ["eigencam", "EigenCAM"],
         "saliency": ["saliency", "SaliencyMap", "sm"],
         "guidedbackprop": ["guidedbackprop", "GuidedBackpropagation", "gb"],
         "integratedgradients": ["IntegratedGradients", "ig"],
@@ -558,6 +563,11 @@ def test_only_the_cam_methods_take_a_layer():
         "gradcam",
         "gradcam++",
         "guidedgradcam",
+        "hirescam",
+        "xgradcam",
+        "layercam",
+        "scorecam",
+        "eigencam",
     ]
     with pytest.raises(TypeError, match="layer"):
         methods.create("saliency", model, layer="conv2d")
@@ -575,7 +585,7 @@ def test_the_decoder_gives_its_layer_only_to_the_methods_that_take_one():
     assert _method("os", model, "conv").params["patch_size"] == methods.defaults("os")["patch_size"]
 
 
-@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc"])
+@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc", "scorecam"])
 def test_batch_size_of_a_method_was_renamed_to_chunk_size(key):
     model = shared_model((12, 10, 2))
     with pytest.raises(ValueError, match="'batch_size' was renamed to 'chunk_size'"):

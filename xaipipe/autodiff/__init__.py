@@ -9,8 +9,9 @@ inputs go to the model and only maps come back. Where each piece lives:
   input's gradients, plain or guided) and :class:`GuidedCAMGradients` (Guided
   Grad-CAM's two backward passes from one forward pass);
 - :mod:`~xaipipe.autodiff.paths`: :class:`PathGradients` (integrated gradients);
-- :mod:`~xaipipe.autodiff.scores`: the forward passes, :class:`Scores`, and
-  :class:`PerturbedScores` for the perturbation methods;
+- :mod:`~xaipipe.autodiff.scores`: the forward passes, :class:`Scores`,
+  :class:`PerturbedScores` for the perturbation methods, and :class:`LayerActivations`
+  (a layer's activations without gradients: Eigen-CAM, Score-CAM);
 - ``_compiled``: their base class (the scores graph, the backend, the functions
   compiled per number of targets, padding to fixed shapes);
 - ``_graph``: what does not depend on the backend, the class scores
@@ -31,11 +32,12 @@ from xaipipe.autodiff._backend import backend_module
 from xaipipe.autodiff._graph import SCORES, ScoreSource, one_unit_sigmoid, score_source, score_tensor, two_class_probabilities
 from xaipipe.autodiff.gradients import GuidedCAMGradients, ScoreGradients
 from xaipipe.autodiff.paths import PathGradients
-from xaipipe.autodiff.scores import PerturbedScores, Scores
+from xaipipe.autodiff.scores import LayerActivations, PerturbedScores, Scores
 
 __all__ = [
     "SCORES",
     "GuidedCAMGradients",
+    "LayerActivations",
     "PathGradients",
     "PerturbedScores",
     "ScoreGradients",

@@ -74,6 +74,15 @@ class Backend(Protocol):
         """
         ...
 
+    def activation_function(
+        self, forward: Forward, reduce: Callable[[Any], Any], input_shape: tuple[int, ...]
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """numpy inputs (B, ...) -> numpy ``reduce(activations)``, without gradients.
+
+        ``activations`` is the output of ``forward.target`` (a forward pass, no backward pass).
+        """
+        ...
+
     def score_function(self, graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
         """numpy inputs (N, ...) -> numpy scores (N, K), without gradients."""
         ...

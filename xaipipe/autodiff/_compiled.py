@@ -2,8 +2,8 @@
 
 :class:`CompiledGraph` owns what :class:`~xaipipe.autodiff.ScoreGradients`,
 :class:`~xaipipe.autodiff.GuidedCAMGradients`, :class:`~xaipipe.autodiff.PathGradients`,
-:class:`~xaipipe.autodiff.Scores` and :class:`~xaipipe.autodiff.PerturbedScores`
-share: the graph of the model's class scores (a new ``keras.Model`` over the
+:class:`~xaipipe.autodiff.Scores`, :class:`~xaipipe.autodiff.PerturbedScores` and
+:class:`~xaipipe.autodiff.LayerActivations` share: the graph of the model's class scores (a new ``keras.Model`` over the
 user's layers, which stay untouched), the backend module, the functions compiled
 per number of target classes, and the chunking of a call into one compiled shape
 where the backend compiles per shape (:func:`pad_rows`, ``FIXED_SHAPES``).

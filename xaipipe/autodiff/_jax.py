@@ -148,6 +148,14 @@ def guided_cam_function(
     return call
 
 
+def activation_function(
+    forward: Forward, reduce: Callable[[Any], Any], input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Compiled once per batch size; no pullback (XLA drops the layers after the target)."""
+    compiled = _compile(forward.graph, lambda x: reduce(forward.capture(x)[0]))
+    return lambda inputs: np.asarray(compiled(jnp.asarray(inputs, jnp.float32)))
+
+
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """Compiled once per batch size."""
     compiled = _compile(graph, lambda x: graph(x, training=False))

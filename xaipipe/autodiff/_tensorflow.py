@@ -126,6 +126,15 @@ def guided_cam_function(
     return lambda inputs, classes: compiled(tf.constant(inputs, tf.float32), tf.constant(classes)).numpy()
 
 
+def activation_function(
+    forward: Forward, reduce: Callable[[Any], Any], input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Traced once, for any batch size; no tape."""
+    signature = [tf.TensorSpec((None, *input_shape), tf.float32)]
+    compiled = tf.function(lambda x: reduce(forward.capture(x)[0]), input_signature=signature, autograph=False)
+    return lambda inputs: compiled(tf.constant(inputs, tf.float32)).numpy()
+
+
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """Traced once, for any batch size."""
     signature = [tf.TensorSpec((None, *input_shape), tf.float32)]

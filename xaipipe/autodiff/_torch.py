@@ -125,6 +125,19 @@ def guided_cam_function(
     return call
 
 
+def activation_function(
+    forward: Forward, reduce: Callable[[Any], Any], input_shape: tuple[int, ...]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Eager, without autograd."""
+
+    def call(inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            activations, _ = forward.capture(keras.ops.convert_to_tensor(np.asarray(inputs, np.float32)))
+            return _to_numpy(reduce(activations))
+
+    return call
+
+
 def score_function(graph: keras.Model, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """Eager, without autograd."""
 

@@ -1,15 +1,17 @@
-"""Compiled forward passes, without gradients: :class:`Scores` (class scores of inputs) and
-:class:`PerturbedScores` (class scores of perturbed copies made where the model runs)."""
+"""Compiled forward passes, without gradients: :class:`Scores` (class scores of inputs),
+:class:`PerturbedScores` (class scores of perturbed copies made where the model runs) and
+:class:`LayerActivations` (a layer's activations, or what a method computes from them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
-from xaipipe.autodiff._compiled import CompiledGraph
+from xaipipe.autodiff._compiled import CompiledGraph, in_float32
+from xaipipe.autodiff._graph import Forward
 
 
 class Scores(CompiledGraph):
@@ -60,3 +62,32 @@ class PerturbedScores(CompiledGraph):
             for rows, used in self._chunks(len(images), batch_size)
         ]
         return np.concatenate(chunks)
+
+
+class LayerActivations(CompiledGraph):
+    """The activations of a layer (a path of nested layers), or ``reduce`` of them: forward passes only.
+
+    ``reduce(activations)``, written with ``keras.ops``, is compiled with the forward
+    pass and gets the activations in float32 whatever the model's dtype (without it,
+    the activations themselves come back, in float32). For the methods that read a
+    layer without differentiating (Eigen-CAM, Score-CAM): no backward pass is built.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        layer: Sequence[keras.layers.Layer],
+        score: str = "logits",
+        reduce: Callable[[Any], Any] | None = None,
+    ):
+        super().__init__(model, score)
+        forward = Forward(self._graph, self.score_source.graph_path(tuple(layer)), None)
+        self._forward = self._backend.activation_function(forward, in_float32(reduce or _identity), self._input_shape)
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """``reduce(activations)`` (or the activations (B, ...)) for inputs (B, ...): one model call."""
+        return self._forward(inputs)
+
+
+def _identity(activations: Any) -> Any:
+    return activations

@@ -51,6 +51,22 @@ def _lime_passes(params: Params, size: Sequence[int]) -> float:
     return params["num_samples"]
 
 
+#: The channels of the target layer that Score-CAM's cost assumes (the registry sees neither model nor layer):
+#: the last convolutional layer of a VGG16 has 512, a DenseNet121's 1024, a ResNet50's 2048, small CNNs fewer.
+SCORECAM_CHANNELS = 512
+
+
+def _scorecam_passes(params: Params, size: Sequence[int]) -> float:
+    """One forward pass per channel K of the target layer (estimated: SCORECAM_CHANNELS), plus the one that reads
+    the activations; counted per target like every method's, though one set of passes serves all of a sample's."""
+    return SCORECAM_CHANNELS + 1
+
+
+def _forward_pass(params: Params, size: Sequence[int]) -> float:
+    """One forward pass."""
+    return 1
+
+
 @dataclass(frozen=True)
 class Entry:
     """One method: where it lives, the keys that name it, its parameters and its costs.
@@ -105,6 +121,21 @@ _REGISTRY: dict[str, Entry] = {
     ),
     "guidedgradcam": Entry(
         "xaipipe.methods.guidedgradcam", "GuidedGradCAM", ("GuidedGradCAM", "ggc"), _CAM, _gradient_passes
+    ),
+    "hirescam": Entry("xaipipe.methods.hirescam", "HiResCAM", ("hirescam", "HiResCAM"), _CAM, _gradient_passes),
+    "xgradcam": Entry("xaipipe.methods.xgradcam", "XGradCAM", ("xgradcam", "XGradCAM"), _CAM, _gradient_passes),
+    "layercam": Entry("xaipipe.methods.layercam", "LayerCAM", ("layercam", "LayerCAM"), _CAM, _gradient_passes),
+    "scorecam": Entry(
+        "xaipipe.methods.scorecam",
+        "ScoreCAM",
+        ("scorecam", "ScoreCAM"),
+        _frozen(layer=None, score=DEFAULT_SCORE, chunk_size=256),
+        _scorecam_passes,
+        chunk="chunk_size",
+        gradients=False,
+    ),
+    "eigencam": Entry(
+        "xaipipe.methods.eigencam", "EigenCAM", ("eigencam", "EigenCAM"), _CAM, _forward_pass, gradients=False
     ),
     "saliency": Entry(
         "xaipipe.methods.saliency", "SaliencyMap", ("saliency", "SaliencyMap", "sm"), _INPUT_GRADIENT, _gradient_passes

@@ -1,9 +1,8 @@
-"""The Grad-CAM family: a ReLU of a weighted sum of a layer's activation maps."""
+"""The Grad-CAM family: a ReLU of a combination of a layer's activation maps, upsampled to the input."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -14,41 +13,67 @@ from xaipipe.maps import resize_linear_ops
 from xaipipe.methods import defaults
 from xaipipe.methods.base import Method
 
-_DEFAULTS = defaults("gradcam")  # Grad-CAM's and Grad-CAM++'s
+_DEFAULTS = defaults("gradcam")  # the layer and score defaults of every CAM method
 
 
 class CAMMethod(Method):
-    """Base of the CAM methods; a subclass states only its channel weights.
+    """Base of the CAM methods; a subclass states its channel weights, or how it combines activations and gradients.
 
-    map_c = ReLU(sum_k w_k^c A^k), upsampled (bi/trilinearly) to the input size,
-    where A^k are the target layer's activation maps. The target layer may sit
-    inside a nested sub-model (``layer="inner_model/conv"`` or ``layer="conv"``).
+    map_c = ReLU(combine(A, g^c)), upsampled (bi/trilinearly) to the input size,
+    where A^k are the target layer's activation maps and g^c = dS^c/dA the gradients
+    of the class score S^c. The default combination is the channel-weighted sum
+    sum_k w_k^c A^k with the subclass's :meth:`channel_weights` (Grad-CAM, Grad-CAM++,
+    XGradCAM); HiResCAM and LayerCAM override :meth:`combine` with element-wise
+    products. A method that reads the layer without gradients (Score-CAM, Eigen-CAM)
+    sets ``uses_gradients = False`` and computes its own maps (:meth:`upsample` serves it).
+    The target layer may sit inside a nested sub-model (``layer="inner_model/conv"`` or ``layer="conv"``).
     """
+
+    #: Whether the maps come from the layer's gradients (then one forward and backward pass per batch).
+    uses_gradients: ClassVar[bool] = True
 
     def __init__(self, model: keras.Model, layer: str | None = _DEFAULTS["layer"], score: str = _DEFAULTS["score"]):
         super().__init__(model, score)
-        self.layer_path = find_target_path(model, layer)
+        try:
+            self.layer_path = find_target_path(model, layer)
+        except ValueError as error:
+            raise ValueError(
+                f"{type(self).__name__} ({self.name}): parameter 'layer' ({layer!r}): {error}; a CAM method needs "
+                "a layer with spatial activation maps (its output has the input's rank: (batch, *spatial, channels))"
+            ) from None
         self.layer = self.layer_path[-1]
-        self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.cam_maps)
+        if self.uses_gradients:
+            self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.cam_maps)
 
     @property
     def target_layer(self) -> str:
         return path_name(self.layer_path)
 
-    @abstractmethod
     def channel_weights(self, activations: Any, gradients: Any) -> Any:
         """Weights (B, T, K) from activations (B, *s, K) and gradients (B, T, *s, K), in ``keras.ops``."""
+        raise NotImplementedError(f"{type(self).__name__} states neither channel_weights nor combine")
 
-    def cam_maps(self, activations: Any, gradients: Any) -> Any:
-        """ReLU(sum_k w_k A^k), upsampled to the input: compiled together with the gradients."""
+    def combine(self, activations: Any, gradients: Any) -> Any:
+        """Maps (B, T, *s) before the ReLU: sum_k w_k A^k with :meth:`channel_weights`, in ``keras.ops``."""
         from keras import ops
 
         weights = self.channel_weights(activations, gradients)
         axes = "dhw"[-(len(activations.shape) - 2) :]
-        cams = ops.relu(ops.einsum(f"b{axes}k,btk->bt{axes}", activations, weights))
-        n_targets = int(gradients.shape[1])
+        return ops.einsum(f"b{axes}k,btk->bt{axes}", activations, weights)
+
+    def upsample(self, cams: Any) -> Any:
+        """Maps (B, T, *s) resized (bi/trilinearly) to (B, T, *input spatial shape), in ``keras.ops``."""
+        from keras import ops
+
+        n_targets = int(cams.shape[1])
         resized = resize_linear_ops(ops.reshape(cams, (-1, *cams.shape[2:])), self.spatial_shape)
         return ops.reshape(resized, (-1, n_targets, *self.spatial_shape))
+
+    def cam_maps(self, activations: Any, gradients: Any) -> Any:
+        """ReLU(combine(A, g)), upsampled to the input: compiled together with the gradients."""
+        from keras import ops
+
+        return self.upsample(ops.relu(self.combine(activations, gradients)))
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return self._gradients(inputs, classes)

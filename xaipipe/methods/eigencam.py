@@ -1,0 +1,59 @@
+"""Eigen-CAM (Muhammad & Yeasin, 2020, "Eigen-CAM: Class Activation Map using Principal
+Components", IJCNN 2020).
+
+The first principal component of the layer's activations, without gradients: the
+activations of one sample are reshaped to a matrix A (positions, K channels) whose
+columns are centred, A_c = A - mean over positions, and
+
+    map = ReLU(s * A_c v_1),   A_c = U S V^T (SVD), v_1 the first column of V,
+
+upsampled like Grad-CAM's. The SVD fixes v_1 only up to its sign; s = +1 or -1 is
+chosen so that the map correlates positively with the activations' channel sum
+sum_k A^k (a map that lit up where the layer is silent would otherwise be as likely
+as the right one; pytorch-grad-cam leaves the sign to the SVD). One forward pass,
+with the SVD computed where the model runs (:class:`xaipipe.autodiff.LayerActivations`).
+The map does not depend on the class: every target of a sample gets the same map,
+and ``score`` (taken by every method) changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+from xaipipe.autodiff import LayerActivations
+from xaipipe.methods import defaults
+from xaipipe.methods.cam import CAMMethod
+
+_DEFAULTS = defaults("eigencam")
+
+
+class EigenCAM(CAMMethod):
+    name = "eigencam"
+    uses_gradients = False
+
+    def __init__(self, model: keras.Model, layer: str | None = _DEFAULTS["layer"], score: str = _DEFAULTS["score"]):
+        super().__init__(model, layer, score)
+        self._maps = LayerActivations(model, self.layer_path, score, reduce=self.eigen_maps)
+
+    def eigen_maps(self, activations: Any) -> Any:
+        """Maps (B, 1, *input spatial shape) from activations (B, *s, K), in ``keras.ops``."""
+        from keras import ops
+
+        spatial = tuple(int(n) for n in activations.shape[1:-1])
+        flat = ops.reshape(activations, (-1, math.prod(spatial), int(activations.shape[-1])))  # (B, N, K)
+        centred = flat - ops.mean(flat, axis=1, keepdims=True)
+        _, _, vh = ops.svd(centred, full_matrices=False)
+        projection = ops.einsum("bnk,bk->bn", centred, vh[:, 0, :])  # (B, N), mean 0
+        total = ops.sum(flat, axis=-1)
+        agreement = ops.sum(projection * (total - ops.mean(total, axis=1, keepdims=True)), axis=1, keepdims=True)
+        sign = ops.where(agreement < 0.0, -1.0, 1.0)
+        maps = ops.relu(sign * projection)
+        return self.upsample(ops.reshape(maps, (-1, 1, *spatial)))
+
+    def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        maps = self._maps(inputs)  # (B, 1, *spatial)
+        return np.repeat(maps, np.shape(classes)[1], axis=1)
