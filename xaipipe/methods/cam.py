@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -23,10 +24,19 @@ class CAMMethod(Method):
     map_c = ReLU(sum_k w_k^c A^k), upsampled (bi/trilinearly) to the input size,
     where A^k are the target layer's activation maps. The target layer may sit
     inside a nested sub-model (``layer="inner_model/conv"`` or ``layer="conv"``).
+    With ``noise`` the statistic is taken of the maps (:mod:`xaipipe.methods.noise`).
     """
 
-    def __init__(self, model: keras.Model, layer: str | None = _DEFAULTS["layer"], score: str = _DEFAULTS["score"]):
+    def __init__(
+        self,
+        model: keras.Model,
+        layer: str | None = _DEFAULTS["layer"],
+        score: str = _DEFAULTS["score"],
+        noise: Mapping[str, Any] | None = _DEFAULTS["noise"],
+        chunk_size: int = _DEFAULTS["chunk_size"],
+    ):
         super().__init__(model, score)
+        self._init_noise(noise, chunk_size)
         self.layer_path = find_target_path(model, layer)
         self.layer = self.layer_path[-1]
         self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.cam_maps)
@@ -51,4 +61,4 @@ class CAMMethod(Method):
         return ops.reshape(resized, (-1, n_targets, *self.spatial_shape))
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return self._gradients(inputs, classes)
+        return self.smoothed(self._gradients, inputs, classes)
