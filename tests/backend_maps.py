@@ -41,6 +41,12 @@ METHODS: dict[str, tuple[str, dict]] = {
         "limepro",
         {"num_samples": 150, "segments": 16, "seed": 3, "segmentation": "slic", "compactness": 80},
     ),
+    "inputxgradient": ("inputxgradient", {}),
+    "smoothgrad": ("smoothgrad", {"noise": {"samples": 6}, "chunk_size": 5}),  # one input's copies in parts
+    "vargrad": ("vargrad", {"noise": {"samples": 6}}),
+    "integratedgradients_sq": ("integratedgradients", {"steps": 4, "noise": {"kind": "smoothgrad_sq", "samples": 3}}),
+    "gradcam_smoothgrad": ("gradcam", {"noise": {"samples": 4}}),
+    "rise": ("rise", {"num_masks": 150, "cells": 4, "chunk_size": 64}),
 }
 
 

@@ -531,10 +531,14 @@ def test_all_keys_of_the_table_resolve():
         "eigencam": ["eigencam", "EigenCAM"],
         "saliency": ["saliency", "SaliencyMap", "sm"],
         "guidedbackprop": ["guidedbackprop", "GuidedBackpropagation", "gb"],
+        "inputxgradient": ["inputxgradient", "InputXGradient", "ixg"],
+        "smoothgrad": ["smoothgrad", "SmoothGrad"],
+        "vargrad": ["vargrad", "VarGrad"],
         "integratedgradients": ["IntegratedGradients", "ig"],
         "occlusion": ["OcclusionSensitivity", "os"],
         "limepro": ["LimePro", "lp"],
         "limecon": ["LimeCon", "lc"],
+        "rise": ["rise", "RISE"],
     }
     # every key of the table, plus the canonical names that output paths use
     expected = {k for keys in table.values() for k in keys} | set(table)
@@ -585,7 +589,7 @@ def test_the_decoder_gives_its_layer_only_to_the_methods_that_take_one():
     assert _method("os", model, "conv").params["patch_size"] == methods.defaults("os")["patch_size"]
 
 
-@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc", "scorecam"])
+@pytest.mark.parametrize("key", ["ig", "os", "lp", "lc", "scorecam", "sm", "ixg", "rise", "gc"])
 def test_batch_size_of_a_method_was_renamed_to_chunk_size(key):
     model = shared_model((12, 10, 2))
     with pytest.raises(ValueError, match="'batch_size' was renamed to 'chunk_size'"):

@@ -42,6 +42,7 @@ def test_maps_of_a_float16_model_match_its_float32_copy(key):
     their largest (Grad-CAM++ computed in float16 was 7.9% of the map's maximum off)."""
     reference, copies = float_copies()
     params = {"num_samples": 200} if key.startswith("lime") else {"patch_size": 8} if key == "occlusion" else {}
+    params = {"num_masks": 200} if key == "rise" else params
     expected_raw, expected = methods.create(key, reference, **params).explain(X, CLASSES)
     scale = np.abs(expected_raw).max()
     for dtype, model in copies.items():

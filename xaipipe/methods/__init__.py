@@ -25,6 +25,11 @@ DEFAULT_SCORE = "logits"
 GRADIENT_PASS = 3
 #: Parameters renamed since they were first published: old name -> new name.
 RENAMED = MappingProxyType({"batch_size": "chunk_size"})
+#: The statistics of a method's attributions over noisy copies of the input (``noise.kind``, see
+#: :mod:`xaipipe.methods.noise`): SmoothGrad's mean, SmoothGrad-squared's mean square, VarGrad's variance.
+NOISE_KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+#: The settings of the ``noise`` option that a mapping leaves out (``sigma`` relative to each input's range).
+NOISE = MappingProxyType({"kind": "smoothgrad", "samples": 50, "sigma": 0.15, "seed": 0})
 
 Params = Mapping[str, Any]
 
@@ -67,6 +72,11 @@ def _forward_pass(params: Params, size: Sequence[int]) -> float:
     return 1
 
 
+def _rise_passes(params: Params, size: Sequence[int]) -> float:
+    """One forward pass per random mask."""
+    return params["num_masks"]
+
+
 @dataclass(frozen=True)
 class Entry:
     """One method: where it lives, the keys that name it, its parameters and its costs.
@@ -96,8 +106,9 @@ def _frozen(**defaults: Any) -> Mapping[str, Any]:
     return MappingProxyType(defaults)
 
 
-_CAM = _frozen(layer=None, score=DEFAULT_SCORE)
-_INPUT_GRADIENT = _frozen(score=DEFAULT_SCORE)
+# ``noise``: None (off) or a mapping (see NOISE); ``chunk_size``: the noisy copies per model call
+_CAM = _frozen(layer=None, score=DEFAULT_SCORE, noise=None, chunk_size=64)
+_INPUT_GRADIENT = _frozen(score=DEFAULT_SCORE, noise=None, chunk_size=64)
 _LIME = _frozen(
     score=DEFAULT_SCORE,
     num_samples=1000,
@@ -135,7 +146,12 @@ _REGISTRY: dict[str, Entry] = {
         gradients=False,
     ),
     "eigencam": Entry(
-        "xaipipe.methods.eigencam", "EigenCAM", ("eigencam", "EigenCAM"), _CAM, _forward_pass, gradients=False
+        "xaipipe.methods.eigencam",
+        "EigenCAM",
+        ("eigencam", "EigenCAM"),
+        _frozen(layer=None, score=DEFAULT_SCORE),
+        _forward_pass,
+        gradients=False,
     ),
     "saliency": Entry(
         "xaipipe.methods.saliency", "SaliencyMap", ("saliency", "SaliencyMap", "sm"), _INPUT_GRADIENT, _gradient_passes
@@ -147,11 +163,32 @@ _REGISTRY: dict[str, Entry] = {
         _INPUT_GRADIENT,
         _gradient_passes,
     ),
+    "inputxgradient": Entry(
+        "xaipipe.methods.inputxgradient",
+        "InputXGradient",
+        ("inputxgradient", "InputXGradient", "ixg"),
+        _INPUT_GRADIENT,
+        _gradient_passes,
+    ),
+    "smoothgrad": Entry(
+        "xaipipe.methods.smoothgrad",
+        "SmoothGrad",
+        ("smoothgrad", "SmoothGrad"),
+        _frozen(score=DEFAULT_SCORE, noise=_frozen(**{**NOISE, "kind": "smoothgrad"}), chunk_size=64),
+        _gradient_passes,
+    ),
+    "vargrad": Entry(
+        "xaipipe.methods.smoothgrad",
+        "VarGrad",
+        ("vargrad", "VarGrad"),
+        _frozen(score=DEFAULT_SCORE, noise=_frozen(**{**NOISE, "kind": "vargrad"}), chunk_size=64),
+        _gradient_passes,
+    ),
     "integratedgradients": Entry(
         "xaipipe.methods.integratedgradients",
         "IntegratedGradients",
         ("IntegratedGradients", "ig"),
-        _frozen(score=DEFAULT_SCORE, steps=50, baseline="zeros", chunk_size=64),
+        _frozen(score=DEFAULT_SCORE, steps=50, baseline="zeros", noise=None, chunk_size=64),
         _path_passes,
         chunk="chunk_size",
     ),
@@ -169,6 +206,15 @@ _REGISTRY: dict[str, Entry] = {
     ),
     "limecon": Entry(
         "xaipipe.methods.limecon", "LimeCon", ("LimeCon", "lc"), _LIME, _lime_passes, "chunk_size", gradients=False
+    ),
+    "rise": Entry(
+        "xaipipe.methods.rise",
+        "RISE",
+        ("rise", "RISE"),
+        _frozen(score=DEFAULT_SCORE, num_masks=4000, cells=7, p=0.5, seed=0, chunk_size=256),
+        _rise_passes,
+        chunk="chunk_size",
+        gradients=False,
     ),
 }
 # the canonical names (used in output paths) are accepted as keys too
@@ -213,19 +259,34 @@ def renamed_message(param: str, new: str) -> str:
     )
 
 
+def noise_settings(key: str, noise: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The full ``noise`` settings of the method ``key`` (None: off): the keys a mapping leaves out
+    come from the method's own default noise (SmoothGrad's, VarGrad's), else from :data:`NOISE`."""
+    if noise is None:
+        return None
+    default = entry(key).defaults.get("noise")
+    return {**NOISE, **(default or {}), **noise}
+
+
 def passes_per_sample(key: str, params: Params, size: Sequence[int]) -> float:
-    """Model passes one target of one sample costs with ``key`` and ``params`` on inputs of spatial ``size``."""
+    """Model passes one target of one sample costs with ``key`` and ``params`` on inputs of spatial ``size``
+    (with ``noise``: its ``samples`` times the method's passes)."""
     method = entry(key)
-    return method.passes({**method.defaults, **params}, size)
+    full = {**method.defaults, **params}
+    noise = noise_settings(key, full.get("noise"))
+    return method.passes(full, size) * (1 if noise is None else noise["samples"])
 
 
 def model_chunk(key: str, params: Params, batch_size: int) -> tuple[int, bool]:
-    """Rows of one model call of ``key`` (``batch_size`` samples unless the method sets its own chunk),
-    and whether the call runs a backward pass too."""
+    """Rows of one model call of ``key`` (``batch_size`` samples unless the method sets its own chunk, or
+    its noisy copies go through the model ``chunk_size`` at a time), and whether the call runs a backward pass too."""
     method = entry(key)
-    if method.chunk is None:
-        return batch_size, method.gradients
-    return {**method.defaults, **params}[method.chunk], method.gradients
+    full = {**method.defaults, **params}
+    if method.chunk is not None:
+        return full[method.chunk], method.gradients
+    if full.get("noise") is not None:
+        return full["chunk_size"], method.gradients
+    return batch_size, method.gradients
 
 
 def valid_keys() -> list[str]:

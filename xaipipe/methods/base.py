@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from xaipipe.maps import normalize_maps, resize_linear
-from xaipipe.methods import DEFAULT_SCORE, RENAMED, renamed_message
+from xaipipe.methods import DEFAULT_SCORE, RENAMED, noise_settings, renamed_message
+from xaipipe.methods.noise import NoiseTunnel
+from xaipipe.methods.params import check_params
 
 if TYPE_CHECKING:
     import keras
@@ -28,7 +30,11 @@ class Method(ABC):
     - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
       with a ValueError naming the new name;
     - :meth:`explain`: the check that ``classes`` is (batch, targets) for a batch of
-      ``inputs``, then :meth:`raw_maps` and their normalization.
+      ``inputs``, then :meth:`raw_maps` and their normalization;
+    - the ``noise`` option (SmoothGrad, SmoothGrad-squared, VarGrad, see
+      :mod:`xaipipe.methods.noise`) of the methods that take it: their constructor
+      calls :meth:`_init_noise`, and their :meth:`raw_maps` passes their compiled
+      attribution through :meth:`smoothed`.
 
     Subclasses implement :meth:`raw_maps`, the method's own computation for a batch;
     the CAM methods also take ``layer`` and report it as :attr:`target_layer`.
@@ -37,6 +43,9 @@ class Method(ABC):
     """
 
     name: ClassVar[str]
+    #: The settings of the ``noise`` option (all keys filled in), or None: off or not taken.
+    noise: dict[str, Any] | None = None
+    _takes_noise = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Method:
         # before __init__, which would refuse an old name with a bare TypeError
@@ -63,9 +72,28 @@ class Method(ABC):
         #: The classes a target may name: 0 .. n_classes - 1 (two for a one-unit sigmoid model).
         self.n_classes = int(source.tensor.shape[-1])
 
+    def _init_noise(self, noise: Mapping[str, Any] | None, chunk_size: int) -> None:
+        """Check and keep the ``noise`` option and ``chunk_size`` (the noisy copies per model call)."""
+        checked = check_params({"noise": noise, "chunk_size": chunk_size}, method=self.name)
+        self._takes_noise = True
+        self.noise = noise_settings(self.name, checked["noise"])
+        self.chunk_size = checked["chunk_size"]
+        self._tunnel = None if self.noise is None else NoiseTunnel(self.noise, self.input_shape, self.chunk_size)
+
+    def smoothed(
+        self, attribute: Callable[..., Any], inputs: np.ndarray, classes: np.ndarray, *per_input: np.ndarray
+    ) -> np.ndarray:
+        """``attribute(inputs, classes, *per_input)`` (B, T, ...), or with ``noise`` its statistic over the
+        noisy copies of each input (:class:`~xaipipe.methods.noise.NoiseTunnel`)."""
+        if self.noise is None:
+            return attribute(inputs, classes, *per_input)
+        return self._tunnel(attribute, inputs, classes, *per_input)
+
     @property
     def params(self) -> dict[str, Any]:
         """The parameters that determine the maps (recorded with every output)."""
+        if self._takes_noise:
+            return {"score": self.score, "noise": None if self.noise is None else dict(self.noise)}
         return {"score": self.score}
 
     @property

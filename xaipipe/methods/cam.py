@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import keras
@@ -27,13 +28,24 @@ class CAMMethod(Method):
     products. A method that reads the layer without gradients (Score-CAM, Eigen-CAM)
     sets ``uses_gradients = False`` and computes its own maps (:meth:`upsample` serves it).
     The target layer may sit inside a nested sub-model (``layer="inner_model/conv"`` or ``layer="conv"``).
+    With ``noise`` (the methods that use gradients) the statistic is taken of the maps
+    (:mod:`xaipipe.methods.noise`), ``chunk_size`` noisy copies per model call.
     """
 
     #: Whether the maps come from the layer's gradients (then one forward and backward pass per batch).
     uses_gradients: ClassVar[bool] = True
 
-    def __init__(self, model: keras.Model, layer: str | None = _DEFAULTS["layer"], score: str = _DEFAULTS["score"]):
+    def __init__(
+        self,
+        model: keras.Model,
+        layer: str | None = _DEFAULTS["layer"],
+        score: str = _DEFAULTS["score"],
+        noise: Mapping[str, Any] | None = _DEFAULTS["noise"],
+        chunk_size: int = _DEFAULTS["chunk_size"],
+    ):
         super().__init__(model, score)
+        if self.uses_gradients:  # Score-CAM and Eigen-CAM take neither
+            self._init_noise(noise, chunk_size)
         try:
             self.layer_path = find_target_path(model, layer)
         except ValueError as error:
@@ -76,4 +88,4 @@ class CAMMethod(Method):
         return self.upsample(ops.relu(self.combine(activations, gradients)))
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return self._gradients(inputs, classes)
+        return self.smoothed(self._gradients, inputs, classes)

@@ -6,6 +6,7 @@ ReLU it flows back only where both the ReLU's input and the incoming gradient ar
 positive: R_l = [z_l > 0] * [R_{l+1} > 0] * R_{l+1}. The map is the maximum over
 input channels of the ABSOLUTE guided gradient, max_c |R_0|, as for saliency maps
 (the signed gradient at the input can be negative through the first layer's weights).
+With ``noise`` the statistic is taken of the signed guided gradients, as for saliency maps.
 
 The guided ReLU gradient is applied while replaying the model's graph (see
 :mod:`xaipipe.autodiff`); the user's model, compiled or not, is never modified.

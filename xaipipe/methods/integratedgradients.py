@@ -14,10 +14,16 @@ The baseline x' (in the model's input space, after preprocessing):
 the darkest value of that channel in the image (the method sees model inputs, not
 pixels, so this is the preprocessed black where the image has black pixels); a
 number: that constant everywhere.
+
+With ``noise`` (see :mod:`xaipipe.methods.noise`) the statistic is taken of the per-channel
+IG of the noisy copies x_k, each from the baseline of the clean input x (as Captum's
+``NoiseTunnel(IntegratedGradients)`` with fixed baselines), then summed over the channels;
+all copies' path points go through the model ``chunk_size`` at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -54,27 +60,33 @@ class IntegratedGradients(Method):
         score: str = _DEFAULTS["score"],
         steps: int = _DEFAULTS["steps"],
         baseline: str | float = _DEFAULTS["baseline"],
+        noise: Mapping[str, Any] | None = _DEFAULTS["noise"],
         chunk_size: int = _DEFAULTS["chunk_size"],
     ):
-        """``chunk_size``: path points per model call (whole paths of several images when they fit)."""
+        """``chunk_size``: path points per model call (whole paths of several images when they fit);
+        ``noise``: None, or SmoothGrad's/VarGrad's settings."""
         super().__init__(model, score)
-        checked = check_params({"steps": steps, "baseline": baseline, "chunk_size": chunk_size})
+        checked = check_params({"steps": steps, "baseline": baseline}, method=self.name)
         self.steps = checked["steps"]
         self.baseline = checked["baseline"]
-        self.chunk_size = checked["chunk_size"]
+        self._init_noise(noise, chunk_size)
         self._gradients = PathGradients(model, score)
 
     @property
     def params(self) -> dict[str, Any]:
         return {**super().params, "steps": self.steps, "baseline": self.baseline, "rule": "midpoint"}
 
-    def attributions(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """IG (B, T, *spatial, C) per input value."""
-        inputs = np.asarray(inputs, np.float32)
-        baselines = baseline_for(inputs, self.baseline)
+    def _integrated(self, inputs: np.ndarray, classes: np.ndarray, baselines: np.ndarray) -> np.ndarray:
+        """IG (B, T, *spatial, C) of inputs from their baselines."""
         alphas = (np.arange(self.steps, dtype=np.float64) + 0.5) / self.steps
         mean_gradients = self._gradients.mean(inputs, baselines, classes, alphas, self.chunk_size)
         return (inputs - baselines)[:, None] * mean_gradients
+
+    def attributions(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """IG (B, T, *spatial, C) per input value (with ``noise``: its statistic over the noisy copies)."""
+        inputs = np.asarray(inputs, np.float32)
+        baselines = np.ascontiguousarray(np.broadcast_to(baseline_for(inputs, self.baseline), inputs.shape))
+        return self.smoothed(self._integrated, inputs, classes, baselines)
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         return self.attributions(inputs, classes).sum(axis=-1)

@@ -34,6 +34,20 @@ def check_positive_number(name: str, value: Any) -> float:
     return number
 
 
+def check_non_negative_number(name: str, value: Any) -> float:
+    number = check_number(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return number
+
+
+def _probability(name: str, value: Any) -> float:
+    """A probability strictly between 0 and 1 (RISE's ``p``: a mask that keeps all or nothing shows nothing)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a number between 0 and 1 (both excluded), got {value!r}")
+    return float(value)
+
+
 def check_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -86,6 +100,37 @@ def _baseline(name: str, value: Any) -> str | float:
     return value
 
 
+def _noise_kind(name: str, value: Any) -> str:
+    from xaipipe.methods import NOISE_KINDS
+
+    if value not in NOISE_KINDS:
+        raise ValueError(f"{name} must be one of {list(NOISE_KINDS)}, got {value!r}")
+    return value
+
+
+_NOISE_KEYS: Mapping[str, Callable[[str, Any], Any]] = {
+    "kind": _noise_kind,
+    "samples": check_positive_int,
+    "sigma": check_non_negative_number,  # 0: every copy is the input itself
+    "seed": check_int,
+}
+
+
+def _noise(name: str, value: Any) -> dict[str, Any] | None:
+    """None (off) or a mapping of some of kind, samples, sigma, seed, each checked (the others take defaults)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{name} must be null (off) or a mapping of {', '.join(_NOISE_KEYS)}, "
+            f"e.g. {{kind: smoothgrad, samples: 50, sigma: 0.15, seed: 0}}; got {value!r}"
+        )
+    for key in value:
+        if key not in _NOISE_KEYS:
+            raise ValueError(f"{name}.{key}: unknown key {key!r}; {name} takes {', '.join(_NOISE_KEYS)}")
+    return {key: _NOISE_KEYS[key](f"{name}.{key}", setting) for key, setting in value.items()}
+
+
 KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "layer": _optional_name,
     "score": _score,
@@ -102,13 +147,25 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "num_features": check_positive_int,
     "kernel_width": check_positive_number,
     "seed": check_int,
+    "noise": _noise,
+    "num_masks": check_positive_int,
+    "cells": check_positive_int,
+    "p": _probability,
 }
 
 
-def check_params(params: Mapping[str, Any], size: Sequence[int] | None = None) -> dict[str, Any]:
+def check_params(
+    params: Mapping[str, Any], size: Sequence[int] | None = None, method: str | None = None
+) -> dict[str, Any]:
     """Each parameter checked against its kind, and the patch and segment counts against the
-    input's spatial ``size`` where given; ValueError naming the parameter and what is allowed."""
-    checked = {name: KINDS[name](name, value) if name in KINDS else value for name, value in params.items()}
+    input's spatial ``size`` where given; ValueError naming the parameter and what is allowed
+    (preceded by ``method``'s name where given, as the constructors do)."""
+    try:
+        checked = {name: KINDS[name](name, value) if name in KINDS else value for name, value in params.items()}
+    except ValueError as error:
+        if method is None:
+            raise
+        raise ValueError(f"{method}: {error}") from None
     if size is not None:
         patch = checked.get("patch_size")
         if patch is not None and patch > min(size):
