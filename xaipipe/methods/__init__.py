@@ -23,6 +23,8 @@ SCORES = ("logits", "probabilities")
 DEFAULT_SCORE = "logits"
 #: A forward and backward pass costs about three forward passes.
 GRADIENT_PASS = 3
+#: The parameter every method takes (the base class's): how its maps are normalized.
+NORMALIZE = "normalize"
 #: Parameters renamed since they were first published: old name -> new name.
 RENAMED = MappingProxyType({"batch_size": "chunk_size"})
 
@@ -61,6 +63,9 @@ class Entry:
     chunk: the parameter that sets the rows of one model call (perturbed copies or
         path points); None: one call takes the workflow's ``batch_size`` samples.
     gradients: whether the model calls also run a backward pass.
+    normalize: how the method's maps are scaled unless told otherwise (the parameter
+        ``normalize``, which every method takes; see :func:`xaipipe.maps.normalize_maps`):
+        ``minmax`` (the default), ``positive``, ``absolute`` or ``signed``.
     """
 
     module: str
@@ -70,10 +75,12 @@ class Entry:
     passes: Callable[[Params, Sequence[int]], float]
     chunk: str | None = None
     gradients: bool = True
+    normalize: str = "minmax"
 
     @property
     def params(self) -> tuple[str, ...]:
-        return tuple(self.defaults)
+        """Every parameter the method takes: its constructor's, then ``normalize`` (the base class's)."""
+        return (*self.defaults, NORMALIZE)
 
 
 def _frozen(**defaults: Any) -> Mapping[str, Any]:
@@ -105,7 +112,12 @@ _REGISTRY: dict[str, Entry] = {
         "xaipipe.methods.guidedgradcam", "GuidedGradCAM", ("GuidedGradCAM", "ggc"), _CAM, _gradient_passes
     ),
     "saliency": Entry(
-        "xaipipe.methods.saliency", "SaliencyMap", ("saliency", "SaliencyMap", "sm"), _INPUT_GRADIENT, _gradient_passes
+        "xaipipe.methods.saliency",
+        "SaliencyMap",
+        ("saliency", "SaliencyMap", "sm"),
+        _INPUT_GRADIENT,
+        _gradient_passes,
+        normalize="absolute",
     ),
     "guidedbackprop": Entry(
         "xaipipe.methods.guidedbackprop",
@@ -113,6 +125,7 @@ _REGISTRY: dict[str, Entry] = {
         ("guidedbackprop", "GuidedBackpropagation", "gb"),
         _INPUT_GRADIENT,
         _gradient_passes,
+        normalize="absolute",
     ),
     "integratedgradients": Entry(
         "xaipipe.methods.integratedgradients",
@@ -121,6 +134,7 @@ _REGISTRY: dict[str, Entry] = {
         _frozen(score=DEFAULT_SCORE, steps=50, baseline="zeros", chunk_size=64),
         _path_passes,
         chunk="chunk_size",
+        normalize="positive",
     ),
     "occlusion": Entry(
         "xaipipe.methods.occlusion",
@@ -130,12 +144,27 @@ _REGISTRY: dict[str, Entry] = {
         _occlusion_passes,
         chunk="chunk_size",
         gradients=False,
+        normalize="positive",
     ),
     "limepro": Entry(
-        "xaipipe.methods.limepro", "LimePro", ("LimePro", "lp"), _LIME, _lime_passes, "chunk_size", gradients=False
+        "xaipipe.methods.limepro",
+        "LimePro",
+        ("LimePro", "lp"),
+        _LIME,
+        _lime_passes,
+        "chunk_size",
+        gradients=False,
+        normalize="positive",
     ),
     "limecon": Entry(
-        "xaipipe.methods.limecon", "LimeCon", ("LimeCon", "lc"), _LIME, _lime_passes, "chunk_size", gradients=False
+        "xaipipe.methods.limecon",
+        "LimeCon",
+        ("LimeCon", "lc"),
+        _LIME,
+        _lime_passes,
+        "chunk_size",
+        gradients=False,
+        normalize="positive",
     ),
 }
 # the canonical names (used in output paths) are accepted as keys too
@@ -157,8 +186,14 @@ def parameters(key: str) -> tuple[str, ...]:
 
 
 def defaults(key: str) -> Mapping[str, Any]:
-    """The parameters of the method ``key`` with their defaults (read-only)."""
+    """The constructor's parameters of the method ``key`` with their defaults (read-only; ``normalize``,
+    the base class's, is :func:`normalization`)."""
     return entry(key).defaults
+
+
+def normalization(key: str) -> str:
+    """How the maps of the method ``key`` are normalized unless its ``normalize`` says otherwise."""
+    return entry(key).normalize
 
 
 def takes_layer(key: str) -> bool:

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from xaipipe.maps import normalize_maps, resize_linear
-from xaipipe.methods import DEFAULT_SCORE, RENAMED, renamed_message
+from xaipipe.maps import SIGNED, normalize_maps, resize_linear
+from xaipipe.methods import DEFAULT_SCORE, NORMALIZE, RENAMED, renamed_message
 
 if TYPE_CHECKING:
     import keras
 
 
-class Method(ABC):
+class _MethodType(ABCMeta):
+    """Lets every method's constructor take ``normalize`` (the base class's parameter) without
+    naming it: it is taken out of the keywords, the method is made, then its normalization is set."""
+
+    def __call__(cls, *args: Any, normalize: str | None = None, **kwargs: Any) -> Any:
+        method = super().__call__(*args, **kwargs)
+        method._set_normalize(normalize)
+        return method
+
+
+class Method(metaclass=_MethodType):
     """An XAI method bound to one model.
 
     The base class owns what every method shares:
@@ -24,7 +34,11 @@ class Method(ABC):
     - the model and the shape of its input (``input_shape``, ``spatial_shape``);
     - the class ``score`` that is explained, checked when the method is made;
     - ``params``, the parameters that determine the maps (recorded with every
-      output): ``score`` here, each subclass adds its own;
+      output): ``score`` and ``normalize`` here, each subclass adds its own;
+    - ``normalize``: how :meth:`explain` scales the raw maps (:func:`xaipipe.maps.normalize_maps`):
+      a keyword of every method's constructor (``Saliency(model, normalize="signed")``), by
+      default the method's registry entry's (``xaipipe.methods.normalization``; ``minmax`` for
+      a method outside the registry), checked like every parameter (``params.KINDS``);
     - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
       with a ValueError naming the new name;
     - :meth:`explain`: the check that ``classes`` is (batch, targets) for a batch of
@@ -63,10 +77,27 @@ class Method(ABC):
         #: The classes a target may name: 0 .. n_classes - 1 (two for a one-unit sigmoid model).
         self.n_classes = int(source.tensor.shape[-1])
 
+    def _set_normalize(self, normalize: str | None) -> None:
+        from xaipipe.methods import canonical_names, normalization
+        from xaipipe.methods.params import check_params
+
+        if normalize is None:
+            name = getattr(self, "name", None)
+            normalize = normalization(name) if name in canonical_names() else "minmax"
+        try:
+            self.normalize = check_params({NORMALIZE: normalize})[NORMALIZE]
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__}: {error}") from None
+
+    @property
+    def signed(self) -> bool:
+        """Whether the normalized maps keep their sign (values in [-1, 1])."""
+        return self.normalize == SIGNED
+
     @property
     def params(self) -> dict[str, Any]:
         """The parameters that determine the maps (recorded with every output)."""
-        return {"score": self.score}
+        return {"score": self.score, NORMALIZE: self.normalize}
 
     @property
     def target_layer(self) -> str | None:
@@ -79,14 +110,15 @@ class Method(ABC):
     def explain(
         self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T).
+        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T);
+        normalized as ``normalize`` says (in [0, 1], or [-1, 1] where ``signed``).
 
         Every class must be an integer in 0 .. n_classes - 1; otherwise a ValueError
         names the sample (its id from ``ids``, else its row in the batch).
         """
         classes = check_classes(classes, len(inputs), self.n_classes, ids)
         raw = self.raw_maps(inputs, classes)
-        normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape)).reshape(raw.shape)
+        normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape), self.normalize).reshape(raw.shape)
         return raw, normalized
 
 

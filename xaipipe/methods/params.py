@@ -68,6 +68,14 @@ def _baseline(name: str, value: Any) -> str | float:
     return value
 
 
+def _normalize(name: str, value: Any) -> str:
+    from xaipipe.maps import NORMALIZATIONS
+
+    if value not in NORMALIZATIONS:
+        raise ValueError(f"{name} must be one of {list(NORMALIZATIONS)}, got {value!r}")
+    return value
+
+
 KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "layer": _optional_name,
     "score": _score,
@@ -82,6 +90,7 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "num_features": check_positive_int,
     "kernel_width": check_positive_number,
     "seed": check_int,
+    "normalize": _normalize,
 }
 
 
