@@ -44,6 +44,7 @@ rule gallery:
         ),
         summary="{root}/report/summary.html",
         colormap="{root}/report/colormap.png",
+        colormap_signed="{root}/report/colormap-signed.png",
         examples=[
             report(
                 f"{{root}}/report/examples/{method}.png",
