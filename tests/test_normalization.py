@@ -113,7 +113,8 @@ def test_a_signed_overlay_shows_negative_in_blue_and_positive_in_red():
     # bwr: -1 is (0, 0, 255), 1 is (255, 0, 0); half opacity over gray 128
     assert out[0, 0].tolist() == [64, 64, 192] and out[0, 2].tolist() == [192, 64, 64]
     assert out[0, 1].tolist() == [128, 128, 128]
-    np.testing.assert_array_equal(colorize(np.array([[-0.5, 0.5]], np.float32), signed=True)[0], [[128, 128, 255], [255, 128, 128]])
+    halves = colorize(np.array([[-0.5, 0.5]], np.float32), signed=True)[0]
+    np.testing.assert_array_equal(halves, [[128, 128, 255], [255, 128, 128]])  # 127.5 rounds to 128
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         colorize(heat)  # a signed map is not drawn as an unsigned one
 

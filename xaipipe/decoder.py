@@ -162,9 +162,8 @@ def xai_decoder(
             display = display_image(image, dims)
             for t, class_index in enumerate(classes[i]):
                 name = overlay_name(str(data_gen.samples[i]), None if preds is not None else int(class_index), extension)
-                write_map(
-                    Path(out_path) / name, maps[j, t], display, dims, file_format, overlay, alpha, signed=explainer.signed
-                )
+                target = Path(out_path) / name
+                write_map(target, maps[j, t], display, dims, file_format, overlay, alpha, signed=explainer.signed)
     if out_path is None:
         return _stack(images), _stack(heatmaps)
     return None
