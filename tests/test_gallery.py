@@ -345,11 +345,16 @@ def test_gallery_of_volumes(tmp_path, browser):
 
 def test_pages_files_and_colour_scale(study):
     report, samples = study
-    assert sorted(p.name for p in report.iterdir() if p.is_file()) == ["colormap.png", "index.html", "summary.html"]
+    files = sorted(p.name for p in report.iterdir() if p.is_file())
+    assert files == ["colormap-signed.png", "colormap.png", "index.html", "summary.html"]
     scale = cv2.cvtColor(cv2.imread(str(report / "colormap.png")), cv2.COLOR_BGR2RGB)
     assert scale.shape == (16, 256, 3)
     ends = colorize(np.array([[0.0, 1.0]]), "jet")[0]
     assert (scale[8, 0] == ends[0]).all() and (scale[8, 255] == ends[1]).all()
+    # signed maps' scale, -1 to 1: pure blue, white in the middle (bwr at 0 is 1, 1, 1), pure red
+    signed = cv2.cvtColor(cv2.imread(str(report / "colormap-signed.png")), cv2.COLOR_BGR2RGB)
+    assert signed[8, 0].tolist() == [0, 0, 255] and signed[8, 255].tolist() == [255, 0, 0]
+    assert min(signed[8, 127].tolist() + signed[8, 128].tolist()) >= 253
     page = (report / "index.html").read_text()
     assert page.count("</script>") == 2 and "<script src" not in page and "fetch(" not in page
     assert "<link" not in page and "http://" not in page and "https://" not in page

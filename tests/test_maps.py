@@ -27,6 +27,20 @@ def test_non_finite_maps_are_an_error():
         normalize_maps(np.array([[[np.nan, 1.0]]]))
 
 
+def test_the_four_normalizations_against_hand_computed_maps():
+    """minmax (v - min) / (max - min); positive max(v, 0) / max v; absolute |v| / max |v|; signed v / max |v|."""
+    maps = np.array([[[-2.0, 0.0], [1.0, 4.0]], [[-3.0, -1.0], [0.0, -6.0]]], np.float32)
+    np.testing.assert_allclose(normalize_maps(maps, "minmax")[0], [[0, 1 / 3], [0.5, 1]], rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(normalize_maps(maps, "positive"), [[[0, 0], [0.25, 1]], [[0, 0], [0, 0]]])
+    np.testing.assert_allclose(normalize_maps(maps, "absolute")[1], [[0.5, 1 / 6], [0, 1]], rtol=0, atol=1e-7)
+    signed = [[[-0.5, 0], [0.25, 1]], [[-0.5, -1 / 6], [0, -1]]]
+    np.testing.assert_allclose(normalize_maps(maps, "signed"), signed, rtol=0, atol=1e-7)
+    for mode in ("positive", "absolute", "signed", "minmax"):
+        assert not normalize_maps(np.zeros((1, 3, 3)), mode).any()
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        normalize_maps(maps, "relu")
+
+
 def test_2d_resize_matches_opencv_linear():
     maps = np.random.default_rng(1).random((3, 7, 5)).astype(np.float32)
     out = resize_linear(maps, (28, 15))

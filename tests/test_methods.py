@@ -516,7 +516,12 @@ def test_every_method_and_key_gives_maps_of_the_input_shape(key, shape):
         raw, normalized = method.explain(x, classes)
         assert raw.shape == normalized.shape == (2, classes.shape[1], *shape[:-1])
         assert np.isfinite(raw).all()
+        assert not method.signed  # no method's default keeps the sign: [0, 1] unless normalize: signed
         assert normalized.min() >= 0.0 and normalized.max() <= 1.0
+    if key in methods.canonical_names():  # asked for, the sign is kept: raw / max |raw|, in [-1, 1]
+        raw, signed = methods.create(key, model, **layer, normalize="signed").explain(x, np.array([[0], [2]]))
+        top = np.abs(raw).max(axis=tuple(range(2, raw.ndim)), keepdims=True)
+        np.testing.assert_allclose(signed, raw / np.where(top > 0, top, 1), rtol=1e-5, atol=1e-7)
 
 
 def test_all_keys_of_the_table_resolve():

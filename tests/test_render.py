@@ -12,13 +12,16 @@ def test_overlay_names_follow_the_seed():
     assert overlay_name("a\\b.jpg") == "a.b.png"
 
 
-def test_alpha_blends_image_and_colour():
+def test_alpha_blends_image_and_colour_by_each_pixels_value():
     image = np.full((4, 4, 3), 100, np.uint8)
     heat = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
-    colour = colorize(heat).astype(np.float32)
+    colour = colorize(heat).astype(np.float64)
     np.testing.assert_array_equal(render(heat, image, alpha=0.0), image)
-    np.testing.assert_array_equal(render(heat, image, alpha=1.0), colour)
-    expected = np.round(0.75 * 100 + 0.25 * colour).astype(np.uint8)
+    # opacity alpha * v: full colour only where v = 1, the image itself where v = 0
+    np.testing.assert_array_equal(render(heat, image, alpha=1.0)[3, 3], colour[3, 3])
+    np.testing.assert_array_equal(render(heat, image, alpha=1.0)[0, 0], image[0, 0])
+    w = 0.25 * heat.astype(np.float64)[..., None]
+    expected = np.round((1 - w) * 100 + w * colour).astype(np.uint8)
     np.testing.assert_array_equal(render(heat, image, alpha=0.25), expected)
 
 

@@ -156,13 +156,14 @@ def xai_decoder(
             shape = image.shape[:dims]
             if out_path is None:
                 images.append(image)
-                resized = np.stack([map_at(m, shape) for m in maps[j]])
+                resized = np.stack([map_at(m, shape, explainer.signed) for m in maps[j]])
                 heatmaps.append(resized[0] if preds is not None else resized)
                 continue
             display = display_image(image, dims)
             for t, class_index in enumerate(classes[i]):
                 name = overlay_name(str(data_gen.samples[i]), None if preds is not None else int(class_index), extension)
-                write_map(Path(out_path) / name, maps[j, t], display, dims, file_format, overlay, alpha)
+                target = Path(out_path) / name
+                write_map(target, maps[j, t], display, dims, file_format, overlay, alpha, signed=explainer.signed)
     if out_path is None:
         return _stack(images), _stack(heatmaps)
     return None

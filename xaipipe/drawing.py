@@ -7,6 +7,12 @@
   :func:`overlay_frames` the same slice by slice for a volume, and :func:`draw`
   either one for a map and its image (2D and 3D alike, like MONAI's ``blend_images``).
 
+Maps come in [0, 1], or in [-1, 1] where ``signed`` (a method's ``normalize: signed``,
+recorded in its heatmaps file): a signed map is drawn with the diverging colour map
+:data:`SIGNED_COLORMAP` (blue for negative, white at zero, red for positive), whatever
+``colormap`` says. In every overlay a pixel's opacity is ``alpha * |v|``, so zero
+attribution leaves the image as it is and only evidence is coloured.
+
 The writers (:mod:`xaipipe.writers`), the decoder and the evaluation use these.
 """
 
@@ -29,13 +35,23 @@ COLORMAPS = {
     "bone": cv2.COLORMAP_BONE,
 }
 RESIZE_METHODS = ("linear", "opencv")
+#: The colour map of signed maps: matplotlib's ``bwr``, blue (-1) - white (0) - red (1), linear in each half.
+SIGNED_COLORMAP = "bwr"
+
+
+def value_range(signed: bool) -> tuple[float, float]:
+    """The values a normalized map holds: [-1, 1] where ``signed``, else [0, 1]."""
+    return (-1.0, 1.0) if signed else (0.0, 1.0)
 
 
 # --- maps at the image's resolution --------------------------------------------------
 
 
-def resize_map(heatmap: np.ndarray, shape: tuple[int, ...], method: str = "linear", clip: bool = True) -> np.ndarray:
-    """A (bi/tri)linear resize of a map to ``shape``, clipped to [0, 1]; the map itself if it has that shape.
+def resize_map(
+    heatmap: np.ndarray, shape: tuple[int, ...], method: str = "linear", clip: bool = True, signed: bool = False
+) -> np.ndarray:
+    """A (bi/tri)linear resize of a map to ``shape``, clipped to [0, 1] ([-1, 1] where ``signed``);
+    the map itself if it has that shape.
 
     ``method``: ``linear`` is :func:`xaipipe.maps.resize_linear` (2D and 3D, float32);
     ``opencv`` is ``cv2.resize`` with ``INTER_LINEAR`` (2D only, keeps the dtype).
@@ -54,47 +70,63 @@ def resize_map(heatmap: np.ndarray, shape: tuple[int, ...], method: str = "linea
         resized = cv2.resize(heatmap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     else:
         raise ValueError(f"unknown resize method {method!r}; valid: {', '.join(RESIZE_METHODS)}")
-    return np.clip(resized, 0.0, 1.0) if clip else resized
+    return np.clip(resized, *value_range(signed)) if clip else resized
 
 
-def map_at(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A [0, 1] map resized (bi/trilinearly) to ``shape``, still in [0, 1], as float32."""
-    return resize_map(heatmap, shape).astype(np.float32)
+def map_at(heatmap: np.ndarray, shape: tuple[int, ...], signed: bool = False) -> np.ndarray:
+    """A [0, 1] map (or [-1, 1] where ``signed``) resized (bi/trilinearly) to ``shape``, still in its range, float32."""
+    return resize_map(heatmap, shape, signed=signed).astype(np.float32)
 
 
 # --- colour and blend ----------------------------------------------------------------
 
 
-def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
-    """An (H, W) map in [0, 1] as an RGB uint8 image."""
+def colorize(heatmap: np.ndarray, colormap: str = "jet", signed: bool = False) -> np.ndarray:
+    """An (H, W) map in [0, 1] as an RGB uint8 image; a signed map in [-1, 1] in :data:`SIGNED_COLORMAP`.
+
+    ``bwr`` at v in [-1, 1]: (1 + v, 1 + v, 1) for v < 0, (1, 1 - v, 1 - v) for v >= 0, times 255
+    and rounded (matplotlib's ``bwr`` at (v + 1) / 2, computed rather than sampled from a table).
+    """
     if colormap not in COLORMAPS:
         raise ValueError(f"unknown colormap {colormap!r}; valid: {', '.join(COLORMAPS)}")
     if heatmap.ndim != 2:
         raise ValueError(f"expected an (H, W) heatmap, got shape {heatmap.shape}")
-    if heatmap.size and (heatmap.min() < 0 or heatmap.max() > 1):
-        raise ValueError("heatmap values must lie in [0, 1]")
+    lo, hi = value_range(signed)
+    if heatmap.size and (heatmap.min() < lo or heatmap.max() > hi):
+        raise ValueError(f"heatmap values must lie in [{lo:g}, {hi:g}]" + (" (a signed map)" if signed else ""))
+    if signed:
+        v = heatmap.astype(np.float32)[..., None]
+        rgb = np.where(v < 0, np.concatenate([1 + v, 1 + v, np.ones_like(v)], -1),
+                       np.concatenate([np.ones_like(v), 1 - v, 1 - v], -1))  # fmt: skip
+        return np.round(rgb * 255).astype(np.uint8)
     levels = np.round(heatmap * 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(levels, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
 
 
 def render(
-    heatmap: np.ndarray, image: np.ndarray | None, overlay: bool = True, alpha: float = 0.25, colormap: str = "jet"
+    heatmap: np.ndarray,
+    image: np.ndarray | None,
+    overlay: bool = True,
+    alpha: float = 0.25,
+    colormap: str = "jet",
+    signed: bool = False,
 ) -> np.ndarray:
-    """The picture of one 2D heatmap at the image's resolution.
+    """The picture of one 2D heatmap (in [0, 1], or [-1, 1] where ``signed``) at the image's resolution.
 
     The map is resized to the image with ``cv2.resize`` (``resize_map(..., "opencv")``).
-    ``overlay`` blends the coloured map over the RGB uint8 ``image`` with weight
-    ``alpha`` (out = (1 - alpha) * image + alpha * colour); otherwise the coloured
-    map is drawn alone.
+    ``overlay`` blends the coloured map over the RGB uint8 ``image`` with a per-pixel
+    weight ``w = alpha * |v|``: out = (1 - w) * image + w * colour, so a pixel of zero
+    attribution keeps the image's colour exactly; otherwise the coloured map is drawn alone.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if image is not None:
-        heatmap = resize_map(heatmap, image.shape[:2], "opencv")
-    colour = colorize(heatmap, colormap)
+        heatmap = resize_map(heatmap, image.shape[:2], "opencv", signed=signed)
+    colour = colorize(heatmap, colormap, signed)
     if not overlay or image is None:
         return colour
-    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colour.astype(np.float32)
+    weight = (alpha * np.abs(heatmap.astype(np.float32)))[..., None]
+    blended = (1.0 - weight) * image.astype(np.float32) + weight * colour.astype(np.float32)
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
@@ -104,13 +136,14 @@ def overlay_frames(
     overlay: bool = True,
     alpha: float = 0.25,
     colormap: str = "jet",
+    signed: bool = False,
 ) -> np.ndarray:
     """Draw a 3D heatmap over an RGB uint8 volume, slice by slice: (D, H, W, 3) uint8.
 
-    The (d, h, w) heatmap in [0, 1] is resized trilinearly to the volume's
-    (D, H, W) with :func:`map_at`, clipped to [0, 1], and each slice is drawn
-    by :func:`render` (blended with weight ``alpha`` when ``overlay``, else the
-    coloured map alone).
+    The (d, h, w) heatmap in [0, 1] ([-1, 1] where ``signed``) is resized trilinearly to
+    the volume's (D, H, W) with :func:`map_at`, clipped to its range, and each slice is
+    drawn by :func:`render` (blended with weight ``alpha * |v|`` when ``overlay``, else
+    the coloured map alone).
     """
     volume = np.asarray(volume_rgb_uint8)
     heatmap = np.asarray(heatmap01)
@@ -120,8 +153,9 @@ def overlay_frames(
         raise ValueError(f"expected a (d, h, w) heatmap, got shape {heatmap.shape}")
     if heatmap.size == 0 or not np.all(np.isfinite(heatmap)):
         raise ValueError("heatmap is empty or holds NaN or infinite values")
-    resized = np.clip(map_at(heatmap, volume.shape[:3]), 0.0, 1.0)  # clipped also where no resize was needed
-    slices = [render(resized[z], volume[z], overlay, alpha, colormap) for z in range(volume.shape[0])]
+    # clipped also where no resize was needed
+    resized = np.clip(map_at(heatmap, volume.shape[:3], signed), *value_range(signed))
+    slices = [render(resized[z], volume[z], overlay, alpha, colormap, signed) for z in range(volume.shape[0])]
     return np.stack(slices).astype(np.uint8, copy=False)
 
 
@@ -132,15 +166,17 @@ def draw(
     overlay: bool = True,
     alpha: float = 0.25,
     colormap: str = "jet",
+    signed: bool = False,
 ) -> np.ndarray:
     """A normalized map drawn at the resolution of its 8-bit gray or RGB image (2D) or volume (3D).
 
     (H, W, 3) uint8 for a 2D image (:func:`render`), (D, H, W, 3) for a volume
     (:func:`overlay_frames`); gray images are repeated to three channels first.
+    ``signed``: the map is in [-1, 1] and drawn in :data:`SIGNED_COLORMAP`.
     """
     if spatial_dims == 2:
-        return render(heatmap, convert_channels(image, 3), overlay, alpha, colormap)
-    return overlay_frames(convert_channels(image, 3, 3), heatmap, overlay, alpha, colormap)
+        return render(heatmap, convert_channels(image, 3), overlay, alpha, colormap, signed)
+    return overlay_frames(convert_channels(image, 3, 3), heatmap, overlay, alpha, colormap, signed)
 
 
 # --- display scaling -----------------------------------------------------------------

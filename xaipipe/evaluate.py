@@ -15,7 +15,11 @@ Per method, on ``sanity_samples`` samples: the cascading model-parameter randomi
 and the map once every layer is randomized; each stage of the cascade in the method's
 table). Across methods: their agreement (Spearman) on the same sample and class.
 
-Maps are the normalized ones (what is rendered); maps of skipped samples (NaN, class -1)
+Maps are the normalized ones (what is rendered: in [0, 1], or [-1, 1] for a method with
+``normalize: signed``; :mod:`xaipipe.metrics` says what each metric does with negative
+values, and the faithfulness curves rank by value, most positive first, so that MoRF
+removes the strongest evidence for the class and LeRF the strongest against it first);
+maps of skipped samples (NaN, class -1)
 are left out, as are the values a metric leaves undefined (NaN: a constant map's
 correlation, say). The summary gives each metric's mean over the maps with a percentile
 bootstrap interval, in long form (``SUMMARY_HEADER``).
@@ -520,7 +524,9 @@ def randomization_table(
         raise ValueError("the randomization test found no sample that was not skipped")
     x, target = np.concatenate(inputs), np.concatenate(classes)[:, None]
     model = load_model(model_path)
-    trained = methods.create(method, model, **params).explain(x, target)[1][:, 0]
+    explainer = methods.create(method, model, **params)
+    trained = explainer.explain(x, target)[1][:, 0]
+    data_range = 2.0 if explainer.signed else 1.0  # SSIM's: signed maps span [-1, 1]
     random_model = randomized_copy(model, seed)
     working = load_model(model_path)
     layers, random_layers = weighted_layers(working)[::-1], weighted_layers(random_model)[::-1]
@@ -535,7 +541,7 @@ def randomization_table(
             randomized = methods.create(method, working, **params).explain(x, target)[1][:, 0]
             for sample_id, c, a, b in zip(ids, target[:, 0], trained, randomized, strict=True):
                 rho = randomization_spearman(a, b)
-                similarity = metrics.ssim(a, b) if min(a.shape) >= 7 else float("nan")
+                similarity = metrics.ssim(a, b, data_range) if min(a.shape) >= 7 else float("nan")
                 out.write(f"{method}\t{stage}\t{cut}\t{layers[cut - 1].name}\t{sample_id}\t{c}\t{rho:.6f}\t{similarity:.6f}\n")
 
 

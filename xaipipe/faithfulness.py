@@ -4,7 +4,9 @@ and MoRF/LeRF with ROAD's noisy linear imputation (Rong et al. 2022), for 2D ima
 Definitions (inputs x of shape (*spatial, C), a map M of shape (*spatial), target class c):
 
 - The pixels (voxels) are ranked by the map: rank 0 is the most relevant (ties are
-  broken by the position in C order, so the ranking is deterministic). With n pixels
+  broken by the position in C order, so the ranking is deterministic). Signed maps rank
+  by value, not magnitude (as Quantus's ``PixelFlipping`` with its default ``abs=False``): the most
+  positive first, the most negative last. With n pixels
   and ``steps`` equal fractions, step t (0..steps) removes or reveals the
   k_t = floor(t * n / steps) first pixels of the ranking: step 0 none, step ``steps``
   all. A pixel's channels are removed or revealed together.

@@ -8,7 +8,8 @@ since a page opened from a file may not ``fetch()`` another file. The gallery's 
 in about the time its data takes to parse. The summary page is drawn here, without script.
 
 A manifest (one per shard, written by the thumbnail job) holds ``methods``, ``class_names``,
-``spatial_dims``, ``metrics`` and ``samples``; each sample ``id``, ``label`` (-1: unknown),
+``spatial_dims``, ``signed`` (the methods whose maps are signed, in [-1, 1]: the gallery
+shows them with the signed colour scale), ``metrics`` and ``samples``; each sample ``id``, ``label`` (-1: unknown),
 ``predicted`` (-1 where skipped), ``probabilities`` (null where skipped), ``skipped``,
 ``image`` (its view paths, relative to the report folder: 1 in 2D, axial/coronal/sagittal in
 3D) and ``maps`` (method -> [{``class``, ``views``, ``peak``, ``metrics``}]).
@@ -32,20 +33,23 @@ import cv2
 import numpy as np
 
 from xaipipe.atomic import atomic_path, write_bytes_atomic
-from xaipipe.drawing import colorize
+from xaipipe.drawing import colorize, value_range
 from xaipipe.evaluate import COMPARISON_HEADER
 
 #: Rows per page of the gallery (gallery.js reads it from the data block).
 PAGE_SIZE = 50
 #: The colour scale bar's size (width, height) in pixels.
 COLORMAP_SIZE = (256, 16)
+#: The colour scale of signed maps, beside ``colormap.png``.
+SIGNED_SCALE = "colormap-signed.png"
 COMPARISON_COLUMNS = tuple(COMPARISON_HEADER.rstrip("\n").split("\t"))
 EVALUATION_COLUMNS = ("variant", "method", "class", "metric", "mean", "ci_low", "ci_high", "n")
 AGREEMENT_COLUMNS = ("method_a", "method_b", "mean_spearman", "n")
 
 
 def write_gallery(manifest_paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, summary: Mapping) -> None:
-    """Write ``out_dir/index.html`` (the gallery), ``out_dir/summary.html`` and ``out_dir/colormap.png``.
+    """Write ``out_dir/index.html`` (the gallery), ``out_dir/summary.html``, ``out_dir/colormap.png``
+    and ``out_dir/colormap-signed.png`` (the colour scale of signed maps, -1 to 1).
 
     ``manifest_paths``: the shards' JSON manifests, in order; their view paths are relative to
     ``out_dir``. ``summary``: ``title``, ``colormap`` (a name in :data:`xaipipe.drawing.COLORMAPS`),
@@ -57,14 +61,18 @@ def write_gallery(manifest_paths: Sequence[str | os.PathLike], out_dir: str | os
     out_dir = Path(out_dir)
     data = merge_manifests(manifest_paths)
     title = str(summary.get("title") or "xaipipe report")
-    write_bytes_atomic(out_dir / "colormap.png", colormap_png(str(summary.get("colormap") or "jet")))
+    colormap = str(summary.get("colormap") or "jet")
+    write_bytes_atomic(out_dir / "colormap.png", colormap_png(colormap))
+    write_bytes_atomic(out_dir / SIGNED_SCALE, colormap_png(colormap, signed=True))
     _write_text(out_dir / "index.html", gallery_html(data, title))
     _write_text(out_dir / "summary.html", summary_html(data, summary, title))
 
 
 def merge_manifests(manifest_paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     """The shards' manifests as one: their samples in order; methods and metrics in order of first mention."""
-    merged: dict[str, Any] = {"methods": [], "class_names": None, "spatial_dims": None, "metrics": [], "samples": []}
+    merged: dict[str, Any] = {
+        "methods": [], "class_names": None, "spatial_dims": None, "signed": [], "metrics": [], "samples": []
+    }  # fmt: skip
     for path in manifest_paths:
         manifest = json.loads(Path(path).read_text())
         names = manifest.get("class_names")
@@ -81,6 +89,7 @@ def merge_manifests(manifest_paths: Sequence[str | os.PathLike]) -> dict[str, An
         mentioned = list(manifest.get("methods") or []) + [m for s in samples for m in s["maps"]]
         merged["methods"] += [m for m in dict.fromkeys(mentioned) if m not in merged["methods"]]
         merged["metrics"] += [m for m in manifest.get("metrics") or [] if m not in merged["metrics"]]
+        merged["signed"] += [m for m in manifest.get("signed") or [] if m not in merged["signed"]]
         merged["samples"] += samples
     if merged["class_names"] is None:
         width = max((len(s["probabilities"] or []) for s in merged["samples"]), default=0)
@@ -112,11 +121,13 @@ def confusion_matrix(data: Mapping) -> np.ndarray:
     return matrix
 
 
-def colormap_png(colormap: str) -> bytes:
-    """The colour scale of ``colormap``, 0 on the left to 1 on the right, as PNG bytes."""
+def colormap_png(colormap: str, signed: bool = False) -> bytes:
+    """The colour scale of ``colormap``, 0 on the left to 1 on the right, as PNG bytes; ``signed``:
+    that of signed maps (:data:`xaipipe.drawing.SIGNED_COLORMAP`), -1 on the left to 1 on the right."""
     width, height = COLORMAP_SIZE
-    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
-    ok, png = cv2.imencode(".png", cv2.cvtColor(colorize(ramp, colormap), cv2.COLOR_RGB2BGR))
+    lo, hi = value_range(signed)
+    ramp = np.tile(np.linspace(lo, hi, width, dtype=np.float32), (height, 1))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(colorize(ramp, colormap, signed), cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("could not encode the colour scale as PNG")
     return png.tobytes()
@@ -124,7 +135,10 @@ def colormap_png(colormap: str) -> bytes:
 
 def gallery_html(data: Mapping, title: str) -> str:
     """The gallery page: the template with its CSS, script and data inlined."""
-    payload = {**data, "title": title, "page_size": PAGE_SIZE, "colormap": "colormap.png", "summary": "summary.html"}
+    payload = {
+        **data, "title": title, "page_size": PAGE_SIZE, "colormap": "colormap.png", "colormap_signed": SIGNED_SCALE,
+        "summary": "summary.html",
+    }  # fmt: skip
     return _fill(
         _template("gallery.html"),
         title=html.escape(title),
@@ -173,7 +187,9 @@ def study_data(models: Mapping[str, Sequence[str | os.PathLike]], out_dir: str |
     names differ cannot share one page: ValueError naming the model.
     """
     out_dir = Path(out_dir)
-    merged: dict[str, Any] = {"models": list(models), "class_names": None, "spatial_dims": None, "metrics": []}
+    merged: dict[str, Any] = {
+        "models": list(models), "class_names": None, "spatial_dims": None, "metrics": [], "signed": []
+    }  # fmt: skip
     variants: dict[str, list[str]] = {}
     samples: dict[str, dict[str, Any]] = {}
     for model, paths in models.items():
@@ -183,6 +199,7 @@ def study_data(models: Mapping[str, Sequence[str | os.PathLike]], out_dir: str |
         merged["class_names"] = data["class_names"]
         merged["spatial_dims"] = merged["spatial_dims"] or data["spatial_dims"]
         merged["metrics"] += [m for m in data["metrics"] if m not in merged["metrics"]]
+        merged["signed"] += [f"{model} / {variant}" for variant in data["signed"]]
         # the model's report folder, seen from the page
         prefix = Path(os.path.relpath(Path(paths[0]).parent.parent, out_dir)).as_posix() if paths else "."
         for variant in data["methods"]:
@@ -220,10 +237,12 @@ def write_study(
 ) -> None:
     """The entry pages of a study with several models, in ``out_dir``: ``index.html``, one gallery of
     every model and variant side by side (:func:`study_data`; a selector shows one model or all,
-    and whose predictions the rows show), ``summary.html`` (:func:`study_page`) and ``colormap.png``.
+    and whose predictions the rows show), ``summary.html`` (:func:`study_page`), ``colormap.png``
+    and ``colormap-signed.png``.
     Each file is written atomically."""
     out_dir = Path(out_dir)
     write_bytes_atomic(out_dir / "colormap.png", colormap_png(colormap))
+    write_bytes_atomic(out_dir / SIGNED_SCALE, colormap_png(colormap, signed=True))
     _write_text(out_dir / "index.html", gallery_html(study_data(models, out_dir), title))
     _write_text(out_dir / "summary.html", study_page(experiments, comparison_rows, plots, title))
 

@@ -492,8 +492,20 @@ class HeatmapsFile(_FileReader):
         return tuple(self.file["normalized"].shape[1:])
 
     def normalized(self, m: int) -> np.ndarray:
-        """Map ``m`` scaled to [0, 1]."""
+        """Map ``m`` scaled as :attr:`normalization` says: to [0, 1], or [-1, 1] where :attr:`signed`."""
         return self.file["normalized"][m]
+
+    @property
+    def normalization(self) -> str:
+        """How the maps were normalized: the method's recorded ``normalize`` (``minmax`` for a file
+        written before methods had one, which is how those were normalized)."""
+        params = json.loads(self.file.attrs.get("method_params", "{}") or "{}")
+        return str((params or {}).get("normalize", "minmax"))
+
+    @property
+    def signed(self) -> bool:
+        """Whether the normalized maps keep their sign (values in [-1, 1])."""
+        return self.normalization == "signed"
 
     def raw(self, m: int) -> np.ndarray:
         """Map ``m`` as the method computed it."""

@@ -30,24 +30,43 @@ def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def normalize_maps(maps: np.ndarray) -> np.ndarray:
-    """Scale each map of (N, ...) to [0, 1] by its own minimum and maximum.
+#: How a method's raw maps are scaled for display and evaluation (``normalize``), see :func:`normalize_maps`.
+NORMALIZATIONS = ("minmax", "positive", "absolute", "signed")
+#: The normalization whose maps keep their sign: values in [-1, 1], drawn with a diverging colour map.
+SIGNED = "signed"
 
-    The test for a flat map is relative to the map's magnitude, so maps whose
-    values are all tiny (vanishing gradients) still reach exactly 1 at their
-    maximum; a constant map (all values equal, zeros included) becomes zeros.
+
+def normalize_maps(maps: np.ndarray, mode: str = "minmax") -> np.ndarray:
+    """Scale each map of (N, ...) by one of :data:`NORMALIZATIONS`:
+
+    - ``minmax``: (v - min) / (max - min), in [0, 1]; a constant map (all values equal,
+      zeros included) becomes zeros. The test for a flat map is relative to the map's
+      magnitude, so maps whose values are all tiny (vanishing gradients) still reach
+      exactly 1 at their maximum.
+    - ``positive``: max(v, 0) / max(v), in [0, 1]: negative evidence is dropped and zero
+      stays zero; a map with no positive value becomes zeros.
+    - ``absolute``: |v| / max |v|, in [0, 1]; an all-zero map stays zeros.
+    - ``signed``: v / max |v|, in [-1, 1], the sign kept; an all-zero map stays zeros.
+
     Non-finite values are an error, not something to hide.
     """
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {mode!r}")
     maps = np.asarray(maps, dtype=np.float32)
     flat = maps.reshape(len(maps), -1)
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("heatmap holds NaN or infinite values")
+    if mode != "minmax":
+        scaled = np.maximum(flat, 0.0) if mode == "positive" else np.abs(flat) if mode == "absolute" else flat.copy()
+        top = np.abs(scaled).max(axis=1, keepdims=True) if scaled.size else np.zeros((len(flat), 1), np.float32)
+        # a division, not a product with 1 / top, whose rounding can leave the maximum at 0.99999994
+        np.divide(scaled, np.where(top > 0, top, 1.0).astype(np.float32), out=scaled)
+        return scaled.reshape(maps.shape)
     lo = flat.min(axis=1, keepdims=True)
     hi = flat.max(axis=1, keepdims=True)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("heatmap holds NaN or infinite values")
     span = hi - lo
     flat_maps = span <= _RELATIVE_TOLERANCE * np.maximum(np.abs(lo), np.abs(hi))
     normalized = flat - lo  # one new array, then in place: this runs on every batch of maps
-    # a division, not a product with 1 / span, whose rounding can leave the maximum at 0.99999994
     np.divide(normalized, np.where(flat_maps, 1.0, span).astype(np.float32), out=normalized)
     normalized[flat_maps[:, 0]] = 0.0
     return normalized.reshape(maps.shape)

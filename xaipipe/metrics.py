@@ -13,6 +13,13 @@ Complexity:
     ``sparseness`` (Gini index), ``complexity`` (entropy)
 Agreement between two maps:
     ``spearman``, ``ssim``
+
+Maps may be signed (a method's ``normalize: signed`` gives values in [-1, 1], negative for
+evidence against the class); each function states what it does with negative values,
+following Quantus (Hedström et al. 2023) where it defines it: the localization metrics rank
+by the value itself (the most positive first; relevance mass counts positive relevance
+only), the complexity metrics take magnitudes, ``ssim`` needs the maps' ``data_range``
+(2 for signed maps).
 """
 
 from __future__ import annotations
@@ -146,7 +153,8 @@ def pointing_game(heatmap, mask, tolerance: int = 0) -> bool:
     6 (3D) face neighbours of the mask, not its diagonal ones; ``tolerance=2`` adds those
     too). Ties: when the maximum is reached at several voxels, the map hits if ANY of them
     lies in the (dilated) mask, as Quantus's ``PointingGame`` counts it; a constant map
-    therefore always hits.
+    therefore always hits. Negative values: the maximum is the most positive value, as in
+    Quantus (``abs=False``); negative evidence never points.
     """
     heatmap = _check_map(heatmap)
     mask = _check_mask(mask, heatmap.shape)
@@ -164,7 +172,9 @@ def relevance_mass(heatmap, mask) -> float:
         mass = sum_{i in mask} max(R_i, 0) / sum_i max(R_i, 0)
 
     1 when all positive relevance lies in the mask, 0 when none does; NaN when the map
-    has no positive relevance at all.
+    has no positive relevance at all. Negative values count as no relevance (the paper's
+    and Quantus's stated definition, "the sum of overall positive attributions"), so a
+    signed map and its ``positive`` normalization give the same mass.
     """
     heatmap = _check_map(heatmap)
     mask = _check_mask(mask, heatmap.shape)
@@ -183,6 +193,8 @@ def relevance_rank(heatmap, mask) -> float:
     Ties at the K-th value are shared, not broken by voxel order: of the t voxels tied
     at the K-th highest value, s are needed to fill the top K, and each tied mask voxel
     counts s / t (the expected value under a random tie-break). A constant map gives K / n.
+    Negative values rank below zero (by value, as Quantus's ``RelevanceRankAccuracy`` with
+    ``abs=False``): the top K are the most positive voxels.
     """
     heatmap = _check_map(heatmap)
     mask = _check_mask(mask, heatmap.shape)
@@ -206,7 +218,8 @@ def roc_auc(heatmap, mask) -> float:
         AUC = P(R_in > R_out) + P(R_in = R_out) / 2 = (sum_{i in mask} r_i - P (P + 1) / 2) / (P N)
 
     1 for a map that ranks every mask voxel above every other, 0 for the reverse, 0.5 for
-    a constant map; NaN when the mask covers the whole map (no voxel outside).
+    a constant map; NaN when the mask covers the whole map (no voxel outside). Negative
+    values rank below zero (by value), as for ``relevance_rank``.
     """
     heatmap = _check_map(heatmap)
     mask = _check_mask(mask, heatmap.shape).ravel()
@@ -230,7 +243,9 @@ def sparseness(heatmap) -> float:
         G = sum_{i=1}^{n} (2 i - n - 1) a_(i) / (n sum_i a_(i))
 
     0 for a constant map, (n - 1) / n for a one-hot map (a single non-zero voxel), the
-    largest value any map of n voxels reaches; NaN for an all-zero map.
+    largest value any map of n voxels reaches; NaN for an all-zero map. Negative values
+    count by their magnitude (Quantus's ``Sparseness``, ``abs=True``): a signed map is as
+    sparse as its ``absolute`` normalization.
     """
     values = np.sort(np.abs(_check_map(heatmap)).ravel())
     n = values.size
@@ -248,7 +263,8 @@ def complexity(heatmap) -> float:
         p_i = |m_i| / sum_j |m_j|,   C = -sum_i p_i ln p_i   (0 ln 0 = 0; natural log, nats)
 
     0 for a one-hot map (the lowest), ln(n) for a constant map of n voxels (the highest);
-    NaN for an all-zero map.
+    NaN for an all-zero map. Negative values count by their magnitude (Quantus's
+    ``Complexity``, ``abs=True``).
     """
     values = np.abs(_check_map(heatmap)).ravel()
     total = values.sum()
@@ -287,7 +303,7 @@ def spearman(a, b) -> float:
 
         rho = Pearson correlation of the average ranks of a and of b
 
-    NaN where either map is constant.
+    NaN where either map is constant. Negative values rank below zero (by value).
     """
     a, b = _check_pair(a, b)
     ra, rb = centred_ranks(a), centred_ranks(b)
@@ -307,7 +323,8 @@ def _window_means(x: np.ndarray, size: int) -> np.ndarray:
 
 def ssim(a, b, data_range: float = 1.0, win_size: int = 7) -> float:
     """Structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004, IEEE TIP 13(4)) of two
-    2D or 3D maps, for maps scaled to [0, ``data_range``] (the normalized maps: [0, 1]).
+    2D or 3D maps, for maps whose values span at most ``data_range``: 1 for maps in [0, 1],
+    2 for signed maps in [-1, 1] (as scikit-image takes 2 for float images in [-1, 1]).
 
     Uniform window of ``win_size`` voxels per axis (7 x 7, or 7 x 7 x 7), not Gaussian; in
     each window, with sample (N - 1) variances and covariance:

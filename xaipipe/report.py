@@ -97,6 +97,7 @@ def shard_data(
         "methods": list(methods),
         "class_names": list(predictions.class_names),
         "spatial_dims": views["spatial_dims"],
+        "signed": list(views.get("signed") or []),
         "metrics": metric_names,
         "samples": samples,
     }

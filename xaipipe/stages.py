@@ -413,13 +413,15 @@ def render_shard(
 
     2D: PNG of the coloured map (blended over the image with ``overlay``) or the map as
     ``.npy``. Volumes: the map as NIfTI (with the sample's spacing) or ``.npy``, or an
-    animated GIF of the slices drawn like the PNGs. A skipped sample's files are
+    animated GIF of the slices drawn like the PNGs. Maps that the heatmaps file records
+    as signed (``normalize: signed``) are drawn in a diverging colour map. A skipped sample's files are
     placeholders (``writers.write_placeholder``): an image that says why, or a map of NaN.
     """
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as maps:
         dims = shard.spatial_dims
         sample_index = maps.sample_index
         skipped, reasons = maps.skipped, maps.skip_reasons
+        signed = maps.signed  # the method's normalize, recorded with its maps
         if len(out_paths) != len(sample_index):
             raise ValueError(f"{heatmaps_path} holds {len(sample_index)} maps; {len(out_paths)} output files were asked for")
         for m, path in enumerate(progress(out_paths, "render", unit="map")):
@@ -429,7 +431,7 @@ def render_shard(
                 write_placeholder(path, fmt, f"skipped: {short_reason(reasons[row])}", maps.map_shape)
                 continue
             image = shard.overlay_image(row)
-            write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row))
+            write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row), signed)
 
 
 def short_reason(reason: str) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path, write_bytes_atomic
 from xaipipe.channels import convert_channels
-from xaipipe.drawing import render
+from xaipipe.drawing import render, value_range
 from xaipipe.logs import progress
 
 #: The longer side of every view, in pixels.
@@ -55,12 +55,20 @@ def _resize(picture: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndar
     return cv2.resize(picture, (size[1], size[0]), interpolation=interpolation)
 
 
-def blend(image_rgb: np.ndarray, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool) -> np.ndarray:
+def blend(
+    image_rgb: np.ndarray,
+    heatmap: np.ndarray | None,
+    alpha: float,
+    colormap: str,
+    overlay: bool,
+    signed: bool = False,
+) -> np.ndarray:
     """The coloured ``heatmap`` over ``image_rgb`` exactly as the overlays are drawn
-    (:func:`xaipipe.drawing.render`), at the picture's size; None: the image alone."""
+    (:func:`xaipipe.drawing.render`, a diverging colour map where ``signed``), at the
+    picture's size; None: the image alone."""
     if heatmap is None:
         return image_rgb
-    return render(np.clip(heatmap, 0.0, 1.0), image_rgb, overlay, alpha, colormap)
+    return render(np.clip(heatmap, *value_range(signed)), image_rgb, overlay, alpha, colormap, signed)
 
 
 def peak(heatmap: np.ndarray) -> tuple[int, ...]:
@@ -103,12 +111,12 @@ class _Views:
         self.image = convert_channels(image, 3) if spatial_dims == 2 else convert_channels(image, 3, 3)
         self.spacing = tuple(float(s) for s in spacing)
 
-    def pictures(self, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool):
+    def pictures(self, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool, signed: bool = False):
         """[(view name, RGB picture)], and the peak (in the map's voxels) of ``heatmap``."""
         if self.dims == 2:
             size = fit(self.image.shape[:2])
             return [("image" if heatmap is None else "map", blend(
-                _resize(self.image, size, True), heatmap, alpha, colormap, overlay
+                _resize(self.image, size, True), heatmap, alpha, colormap, overlay, signed
             ))], (peak(heatmap) if heatmap is not None else None)  # fmt: skip
         volume = self.image
         shape = volume.shape[:3]
@@ -123,7 +131,7 @@ class _Views:
             physical = [n * s for k, (n, s) in enumerate(zip(shape, self.spacing)) if k != axis]
             size = fit(physical, enlarge=True)
             heat = None if heatmap is None else map_slice(heatmap, shape, axis, centre[axis])
-            views.append((name, blend(_resize(plane, size, True), heat, alpha, colormap, overlay)))
+            views.append((name, blend(_resize(plane, size, True), heat, alpha, colormap, overlay, signed)))
         return views, top
 
 
@@ -142,13 +150,15 @@ def thumbnail_shard(
     ``heatmaps_paths``: method -> its heatmaps file of this shard. The record holds, per
     sample (in the shard's order), ``id``, ``image`` (its views' paths, relative to
     ``report_dir``) and ``maps`` (method -> [{class, views, peak}]); a skipped sample has
-    no views.
+    no views. ``signed`` lists the methods whose maps are signed (drawn in a diverging
+    colour map, values in [-1, 1]), so that the gallery shows their colour scale.
     """
     report_dir = Path(report_dir)
     folder = report_dir / "thumbs" / f"shard-{shard}"
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         files = {method: stack.enter_context(h5store.HeatmapsFile.open(path)) for method, path in heatmaps_paths.items()}
+        signed = [method for method, maps in files.items() if maps.signed]
         pre = stack.enter_context(h5store.PreprocessedShard.open(preprocessed_path))
         ids, dims = pre.ids, pre.spatial_dims
         skipped = np.zeros(len(ids), bool)
@@ -170,7 +180,7 @@ def thumbnail_shard(
             for method, maps in files.items():
                 entries = []
                 for m, c in maps_of[method][row]:
-                    pictures, top = views.pictures(maps.normalized(m), alpha, colormap, overlay)
+                    pictures, top = views.pictures(maps.normalized(m), alpha, colormap, overlay, method in signed)
                     paths = _write(pictures, folder, f"{row:06d}.{method}.{c}")
                     entries.append({"class": c, "views": paths, "peak": list(top)})
                 record["maps"][method] = entries
@@ -181,7 +191,8 @@ def thumbnail_shard(
         for s in samples
     ]  # fmt: skip
     with atomic_path(out_record) as tmp:
-        Path(tmp).write_text(json.dumps({"shard": shard, "spatial_dims": dims, "samples": relative}) + "\n")
+        manifest = {"shard": shard, "spatial_dims": dims, "signed": signed, "samples": relative}
+        Path(tmp).write_text(json.dumps(manifest) + "\n")
 
 
 def _write(pictures: list[tuple[str, np.ndarray]], folder: Path, stem: str) -> list[Path]:

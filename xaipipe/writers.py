@@ -163,22 +163,25 @@ def write_map(
     alpha: float = 0.25,
     colormap: str = "jet",
     spacing: tuple[float, ...] | None = None,
+    signed: bool = False,
 ) -> None:
     """Write one normalized map at the resolution of ``image`` (8-bit, gray or RGB).
 
     ``png`` (and other 2D image types, by the path's extension) and ``gif`` draw the
     coloured map, blended over the image with ``overlay``; ``npy`` and ``nifti``
-    store the map itself (NIfTI with ``spacing``).
+    store the map itself (NIfTI with ``spacing``). ``signed``: the map is in [-1, 1]
+    (its method's ``normalize: signed``), drawn in a diverging colour map and stored with its sign.
     """
     shape = image.shape[:spatial_dims]
     if file_format == "png":
-        write_image(path, drawing.draw(heatmap, image, 2, overlay, alpha, colormap))
+        write_image(path, drawing.draw(heatmap, image, 2, overlay, alpha, colormap, signed))
     elif file_format == "gif":
-        write_gif(path, drawing.draw(heatmap, image, 3, overlay, alpha, colormap))
+        write_gif(path, drawing.draw(heatmap, image, 3, overlay, alpha, colormap, signed))
     elif file_format == "npy":
-        write_npy(path, drawing.map_at(heatmap, shape))
+        write_npy(path, drawing.map_at(heatmap, shape, signed))
     elif file_format == "nifti":
-        write_nifti(path, drawing.map_at(heatmap, shape), tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0))
+        spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
+        write_nifti(path, drawing.map_at(heatmap, shape, signed), spacing)
     else:
         raise ValueError(f"unknown output format {file_format!r}")
 

@@ -75,6 +75,7 @@ if len(MODELS) > 1:
             gallery=f"{OUT}/report/index.html",
             summary=f"{OUT}/report/summary.html",
             colormap=f"{OUT}/report/colormap.png",
+            colormap_signed=f"{OUT}/report/colormap-signed.png",
         log:
             f"{OUT}/logs/study_report.log",
         conda:

@@ -44,6 +44,7 @@ rule gallery:
         ),
         summary="{root}/report/summary.html",
         colormap="{root}/report/colormap.png",
+        colormap_signed="{root}/report/colormap-signed.png",
         # each shard's gallery data, which a study of several models joins into one gallery
         data=expand("{{root}}/report/data/shard-{shard}.json", shard=SHARDS),
         examples=[

@@ -23,6 +23,8 @@ SCORES = ("logits", "probabilities")
 DEFAULT_SCORE = "logits"
 #: A forward and backward pass costs about three forward passes.
 GRADIENT_PASS = 3
+#: The parameter every method takes (the base class's): how its maps are normalized.
+NORMALIZE = "normalize"
 #: Parameters renamed since they were first published: old name -> new name.
 RENAMED = MappingProxyType({"batch_size": "chunk_size"})
 #: The statistics of a method's attributions over noisy copies of the input (``noise.kind``, see
@@ -87,6 +89,9 @@ class Entry:
     chunk: the parameter that sets the rows of one model call (perturbed copies or
         path points); None: one call takes the workflow's ``batch_size`` samples.
     gradients: whether the model calls also run a backward pass.
+    normalize: how the method's maps are scaled unless told otherwise (the parameter
+        ``normalize``, which every method takes; see :func:`xaipipe.maps.normalize_maps`):
+        ``minmax`` (the default), ``positive``, ``absolute`` or ``signed``.
     """
 
     module: str
@@ -96,10 +101,12 @@ class Entry:
     passes: Callable[[Params, Sequence[int]], float]
     chunk: str | None = None
     gradients: bool = True
+    normalize: str = "minmax"
 
     @property
     def params(self) -> tuple[str, ...]:
-        return tuple(self.defaults)
+        """Every parameter the method takes: its constructor's, then ``normalize`` (the base class's)."""
+        return (*self.defaults, NORMALIZE)
 
 
 def _frozen(**defaults: Any) -> Mapping[str, Any]:
@@ -154,7 +161,12 @@ _REGISTRY: dict[str, Entry] = {
         gradients=False,
     ),
     "saliency": Entry(
-        "xaipipe.methods.saliency", "SaliencyMap", ("saliency", "SaliencyMap", "sm"), _INPUT_GRADIENT, _gradient_passes
+        "xaipipe.methods.saliency",
+        "SaliencyMap",
+        ("saliency", "SaliencyMap", "sm"),
+        _INPUT_GRADIENT,
+        _gradient_passes,
+        normalize="absolute",
     ),
     "guidedbackprop": Entry(
         "xaipipe.methods.guidedbackprop",
@@ -162,6 +174,7 @@ _REGISTRY: dict[str, Entry] = {
         ("guidedbackprop", "GuidedBackpropagation", "gb"),
         _INPUT_GRADIENT,
         _gradient_passes,
+        normalize="absolute",
     ),
     "inputxgradient": Entry(
         "xaipipe.methods.inputxgradient",
@@ -169,6 +182,7 @@ _REGISTRY: dict[str, Entry] = {
         ("inputxgradient", "InputXGradient", "ixg"),
         _INPUT_GRADIENT,
         _gradient_passes,
+        normalize="positive",
     ),
     "smoothgrad": Entry(
         "xaipipe.methods.smoothgrad",
@@ -176,6 +190,7 @@ _REGISTRY: dict[str, Entry] = {
         ("smoothgrad", "SmoothGrad"),
         _frozen(score=DEFAULT_SCORE, noise=_frozen(**{**NOISE, "kind": "smoothgrad"}), chunk_size=64),
         _gradient_passes,
+        normalize="absolute",
     ),
     "vargrad": Entry(
         "xaipipe.methods.smoothgrad",
@@ -183,6 +198,7 @@ _REGISTRY: dict[str, Entry] = {
         ("vargrad", "VarGrad"),
         _frozen(score=DEFAULT_SCORE, noise=_frozen(**{**NOISE, "kind": "vargrad"}), chunk_size=64),
         _gradient_passes,
+        normalize="absolute",
     ),
     "integratedgradients": Entry(
         "xaipipe.methods.integratedgradients",
@@ -191,6 +207,7 @@ _REGISTRY: dict[str, Entry] = {
         _frozen(score=DEFAULT_SCORE, steps=50, baseline="zeros", noise=None, chunk_size=64),
         _path_passes,
         chunk="chunk_size",
+        normalize="positive",
     ),
     "occlusion": Entry(
         "xaipipe.methods.occlusion",
@@ -200,12 +217,27 @@ _REGISTRY: dict[str, Entry] = {
         _occlusion_passes,
         chunk="chunk_size",
         gradients=False,
+        normalize="positive",
     ),
     "limepro": Entry(
-        "xaipipe.methods.limepro", "LimePro", ("LimePro", "lp"), _LIME, _lime_passes, "chunk_size", gradients=False
+        "xaipipe.methods.limepro",
+        "LimePro",
+        ("LimePro", "lp"),
+        _LIME,
+        _lime_passes,
+        "chunk_size",
+        gradients=False,
+        normalize="positive",
     ),
     "limecon": Entry(
-        "xaipipe.methods.limecon", "LimeCon", ("LimeCon", "lc"), _LIME, _lime_passes, "chunk_size", gradients=False
+        "xaipipe.methods.limecon",
+        "LimeCon",
+        ("LimeCon", "lc"),
+        _LIME,
+        _lime_passes,
+        "chunk_size",
+        gradients=False,
+        normalize="positive",
     ),
     "rise": Entry(
         "xaipipe.methods.rise",
@@ -236,8 +268,14 @@ def parameters(key: str) -> tuple[str, ...]:
 
 
 def defaults(key: str) -> Mapping[str, Any]:
-    """The parameters of the method ``key`` with their defaults (read-only)."""
+    """The constructor's parameters of the method ``key`` with their defaults (read-only; ``normalize``,
+    the base class's, is :func:`normalization`)."""
     return entry(key).defaults
+
+
+def normalization(key: str) -> str:
+    """How the maps of the method ``key`` are normalized unless its ``normalize`` says otherwise."""
+    return entry(key).normalize
 
 
 def takes_layer(key: str) -> bool:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from xaipipe.maps import normalize_maps, resize_linear
-from xaipipe.methods import DEFAULT_SCORE, RENAMED, noise_settings, renamed_message
+from xaipipe.maps import SIGNED, normalize_maps, resize_linear
+from xaipipe.methods import DEFAULT_SCORE, NORMALIZE, RENAMED, noise_settings, renamed_message
 from xaipipe.methods.noise import NoiseTunnel
 from xaipipe.methods.params import check_params
 
@@ -18,7 +18,17 @@ if TYPE_CHECKING:
     import keras
 
 
-class Method(ABC):
+class _MethodType(ABCMeta):
+    """Lets every method's constructor take ``normalize`` (the base class's parameter) without
+    naming it: it is taken out of the keywords, the method is made, then its normalization is set."""
+
+    def __call__(cls, *args: Any, normalize: str | None = None, **kwargs: Any) -> Any:
+        method = super().__call__(*args, **kwargs)
+        method._set_normalize(normalize)
+        return method
+
+
+class Method(metaclass=_MethodType):
     """An XAI method bound to one model.
 
     The base class owns what every method shares:
@@ -26,7 +36,11 @@ class Method(ABC):
     - the model and the shape of its input (``input_shape``, ``spatial_shape``);
     - the class ``score`` that is explained, checked when the method is made;
     - ``params``, the parameters that determine the maps (recorded with every
-      output): ``score`` here, each subclass adds its own;
+      output): ``score`` and ``normalize`` here, each subclass adds its own;
+    - ``normalize``: how :meth:`explain` scales the raw maps (:func:`xaipipe.maps.normalize_maps`):
+      a keyword of every method's constructor (``Saliency(model, normalize="signed")``), by
+      default the method's registry entry's (``xaipipe.methods.normalization``; ``minmax`` for
+      a method outside the registry), checked like every parameter (``params.KINDS``);
     - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
       with a ValueError naming the new name;
     - :meth:`explain`: the check that ``classes`` is (batch, targets) for a batch of
@@ -89,12 +103,29 @@ class Method(ABC):
             return attribute(inputs, classes, *per_input)
         return self._tunnel(attribute, inputs, classes, *per_input)
 
+    def _set_normalize(self, normalize: str | None) -> None:
+        from xaipipe.methods import canonical_names, normalization
+
+        if normalize is None:
+            name = getattr(self, "name", None)
+            normalize = normalization(name) if name in canonical_names() else "minmax"
+        try:
+            self.normalize = check_params({NORMALIZE: normalize})[NORMALIZE]
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__}: {error}") from None
+
+    @property
+    def signed(self) -> bool:
+        """Whether the normalized maps keep their sign (values in [-1, 1])."""
+        return self.normalize == SIGNED
+
     @property
     def params(self) -> dict[str, Any]:
         """The parameters that determine the maps (recorded with every output)."""
+        params = {"score": self.score, NORMALIZE: self.normalize}
         if self._takes_noise:
-            return {"score": self.score, "noise": None if self.noise is None else dict(self.noise)}
-        return {"score": self.score}
+            params["noise"] = None if self.noise is None else dict(self.noise)
+        return params
 
     @property
     def target_layer(self) -> str | None:
@@ -107,14 +138,15 @@ class Method(ABC):
     def explain(
         self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T).
+        """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T);
+        normalized as ``normalize`` says (in [0, 1], or [-1, 1] where ``signed``).
 
         Every class must be an integer in 0 .. n_classes - 1; otherwise a ValueError
         names the sample (its id from ``ids``, else its row in the batch).
         """
         classes = check_classes(classes, len(inputs), self.n_classes, ids)
         raw = self.raw_maps(inputs, classes)
-        normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape)).reshape(raw.shape)
+        normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape), self.normalize).reshape(raw.shape)
         return raw, normalized
 
 

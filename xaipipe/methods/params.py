@@ -131,6 +131,15 @@ def _noise(name: str, value: Any) -> dict[str, Any] | None:
     return {key: _NOISE_KEYS[key](f"{name}.{key}", setting) for key, setting in value.items()}
 
 
+
+def _normalize(name: str, value: Any) -> str:
+    from xaipipe.maps import NORMALIZATIONS
+
+    if value not in NORMALIZATIONS:
+        raise ValueError(f"{name} must be one of {list(NORMALIZATIONS)}, got {value!r}")
+    return value
+
+
 KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "layer": _optional_name,
     "score": _score,
@@ -151,6 +160,7 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "num_masks": check_positive_int,
     "cells": check_positive_int,
     "p": _probability,
+    "normalize": _normalize,
 }
 
 

@@ -212,6 +212,11 @@
       if (VIEWS[v]) a["data-view"] = VIEWS[v];
       box.appendChild(el("img", a));
     });
+    // signed maps (normalize: signed) run from -1 (blue) through 0 to 1 (red)
+    var signed = (data.signed || []).indexOf(method) >= 0;
+    $("modal-colormap").setAttribute("src", signed ? data.colormap_signed : data.colormap);
+    $("modal-colormap").setAttribute("alt", "colour scale from " + (signed ? "-1" : "0") + " to 1");
+    $("scale-low").textContent = signed ? "-1" : "0";
     var table = $("modal-metrics");
     table.replaceChildren();
     Object.keys(map.metrics || {}).forEach(function (k) {
