@@ -25,6 +25,15 @@ def test_each_method_declares_its_normalization_as_the_literature_shows_it():
         "occlusion": "positive",
         "limepro": "positive",  # non-negative by construction, 0 off the shown segments
         "limecon": "positive",
+        "hirescam": "minmax",  # the CAM variants: ReLU'd or non-negative like the CAMs
+        "xgradcam": "minmax",
+        "layercam": "minmax",
+        "scorecam": "minmax",
+        "eigencam": "minmax",
+        "inputxgradient": "positive",  # signed, like integrated gradients
+        "smoothgrad": "absolute",  # saliency-type: magnitudes
+        "vargrad": "absolute",
+        "rise": "minmax",  # non-negative with a large offset: as is
     }
     assert {name: methods.normalization(name) for name in methods.canonical_names()} == expected
     assert methods.Entry("m", "M", ("m",), {}, lambda p, s: 1.0).normalize == "minmax"  # new entries need no edit
