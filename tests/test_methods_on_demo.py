@@ -1,4 +1,4 @@
-"""The README's main command (the shipped config: the demo, all nine methods, their evaluation)
+"""The README's main command (the shipped config: the demo, every method, their evaluation)
 through the real pipeline, checked for what the methods claim and for the figures the README shows."""
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from xaipipe.naming import overlay_name
 
 pytestmark = pytest.mark.e2e
 
-CANONICAL = [methods.canonical_name(m if isinstance(m, str) else m["name"]) for m in SHIPPED["methods"]]
+# the shipped config's variants: label -> canonical method (a label defaults to the method's canonical name)
+METHOD_OF = {
+    (m.get("label") if isinstance(m, dict) else None) or methods.canonical_name(m if isinstance(m, str) else m["name"]):
+    methods.canonical_name(m if isinstance(m, str) else m["name"])
+    for m in SHIPPED["methods"]
+}  # fmt: skip
+CANONICAL = list(METHOD_OF)  # the variants' labels, in the config's order
 N_PER_CLASS = SHIPPED["demo"]["n_per_class"]
 SHARD_SIZE = SHIPPED["shard_size"]
 
@@ -35,7 +41,7 @@ def test_every_method_writes_heatmaps_and_overlays(shipped_demo_run):
         shards = sorted((shipped_demo_run / "heatmaps" / method).glob("*.h5"))
         assert [s.name for s in shards] == ["shard-00000.h5", "shard-00001.h5"]
         with h5store.open_checked(shards[0], h5store.HEATMAPS) as f:
-            assert f.attrs["method"] == method
+            assert f.attrs["method"] == METHOD_OF[method] and f.attrs["variant"] == method
             normalized = f["normalized"][()]
             assert normalized.shape == (SHARD_SIZE, *SHIPPED["preprocessing"]["size"])
             assert normalized.min() >= 0.0 and normalized.max() <= 1.0
@@ -109,17 +115,20 @@ def readme_table() -> dict[tuple[str, str], tuple[float, float, float]]:
 
 
 def test_the_readme_shows_the_shipped_demos_figures(shipped_demo_run):
-    """README's evaluation table is the shipped demo's summary.tsv (python -m xaipipe.evaldoc).
+    """README's evaluation table is the demo's summary.tsv (python -m xaipipe.evaldoc), of config/methods.yaml.
 
     Training the demo model again is not bit-for-bit reproducible across machines, so each
     figure of the README must lie inside this run's 95% interval widened by 0.03, and the
     randomization figures (the sanity check users read first) within 0.05 of this run's.
     """
     table = readme_table()
-    summary = {(r["method"], r["metric"]): r for r in read_summary(shipped_demo_run / "evaluation/summary.tsv")}
-    assert {method for method, _ in table} == set(CANONICAL)
-    assert len(table) == 10 * len(CANONICAL)
-    for key, cell in table.items():
+    summary = {(r["variant"], r["metric"]): r for r in read_summary(shipped_demo_run / "evaluation/summary.tsv")}
+    # the table is config/methods.yaml's run (the same demo and model, every method): the shipped methods' rows
+    # are checked against this run; the other methods' rows are not rerun here (about 10 minutes more)
+    assert set(CANONICAL) < {method for method, _ in table}
+    shipped = {key: cell for key, cell in table.items() if key[0] in METHOD_OF}
+    assert len(shipped) == 10 * len(CANONICAL)
+    for key, cell in shipped.items():
         row = summary[key]
         assert cell is not None, key
         mean, _, _ = cell

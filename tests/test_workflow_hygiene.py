@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+import pytest
 
 from pipeline_runs import REPO, environment
 
@@ -24,3 +27,26 @@ def test_snakefmt_finds_nothing_to_change():
     files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow/rules").glob("*.smk")))]
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", *files], capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_every_shipped_config_plans_its_jobs(tmp_path, config):
+    """Each config the README names passes the parse-time checks and plans every variant's jobs (a dry run)."""
+    import yaml
+
+    from xaipipe import config as xconfig
+
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(REPO / "config" / config), "-n"],
+        capture_output=True, text=True, env=environment(),
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    methods = yaml.safe_load((REPO / "config" / config).read_text())["methods"]
+    labels = [
+        (m.get("label") if isinstance(m, dict) else None) or xconfig.methods.canonical_name(m if isinstance(m, str) else m["name"])
+        for m in methods if not (isinstance(m, dict) and "sweep" in m)
+    ]  # fmt: skip
+    planned = set(re.findall(r"method=([^,\s]+)", result.stdout))
+    assert labels and set(labels) <= planned, (labels, sorted(planned))
+    assert not list(tmp_path.rglob("*.h5")), "a dry run wrote files"
