@@ -11,6 +11,7 @@ import pytest
 from xaipipe import config as xconfig
 from xaipipe import methods
 from xaipipe.autodiff import ScoreGradients
+from test_methods import cnn
 from xaipipe.maps import normalize_maps
 
 
@@ -142,22 +143,12 @@ def test_noisy_integrated_gradients_of_a_quadratic_model_match_the_closed_form(k
 # ---------------------------------------------------------------- the noise option of every method that takes it
 
 
-def cnn(shape=(10, 12, 2), n_classes=3):
-    keras.utils.set_random_seed(5)
-    conv = keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D
-    pool = keras.layers.GlobalAveragePooling2D if len(shape) == 3 else keras.layers.GlobalAveragePooling3D
-    inputs = keras.Input(shape)
-    x = conv(4, 3, padding="same", activation="relu")(inputs)
-    x = conv(4, 3, padding="same", activation="relu")(x)
-    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(pool()(x)))
-
-
 CNN = {}
 
 
 def shared_cnn(shape=(10, 12, 2)):
     if shape not in CNN:
-        CNN[shape] = cnn(shape)
+        CNN[shape] = cnn(shape, seed=5)
     return CNN[shape]
 
 

@@ -485,8 +485,9 @@ def test_saliency_guided_backprop_and_guided_gradcam_in_3d_against_numpy():
 # ---------------------------------------------------------------- every method, every key
 
 
-def cnn(shape, n_classes=3):
-    keras.utils.set_random_seed(1)
+def cnn(shape, n_classes=3, seed=1):
+    """Two ReLU convolutions, global average pooling and a softmax head, its weights from ``seed``."""
+    keras.utils.set_random_seed(seed)
     conv = keras.layers.Conv2D if len(shape) == 3 else keras.layers.Conv3D
     pool = keras.layers.GlobalAveragePooling2D if len(shape) == 3 else keras.layers.GlobalAveragePooling3D
     inputs = keras.Input(shape)

@@ -82,12 +82,19 @@ def _segmentation(name: str, value: Any) -> str:
     return value
 
 
+def _one_of(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+# the registries (xaipipe.methods, xaipipe.maps) import this module: their names are read when a value is checked
+
+
 def _score(name: str, value: Any) -> str:
     from xaipipe.methods import SCORES
 
-    if value not in SCORES:
-        raise ValueError(f"{name} must be one of {list(SCORES)}, got {value!r}")
-    return value
+    return _one_of(name, value, SCORES)
 
 
 def _baseline(name: str, value: Any) -> str | float:
@@ -103,9 +110,7 @@ def _baseline(name: str, value: Any) -> str | float:
 def _noise_kind(name: str, value: Any) -> str:
     from xaipipe.methods import NOISE_KINDS
 
-    if value not in NOISE_KINDS:
-        raise ValueError(f"{name} must be one of {list(NOISE_KINDS)}, got {value!r}")
-    return value
+    return _one_of(name, value, NOISE_KINDS)
 
 
 _NOISE_KEYS: Mapping[str, Callable[[str, Any], Any]] = {
@@ -131,13 +136,10 @@ def _noise(name: str, value: Any) -> dict[str, Any] | None:
     return {key: _NOISE_KEYS[key](f"{name}.{key}", setting) for key, setting in value.items()}
 
 
-
 def _normalize(name: str, value: Any) -> str:
     from xaipipe.maps import NORMALIZATIONS
 
-    if value not in NORMALIZATIONS:
-        raise ValueError(f"{name} must be one of {list(NORMALIZATIONS)}, got {value!r}")
-    return value
+    return _one_of(name, value, NORMALIZATIONS)
 
 
 KINDS: Mapping[str, Callable[[str, Any], Any]] = {
