@@ -110,7 +110,9 @@ NEW_PARAMS = {
     "resnet50": {
         "scorecam": {"layer": "conv2_block3_out", "images": 1},  # K = 256 channels (the default layer has 2,048)
         "smoothgrad": {"noise": {"samples": 16}}, "vargrad": {"noise": {"samples": 16}},
-        "rise": {"num_masks": 256, "images": 1}, "limepro-slic": {"num_samples": 200, "images": 1},
+        "rise": {"num_masks": 256, "images": 1},
+        # the inputs are noise, which SLIC leaves in 1 superpixel at its default compactness (10 in Lab)
+        "limepro-slic": {"num_samples": 200, "compactness": 100.0, "images": 1},
     },
     "demo": {"rise": {"num_masks": 1000, "images": 8}},
     "cnn3d": {"rise": {"num_masks": 500}, "limepro-slic": {"num_samples": 200}},
@@ -118,7 +120,7 @@ NEW_PARAMS = {
 for _name, _params in NEW_PARAMS.items():
     CASES[_name].params.update(_params)
 #: Parameters a row's name shows when a case sets them.
-SHOWN = ("layer", "samples", "num_masks", "num_samples")
+SHOWN = ("layer", "samples", "num_masks", "num_samples", "compactness")
 #: Rows that time a faithfulness metric of maps, not a method: see :func:`faithfulness_row`.
 FAITHFULNESS = ("deletion+insertion", "road")
 FAITHFULNESS_STEPS = 20
@@ -130,7 +132,8 @@ TORCH_PEERS = {
     "hirescam": ("torch", "pytorch_grad_cam.HiResCAM"), "xgradcam": ("torch", "pytorch_grad_cam.XGradCAM"),
     "layercam": ("torch", "pytorch_grad_cam.LayerCAM"), "scorecam": ("torch", "pytorch_grad_cam.ScoreCAM"),
     "eigencam": ("torch", "pytorch_grad_cam.EigenCAM"), "inputxgradient": ("torch", "captum.attr.InputXGradient"),
-    "smoothgrad": ("torch", "captum.attr.NoiseTunnel(Saliency)"), "vargrad": ("torch", "captum.attr.NoiseTunnel(Saliency)"),
+    "smoothgrad": ("torch", "captum.attr.NoiseTunnel(Saliency)"),
+    "vargrad": ("torch", "captum.attr.NoiseTunnel(Saliency)"),
 }  # fmt: skip
 AUCMEDI_KEYS = {
     "gradcam": "gradcam", "gradcam++": "gradcam++", "guidedgradcam": "GuidedGradCAM", "saliency": "saliency",
@@ -299,7 +302,8 @@ def xplique_call(
         "occlusion": lambda: xa.Occlusion(model, batch_size=256, patch_size=16, patch_stride=16),
         "limepro": lambda: xa.Lime(model, batch_size=256, nb_samples=BENCH_PARAMS["limepro"]["num_samples"]),
         "inputxgradient": lambda: xa.GradientInput(model, batch_size=len(x)),
-        "smoothgrad": lambda: xa.SmoothGrad(model, batch_size=explainer.chunk_size, nb_samples=explainer.noise["samples"]),
+        "smoothgrad": lambda: xa.SmoothGrad(model, batch_size=explainer.chunk_size,
+                                            nb_samples=explainer.noise["samples"]),
         "vargrad": lambda: xa.VarGrad(model, batch_size=explainer.chunk_size, nb_samples=explainer.noise["samples"]),
         "rise": lambda: xa.Rise(model, batch_size=explainer.chunk_size, nb_samples=explainer.num_masks,
                                 grid_size=explainer.cells, preservation_probability=explainer.p),
@@ -362,12 +366,13 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
         limit = t_limit / len(x) * passes
         t_one, t_all = t_one / len(images), t_all / len(images)
         row = {
-            "model": case.name, "method": row_name(method, case.params.get(method, {})), "images": len(images), "batch": len(images),
+            "model": case.name, "method": row_name(method, case.params.get(method, {})),
+            "images": len(images), "batch": len(images),
             "xaipipe_ms": t_one * 1e3, "xaipipe_all_classes_ms": t_all * 1e3, "limit_ms": limit * 1e3,
             "xaipipe_over_limit": t_one / limit, "all_over_one": t_all / t_one,
             "forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3,
         }  # fmt: skip
-        if getattr(explainer, "segmentation", None) == "slic":  # part of the method's time, not of the passes
+        if getattr(explainer, "segmentation", None) == "slic":  # SLIC's share of the method's time
             start = time.perf_counter()
             explainer.segment_labels(images)
             row["segmentation_ms"] = (time.perf_counter() - start) / len(images) * 1e3
@@ -408,10 +413,12 @@ def torch_peer(row: dict, case: Case, method: str, params: dict, explainer, imag
 
     peer, _ = TORCH_PEERS[method]
     settings = {"method": method, "model": case.name, "batch": case.batch, "images": images, "repeats": reps,
-                "layer": getattr(explainer, "target_layer", None), "samples": (explainer.noise or {}).get("samples")
-                if getattr(explainer, "noise", None) else None, "chunk_size": getattr(explainer, "chunk_size", None)}  # fmt: skip
+                "layer": getattr(explainer, "target_layer", None),
+                "samples": (getattr(explainer, "noise", None) or {}).get("samples"),
+                "chunk_size": getattr(explainer, "chunk_size", None)}  # fmt: skip
     command = [sys.executable, "-m", "benchmarks.torch_peers", json.dumps(settings)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         row[f"{peer}_ms"], row[f"{peer}_over_xaipipe"] = f"fails: {result.stderr.strip()[-120:]}", ""
