@@ -15,6 +15,21 @@ forward passes over its B * 2 * (steps + 1) copies in chunks of the same size, a
 ``road`` (ROAD MoRF and LeRF, the demo case only, on ``slow_images`` images) against the
 same count of forward passes; ROAD builds its copies by a linear solve each on the CPU,
 so its ratio is above 1. Their maps are smooth (blurred noise), as heatmaps are.
+
+The newer methods, each against the passes it needs (:func:`limit_of`): HiResCAM, XGradCAM
+and LayerCAM against one forward + backward pass, Eigen-CAM against one forward pass,
+Score-CAM against K + 1 forward passes (K the target layer's channels), Input x Gradient
+against one forward + backward pass, SmoothGrad and VarGrad against ``noise.samples``
+forward + backward passes, RISE against ``num_masks`` forward passes, and ``limepro-slic``
+(LimePro with ``segmentation: slic``) against ``num_samples`` forward passes, its SLIC
+time per image reported beside (``segmentation_ms``). Where a default would take minutes
+on a CPU, a case sets fewer samples, masks or channels (a smaller target layer), and the
+row's name says so (``rise (num_masks=256)``): the ratio is what counts. Their peers:
+Xplique's SmoothGrad, VarGrad, Rise and GradientInput (batched like xaipipe), and, on a
+PyTorch twin of the model in a process of its own (:mod:`benchmarks.torch_peers`),
+pytorch-grad-cam's CAM variants and Captum's InputXGradient and NoiseTunnel; a PyTorch peer
+is related to xaipipe through its own framework's limit pass (its time over the same passes
+of the twin, against xaipipe's over the Keras model's).
 """
 
 from __future__ import annotations
@@ -85,12 +100,41 @@ CASES = {
                   params={"occlusion": {"patch_size": 16, "stride": 16}, "limepro": {"num_samples": 200},
                           "limecon": {"num_samples": 200}}),  # fmt: skip
 }
-SLOW = ("integratedgradients", "occlusion", "limepro", "limecon")
+SLOW = ("integratedgradients", "occlusion", "limepro", "limecon", "scorecam", "smoothgrad", "vargrad", "rise",
+        "limepro-slic")  # fmt: skip
+#: Rows that run a method with other settings: row name -> (method key, its parameters).
+VARIANTS = {"limepro-slic": ("limepro", {"segmentation": "slic"})}
+#: The cases' settings of the newer methods where the defaults would take minutes on 2 CPU cores (the ratio is what
+#: counts); ``images``: how many images the row explains (else the case's ``slow_images``).
+NEW_PARAMS = {
+    "resnet50": {
+        "scorecam": {"layer": "conv2_block3_out", "images": 1},  # K = 256 channels (the default layer has 2,048)
+        "smoothgrad": {"noise": {"samples": 16}}, "vargrad": {"noise": {"samples": 16}},
+        "rise": {"num_masks": 256, "images": 1},
+        # the inputs are noise, which SLIC leaves in 1 superpixel at its default compactness (10 in Lab)
+        "limepro-slic": {"num_samples": 200, "compactness": 100.0, "images": 1},
+    },
+    "demo": {"rise": {"num_masks": 1000, "images": 8}},
+    "cnn3d": {"rise": {"num_masks": 500}, "limepro-slic": {"num_samples": 200}},
+}  # fmt: skip
+for _name, _params in NEW_PARAMS.items():
+    CASES[_name].params.update(_params)
+#: Parameters a row's name shows when a case sets them.
+SHOWN = ("layer", "samples", "num_masks", "num_samples", "compactness")
 #: Rows that time a faithfulness metric of maps, not a method: see :func:`faithfulness_row`.
 FAITHFULNESS = ("deletion+insertion", "road")
 FAITHFULNESS_STEPS = 20
 FAITHFULNESS_CHUNK = 256  # DeletionInsertion's and road_curves' default chunk_size
 ROAD_CASES = ("demo",)  # ROAD's imputation is CPU work per copy: timed on the small case only
+#: The PyTorch peers of the newer methods (run on a PyTorch twin of the model, benchmarks.torch_peers): row -> (peer,
+#: its class).
+TORCH_PEERS = {
+    "hirescam": ("torch", "pytorch_grad_cam.HiResCAM"), "xgradcam": ("torch", "pytorch_grad_cam.XGradCAM"),
+    "layercam": ("torch", "pytorch_grad_cam.LayerCAM"), "scorecam": ("torch", "pytorch_grad_cam.ScoreCAM"),
+    "eigencam": ("torch", "pytorch_grad_cam.EigenCAM"), "inputxgradient": ("torch", "captum.attr.InputXGradient"),
+    "smoothgrad": ("torch", "captum.attr.NoiseTunnel(Saliency)"),
+    "vargrad": ("torch", "captum.attr.NoiseTunnel(Saliency)"),
+}  # fmt: skip
 AUCMEDI_KEYS = {
     "gradcam": "gradcam", "gradcam++": "gradcam++", "guidedgradcam": "GuidedGradCAM", "saliency": "saliency",
     "guidedbackprop": "guidedbackprop", "integratedgradients": "IntegratedGradients",
@@ -173,6 +217,16 @@ def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None]
         return limits.forward_backward, float(explainer.steps)
     if method == "occlusion":
         return limits.forward, float(len(explainer.patches) + 1)
+    if method in ("hirescam", "xgradcam", "layercam", "inputxgradient"):
+        return limits.forward_backward, 1.0
+    if method == "eigencam":
+        return limits.forward, 1.0
+    if method == "scorecam":  # K masked copies and the pass that reads the activations
+        return limits.forward, float(int(explainer.layer.output.shape[-1]) + 1)
+    if method in ("smoothgrad", "vargrad"):
+        return limits.forward_backward, float(explainer.noise["samples"])
+    if method == "rise":
+        return limits.forward, float(explainer.num_masks)
     return limits.forward, float(explainer.num_samples)  # LIME
 
 
@@ -230,8 +284,11 @@ def aucmedi_call(model, method: str, x: np.ndarray, classes: np.ndarray) -> Call
     return run
 
 
-def xplique_call(model, method: str, x: np.ndarray, classes: np.ndarray, n_classes: int) -> Callable[[], None] | str:
-    """Xplique 2.x's implementation of the same method, batched like xaipipe's (or why not)."""
+def xplique_call(
+    model, method: str, x: np.ndarray, classes: np.ndarray, n_classes: int, explainer=None
+) -> Callable[[], None] | str:
+    """Xplique 2.x's implementation of the same method, batched like xaipipe's (or why not); ``explainer``: the
+    row's xaipipe method, whose sample and mask counts and chunk sizes the peer gets too."""
     try:
         import xplique.attributions as xa
     except ImportError:
@@ -244,6 +301,12 @@ def xplique_call(model, method: str, x: np.ndarray, classes: np.ndarray, n_class
         "integratedgradients": lambda: xa.IntegratedGradients(model, batch_size=64, steps=50),
         "occlusion": lambda: xa.Occlusion(model, batch_size=256, patch_size=16, patch_stride=16),
         "limepro": lambda: xa.Lime(model, batch_size=256, nb_samples=BENCH_PARAMS["limepro"]["num_samples"]),
+        "inputxgradient": lambda: xa.GradientInput(model, batch_size=len(x)),
+        "smoothgrad": lambda: xa.SmoothGrad(model, batch_size=explainer.chunk_size,
+                                            nb_samples=explainer.noise["samples"]),
+        "vargrad": lambda: xa.VarGrad(model, batch_size=explainer.chunk_size, nb_samples=explainer.noise["samples"]),
+        "rise": lambda: xa.Rise(model, batch_size=explainer.chunk_size, nb_samples=explainer.num_masks,
+                                grid_size=explainer.cells, preservation_probability=explainer.p),
     }
     if method not in factories:
         return "no such method"
@@ -286,28 +349,37 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
                 print(format_row(row), flush=True)
                 yield row
             continue
-        params = {**BENCH_PARAMS.get(method, {}), **case.params.get(method, {})}
-        explainer = methods.create(method, model, **params)
-        images = x[: case.slow_images] if method in SLOW else x
+        key, variant = VARIANTS.get(method, (method, {}))
+        params = {**BENCH_PARAMS.get(key, {}), **variant, **case.params.get(method, {})}
+        n_images = params.pop("images", case.slow_images if method in SLOW else len(x))
+        if "noise" in params:  # a case's noise settings complete the method's own
+            params["noise"] = {**methods.defaults(key)["noise"], **params["noise"]}
+        explainer = methods.create(key, model, **params)
+        images = x[:n_images]
         reps = 1 if method in SLOW else repeats
         one = np.zeros((len(images), 1), np.int32)
         everything = np.tile(np.arange(n_classes, dtype=np.int32), (len(images), 1))
-        limit_pass, passes = limit_of(method, explainer, limits)
+        limit_pass, passes = limit_of(key, explainer, limits)
         t_limit, t_one, t_all = interleaved_medians(
             [limit_pass, lambda: explainer.explain(images, one), lambda: explainer.explain(images, everything)], reps
         )
         limit = t_limit / len(x) * passes
         t_one, t_all = t_one / len(images), t_all / len(images)
         row = {
-            "model": case.name, "method": method, "images": len(images), "batch": len(images),
+            "model": case.name, "method": row_name(method, case.params.get(method, {})),
+            "images": len(images), "batch": len(images),
             "xaipipe_ms": t_one * 1e3, "xaipipe_all_classes_ms": t_all * 1e3, "limit_ms": limit * 1e3,
             "xaipipe_over_limit": t_one / limit, "all_over_one": t_all / t_one,
             "forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3,
         }  # fmt: skip
+        if getattr(explainer, "segmentation", None) == "slic":  # SLIC's share of the method's time
+            start = time.perf_counter()
+            explainer.segment_labels(images)
+            row["segmentation_ms"] = (time.perf_counter() - start) / len(images) * 1e3
         if peers:
             peer_calls = {
-                "aucmedi": aucmedi_call(model, method, images, one[:, 0]),
-                "xplique": xplique_call(model, method, images, one[:, 0], n_classes),
+                "aucmedi": aucmedi_call(model, key, images, one[:, 0]) if method == key else "no such method",
+                "xplique": xplique_call(model, method, images, one[:, 0], n_classes, explainer),
             }
             for peer, run in peer_calls.items():
                 measured = measure_peer(run, limit_pass, reps)
@@ -319,8 +391,45 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
                 peer_over_limit = peer_seconds / len(images) / (limit_seconds / len(x) * passes)
                 row[f"{peer}_ms"] = peer_seconds / len(images) * 1e3
                 row[f"{peer}_over_xaipipe"] = peer_over_limit / (t_one / limit)
+            if method in TORCH_PEERS:
+                torch_peer(row, case, method, params, explainer, len(images), reps, t_one / limit)
         print(format_row(row), flush=True)
         yield row
+
+
+def row_name(method: str, params: dict) -> str:
+    """The row's method, with the settings a case chose for it: ``rise (num_masks=256)``."""
+    noise = params.get("noise") or {}
+    shown = {**{k: v for k, v in params.items() if k in SHOWN}, **{k: v for k, v in noise.items() if k in SHOWN}}
+    return f"{method} ({', '.join(f'{k}={v}' for k, v in shown.items())})" if shown else method
+
+
+def torch_peer(row: dict, case: Case, method: str, params: dict, explainer, images: int, reps: int,
+               xaipipe_over_limit: float) -> None:
+    """The PyTorch peer of ``method`` on the case's PyTorch twin, in a process of its own (benchmarks.torch_peers):
+    its time per image, and its time over the twin's passes relative to xaipipe's over the Keras model's."""
+    import json
+    import subprocess
+
+    peer, _ = TORCH_PEERS[method]
+    settings = {"method": method, "model": case.name, "batch": case.batch, "images": images, "repeats": reps,
+                "layer": getattr(explainer, "target_layer", None),
+                "samples": (getattr(explainer, "noise", None) or {}).get("samples"),
+                "chunk_size": getattr(explainer, "chunk_size", None)}  # fmt: skip
+    command = [sys.executable, "-m", "benchmarks.torch_peers", json.dumps(settings)]
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        row[f"{peer}_ms"], row[f"{peer}_over_xaipipe"] = f"fails: {result.stderr.strip()[-120:]}", ""
+        return
+    measured = json.loads(lines[-1])
+    if "error" in measured:
+        row[f"{peer}_ms"], row[f"{peer}_over_xaipipe"] = measured["error"], ""
+        return
+    row[f"{peer}_ms"] = measured["peer_ms"]
+    row[f"{peer}_over_limit"] = measured["peer_over_limit"]
+    row[f"{peer}_over_xaipipe"] = measured["peer_over_limit"] / xaipipe_over_limit
 
 
 def format_row(row: dict) -> str:
@@ -329,20 +438,22 @@ def format_row(row: dict) -> str:
 
     peers = "".join(
         f" | {peer} {cell(row.get(f'{peer}_ms', ''))} ms ({cell(row.get(f'{peer}_over_xaipipe', ''))}x)"
-        for peer in ("aucmedi", "xplique")
+        for peer in ("aucmedi", "xplique", "torch")
         if f"{peer}_ms" in row
     )
     all_over_one = f"{row['all_over_one']:5.2f}" if isinstance(row["all_over_one"], float) else "    -"
+    segmentation = f"  (slic {row['segmentation_ms']:.1f} ms/img)" if "segmentation_ms" in row else ""
     return (
         f"  {row['method']:<20} {cell(row['xaipipe_ms'])} ms/img  limit {cell(row['limit_ms'])} ms"
-        f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {all_over_one}{peers}"
+        f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {all_over_one}{segmentation}{peers}"
     )
 
 
 COLUMNS = [
     "model", "method", "images", "batch", "xaipipe_ms", "xaipipe_all_classes_ms", "limit_ms",
     "xaipipe_over_limit", "all_over_one", "aucmedi_ms", "aucmedi_over_xaipipe", "xplique_ms", "xplique_over_xaipipe",
-    "forward_ms", "forward_backward_ms", "backend", "device",
+    "forward_ms", "forward_backward_ms", "backend", "device", "segmentation_ms", "torch_ms", "torch_over_limit",
+    "torch_over_xaipipe",
 ]  # fmt: skip
 
 
