@@ -7,6 +7,8 @@ columns are centred, A_c = A - mean over positions, and
 
     map = ReLU(s * A_c v_1),   A_c = U S V^T (SVD), v_1 the first column of V,
 
+(computed as the top eigenvector of A_c^T A_c, the same vector, cheaper to find),
+
 upsampled like Grad-CAM's. The SVD fixes v_1 only up to its sign; s = +1 or -1 is
 chosen so that the map correlates positively with the activations' channel sum
 sum_k A^k (a map that lit up where the layer is silent would otherwise be as likely
@@ -46,8 +48,11 @@ class EigenCAM(CAMMethod):
         spatial = tuple(int(n) for n in activations.shape[1:-1])
         flat = ops.reshape(activations, (-1, math.prod(spatial), int(activations.shape[-1])))  # (B, N, K)
         centred = flat - ops.mean(flat, axis=1, keepdims=True)
-        _, _, vh = ops.svd(centred, full_matrices=False)
-        projection = ops.einsum("bnk,bk->bn", centred, vh[:, 0, :])  # (B, N), mean 0
+        # v_1, the first right singular vector of A_c, is the top eigenvector of the K x K matrix A_c^T A_c
+        # (eigh: ascending eigenvalues): the same up to its sign, which is fixed below, at a fraction of the
+        # SVD's cost where positions outnumber channels (on the demo CNN the SVD took longer than the model)
+        _, vectors = ops.eigh(ops.einsum("bnk,bnl->bkl", centred, centred))
+        projection = ops.einsum("bnk,bk->bn", centred, vectors[:, :, -1])  # (B, N), mean 0
         total = ops.sum(flat, axis=-1)
         agreement = ops.sum(projection * (total - ops.mean(total, axis=1, keepdims=True)), axis=1, keepdims=True)
         sign = ops.where(agreement < 0.0, -1.0, 1.0)
