@@ -53,7 +53,9 @@
     if (models) {
       addOptions($("filter-model"), [["all", "all, side by side"]].concat(models.map(function (m) { return [m, m]; })));
       $("model-control").hidden = false;
-      $("filter-model").addEventListener("change", function () { state.page = 0; usePredictions(); update(); });
+      $("filter-model").addEventListener("change", function () {
+        state.page = 0; usePredictions(); totals(); update();
+      });
     }
     addOptions($("sort"), [["id", "id"], ["confidence", "probability of the predicted class"]].concat(
       (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method)"]; })));
@@ -62,12 +64,18 @@
     });
     $("prev").addEventListener("click", function () { state.page--; render(); });
     $("next").addEventListener("click", function () { state.page++; render(); });
+    totals();
+  }
+
+  // The counts of the predictions shown (a study's: the chosen model's).
+  function totals() {
     var labelled = samples.filter(function (s) { return s.label >= 0 && !s.skipped; }).length;
     var correct = samples.filter(isCorrect).length;
     var skipped = samples.filter(function (s) { return s.skipped; }).length;
-    $("totals").textContent = samples.length + " samples: " + correct + " correct, " + (labelled - correct) +
-      " misclassified, " + (samples.length - labelled - skipped) + " without a label, " + skipped +
-      " skipped; " + (models ? "models: " + models.join(", ") + "; variants: " + data.variants.join(", ")
+    $("totals").textContent = samples.length + " samples" + (models ? " (predictions of " + predictionsModel() + ")" : "") +
+      ": " + correct + " correct, " + (labelled - correct) + " misclassified, " +
+      (samples.length - labelled - skipped) + " without a label, " + skipped + " skipped; " +
+      (models ? "models: " + models.join(", ") + "; variants: " + data.variants.join(", ")
         : "methods: " + methods.join(", "));
   }
 
@@ -238,7 +246,7 @@
 
   if (VIEWS.length) $("gallery").className = "volume";
   setupControls();
-  if (models) usePredictions();
+  if (models) { usePredictions(); totals(); }
   update();
   window.galleryReady = performance.now();
 })();
