@@ -44,7 +44,7 @@ class SaliencyMap(Method):
         """``noise``: None, or SmoothGrad's/VarGrad's settings; ``chunk_size``: noisy copies per model call."""
         super().__init__(model, score)
         self._init_noise(noise, chunk_size)
-        reduce = self._attribution if self.noise is not None else self._map
+        reduce = self.attribution if self.noise is not None else self._map
         self._gradients = ScoreGradients(model, None, score, guided=self.guided, reduce=reduce)
 
     @staticmethod
@@ -59,9 +59,6 @@ class SaliencyMap(Method):
         from keras import ops
 
         return ops.max(ops.abs(attributions), axis=-1)
-
-    def _attribution(self, inputs: Any, gradients: Any) -> Any:
-        return self.attribution(inputs, gradients)
 
     def _map(self, inputs: Any, gradients: Any) -> Any:
         return self.reduce_channels(self.attribution(inputs, gradients))

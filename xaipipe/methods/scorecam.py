@@ -37,6 +37,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from scipy.special import softmax
 
 from xaipipe.autodiff import LayerActivations, PerturbedScores
 from xaipipe.maps import resize_linear_ops
@@ -48,13 +49,6 @@ from xaipipe.methods.params import check_params
 _DEFAULTS = defaults("scorecam")
 #: Added to the span of an upsampled activation map before it is divided by it (pytorch-grad-cam's).
 EPSILON = 1e-8
-
-
-def softmax(scores: np.ndarray, axis: int) -> np.ndarray:
-    """exp(s) / sum exp(s) along ``axis``, in float64, shifted by the maximum so that nothing overflows."""
-    shifted = np.asarray(scores, np.float64) - np.max(scores, axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
 
 
 class ScoreCAM(CAMMethod):
@@ -95,7 +89,7 @@ class ScoreCAM(CAMMethod):
         images = np.repeat(np.arange(batch, dtype=np.int32), channels)
         scores = self._scores(inputs, images, maps, self.chunk_size)
         picked = pick_scores(scores, repeat_classes(classes, channels)).reshape(batch, channels, -1)  # (B, K, T)
-        return np.swapaxes(softmax(picked, axis=1), 1, 2)
+        return np.swapaxes(softmax(picked.astype(np.float64), axis=1), 1, 2)  # max-shifted: no overflow
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         activations = self._activations(inputs)  # (B, *s, K)
