@@ -209,7 +209,8 @@ class Limits:
 
 def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None], float]:
     """The passes a method cannot do without, as (the batched pass to time, how many per image)."""
-    if method in ("gradcam", "gradcam++"):
+    if method in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam"):
+        # the layer's gradients cost a backward pass through the head only: a forward pass is the limit
         return limits.forward, 1.0
     if method in ("saliency", "guidedbackprop", "guidedgradcam"):
         return limits.forward_backward, 1.0
@@ -217,10 +218,8 @@ def limit_of(method: str, explainer, limits: Limits) -> tuple[Callable[[], None]
         return limits.forward_backward, float(explainer.steps)
     if method == "occlusion":
         return limits.forward, float(len(explainer.patches) + 1)
-    if method in ("hirescam", "xgradcam", "layercam", "inputxgradient"):
+    if method == "inputxgradient":
         return limits.forward_backward, 1.0
-    if method == "eigencam":
-        return limits.forward, 1.0
     if method == "scorecam":  # K masked copies and the pass that reads the activations
         return limits.forward, float(int(explainer.layer.output.shape[-1]) + 1)
     if method in ("smoothgrad", "vargrad"):

@@ -41,6 +41,17 @@ def test_the_four_normalizations_against_hand_computed_maps():
         normalize_maps(maps, "relu")
 
 
+@pytest.mark.parametrize("mode", ["minmax", "positive", "absolute", "signed"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_every_normalization_refuses_a_map_with_nan_or_infinity(mode, bad):
+    # minmax finds them through the map's minimum and maximum; -inf would vanish in positive's max(v, 0)
+    maps = np.zeros((3, 4, 4), np.float32)
+    maps[:, 0, 0] = 1.0
+    maps[1, 2, 3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        normalize_maps(maps, mode)
+
+
 def test_2d_resize_matches_opencv_linear():
     maps = np.random.default_rng(1).random((3, 7, 5)).astype(np.float32)
     out = resize_linear(maps, (28, 15))
