@@ -95,9 +95,9 @@ def normalize_maps(maps: np.ndarray, mode: str = "minmax") -> np.ndarray:
 def resize_linear_ops(maps, shape: tuple[int, ...]):
     """:func:`resize_linear` in ``keras.ops``, to run inside a compiled function: (N, *s) -> (N, *shape).
 
-    Volumes are resized by one product with the three axes' interpolation matrices
+    Volumes are resized by products with the three axes' interpolation matrices
     (:func:`interpolation_matrix`), the same separable trilinear interpolation; on a
-    64^3 map it takes 0.6x the time of two bilinear image resizes, in TensorFlow.
+    64^3 map it takes about half the time of two bilinear image resizes, in TensorFlow.
     """
     from keras import ops
 
@@ -106,6 +106,11 @@ def resize_linear_ops(maps, shape: tuple[int, ...]):
         return maps
     if len(shape) == 2:
         return ops.image.resize(maps[..., None], shape, interpolation="bilinear")[..., 0]
+    (d, h, w), (out_d, out_h, out_w) = spatial, shape
     depth, height, width = (ops.convert_to_tensor(interpolation_matrix(n_in, n_out), dtype=maps.dtype)
                             for n_in, n_out in zip(spatial, shape))  # fmt: skip
-    return ops.einsum("ndhw,Dd,Hh,Ww->nDHW", maps, depth, height, width)
+    # three (batched) matrix products, each contracting the axis it changes in place: no transposes
+    x = ops.matmul(ops.reshape(maps, (-1, w)), ops.transpose(width))  # (n d h, W)
+    x = ops.matmul(height, ops.reshape(x, (-1, h, out_w)))  # (n d, H, W)
+    x = ops.matmul(depth, ops.reshape(x, (-1, d, out_h * out_w)))  # (n, D, H W)
+    return ops.reshape(x, (-1, *shape))
