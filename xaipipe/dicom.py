@@ -11,13 +11,14 @@ A DICOM sample is one of:
   (told apart by SeriesInstanceUID) needs the sample id to name one
   (``folder@UID``, :func:`xaipipe.samples.split_series`).
 
-Values: GDCM applies each file's Rescale Slope and Intercept (0028,1053 and 0028,1052),
-so CT comes in Hounsfield units (negative values included; the voxel type widens to
-int32, or float where the slope is not an integer). MONOCHROME1 images (the lowest
-value drawn white, as some radiographs are stored) are inverted here, and only here, so
-that high values are bright like every other sample: ``v' = lo + hi - v`` where
-``lo..hi`` is the range the stored bits can hold (BitsStored, PixelRepresentation),
-rescaled. The result no longer depends on the image's content.
+Values, as GDCM (ITK's GDCMImageIO) gives them and tests/test_dicom.py checks against
+pydicom: each file's Rescale Slope and Intercept (0028,1053 and 0028,1052) applied, so
+CT comes in Hounsfield units (negative values included; the voxel type widens to int32,
+or float where the slope is not an integer); MONOCHROME1 images (the lowest value drawn
+white, as some radiographs are stored) inverted so that high values are bright like
+every other sample: ``v' = lo + hi - v`` on the stored values, ``lo..hi`` the range the
+stored bits can hold (BitsStored, PixelRepresentation), independent of the content.
+Nothing here changes values.
 
 These functions give SimpleITK images with the file's geometry (spacing, origin,
 direction); :func:`xaipipe.readers.volume_from_sitk` turns them into volumes.
@@ -62,13 +63,13 @@ def _file_reader(path: Path) -> sitk.ImageFileReader:
     return reader
 
 
-def _meta(reader: sitk.ImageFileReader | sitk.ImageSeriesReader, *index: int) -> Callable[[str], str | None]:
+def _meta(reader: sitk.ImageFileReader) -> Callable[[str], str | None]:
     """A look-up of a tag (``"0028|0004"``) in the reader's metadata: its stripped text, or None."""
 
     def get(key: str) -> str | None:
-        if not reader.HasMetaDataKey(*index, key):
+        if not reader.HasMetaDataKey(key):
             return None
-        return reader.GetMetaData(*index, key).strip().rstrip("\x00").strip()
+        return reader.GetMetaData(key).strip().rstrip("\x00").strip()
 
     return get
 
@@ -112,30 +113,10 @@ def _unreadable(path: Path, error: RuntimeError) -> ValueError:
     return ValueError(f"unreadable or truncated DICOM file: {path} ({_reason(error)}); repair or remove it")
 
 
-def _invert_monochrome1(image: sitk.Image, meta: Callable[[str], str | None]) -> sitk.Image:
-    """``lo + hi - v`` for a MONOCHROME1 image, ``lo..hi`` the rescaled range of the stored bits; else ``image``."""
-    if meta("0028|0004") != "MONOCHROME1":
-        return image
-    bits = int(meta("0028|0101") or 16)
-    signed = (meta("0028|0103") or "0") == "1"
-    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    slope, intercept = float(meta("0028|1053") or 1.0), float(meta("0028|1052") or 0.0)
-    total = slope * (low + high) + 2 * intercept
-    array = sitk.GetArrayFromImage(image)
-    inverted = total - array.astype(np.float64)
-    if array.dtype.kind in "iu" and total.is_integer():
-        info = np.iinfo(array.dtype)
-        if info.min <= inverted.min() and inverted.max() <= info.max:
-            inverted = inverted.astype(array.dtype)
-    result = sitk.GetImageFromArray(inverted, isVector=image.GetNumberOfComponentsPerPixel() > 1)
-    result.CopyInformation(image)
-    return result
-
-
 def read_file(path: str | os.PathLike) -> tuple[sitk.Image, int]:
     """(image, frames) of a single DICOM file: a 3D image of ``frames`` slices (1 for a 2D image).
 
-    Rescale applied and MONOCHROME1 inverted (module docstring).
+    Values as in the module docstring.
     """
     path = Path(path)
     if not path.is_file():
@@ -147,7 +128,7 @@ def read_file(path: str | os.PathLike) -> tuple[sitk.Image, int]:
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     frames = image.GetSize()[2] if image.GetDimension() == 3 else 1
-    return _invert_monochrome1(image, _meta(reader)), frames
+    return image, frames
 
 
 def series_uids(folder: str | os.PathLike) -> list[str]:
@@ -197,8 +178,8 @@ def read_series(folder: str | os.PathLike, uid: str | None = None) -> tuple[sitk
     """(image, slices) of the DICOM series ``uid`` in ``folder``; without ``uid`` the folder's only series.
 
     A series of a single multi-frame file is read as that file. The slices must lie
-    at even steps (a missing slice is an error; SimpleITK only warns). Rescale applied
-    and MONOCHROME1 inverted (module docstring).
+    at even steps (a missing slice is an error; SimpleITK only warns). Values as in
+    the module docstring.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -236,11 +217,10 @@ def read_series(folder: str | os.PathLike, uid: str | None = None) -> tuple[sitk
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
     except RuntimeError as error:
         for name in files:  # name the slice at fault
             read_file(name)
         raise ValueError(f"{label}: unreadable series ({_reason(error)}); repair or export it again") from None
-    return _invert_monochrome1(image, _meta(reader, 0)), len(files)
+    return image, len(files)
