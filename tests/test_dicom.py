@@ -235,3 +235,45 @@ def test_discovery_lists_a_series_folder_as_one_sample(tmp_path):
     assert discover_folder(tmp_path, "auto", series_folders=True).ids == ("p2",)
     # 2D: the slices are samples each
     assert len(discover_folder(tmp_path, "auto").ids) == 6
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_pipeline_on_dicom_series(tmp_path):
+    """Three DICOM series as volumes, two of them in one folder named by a sample table's ``folder@UID`` ids.
+
+    The model's class 0 score is the mean intensity (test_pipeline_inputs.intensity_model), so
+    Grad-CAM's peak lies on the bright blob written into each series.
+    """
+    from pipeline_runs import snakemake_ok
+    from test_pipeline_inputs import base_config, blob, intensity_model
+
+    from xaipipe.readers import load_volume
+
+    shape, spacing = (8, 12, 10), (2.5, 0.8, 0.7)
+    centres = {f"mixed@{UID_A}": (2, 3, 3), f"mixed@{UID_B}": (5, 8, 6), "single": (4, 6, 7)}
+    for k, (sample_id, centre) in enumerate(centres.items()):
+        hu = np.random.default_rng(k).normal(-800, 30, shape).astype(np.int16)
+        hu[blob(shape, centre, 2)] = 400
+        folder, uid = split_series(sample_id)
+        names = write_series(tmp_path / "dicom" / "b", hu, spacing, (0.0, 0.0, 0.0), uid or UID_A, seed=k)
+        (tmp_path / "dicom" / folder).mkdir(exist_ok=True)
+        for name in names:
+            shutil.move(tmp_path / "dicom" / "b" / name, tmp_path / "dicom" / folder / f"{k}{name}")
+    (tmp_path / "samples.csv").write_text("SAMPLE\n" + "\n".join(centres) + "\n")
+    intensity_model((8, 8, 8, 1), tmp_path / "model.keras")
+    config = base_config(
+        tmp_path,
+        data={"images": str(tmp_path / "dicom"), "samples": str(tmp_path / "samples.csv")},
+        preprocessing={"size": [8, 8, 8], "channels": 1, "standardize": "minmax"},
+        methods=["gradcam"],
+        evaluation={"metrics": []},
+    )
+    snakemake_ok(tmp_path, config)
+    for sample_id, centre in centres.items():
+        out = load_volume(tmp_path / "results/overlays/gradcam" / overlay_name(sample_id, None, ".nii.gz"))
+        assert out.array.shape == shape and out.spacing == pytest.approx(spacing, abs=1e-4)
+        peak = np.unravel_index(out.array.argmax(), out.array.shape)
+        assert blob(shape, centre, 3)[peak], (sample_id, peak, centre)
