@@ -29,7 +29,8 @@ def sample_sheet(config: dict[str, Any]) -> SampleSheet:
     data = config["data"]
     try:
         if data["samples"] is None:
-            sheet = discover_folder(data["images"], data["class_subfolders"], config["classes"])
+            series_folders = len(config["preprocessing"]["size"]) == 3  # volumes: a DICOM folder is one series
+            sheet = discover_folder(data["images"], data["class_subfolders"], config["classes"], series_folders)
         elif data["samples"].lower().endswith(".csv"):
             sheet = read_csv(
                 data["samples"], data["id_column"], data["class_column"], data["class_columns"], config["classes"]

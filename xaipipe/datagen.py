@@ -17,7 +17,7 @@ import numpy as np
 from xaipipe.channels import convert_channels
 from xaipipe.preprocess import Preprocessing
 from xaipipe.readers import load_sample
-from xaipipe.samples import sample_path
+from xaipipe.samples import sample_path, split_series
 
 
 def image_loader(
@@ -28,7 +28,7 @@ def image_loader(
     ``kwargs`` may hold ``spatial_dims`` (3 for volumes; 2 by default).
     """
     dims = kwargs.get("spatial_dims", 2)
-    array, _ = load_sample(sample_path(path_imagedir, sample, image_format), dims)
+    array, _ = load_sample(sample_path(path_imagedir, sample, image_format), dims, split_series(sample)[1])
     image = convert_channels(array, 1 if grayscale else 3, dims)
     return image[..., None] if image.ndim == dims else image
 

@@ -1,4 +1,4 @@
-"""Read samples: 2D images (OpenCV), volumes (NIfTI, MetaImage via SimpleITK) and ``.npy`` arrays.
+"""Read samples: 2D images (OpenCV), volumes (NIfTI, MetaImage via SimpleITK), DICOM and ``.npy`` arrays.
 
 :func:`load_sample` is the one entry point of the pipeline and the data generator:
 it gives the array as stored and, for volumes, the spacing that travels with it.
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
-from xaipipe import samples
+from xaipipe import dicom, samples
 from xaipipe.channels import check_dims
 
 VOLUME_EXTENSIONS = samples.VOLUME_EXTENSIONS + samples.ARRAY_EXTENSIONS  # the medical formats, and .npy
@@ -142,6 +142,15 @@ def _load_sitk(path: Path, ext: str) -> Volume:
         _check_nifti_complete(path)
     try:
         image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"unreadable or truncated volume: {path} ({reason})") from exc
+    return volume_from_sitk(image, path)
+
+
+def volume_from_sitk(image: sitk.Image, path: Path) -> Volume:
+    """The Volume of a SimpleITK image read from ``path`` (a file or a DICOM series folder, named in errors)."""
+    try:
         array = sitk.GetArrayFromImage(image)
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -193,7 +202,6 @@ def load_volume(path: str | os.PathLike) -> Volume:
     return _load_sitk(path, ext)
 
 
-
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Load a 2D image as (H, W) gray or (H, W, 3) RGB, uint8 or uint16 as stored.
 
@@ -240,15 +248,22 @@ def _load_npy_image(path: Path) -> np.ndarray:
     return array
 
 
-def load_sample(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, tuple[float, ...] | None]:
+def load_sample(
+    path: str | os.PathLike, spatial_dims: int, series: str | None = None
+) -> tuple[np.ndarray, tuple[float, ...] | None]:
     """(array, spacing) of a sample file; spacing (z, y, x) in mm for volumes, None for 2D images.
 
-    2D: PNG, JPEG, TIFF, BMP (OpenCV) and ``.npy``; 3D: NIfTI, MetaImage (SimpleITK) and
-    ``.npy``. A volume where a 2D image is expected, or the reverse, is an error naming the file,
-    and so is a sample with NaN or infinite values (this is the one place that checks them).
+    2D: PNG, JPEG, TIFF, BMP (OpenCV), ``.npy`` and single-frame DICOM; 3D: NIfTI, MetaImage
+    (SimpleITK), ``.npy``, multi-frame DICOM and DICOM series folders (:mod:`xaipipe.dicom`;
+    ``series``: the SeriesInstanceUID to read from the folder, see
+    :func:`xaipipe.samples.split_series`). A volume where a 2D image is expected, or the
+    reverse, is an error naming the file, and so is a sample with NaN or infinite values
+    (this is the one place that checks them).
     """
     path = Path(path)
     name = path.name.lower()
+    if path.is_dir() or name.endswith(samples.DICOM_EXTENSIONS) or samples.is_dicom_file(path):
+        return _load_dicom(path, spatial_dims, series)
     if spatial_dims == 3:
         if not (name.endswith(samples.VOLUME_EXTENSIONS) or name.endswith(".npy")):
             raise ValueError(f"{path}: a 2D image where a volume is expected (preprocessing.size has 3 entries)")
@@ -259,6 +274,34 @@ def load_sample(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray,
     if name.endswith(".npy"):
         return _check_finite(_load_npy_image(path), path), None
     return _check_finite(load_image(path), path), None
+
+
+def _load_dicom(path: Path, spatial_dims: int, series: str | None) -> tuple[np.ndarray, tuple[float, ...] | None]:
+    """A DICOM file or series folder as a 2D image or a volume (:mod:`xaipipe.dicom`)."""
+    if path.is_dir():
+        if spatial_dims != 3:
+            raise ValueError(
+                f"{path}: a DICOM series folder where a 2D image is expected (preprocessing.size has 2 entries); "
+                "name the slice files as samples, or use a 3D config"
+            )
+        image, _ = dicom.read_series(path, series)
+    else:
+        image, frames = dicom.read_file(path)
+        if spatial_dims != 3:
+            if frames != 1:
+                raise ValueError(
+                    f"{path}: a multi-frame DICOM file of {frames} frames (a volume) where a 2D image is expected "
+                    "(preprocessing.size has 2 entries); use a 3D config for it"
+                )
+            array = sitk.GetArrayFromImage(image)
+            return _check_finite(array.reshape(array.shape[1:]), path), None
+        if frames == 1:
+            raise ValueError(
+                f"{path}: a single-frame DICOM image (2D) where a volume is expected (preprocessing.size has 3 "
+                "entries); a 3D DICOM sample is a multi-frame file or a folder of slices (a series)"
+            )
+    volume = volume_from_sitk(image, path)
+    return _check_finite(volume.array, path), tuple(float(s) for s in volume.spacing)
 
 
 def _check_finite(array: np.ndarray, path: Path) -> np.ndarray:

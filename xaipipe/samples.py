@@ -1,10 +1,19 @@
-"""Find the samples of a study and split them into fixed-size shards."""
+"""Find the samples of a study and split them into fixed-size shards.
+
+A sample id is a path relative to the image folder, '/'-separated: a file (an image,
+a volume, a ``.npy`` array, a DICOM file) or, for volumes, a folder holding one DICOM
+series (its slices). A folder holding several series is one sample per series, each
+id naming its series by SeriesInstanceUID after an ``@``: ``patient7/ct@1.2.840.113619.2.55.3``
+(:data:`SERIES_SEPARATOR`, :func:`split_series`). A UID is digits and dots, so such an
+id is a valid file name once its '/' become '.' (:func:`xaipipe.naming.overlay_name`).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +22,51 @@ from typing import Any
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd")
 ARRAY_EXTENSIONS = (".npy",)
-SAMPLE_EXTENSIONS = IMAGE_EXTENSIONS + VOLUME_EXTENSIONS + ARRAY_EXTENSIONS
+DICOM_EXTENSIONS = (".dcm",)
+SAMPLE_EXTENSIONS = IMAGE_EXTENSIONS + VOLUME_EXTENSIONS + ARRAY_EXTENSIONS + DICOM_EXTENSIONS
+
+#: Between a series folder and the SeriesInstanceUID of the series it names: ``ct@1.2.840.10008.5``.
+SERIES_SEPARATOR = "@"
+#: A DICOM UID: at most 64 characters, digits and dots (PS3.5 9.1).
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
+
+
+def split_series(sample_id: str) -> tuple[str, str | None]:
+    """(the id's file or folder, the SeriesInstanceUID it names or None): ``ct@1.2.3`` -> ``("ct", "1.2.3")``.
+
+    Only a UID (digits and dots, at most 64 characters) after the last ``@`` counts, so
+    ``scan@2.png`` is a file name as it stands.
+    """
+    folder, separator, uid = sample_id.rpartition(SERIES_SEPARATOR)
+    if separator and folder and len(uid) <= 64 and _UID.match(uid):
+        return folder, uid
+    return sample_id, None
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file named ``.dcm`` or one that starts with the DICOM preamble (``DICM`` at byte 128)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.name.lower().endswith(DICOM_EXTENSIONS):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _series_folders(root: Path) -> list[Path]:
+    """The folders below ``root`` that directly hold DICOM files."""
+    return sorted(
+        folder
+        for folder in root.rglob("*")
+        if folder.is_dir()
+        and not any(part.startswith(".") for part in folder.relative_to(root).parts)
+        and any(is_dicom_file(f) and not f.name.startswith(".") for f in folder.iterdir())
+    )
 
 
 @dataclass(frozen=True)
@@ -42,27 +95,41 @@ class SampleSheet:
 
 
 def discover_folder(
-    root: str | os.PathLike, class_subfolders: bool | str = "auto", classes: Sequence[str] = ()
+    root: str | os.PathLike,
+    class_subfolders: bool | str = "auto",
+    classes: Sequence[str] = (),
+    series_folders: bool = False,
 ) -> SampleSheet:
     """List the images under ``root`` in a stable (sorted) order.
 
     With ``class_subfolders`` true, every top-level subfolder is a class and its
     images are labelled with it; ``"auto"`` chooses this when ``root`` holds only
-    subfolders. The class index is the subfolder's position in ``classes`` (the
-    model's output order; a subfolder not among them is an error), or without
-    ``classes`` in the sorted subfolder names.
+    subfolders and none of them holds DICOM files itself. The class index is the
+    subfolder's position in ``classes`` (the model's output order; a subfolder not
+    among them is an error), or without ``classes`` in the sorted subfolder names.
+
+    DICOM files are those named ``.dcm`` and others that start with the DICOM preamble
+    (scanners often write names without extension). With ``series_folders`` (volumes
+    expected) a folder below ``root`` that holds DICOM files is one sample, a series,
+    listed instead of its files; DICOM files in ``root`` itself are samples each
+    (multi-frame volumes).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
+    series = _series_folders(root) if series_folders else []
     if class_subfolders == "auto":
         entries = [e for e in root.iterdir() if not e.name.startswith(".")]
-        class_subfolders = bool(entries) and all(e.is_dir() for e in entries)
-    ids = sorted(
-        p.relative_to(root).as_posix()
+        class_subfolders = bool(entries) and all(e.is_dir() and e not in series for e in entries)
+    found = [
+        p
         for p in root.rglob("*")
-        if p.is_file() and has_sample_extension(p.name) and not p.name.startswith(".")
-    )
+        if p.is_file()
+        and not p.name.startswith(".")
+        and (has_sample_extension(p.name) or is_dicom_file(p))
+        and not (p.parent in series and is_dicom_file(p))
+    ]
+    ids = sorted([p.relative_to(root).as_posix() for p in found] + [p.relative_to(root).as_posix() for p in series])
     if not ids:
         raise ValueError(f"no images or volumes ({', '.join(SAMPLE_EXTENSIONS)}) found under {root}")
     if not class_subfolders:
@@ -101,10 +168,19 @@ def has_sample_extension(name: str) -> bool:
 
 
 def sample_path(image_dir: str | os.PathLike, sample_id: str, image_format: str | None = None) -> Path:
-    """The file of a sample: the id as a path, with ``.{image_format}`` added where the id has no extension."""
-    if image_format and not has_sample_extension(sample_id):
-        sample_id = f"{sample_id}.{image_format.lstrip('.')}"
-    return Path(image_dir) / sample_id
+    """The file (or DICOM series folder) of a sample: the id as a path, ``@UID`` dropped (:func:`split_series`).
+
+    ``.{image_format}`` is added where the id has no extension, unless the id names a
+    series (``@UID``) or only the id as it stands exists (a series folder, or a DICOM
+    file without extension).
+    """
+    name, uid = split_series(sample_id)
+    path = Path(image_dir) / name
+    if image_format and uid is None and not has_sample_extension(name):
+        with_format = Path(image_dir) / f"{name}.{image_format.lstrip('.')}"
+        if with_format.exists() or not path.exists():
+            return with_format
+    return path
 
 
 def _is_index(value: Any) -> bool:

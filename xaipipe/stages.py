@@ -31,6 +31,7 @@ from xaipipe.logs import progress
 from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing, small_image_warning
 from xaipipe.readers import load_sample
+from xaipipe.samples import split_series
 from xaipipe.writers import format_of_extension, write_map, write_placeholder
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def preprocess_shard(
     ) as shard:
         for row, (sample_id, path) in enumerate(progress(list(zip(ids, paths)), "preprocess")):
             try:
-                image, sample_spacing = load_sample(path, dims)
+                image, sample_spacing = load_sample(path, dims, split_series(sample_id)[1])
                 processed = preprocessing.apply_subfunctions(image, first_index + row)
                 inputs = preprocessing.finish(processed)
                 base = processed if preprocess_overlay else image
