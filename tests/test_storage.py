@@ -116,3 +116,110 @@ def test_a_float32_heatmaps_file_of_schema_version_1_still_reads(tmp_path):
             assert maps.normalized(m).dtype == np.float32
             np.testing.assert_array_equal(maps.normalized(m), normalized[m])  # exact: nothing was rounded
             np.testing.assert_array_equal(maps.raw(m), raw[m])
+
+
+# ---------------------------------------------------------------- NIfTI maps: integers with the scaling in the header
+
+GREY_LEVEL = 1 / 255
+
+
+def volume_map(shape=(6, 7, 9), seed: int = 2) -> np.ndarray:
+    """A [0, 1] map with exact 0 and 1 in it."""
+    heat = np.random.default_rng(seed).random(shape).astype(np.float32)
+    heat[0, 0, :2] = (0.0, 1.0)
+    return heat
+
+
+def nibabel_values(path) -> np.ndarray:
+    """The values nibabel reads (scl_slope and scl_inter applied), in xaipipe's (z, y, x) order."""
+    import nibabel  # a test dependency, independent of SimpleITK
+
+    return np.asarray(nibabel.load(str(path)).get_fdata()).transpose(2, 1, 0)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_a_nifti_map_is_stored_in_8_bits_and_read_back_within_half_a_grey_level(tmp_path, ext):
+    import nibabel
+    import SimpleITK as sitk
+
+    from xaipipe.writers import write_nifti
+
+    heat = volume_map()
+    path = tmp_path / f"map{ext}"
+    write_nifti(path, heat, (2.0, 1.0, 0.5), value_range=(0.0, 1.0))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    image = nibabel.load(str(path))
+    assert image.get_data_dtype() == np.uint8
+    assert image.header["cal_min"] == 0.0 and image.header["cal_max"] == 1.0  # the range viewers show
+    assert tuple(float(z) for z in image.header.get_zooms()) == (0.5, 1.0, 2.0)  # (x, y, z)
+    values = nibabel_values(path)
+    assert np.abs(values - heat).max() <= GREY_LEVEL / 2 + 1e-7
+    assert values[0, 0, 0] == 0.0 and values[0, 0, 1] == pytest.approx(1.0, abs=1e-6)
+    # ITK applies the scaling too (3D Slicer, ITK-SNAP): a float image of the same values
+    itk = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    assert itk.dtype == np.float32 and np.abs(itk - heat).max() <= GREY_LEVEL / 2 + 1e-7
+    assert itk[0, 0, 0] == 0.0 and itk[0, 0, 1] == 1.0
+    if ext == ".nii":  # the 352-byte header (348 + the 4-byte extension flag), then 1 B per voxel
+        assert path.stat().st_size == 352 + heat.size
+
+
+def test_a_signed_nifti_map_keeps_its_sign_in_16_bits(tmp_path):
+    import SimpleITK as sitk
+
+    from xaipipe.writers import write_nifti
+
+    heat = volume_map() * 2 - 1
+    heat[0, 0, :3] = (-1.0, 0.0, 1.0)
+    heat[0, 1, :2] = (-2e-4, 2e-4)  # small values of either sign
+    write_nifti(tmp_path / "s.nii.gz", heat, (1.0, 1.0, 1.0), value_range=(-1.0, 1.0))
+    for values in (
+        nibabel_values(tmp_path / "s.nii.gz"),
+        sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "s.nii.gz"))),
+    ):
+        assert np.abs(values - heat).max() <= 1 / 65535 + 1e-7
+        assert (np.sign(values) == np.sign(heat)).all()
+        assert values[0, 0, 1] == 0.0 and values[0, 0, 0] == pytest.approx(-1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_write_map_stores_todays_float32_values_within_one_grey_level(tmp_path, signed):
+    """What the render stage writes for a volume, against the float32 map it wrote before (drawing.map_at)."""
+    from xaipipe import writers
+
+    heat = normalize_maps(smooth_maps(1, (8, 8, 8), seed=7), "signed" if signed else "minmax")[0]
+    image = np.zeros((12, 20, 16), np.uint8)  # the source volume: the map is resized to it
+    writers.write_map(tmp_path / "m.nii.gz", heat, image, 3, "nifti", spacing=(3.0, 0.8, 0.8), signed=signed)
+    before = drawing.map_at(heat, image.shape, signed)  # float32, what the file held before
+    values = nibabel_values(tmp_path / "m.nii.gz")
+    assert values.shape == before.shape
+    assert np.abs(values - before).max() <= (1 / 65535 if signed else GREY_LEVEL / 2) + 1e-7
+
+
+def test_scaled_nifti_refuses_what_it_cannot_store(tmp_path):
+    from xaipipe.writers import write_nifti
+
+    with pytest.raises(ValueError, match="NaN"):
+        write_nifti(tmp_path / "a.nii.gz", np.full((2, 2, 2), np.nan, np.float32), (1, 1, 1), value_range=(0, 1))
+    with pytest.raises(ValueError, match="outside"):
+        write_nifti(tmp_path / "a.nii.gz", np.full((2, 2, 2), -0.5, np.float32), (1, 1, 1), value_range=(0, 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_same_map_gives_the_same_nifti_bytes(tmp_path):
+    from xaipipe.writers import write_nifti
+
+    for name in ("a", "b"):
+        write_nifti(tmp_path / name / "m.nii.gz", volume_map(), (1, 1, 1), value_range=(0, 1))
+    assert (tmp_path / "a/m.nii.gz").read_bytes() == (tmp_path / "b/m.nii.gz").read_bytes()
+
+
+def test_an_interrupted_scaled_nifti_write_leaves_nothing(tmp_path, monkeypatch):
+    from xaipipe import writers
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.shutil, "copyfileobj", interrupted)  # while compressing the patched file
+    with pytest.raises(KeyboardInterrupt):
+        writers.write_nifti(tmp_path / "m.nii.gz", volume_map(), (1, 1, 1), value_range=(0, 1))
+    assert list(tmp_path.iterdir()) == []
