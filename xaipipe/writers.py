@@ -142,10 +142,13 @@ def write_nifti(
         if scaling is not None:
             _set_nifti_scaling(plain, *scaling)
             if plain != tmp:
-                with open(plain, "rb") as source, open(tmp, "wb") as out:
-                    # no name, time 0 in the gzip header: the same map gives the same bytes
-                    with gzip.GzipFile("", "wb", _NIFTI_GZIP_LEVEL, out, mtime=0) as target:
-                        shutil.copyfileobj(source, target, 1 << 20)
+                # no name, time 0 in the gzip header: the same map gives the same bytes
+                with (
+                    open(plain, "rb") as source,
+                    open(tmp, "wb") as out,
+                    gzip.GzipFile("", "wb", _NIFTI_GZIP_LEVEL, out, mtime=0) as target,
+                ):
+                    shutil.copyfileobj(source, target, 1 << 20)
         os.replace(tmp, path)
     except BaseException:
         with suppress(FileNotFoundError):
