@@ -8,8 +8,11 @@ temporary name and renamed when complete. Drawing is :mod:`xaipipe.drawing`'s.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
+import shutil
+import struct
 import tempfile
 from contextlib import suppress
 from pathlib import Path
@@ -73,7 +76,13 @@ def _check_spacing(spacing: tuple[float, float, float], path: Path) -> tuple[flo
     return values  # type: ignore[return-value]
 
 
-def write_nifti(path: str | os.PathLike, array: np.ndarray, spacing: tuple[float, float, float]) -> None:
+def write_nifti(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    value_range: tuple[float, float] | None = None,
+) -> None:
     """Write a (D, H, W) map or a (D, H, W, 3) uint8 RGB volume as NIfTI, atomically.
 
     ``path`` must end in ``.nii.gz`` (compressed) or ``.nii``. ``spacing`` is
@@ -82,6 +91,12 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, spacing: tuple[float
     the same extension (SimpleITK picks its writer by the extension), then
     renamed onto ``path``; on any error the temporary file is removed and
     ``path`` is left as it was.
+
+    ``value_range``: the (D, H, W) float map lies in this range (a normalized map: (0, 1),
+    or (-1, 1) where signed) and is stored as integers with the scaling in the header
+    (:func:`nifti_levels`): readers that apply ``scl_slope`` (nibabel, ITK and so 3D Slicer
+    and ITK-SNAP, FSL, AFNI) see the map's values, and ``cal_min``/``cal_max`` give viewers
+    the range to show.
     """
     path = Path(path)
     ext = next((e for e in _NIFTI_EXTENSIONS if path.name.lower().endswith(e)), None)
@@ -101,6 +116,11 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, spacing: tuple[float
     if 0 in array.shape:
         raise ValueError(f"{path}: cannot write an empty volume of shape {array.shape}")
     z, y, x = _check_spacing(spacing, path)
+    scaling = None
+    if value_range is not None:
+        if is_vector:
+            raise ValueError(f"{path}: value_range is for a (D, H, W) map, not an RGB volume")
+        array, scaling = nifti_levels(array, value_range, path)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=is_vector)
     image.SetSpacing((x, y, z))
 
@@ -108,16 +128,79 @@ def write_nifti(path: str | os.PathLike, array: np.ndarray, spacing: tuple[float
     stem = path.name[: -len(ext)]
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{ext}", dir=path.parent)
     os.close(fd)
+    plain = tmp
+    if scaling is not None and ext == ".nii.gz":
+        # SimpleITK cannot set the header's scaling (ITK writes scl_slope 1): it writes an
+        # uncompressed file, whose header is patched, then compressed here into tmp
+        fd, plain = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part.nii", dir=path.parent)
+        os.close(fd)
     try:
         try:
-            sitk.WriteImage(image, tmp)
+            sitk.WriteImage(image, plain)
         except RuntimeError as exc:
             raise ValueError(f"could not write NIfTI {path}: {str(exc).strip()}") from exc
+        if scaling is not None:
+            _set_nifti_scaling(plain, *scaling)
+            if plain != tmp:
+                # no name, time 0 in the gzip header: the same map gives the same bytes
+                with (
+                    open(plain, "rb") as source,
+                    open(tmp, "wb") as out,
+                    gzip.GzipFile("", "wb", _NIFTI_GZIP_LEVEL, out, mtime=0) as target,
+                ):
+                    shutil.copyfileobj(source, target, 1 << 20)
         os.replace(tmp, path)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        if plain != tmp:
+            with suppress(FileNotFoundError):
+                os.unlink(plain)
+
+
+#: zlib's default, as ITK's NIfTI writer compresses (within 2 % of level 9's size at half the time).
+_NIFTI_GZIP_LEVEL = 6
+#: Byte offsets in the NIfTI-1 header (348 bytes, nifti1.h): scl_slope and scl_inter; cal_max and cal_min.
+_SCL, _CAL = 112, 124
+
+
+def nifti_levels(
+    array: np.ndarray, value_range: tuple[float, float], path: str | os.PathLike = "map"
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A float map in ``value_range`` as the integers a NIfTI file stores, and (slope, inter, cal_min, cal_max).
+
+    A range from 0 (a normalized map's [0, 1]): uint8 levels ``round(v * 255 / hi)``, slope
+    ``hi / 255``, so a value is kept to within half a grey level (0.5 / 255 for [0, 1]) and 0
+    stays exactly 0: 1 B per voxel. A range with negative values (a signed map's [-1, 1]):
+    int16 ``round(v * 32767 / max|range|)``, so 0 stays 0 and the sign is kept; 8 bits could
+    not hold [-1, 1] to within 1/255 (that needs 511 levels). The intercept is 0 in both.
+    """
+    lo, hi = (float(v) for v in value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and hi > 0):
+        raise ValueError(f"{path}: value_range must be finite with lo < hi and hi > 0, got {value_range}")
+    values = np.asarray(array, np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path}: a map with NaN or infinite values cannot be stored as scaled integers")
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise ValueError(f"{path}: map values [{values.min():g}, {values.max():g}] lie outside {value_range}")
+    dtype, top = (np.uint8, 255) if lo >= 0 else (np.int16, 32767)
+    slope = max(abs(lo), hi) / top
+    return np.rint(values / np.float32(slope)).astype(dtype), (slope, 0.0, lo, hi)
+
+
+def _set_nifti_scaling(path: str, slope: float, inter: float, cal_min: float, cal_max: float) -> None:
+    """Write scl_slope, scl_inter, cal_max and cal_min into the header of the uncompressed NIfTI-1 file ``path``."""
+    with open(path, "r+b") as f:
+        head = f.read(4)
+        order = next((o for o in "<>" if struct.unpack(f"{o}i", head)[0] == 348), None)
+        if order is None:
+            raise ValueError(f"{path}: not a NIfTI-1 header (sizeof_hdr is not 348)")
+        f.seek(_SCL)
+        f.write(struct.pack(f"{order}ff", slope, inter))
+        f.seek(_CAL)
+        f.write(struct.pack(f"{order}ff", cal_max, cal_min))
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -169,7 +252,8 @@ def write_map(
 
     ``png`` (and other 2D image types, by the path's extension) and ``gif`` draw the
     coloured map, blended over the image with ``overlay``; ``npy`` and ``nifti``
-    store the map itself (NIfTI with ``spacing``). ``signed``: the map is in [-1, 1]
+    store the map itself (NIfTI with ``spacing``, as 8-bit levels with the scaling in its
+    header, 16-bit for signed maps: see :func:`nifti_levels`). ``signed``: the map is in [-1, 1]
     (its method's ``normalize: signed``), drawn in a diverging colour map and stored with its sign.
     """
     shape = image.shape[:spatial_dims]
@@ -181,7 +265,7 @@ def write_map(
         write_npy(path, drawing.map_at(heatmap, shape, signed))
     elif file_format == "nifti":
         spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
-        write_nifti(path, drawing.map_at(heatmap, shape, signed), spacing)
+        write_nifti(path, drawing.map_at(heatmap, shape, signed), spacing, value_range=drawing.value_range(signed))
     else:
         raise ValueError(f"unknown output format {file_format!r}")
 

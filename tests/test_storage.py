@@ -1,0 +1,225 @@
+"""How maps are stored: float16 normalized maps in the heatmaps files, 8-bit NIfTI maps with their scaling.
+
+Each stored map is compared with the float32 map it stands for, computed independently
+(``maps.normalize_maps`` from the raw maps; nibabel reading the NIfTI header's scaling).
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from xaipipe import drawing, h5store
+from xaipipe.maps import normalize_maps, resize_linear
+
+FLOAT16_STEP = 2.0**-11  # float16's relative rounding error (10 stored mantissa bits, rounded to nearest)
+SMALLEST_SUBNORMAL = 2.0**-24
+
+
+def smooth_maps(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Grad-CAM-like maps: a coarse random grid upsampled bilinearly, of both signs, at an arbitrary scale."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(size=(n, *(max(2, s // 32) for s in shape))).astype(np.float32) * 3.7
+    return resize_linear(coarse, shape)
+
+
+def noisy_maps(n: int, shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+    """Saliency-like maps: per-pixel noise over a smooth envelope, tiny values (gradients)."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, *shape)).astype(np.float32) * (0.2 + np.abs(smooth_maps(n, shape, seed)))) * 1e-3
+
+
+def write_heatmaps(path, raw: np.ndarray, normalized: np.ndarray, mode: str) -> None:
+    with h5store.heatmaps_writer(
+        path, ["a", "b"], len(raw), raw.shape[1:], method="m", method_params={"normalize": mode}
+    ) as writer:
+        writer.write(slice(0, len(raw)), np.arange(len(raw)) % 2, np.zeros(len(raw)), raw, normalized)
+
+
+@pytest.mark.parametrize("mode", ["minmax", "signed", "positive"])
+@pytest.mark.parametrize("make", [smooth_maps, noisy_maps])
+def test_stored_normalized_maps_are_float16_roundings_of_the_float32_maps(tmp_path, make, mode):
+    raw = make(6, (48, 40))
+    write_heatmaps(tmp_path / "h.h5", raw, normalize_maps(raw, mode), mode)
+    with h5store.HeatmapsFile.open(tmp_path / "h.h5") as maps:
+        assert maps.file["normalized"].dtype == np.float16 and maps.file["raw"].dtype == np.float32
+        assert maps.file["normalized"].chunks == (1, 48, 40) and maps.file["normalized"].compression == "gzip"
+        assert maps.file.attrs["schema_version"] == 2
+        stored_raw = np.stack([maps.raw(m) for m in range(len(maps))])
+        stored = np.stack([maps.normalized(m) for m in range(len(maps))])
+    np.testing.assert_array_equal(stored_raw, raw)  # the raw maps are exact
+    assert stored.dtype == np.float32  # callers get float32, as before
+    expected = normalize_maps(stored_raw, mode)  # the float32 map, computed again from the raw one
+    error = np.abs(stored - expected)
+    # relative to each value (absolute below float16's normal range); so also <= 2^-11 * max|v|
+    assert (error <= np.maximum(FLOAT16_STEP * np.abs(expected), SMALLEST_SUBNORMAL / 2)).all()
+    assert error.max() > 0  # it is float16: some values do move
+    ends = np.abs(expected) == 1.0  # each map's end (1, or -1 for a signed map): exact
+    assert ends.sum() >= len(raw)
+    np.testing.assert_array_equal(stored[ends], expected[ends])
+    zeros = expected == 0.0  # each map's minimum (min-max), its negative values (positive): exactly 0
+    assert zeros.any() or mode == "signed"
+    np.testing.assert_array_equal(stored[zeros], 0.0)
+    assert (np.sign(stored) == np.sign(expected)).all()
+
+
+def test_skipped_maps_stay_nan_in_float16(tmp_path):
+    with h5store.heatmaps_writer(tmp_path / "h.h5", ["a", "b"], 2, (4, 4), method="m") as writer:
+        writer.write(slice(0, 1), np.array([0]), np.array([0]), np.ones((1, 4, 4)), np.full((1, 4, 4), 0.3))
+        writer.write_skipped(slice(1, 2), 1)
+    with h5store.HeatmapsFile.open(tmp_path / "h.h5") as maps:
+        assert np.isnan(maps.normalized(1)).all() and np.isnan(maps.raw(1)).all()
+        assert maps.normalized(0)[0, 0] == np.float32(np.float16(0.3))  # what float16 keeps of 0.3
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_overlays_drawn_from_stored_maps_are_within_one_grey_level(tmp_path, signed):
+    mode = "signed" if signed else "minmax"
+    raw = smooth_maps(8, (64, 64), seed=3)
+    exact = normalize_maps(raw, mode)
+    write_heatmaps(tmp_path / "h.h5", raw, exact, mode)
+    image = np.random.default_rng(5).integers(0, 256, (150, 130, 3), np.uint8)
+    worst_overlay, worst_level, moved = 0, 0, 0
+    with h5store.HeatmapsFile.open(tmp_path / "h.h5") as maps:
+        for m in range(len(maps)):
+            stored = maps.normalized(m)
+            before = drawing.draw(exact[m], image, 2, True, 0.25, "jet", signed).astype(int)
+            after = drawing.draw(stored, image, 2, True, 0.25, "jet", signed).astype(int)
+            worst_overlay = max(worst_overlay, np.abs(after - before).max())
+            moved += int((after != before).any(-1).sum())
+            # the map's own 8-bit level, at the image's resolution, as the renderer resizes it
+            levels = [
+                np.round(drawing.resize_map(v, image.shape[:2], "opencv", signed=signed) * 255)
+                for v in (exact[m], stored)
+            ]
+            worst_level = max(worst_level, np.abs(levels[1] - levels[0]).max())
+    assert worst_overlay <= 1 and worst_level <= 1
+    assert moved > 0  # float16 does move a level now and then: the comparison sees it
+
+
+def test_a_float32_heatmaps_file_of_schema_version_1_still_reads(tmp_path):
+    """A file as written before float16 (its layout spelled out with h5py, not with the writer)."""
+    raw = smooth_maps(3, (8, 6))
+    normalized = normalize_maps(raw)
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(schema=h5store.HEATMAPS, schema_version=1, xaipipe_version="0.1", method="m")
+        f.create_dataset("ids", data=np.array(["a", "b", "c"], dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("sample_index", data=np.arange(3, dtype=np.int32))
+        f.create_dataset("class_index", data=np.zeros(3, np.int32))
+        for name, data in (("raw", raw), ("normalized", normalized)):
+            f.create_dataset(name, data=data, chunks=(1, 8, 6), compression="gzip", compression_opts=1, shuffle=True)
+    with h5store.HeatmapsFile.open(path) as maps:
+        assert maps.ids == ["a", "b", "c"] and maps.map_shape == (8, 6)
+        for m in range(3):
+            assert maps.normalized(m).dtype == np.float32
+            np.testing.assert_array_equal(maps.normalized(m), normalized[m])  # exact: nothing was rounded
+            np.testing.assert_array_equal(maps.raw(m), raw[m])
+
+
+# ---------------------------------------------------------------- NIfTI maps: integers with the scaling in the header
+
+GREY_LEVEL = 1 / 255
+
+
+def volume_map(shape=(6, 7, 9), seed: int = 2) -> np.ndarray:
+    """A [0, 1] map with exact 0 and 1 in it."""
+    heat = np.random.default_rng(seed).random(shape).astype(np.float32)
+    heat[0, 0, :2] = (0.0, 1.0)
+    return heat
+
+
+def nibabel_values(path) -> np.ndarray:
+    """The values nibabel reads (scl_slope and scl_inter applied), in xaipipe's (z, y, x) order."""
+    import nibabel  # a test dependency, independent of SimpleITK
+
+    return np.asarray(nibabel.load(str(path)).get_fdata()).transpose(2, 1, 0)
+
+
+@pytest.mark.parametrize("ext", [".nii", ".nii.gz"])
+def test_a_nifti_map_is_stored_in_8_bits_and_read_back_within_half_a_grey_level(tmp_path, ext):
+    import nibabel
+    import SimpleITK as sitk
+
+    from xaipipe.writers import write_nifti
+
+    heat = volume_map()
+    path = tmp_path / f"map{ext}"
+    write_nifti(path, heat, (2.0, 1.0, 0.5), value_range=(0.0, 1.0))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    image = nibabel.load(str(path))
+    assert image.get_data_dtype() == np.uint8
+    assert image.header["cal_min"] == 0.0 and image.header["cal_max"] == 1.0  # the range viewers show
+    assert tuple(float(z) for z in image.header.get_zooms()) == (0.5, 1.0, 2.0)  # (x, y, z)
+    values = nibabel_values(path)
+    assert np.abs(values - heat).max() <= GREY_LEVEL / 2 + 1e-7
+    assert values[0, 0, 0] == 0.0 and values[0, 0, 1] == pytest.approx(1.0, abs=1e-6)
+    # ITK applies the scaling too (3D Slicer, ITK-SNAP): a float image of the same values
+    itk = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    assert itk.dtype == np.float32 and np.abs(itk - heat).max() <= GREY_LEVEL / 2 + 1e-7
+    assert itk[0, 0, 0] == 0.0 and itk[0, 0, 1] == 1.0
+    if ext == ".nii":  # the 352-byte header (348 + the 4-byte extension flag), then 1 B per voxel
+        assert path.stat().st_size == 352 + heat.size
+
+
+def test_a_signed_nifti_map_keeps_its_sign_in_16_bits(tmp_path):
+    import SimpleITK as sitk
+
+    from xaipipe.writers import write_nifti
+
+    heat = volume_map() * 2 - 1
+    heat[0, 0, :3] = (-1.0, 0.0, 1.0)
+    heat[0, 1, :2] = (-2e-4, 2e-4)  # small values of either sign
+    write_nifti(tmp_path / "s.nii.gz", heat, (1.0, 1.0, 1.0), value_range=(-1.0, 1.0))
+    for values in (
+        nibabel_values(tmp_path / "s.nii.gz"),
+        sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "s.nii.gz"))),
+    ):
+        assert np.abs(values - heat).max() <= 1 / 65535 + 1e-7
+        assert (np.sign(values) == np.sign(heat)).all()
+        assert values[0, 0, 1] == 0.0 and values[0, 0, 0] == pytest.approx(-1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_write_map_stores_todays_float32_values_within_one_grey_level(tmp_path, signed):
+    """What the render stage writes for a volume, against the float32 map it wrote before (drawing.map_at)."""
+    from xaipipe import writers
+
+    heat = normalize_maps(smooth_maps(1, (8, 8, 8), seed=7), "signed" if signed else "minmax")[0]
+    image = np.zeros((12, 20, 16), np.uint8)  # the source volume: the map is resized to it
+    writers.write_map(tmp_path / "m.nii.gz", heat, image, 3, "nifti", spacing=(3.0, 0.8, 0.8), signed=signed)
+    before = drawing.map_at(heat, image.shape, signed)  # float32, what the file held before
+    values = nibabel_values(tmp_path / "m.nii.gz")
+    assert values.shape == before.shape
+    assert np.abs(values - before).max() <= (1 / 65535 if signed else GREY_LEVEL / 2) + 1e-7
+
+
+def test_scaled_nifti_refuses_what_it_cannot_store(tmp_path):
+    from xaipipe.writers import write_nifti
+
+    with pytest.raises(ValueError, match="NaN"):
+        write_nifti(tmp_path / "a.nii.gz", np.full((2, 2, 2), np.nan, np.float32), (1, 1, 1), value_range=(0, 1))
+    with pytest.raises(ValueError, match="outside"):
+        write_nifti(tmp_path / "a.nii.gz", np.full((2, 2, 2), -0.5, np.float32), (1, 1, 1), value_range=(0, 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_same_map_gives_the_same_nifti_bytes(tmp_path):
+    from xaipipe.writers import write_nifti
+
+    for name in ("a", "b"):
+        write_nifti(tmp_path / name / "m.nii.gz", volume_map(), (1, 1, 1), value_range=(0, 1))
+    assert (tmp_path / "a/m.nii.gz").read_bytes() == (tmp_path / "b/m.nii.gz").read_bytes()
+
+
+def test_an_interrupted_scaled_nifti_write_leaves_nothing(tmp_path, monkeypatch):
+    from xaipipe import writers
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.shutil, "copyfileobj", interrupted)  # while compressing the patched file
+    with pytest.raises(KeyboardInterrupt):
+        writers.write_nifti(tmp_path / "m.nii.gz", volume_map(), (1, 1, 1), value_range=(0, 1))
+    assert list(tmp_path.iterdir()) == []
