@@ -73,7 +73,7 @@ def preprocess_shard(
     ) as shard:
         for row, (sample_id, path) in enumerate(progress(list(zip(ids, paths)), "preprocess")):
             try:
-                image, sample_spacing = load_sample(path, dims)
+                image, geometry = load_sample(path, dims)
                 processed = preprocessing.apply_subfunctions(image, first_index + row)
                 inputs = preprocessing.finish(processed)
                 base = processed if preprocess_overlay else image
@@ -87,7 +87,7 @@ def preprocess_shard(
             if small:
                 log.warning("sample %r (%s): %s", sample_id, path, small)
                 shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
-            shard.write(row, inputs, overlay_base(base, dims), sample_spacing)
+            shard.write(row, inputs, overlay_base(base, dims), geometry and geometry.spacing)
 
 
 #: What a skip's log line says to do.

@@ -1,0 +1,82 @@
+"""Geometry of volumes (issue 16): origin and direction read with every volume, kept in the shard, written
+with the maps; reorientation and resampling for the model and back.
+
+Expected affines come from nibabel, which reads NIfTI headers independently of SimpleITK.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from xaipipe.readers import load_sample, load_volume
+
+NIBABEL_DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
+#: nibabel's bundled volumes, written by nibabel's authors (a real MRI in big-endian int16; the same anatomy
+#: re-oriented and moved; a standard test volume; a NIfTI-2 file).
+REAL_VOLUMES = (
+    "anatomical.nii",
+    "reoriented_anat_moved.nii",
+    "resampled_anat_moved.nii",
+    "standard.nii.gz",
+)
+LPS = np.diag([-1.0, -1.0, 1.0])  # RAS (NIfTI, nibabel) to LPS (SimpleITK) world coordinates
+
+
+def _affine_of(geometry) -> np.ndarray:
+    """The 4x4 RAS affine of numpy index (i=x, j=y, k=z) that nibabel would report, from xaipipe's geometry."""
+    affine = np.eye(4)
+    columns = np.asarray(geometry.direction).reshape(3, 3) * np.asarray(geometry.spacing[::-1])
+    affine[:3, :3] = LPS @ columns
+    affine[:3, 3] = LPS @ np.asarray(geometry.origin)
+    return affine
+
+
+@pytest.mark.parametrize("name", REAL_VOLUMES)
+def test_real_volumes_read_with_nibabels_affine(name):
+    path = os.path.join(NIBABEL_DATA, name)
+    source = nib.load(path)
+    array, geometry = load_sample(path, 3)
+    assert array.shape == source.shape[:3][::-1]
+    np.testing.assert_allclose(_affine_of(geometry), source.affine, atol=1e-4)
+    expected = np.asarray(source.dataobj).reshape(source.shape[:3]).T
+    finite = np.isfinite(expected)  # resampled_anat_moved.nii holds NaN, which SimpleITK reads as 0
+    np.testing.assert_array_equal(array[finite], expected[finite])
+
+
+def test_nifti2_is_refused_naming_the_file_and_what_to_do():
+    with pytest.raises(ValueError, match=r"example_nifti2\.nii\.gz: a NIfTI-2 file.*save it as NIfTI-1"):
+        load_sample(os.path.join(NIBABEL_DATA, "example_nifti2.nii.gz"), 3)
+
+
+def test_oblique_nifti_written_by_nibabel_reads_its_origin_and_direction(tmp_path):
+    angle = np.deg2rad(30)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.8, 1.5, 2.5])
+    affine[:3, 3] = [-40.0, 12.5, 7.0]
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 7), np.float32), affine), tmp_path / "oblique.nii.gz")
+    volume = load_volume(tmp_path / "oblique.nii.gz")
+    assert volume.spacing == pytest.approx((2.5, 1.5, 0.8))
+    np.testing.assert_allclose(volume.origin, LPS @ affine[:3, 3], atol=1e-5)
+    np.testing.assert_allclose(np.reshape(volume.direction, (3, 3)), LPS @ rotation, atol=1e-5)
+
+
+def test_npy_volume_has_identity_direction_and_zero_origin(tmp_path):
+    np.save(tmp_path / "v.npy", np.ones((2, 3, 4), np.float32))
+    _, geometry = load_sample(tmp_path / "v.npy", 3)
+    assert geometry.origin == (0.0, 0.0, 0.0) and geometry.direction == (1, 0, 0, 0, 1, 0, 0, 0, 1)
+
+
+def test_singular_direction_stops_naming_the_file(tmp_path):
+    header = (
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        "TransformMatrix = 1 0 0 0 1 0 0 0 0\nOffset = 0 0 0\nElementSpacing = 1 1 1\nDimSize = 4 3 2\n"
+        "ElementType = MET_UCHAR\nElementDataFile = LOCAL\n"
+    )
+    (tmp_path / "flat.mha").write_bytes(header.encode() + bytes(24))
+    with pytest.raises(ValueError, match=r"flat\.mha: its direction .* is not invertible"):
+        load_sample(tmp_path / "flat.mha", 3)
