@@ -80,3 +80,43 @@ def test_singular_direction_stops_naming_the_file(tmp_path):
     (tmp_path / "flat.mha").write_bytes(header.encode() + bytes(24))
     with pytest.raises(ValueError, match=r"flat\.mha: its direction .* is not invertible"):
         load_sample(tmp_path / "flat.mha", 3)
+
+
+# --- the pipeline: preprocess, a map, render -------------------------------------------
+
+
+def _render_input_maps(tmp_path, paths, preprocessing, fmt="nii.gz", preprocess_overlay=True):
+    """Preprocess ``paths`` with the pipeline's stage, take each model input (min-max scaled) as its map (so the map
+    peaks where the input is brightest, by construction), and render them with the pipeline's stage."""
+    from xaipipe import h5store
+    from xaipipe.stages import preprocess_shard, render_shard
+
+    pre, maps_path = tmp_path / "pre.h5", tmp_path / "maps.h5"
+    ids = [f"s{k}" for k in range(len(paths))]
+    preprocess_shard(paths, ids, None, ["x"], preprocessing, pre, preprocess_overlay=preprocess_overlay)
+    with h5store.PreprocessedShard.open(pre) as shard:
+        inputs = shard.inputs(slice(None))[..., 0]
+    lo = inputs.min(axis=(1, 2, 3), keepdims=True)
+    normalized = (inputs - lo) / np.maximum(inputs.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
+    with h5store.heatmaps_writer(maps_path, ids, len(ids), preprocessing.size) as writer:
+        rows = np.arange(len(ids), dtype=np.int32)
+        writer.write(slice(None), rows, np.zeros(len(ids), np.int32), normalized, normalized)
+    outs = [tmp_path / "out" / f"{k}.{fmt}" for k in range(len(ids))]
+    render_shard(pre, maps_path, outs, True, 0.25, "jet")
+    return outs
+
+
+def _preprocessing(**kwargs):
+    from xaipipe.preprocess import Preprocessing
+
+    return Preprocessing(size=(8, 8, 8), channels=1, standardize="minmax", interpolation="linear", **kwargs)
+
+
+@pytest.mark.parametrize("orientation", ["none", "RAS"])
+def test_maps_of_real_volumes_carry_their_sources_affine(tmp_path, orientation):
+    paths = [os.path.join(NIBABEL_DATA, name) for name in REAL_VOLUMES]
+    outs = _render_input_maps(tmp_path, paths, _preprocessing(orientation=orientation))
+    for path, out in zip(paths, outs):
+        source, written = nib.load(path), nib.load(out)
+        assert written.shape == source.shape[:3], path
+        np.testing.assert_allclose(written.affine, source.affine, atol=1e-4, err_msg=path)
