@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import h5py
 import nibabel as nib
 import numpy as np
 import pytest
@@ -106,10 +107,10 @@ def _render_input_maps(tmp_path, paths, preprocessing, fmt="nii.gz", preprocess_
     return outs
 
 
-def _preprocessing(**kwargs):
+def _preprocessing(size=(8, 8, 8), **kwargs):
     from xaipipe.preprocess import Preprocessing
 
-    return Preprocessing(size=(8, 8, 8), channels=1, standardize="minmax", interpolation="linear", **kwargs)
+    return Preprocessing(size=size, channels=1, standardize="minmax", interpolation="linear", **kwargs)
 
 
 @pytest.mark.parametrize("orientation", ["none", "RAS"])
@@ -120,3 +121,56 @@ def test_maps_of_real_volumes_carry_their_sources_affine(tmp_path, orientation):
         source, written = nib.load(path), nib.load(out)
         assert written.shape == source.shape[:3], path
         np.testing.assert_allclose(written.affine, source.affine, atol=1e-4, err_msg=path)
+
+
+def _oblique_blob_volume(path, blob_ijk):
+    """An oblique (rotated 30 degrees about z), shifted, anisotropic volume with a bright blob at voxel
+    ``blob_ijk`` (nibabel's x, y, z index order), written by nibabel; its RAS affine."""
+    angle = np.deg2rad(30)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([1.5, 1.0, 2.0])
+    affine[:3, 3] = [-30.0, 15.0, 40.0]
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in (28, 24, 20)), indexing="ij"), axis=-1)
+    distance2 = (((grid - np.asarray(blob_ijk)) * np.array([1.5, 1.0, 2.0])) ** 2).sum(axis=-1)
+    data = (100.0 * np.exp(-distance2 / (2 * 2.5**2)) + 5.0).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return affine
+
+
+def test_reoriented_and_resampled_map_peaks_at_the_blobs_world_position(tmp_path):
+    blob = (18, 8, 12)
+    affine = _oblique_blob_volume(tmp_path / "oblique.nii.gz", blob)
+    # a model input fine enough (about 1.25 mm) that the resize to it and back moves the peak by less than a voxel
+    preprocessing = _preprocessing((32, 20, 32), orientation="RAS", spacing=(1.25, 1.25, 1.25))
+    for overlay in (True, False):
+        folder = tmp_path / str(overlay)
+        (out,) = _render_input_maps(folder, [tmp_path / "oblique.nii.gz"], preprocessing, preprocess_overlay=overlay)
+        written = nib.load(out)
+        np.testing.assert_allclose(written.affine, affine, atol=1e-4)  # the source's grid
+        assert written.shape == (28, 24, 20)
+        data = np.asarray(written.dataobj)
+        peak = np.unravel_index(np.argmax(data), data.shape)
+        peak_world, blob_world = (written.affine @ [*peak, 1])[:3], (affine @ [*blob, 1])[:3]
+        assert np.linalg.norm(peak_world - blob_world) <= 2.0  # one voxel: the largest spacing, 2 mm
+    with h5py.File(tmp_path / "True" / "pre.h5") as f:  # the model saw the volume in RAS at 1.25 mm
+        ras_columns = LPS @ f["map_grid_direction"][0].reshape(3, 3)  # each grid axis' direction in RAS world
+        assert np.argmax(np.abs(ras_columns), axis=0).tolist() == [0, 1, 2]  # x mostly R-L, y A-P, z S-I
+        assert (np.diag(ras_columns) > 0).all()  # RAS: each axis increases towards R, A, S
+        np.testing.assert_allclose(f["map_grid_spacing"][0], 1.25)
+
+
+def test_orientation_none_writes_the_same_map_bytes_for_an_axis_aligned_volume(tmp_path):
+    from xaipipe import drawing
+    from xaipipe.writers import write_nifti
+
+    data = np.zeros((14, 12, 10), np.float32)
+    data[3:5, 6:9, 2:4] = 50.0
+    straight = tmp_path / "straight.nii"
+    write_nifti(straight, data, (2.0, 1.0, 1.5))  # axis-aligned at the origin
+    (out,) = _render_input_maps(tmp_path, [straight], _preprocessing())
+    with h5py.File(tmp_path / "maps.h5") as f:
+        normalized = f["normalized"][0]
+    reference = tmp_path / "reference.nii.gz"  # what render wrote before the geometry: the map with its spacing only
+    write_nifti(reference, drawing.map_at(normalized, (14, 12, 10)), (2.0, 1.0, 1.5))
+    assert out.read_bytes() == reference.read_bytes()
