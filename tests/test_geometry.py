@@ -174,3 +174,16 @@ def test_orientation_none_writes_the_same_map_bytes_for_an_axis_aligned_volume(t
     reference = tmp_path / "reference.nii.gz"  # what render wrote before the geometry: the map with its spacing only
     write_nifti(reference, drawing.map_at(normalized, (14, 12, 10)), (2.0, 1.0, 1.5))
     assert out.read_bytes() == reference.read_bytes()
+
+
+def test_a_crop_moves_the_maps_origin_as_nibabels_slicer_does(tmp_path):
+    from xaipipe.subfunctions import Crop
+
+    _oblique_blob_volume(tmp_path / "oblique.nii.gz", (18, 8, 12))
+    source = nib.load(tmp_path / "oblique.nii.gz")  # (x, y, z) = (28, 24, 20); numpy (z, y, x) = (20, 24, 28)
+    preprocessing = _preprocessing(subfunctions=(Crop((10, 10, 10)),))
+    (out,) = _render_input_maps(tmp_path, [tmp_path / "oblique.nii.gz"], preprocessing)
+    expected = source.slicer[9:19, 7:17, 5:15]  # the centre window: starts (28-10)//2, (24-10)//2, (20-10)//2
+    written = nib.load(out)
+    assert written.shape == expected.shape
+    np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)
