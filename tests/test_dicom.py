@@ -120,11 +120,16 @@ def test_monochrome1_is_inverted_over_the_stored_range(tmp_path):
 def test_multi_frame_file_is_a_volume_and_no_2d_sample():
     path = get_testdata_file("rtdose.dcm")
     ds = pydicom.dcmread(path)
-    array, spacing = load_sample(path, 3)
+    array, geometry = load_sample(path, 3)
     np.testing.assert_array_equal(array, reference("rtdose.dcm"))
     assert array.shape == (int(ds.NumberOfFrames), ds.Rows, ds.Columns)
     offsets = np.diff([float(v) for v in ds.GridFrameOffsetVector])
-    assert spacing == pytest.approx((offsets[0], *map(float, ds.PixelSpacing)))
+    assert geometry.spacing == pytest.approx((offsets[0], *map(float, ds.PixelSpacing)))
+    # the file's own position and orientation, as pydicom reads them (LPS, x y z)
+    assert geometry.origin == pytest.approx(tuple(map(float, ds.ImagePositionPatient)), abs=1e-4)
+    row, column = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
+    expected = np.column_stack([row, column, np.cross(row, column)])  # direction columns: x, y, z index axes
+    np.testing.assert_allclose(np.reshape(geometry.direction, (3, 3)), expected, atol=1e-4)
     with pytest.raises(ValueError, match=r"rtdose\.dcm: a multi-frame DICOM file of 15 frames"):
         load_sample(path, 2)
 
@@ -161,9 +166,10 @@ def test_series_reads_in_position_order_with_its_spacing(tmp_path):
     volume = hu_volume()
     names = write_series(tmp_path / "ct", volume, (2.5, 0.8, 0.7), (-10.0, 20.0, -30.0), UID_A)
     assert names != sorted(names)  # the file names' order is not the slices'
-    array, spacing = load_sample(tmp_path / "ct", 3)
+    array, geometry = load_sample(tmp_path / "ct", 3)
     np.testing.assert_array_equal(array, volume)
-    assert spacing == pytest.approx((2.5, 0.8, 0.7), abs=1e-4)
+    assert geometry.spacing == pytest.approx((2.5, 0.8, 0.7), abs=1e-4)
+    assert geometry.origin == pytest.approx((-10.0, 20.0, -30.0), abs=1e-4)  # the first slice's position
 
 
 def test_series_with_a_missing_slice_names_the_series(tmp_path):

@@ -141,8 +141,8 @@ def test_load_sample_refuses_the_wrong_kind(tmp_path):
         load_sample(tmp_path / "v.nii.gz", 2)
     with pytest.raises(ValueError, match="i.png: a 2D image where a volume is expected"):
         load_sample(tmp_path / "i.png", 3)
-    volume, spacing = load_sample(tmp_path / "v.nii.gz", 3)
-    assert volume.shape == (4, 5, 6) and spacing == (1.0, 1.0, 1.0)
+    volume, geometry = load_sample(tmp_path / "v.nii.gz", 3)
+    assert volume.shape == (4, 5, 6) and geometry.spacing == (1.0, 1.0, 1.0)
     np.save(tmp_path / "a.npy", np.ones((3, 3, 3, 3, 3)))
     with pytest.raises(ValueError, match="a.npy"):
         load_sample(tmp_path / "a.npy", 2)

@@ -20,6 +20,7 @@ import numpy as np
 from xaipipe import __version__
 from xaipipe.atomic import atomic_path
 from xaipipe.errors import Issue
+from xaipipe.geometry import IDENTITY, Geometry
 
 SCHEMA_VERSION = 1
 #: Schemas whose layout changed since version 1: their files record this version instead (both read).
@@ -208,8 +209,18 @@ def read_issues(f: h5py.File) -> list[Issue]:
 # --- preprocessed shards -------------------------------------------------------------
 #
 # ids (str, n), labels (int32, n), inputs (float32, (n, *input_shape), one chunk per
-# sample), spacing (float64, (n, spatial_dims)), overlay_images/<row:06d> (uint8,
-# gzip 1); attributes preprocessing, class_names, spatial_dims, preprocess_overlay.
+# sample), spacing (float64, (n, spatial_dims)), origin (float64, (n, spatial_dims)),
+# direction (float64, (n, spatial_dims**2)), overlay_images/<row:06d> (uint8, gzip 1);
+# attributes preprocessing, class_names, spatial_dims, preprocess_overlay.
+# spacing, origin and direction are the geometry of each overlay image's grid, on which
+# the maps are written (xaipipe.geometry: spacing (z, y, x), origin (x, y, z) and the
+# row-major direction as SimpleITK gives them; 2D images and skipped samples: ones,
+# zeros, identity; files without origin/direction read as zeros and identity).
+# map_grid_shape (int32, (n, 3)), map_grid_spacing, map_grid_origin (float64, (n, 3)),
+# map_grid_direction (float64, (n, 9)): volumes only, and only where the model's grid
+# (reoriented, resampled, cropped or padded) is not the overlay image's: the grid the
+# model input was resized from, which the maps are resampled from onto the overlay
+# image's grid; a row of shape zeros: the two grids are one.
 
 PREPROCESSED = "xaipipe.preprocessed"
 
@@ -238,7 +249,10 @@ class PreprocessedWriter:
         self.file = f
         self.spatial_dims = spatial_dims
         create_preprocessed(f, ids, input_shape, labels)
-        self._spacing = f.create_dataset("spacing", shape=(len(ids), spatial_dims), dtype=np.float64)
+        n, dims = len(ids), spatial_dims
+        self._spacing = f.create_dataset("spacing", shape=(n, dims), dtype=np.float64)
+        self._origin = f.create_dataset("origin", shape=(n, dims), dtype=np.float64)
+        self._direction = f.create_dataset("direction", data=np.tile(np.eye(dims).ravel(), (n, 1)))
         self.record = SkipRecord(len(ids))
 
     def skip(self, row: int, issue: Issue) -> None:
@@ -252,11 +266,36 @@ class PreprocessedWriter:
         self.record.warn(issue)
 
     def write(
-        self, row: int, inputs: np.ndarray, overlay_image: np.ndarray, spacing: Sequence[float] | None = None
+        self,
+        row: int,
+        inputs: np.ndarray,
+        overlay_image: np.ndarray,
+        spacing: Sequence[float] | None = None,
+        *,
+        origin: Sequence[float] | None = None,
+        direction: Sequence[float] | None = None,
+        map_grid: tuple[Geometry, Sequence[int]] | None = None,
     ) -> None:
-        """One sample: its model input, the 8-bit image its overlays are drawn on, its spacing (None: all 1)."""
+        """One sample: its model input, the 8-bit image its overlays are drawn on and that image's grid (spacing,
+        origin, direction; None: ones, zeros, identity), and the model's grid where it is another (``map_grid``:
+        its geometry and shape; see the layout above)."""
         self.file["inputs"][row] = inputs
         self._spacing[row] = spacing if spacing is not None else np.ones(self.spatial_dims)
+        if origin is not None:
+            self._origin[row] = origin
+        if direction is not None:
+            self._direction[row] = direction
+        if map_grid is not None:
+            if "map_grid_shape" not in self.file:
+                n = self._spacing.shape[0]
+                self.file.create_dataset("map_grid_shape", shape=(n, 3), dtype=np.int32)
+                for name, width in (("spacing", 3), ("origin", 3), ("direction", 9)):
+                    self.file.create_dataset(f"map_grid_{name}", shape=(n, width), dtype=np.float64)
+            grid, shape = map_grid
+            self.file["map_grid_shape"][row] = shape
+            self.file["map_grid_spacing"][row] = grid.spacing
+            self.file["map_grid_origin"][row] = grid.origin
+            self.file["map_grid_direction"][row] = grid.direction
         put_overlay_image(self.file, row, overlay_image)
 
 
@@ -327,6 +366,25 @@ class PreprocessedShard(_FileReader):
     def spacing(self, row: int) -> tuple[float, ...]:
         """The voxel size of sample ``row``, (z, y, x) in mm for volumes (ones for 2D images)."""
         return tuple(self.file["spacing"][row])
+
+    def geometry(self, row: int) -> Geometry:
+        """The grid of volume ``row``'s overlay image, on which its maps are written (see the layout above)."""
+        f = self.file
+        origin = tuple(float(v) for v in f["origin"][row]) if "origin" in f else (0.0, 0.0, 0.0)
+        direction = tuple(float(v) for v in f["direction"][row]) if "direction" in f else IDENTITY
+        return Geometry(tuple(float(v) for v in f["spacing"][row]), origin, direction)  # type: ignore[arg-type]
+
+    def map_grid(self, row: int) -> tuple[Geometry, tuple[int, ...]] | None:
+        """The model's grid of volume ``row`` (geometry, shape) where it is not the overlay image's; else None."""
+        f = self.file
+        if "map_grid_shape" not in f or not f["map_grid_shape"][row].any():
+            return None
+        grid = Geometry(
+            tuple(float(v) for v in f["map_grid_spacing"][row]),  # type: ignore[arg-type]
+            tuple(float(v) for v in f["map_grid_origin"][row]),  # type: ignore[arg-type]
+            tuple(float(v) for v in f["map_grid_direction"][row]),
+        )
+        return grid, tuple(int(v) for v in f["map_grid_shape"][row])
 
 
 # --- predictions ---------------------------------------------------------------------

@@ -27,9 +27,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+import SimpleITK as sitk
 
 from xaipipe import subfunctions as sf
 from xaipipe.channels import check_dims, convert_channels
+from xaipipe.geometry import (
+    Geometry,
+    check_orientation,
+    of_image,
+    reorient,
+    resample_to_spacing,
+)
 from xaipipe.maps import resize_linear
 
 INTERPOLATIONS = {
@@ -78,6 +86,10 @@ class Preprocessing:
     interpolation: one of INTERPOLATIONS (volumes: nearest or linear).
     subfunctions: steps applied before everything else, in order (see xaipipe.subfunctions).
     seed: seed of random subfunctions (a random crop), combined with the sample's position.
+    orientation: volumes only: ``none``, or the axis code (``RAS``, ``LPS``, ...) every volume is
+        reoriented to before everything else (:func:`xaipipe.geometry.reorient`).
+    spacing: volumes only: None, or the voxel size (z, y, x) in mm every volume is resampled to
+        (linearly) after the reorientation (:func:`xaipipe.geometry.resample_to_spacing`).
     """
 
     size: tuple[int, ...]
@@ -86,8 +98,23 @@ class Preprocessing:
     interpolation: str = "area"
     subfunctions: tuple = field(default=())
     seed: int = 0
+    orientation: str = "none"
+    spacing: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.orientation != "none" or self.spacing is not None:
+            if len(self.size) != 3:
+                raise ValueError(
+                    "preprocessing.orientation and preprocessing.spacing apply to volumes only; leave them at "
+                    "none and null for 2D images"
+                )
+            check_orientation(self.orientation)
+        if self.spacing is not None and (
+            len(self.spacing) != 3 or not all(isinstance(v, (int, float)) and 0 < v < float("inf") for v in self.spacing)
+        ):
+            raise ValueError(
+                f"preprocessing.spacing must be null or three positive sizes (z, y, x) in mm, got {list(self.spacing)}"
+            )
         if len(self.size) not in (2, 3) or min(self.size) < 1:
             raise ValueError(f"preprocessing.size must be [height, width] or [depth, height, width], got {self.size}")
         if self.channels not in (1, 3):
@@ -121,6 +148,8 @@ class Preprocessing:
             interpolation=interpolation,
             subfunctions=tuple(steps),
             seed=cfg.get("seed", 0),
+            orientation=cfg.get("orientation", "none"),
+            spacing=None if cfg.get("spacing") is None else tuple(cfg["spacing"]),
         )
 
     @property
@@ -130,6 +159,27 @@ class Preprocessing:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (*self.size, self.channels)
+
+    @property
+    def resamples(self) -> bool:
+        """Whether volumes are reoriented or resampled for the model (their maps are resampled back)."""
+        return self.orientation != "none" or self.spacing is not None
+
+    def model_grid(self, image: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, Geometry]:
+        """A volume on the model's grid: reoriented and resampled as ``orientation`` and ``spacing`` say
+        (the volume itself where neither is set), with that grid's geometry."""
+        if not self.resamples:
+            return image, geometry
+        volume = geometry.image(image)
+        if self.orientation != "none":
+            volume = reorient(volume, self.orientation)
+        if self.spacing is not None:
+            volume = resample_to_spacing(volume, self.spacing, self.interpolation)
+        return sitk.GetArrayFromImage(volume), of_image(volume)
+
+    def grid_start(self, shape: tuple[int, ...], sample_index: int = 0) -> tuple[int, ...]:
+        """Where the subfunctions' result starts in the grid of an input of ``shape`` (crop, padding)."""
+        return sf.Pipeline(list(self.subfunctions), self.seed).grid_start(shape, self.spatial_dims, sample_index)
 
     def apply_subfunctions(self, image: np.ndarray, sample_index: int = 0) -> np.ndarray:
         """The image after the subfunctions (what overlays use with ``preprocess_overlay``)."""

@@ -1,14 +1,17 @@
 """Read samples: 2D images (OpenCV), volumes (NIfTI, MetaImage via SimpleITK), DICOM and ``.npy`` arrays.
 
 :func:`load_sample` is the one entry point of the pipeline and the data generator:
-it gives the array as stored and, for volumes, the spacing that travels with it.
+it gives the array as stored and, for volumes, the geometry that travels with it.
 
 2D images are (H, W) gray or (H, W, 3) RGB, uint8 or uint16 as stored. Volumes are
 in numpy axis order z, y, x: (D, H, W) for gray volumes and (D, H, W, 3) for RGB
 ones, the order ``SimpleITK.GetArrayFromImage`` gives. Spacings are given in the
 same order, (z, y, x), in millimetres; SimpleITK's own ``GetSpacing``/``SetSpacing``
-use (x, y, z), so they are reversed here. Origin and direction (orientation) are
-not kept: a heatmap is drawn in the voxel grid of its volume.
+use (x, y, z), so they are reversed here. Origin and direction are kept as
+SimpleITK gives them: origin (x, y, z) in mm and the 3x3 direction row-major, in
+SimpleITK's physical LPS world (the convention: :mod:`xaipipe.geometry`). A
+``.npy`` volume has the identity direction and origin zero. A direction that is not
+invertible is an error naming the file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import SimpleITK as sitk
 
 from xaipipe import dicom, samples
 from xaipipe.channels import check_dims
+from xaipipe.geometry import IDENTITY, Geometry, check_direction
 
 VOLUME_EXTENSIONS = samples.VOLUME_EXTENSIONS + samples.ARRAY_EXTENSIONS  # the medical formats, and .npy
 _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
@@ -52,11 +56,19 @@ class Volume:
 
     ``array`` is (D, H, W) gray or (D, H, W, 3) RGB in axis order z, y, x, with
     the voxel type as stored (int16 Hounsfield units stay int16). ``spacing`` is
-    the voxel size (z, y, x) in millimetres.
+    the voxel size (z, y, x) in millimetres, ``origin`` the position (x, y, z) in mm
+    of voxel (0, 0, 0) and ``direction`` the row-major 3x3 direction cosines, both as
+    SimpleITK gives them (LPS world; :mod:`xaipipe.geometry`).
     """
 
     array: np.ndarray
     spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = IDENTITY
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry(self.spacing, self.origin, self.direction)
 
 
 def _check_volume_array(array: np.ndarray, path: Path) -> np.ndarray:
@@ -111,6 +123,15 @@ def _parse_nifti_header(head: bytes) -> tuple[bytes, tuple[int, ...], int, float
     return None
 
 
+def _is_nifti2(path: Path) -> bool:
+    """Whether ``path`` starts with a NIfTI-2 header (540 bytes), either byte order."""
+    try:
+        head, _ = _nifti_stream_length(path)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return len(head) >= 4 and 540 in struct.unpack("<i", head[:4]) + struct.unpack(">i", head[:4])
+
+
 def _check_nifti_complete(path: Path) -> None:
     """Raise ValueError unless the single-file NIfTI ``path`` holds all the voxel data its header declares.
 
@@ -143,13 +164,25 @@ def _load_sitk(path: Path, ext: str) -> Volume:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        if "determinant is 0" in str(exc):  # ITK refuses a singular direction while reading
+            check_direction((0.0,) * 9, str(path))
+        if ext in _NIFTI_EXTENSIONS and _is_nifti2(path):
+            raise ValueError(
+                f"{path}: a NIfTI-2 file, which SimpleITK cannot read; save it as NIfTI-1 (for example with "
+                "nibabel: nibabel.Nifti1Image(img.dataobj, img.affine, img.header).to_filename(...))"
+            ) from exc
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"unreadable or truncated volume: {path} ({reason})") from exc
     return volume_from_sitk(image, path)
 
 
 def volume_from_sitk(image: sitk.Image, path: Path) -> Volume:
-    """The Volume of a SimpleITK image read from ``path`` (a file or a DICOM series folder, named in errors)."""
+    """The :class:`Volume` of a SimpleITK image read from ``path`` (a file or a DICOM series folder, named in
+    every error): array and geometry.
+
+    A 4D image of one time point is taken as 3D; other 4D images, 2D images,
+    unsupported component counts and a singular direction are ValueErrors.
+    """
     try:
         array = sitk.GetArrayFromImage(image)
     except RuntimeError as exc:
@@ -157,19 +190,28 @@ def volume_from_sitk(image: sitk.Image, path: Path) -> Volume:
         raise ValueError(f"unreadable or truncated volume: {path} ({reason})") from exc
     dimension = image.GetDimension()
     spacing = tuple(float(s) for s in image.GetSpacing())
+    origin = tuple(float(o) for o in image.GetOrigin())
+    direction = tuple(float(d) for d in image.GetDirection())
     if dimension == 4 and image.GetNumberOfComponentsPerPixel() == 1 and array.shape[0] == 1:
-        array, dimension, spacing = array[0], 3, spacing[:3]  # a 4D header with a single time point
+        array, dimension, spacing, origin = array[0], 3, spacing[:3], origin[:3]  # a 4D header, one time point
+        direction = direction[0:3] + direction[4:7] + direction[8:11]  # the 3x3 block of the 4x4
     if dimension != 3:
         if dimension == 4:
             raise ValueError(f"{path}: a 3D volume expected, got a 4D time series of shape {array.shape}")
         raise ValueError(f"{path}: a volume expected, got shape {array.shape} ({dimension}D image)")
     array = _check_volume_array(array, path)
+    check_direction(direction, str(path))
     z_y_x = spacing[::-1]
-    return Volume(array=array, spacing=(z_y_x[0], z_y_x[1], z_y_x[2]))
+    return Volume(
+        array=array,
+        spacing=(z_y_x[0], z_y_x[1], z_y_x[2]),
+        origin=(origin[0], origin[1], origin[2]),
+        direction=direction,
+    )
 
 
 def _load_npy(path: Path) -> Volume:
-    """Read a ``.npy`` array (no pickles) as a volume with spacing (1, 1, 1)."""
+    """Read a ``.npy`` array (no pickles) as a volume with spacing (1, 1, 1), identity direction and origin zero."""
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -182,10 +224,11 @@ def _load_npy(path: Path) -> Volume:
 def load_volume(path: str | os.PathLike) -> Volume:
     """Load a 3D volume from NIfTI (``.nii``, ``.nii.gz``), MetaImage (``.mha``, ``.mhd``) or ``.npy``.
 
-    NIfTI and MetaImage are read with SimpleITK and keep their spacing; a ``.npy``
-    array gets spacing (1, 1, 1). The result is (D, H, W) gray or (D, H, W, 3)
-    RGB (a single trailing component is squeezed), voxel type as stored. 2D
-    images, 4D time series and other component counts are rejected.
+    NIfTI and MetaImage are read with SimpleITK and keep their geometry (spacing,
+    origin, direction); a ``.npy`` array gets spacing (1, 1, 1), the identity
+    direction and origin zero. The result is (D, H, W) gray or (D, H, W, 3) RGB (a
+    single trailing component is squeezed), voxel type as stored. 2D images, 4D time
+    series, other component counts and a singular direction are rejected.
 
     Raises FileNotFoundError for a missing file and ValueError for an
     unsupported extension or an unreadable, truncated or non-volume file,
@@ -250,8 +293,8 @@ def _load_npy_image(path: Path) -> np.ndarray:
 
 def load_sample(
     path: str | os.PathLike, spatial_dims: int, series: str | None = None
-) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """(array, spacing) of a sample file; spacing (z, y, x) in mm for volumes, None for 2D images.
+) -> tuple[np.ndarray, Geometry | None]:
+    """(array, geometry) of a sample file: spacing, origin and direction for volumes, None for 2D images.
 
     2D: PNG, JPEG, TIFF, BMP (OpenCV), ``.npy`` and single-frame DICOM; 3D: NIfTI, MetaImage
     (SimpleITK), ``.npy``, multi-frame DICOM and DICOM series folders (:mod:`xaipipe.dicom`;
@@ -268,7 +311,7 @@ def load_sample(
         if not (name.endswith(samples.VOLUME_EXTENSIONS) or name.endswith(".npy")):
             raise ValueError(f"{path}: a 2D image where a volume is expected (preprocessing.size has 3 entries)")
         volume = load_volume(path)
-        return _check_finite(volume.array, path), tuple(float(s) for s in volume.spacing)
+        return _check_finite(volume.array, path), volume.geometry
     if name.endswith(samples.VOLUME_EXTENSIONS):
         raise ValueError(f"{path}: a volume where a 2D image is expected (preprocessing.size has 2 entries)")
     if name.endswith(".npy"):
@@ -276,7 +319,7 @@ def load_sample(
     return _check_finite(load_image(path), path), None
 
 
-def _load_dicom(path: Path, spatial_dims: int, series: str | None) -> tuple[np.ndarray, tuple[float, ...] | None]:
+def _load_dicom(path: Path, spatial_dims: int, series: str | None) -> tuple[np.ndarray, Geometry | None]:
     """A DICOM file or series folder as a 2D image or a volume (:mod:`xaipipe.dicom`)."""
     if path.is_dir():
         if spatial_dims != 3:
@@ -301,7 +344,7 @@ def _load_dicom(path: Path, spatial_dims: int, series: str | None) -> tuple[np.n
                 "entries); a 3D DICOM sample is a multi-frame file or a folder of slices (a series)"
             )
     volume = volume_from_sitk(image, path)
-    return _check_finite(volume.array, path), tuple(float(s) for s in volume.spacing)
+    return _check_finite(volume.array, path), volume.geometry
 
 
 def _check_finite(array: np.ndarray, path: Path) -> np.ndarray:

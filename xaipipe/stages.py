@@ -25,8 +25,10 @@ import numpy as np
 
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
-from xaipipe.drawing import overlay_base
+from xaipipe.drawing import map_at, overlay_base
 from xaipipe.errors import Issue, SampleError, check_policy
+from xaipipe.geometry import Geometry, resample_onto
+from xaipipe.geometry import equal as geometry_equal
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing, small_image_warning
@@ -74,10 +76,16 @@ def preprocess_shard(
     ) as shard:
         for row, (sample_id, path) in enumerate(progress(list(zip(ids, paths)), "preprocess")):
             try:
-                image, sample_spacing = load_sample(path, dims, split_series(sample_id)[1])
-                processed = preprocessing.apply_subfunctions(image, first_index + row)
+                image, geometry = load_sample(path, dims, split_series(sample_id)[1])
+                work, work_geometry = preprocessing.model_grid(image, geometry) if geometry else (image, None)
+                processed = preprocessing.apply_subfunctions(work, first_index + row)
                 inputs = preprocessing.finish(processed)
                 base = processed if preprocess_overlay else image
+                if geometry and work_geometry:
+                    grid = work_geometry.shifted(preprocessing.grid_start(work.shape, first_index + row))
+                    base, geometry, map_grid = _volume_grids(
+                        image, geometry, processed, grid, preprocessing.resamples, preprocess_overlay
+                    )
             except ValueError as error:
                 if on_error == "fail":
                     raise SampleError(sample_id, str(error), "preprocess") from None
@@ -88,7 +96,38 @@ def preprocess_shard(
             if small:
                 log.warning("sample %r (%s): %s", sample_id, path, small)
                 shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
-            shard.write(row, inputs, overlay_base(base, dims), sample_spacing)
+            if geometry is None:
+                shard.write(row, inputs, overlay_base(base, dims))
+            else:
+                origin, direction = geometry.origin, geometry.direction
+                shard.write(row, inputs, base, geometry.spacing, origin=origin, direction=direction, map_grid=map_grid)
+
+
+def _volume_grids(
+    image: np.ndarray,
+    source: Geometry,
+    processed: np.ndarray,
+    grid: Geometry,
+    resamples: bool,
+    preprocess_overlay: bool,
+) -> tuple[np.ndarray, Geometry, tuple[Geometry, tuple[int, ...]] | None]:
+    """(overlay image, its grid, the model's grid where another) of a volume: where its maps are written.
+
+    ``grid`` is the geometry of ``processed`` (after reorientation, resampling and the
+    subfunctions). The maps lie on the source's grid (``image``) where the volume was
+    reoriented or resampled, or its overlay is the untouched original; else on the
+    processed grid, whose origin follows a crop or padding. Where the two differ, the
+    maps are resampled from the model's grid onto the overlay's at render.
+    """
+    shape = processed.shape[:3]
+    if preprocess_overlay and not resamples:
+        return overlay_base(processed, 3), grid, None
+    if preprocess_overlay:
+        base = resample_onto(overlay_base(processed, 3), grid, source, image.shape[:3])
+    else:
+        base = overlay_base(image, 3)
+    same = not resamples and shape == image.shape[:3] and geometry_equal(grid, source)
+    return base, source, None if same else (grid, shape)
 
 
 #: What a skip's log line says to do.
@@ -98,6 +137,9 @@ _FIX = "it is listed in failures.tsv; repair it and run again to include it"
 def preprocessing_record(preprocessing: Preprocessing) -> dict[str, Any]:
     """The preprocessing settings as plain data, for the HDF5 attributes."""
     record = {k: v for k, v in preprocessing.__dict__.items() if k != "subfunctions"}
+    for key, default in (("orientation", "none"), ("spacing", None)):  # newer keys: recorded where set only, so that
+        if record[key] == default:  # the shards made before them stay valid
+            del record[key]
     record["subfunctions"] = [{"name": type(step).__name__, **step.__dict__} for step in preprocessing.subfunctions]
     return record
 
@@ -413,8 +455,10 @@ def render_shard(
     Each file's format follows from its extension (the workflow names the files).
 
     2D: PNG of the coloured map (blended over the image with ``overlay``) or the map as
-    ``.npy``. Volumes: the map as NIfTI (with the sample's spacing) or ``.npy``, or an
-    animated GIF of the slices drawn like the PNGs. Maps that the heatmaps file records
+    ``.npy``. Volumes: the map as NIfTI (with the geometry of the sample's overlay image:
+    spacing, origin, direction) or ``.npy``, or an animated GIF of the slices drawn like
+    the PNGs; a map computed on another grid (``preprocessing.orientation``, ``spacing``,
+    a crop with ``preprocess_overlay: false``) is resampled onto the overlay's grid first. Maps that the heatmaps file records
     as signed (``normalize: signed``) are drawn in a diverging colour map. A skipped sample's files are
     placeholders (``writers.write_placeholder``): an image that says why, or a map of NaN.
     """
@@ -432,7 +476,14 @@ def render_shard(
                 write_placeholder(path, fmt, f"skipped: {short_reason(reasons[row])}", maps.map_shape)
                 continue
             image = shard.overlay_image(row)
-            write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row), signed)
+            if dims == 2:
+                write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row), signed)
+                continue
+            heatmap, geometry, map_grid = maps.normalized(m), shard.geometry(row), shard.map_grid(row)
+            if map_grid is not None:  # the model's grid is not the overlay's: resample the map onto it
+                heatmap = resample_onto(map_at(heatmap, map_grid[1], signed), map_grid[0], geometry, image.shape[:3])
+            spacing, origin, direction = geometry.spacing, geometry.origin, geometry.direction
+            write_map(path, heatmap, image, dims, fmt, overlay, alpha, colormap, spacing, signed, origin, direction)
 
 
 def short_reason(reason: str) -> str:

@@ -47,15 +47,24 @@ class Padding:
         if self.shape != "square" and not _sizes(self.shape):
             raise ValueError(f"padding shape must be 'square' or a list of whole sizes of at least 1, got {self.shape!r}")
 
-    def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
-        current = _spatial(array, spatial_dims)
+    def _widths(self, current: tuple[int, ...], spatial_dims: int) -> list[tuple[int, int]]:
         if self.shape == "square":
             target = (max(current),) * spatial_dims
         else:
             if len(self.shape) != spatial_dims:
                 raise ValueError(f"padding shape {list(self.shape)} does not fit a {spatial_dims}D image")
             target = tuple(max(c, t) for c, t in zip(current, self.shape))
-        widths = [((t - c) // 2, (t - c) - (t - c) // 2) for c, t in zip(current, target)]
+        return [((t - c) // 2, (t - c) - (t - c) // 2) for c, t in zip(current, target)]
+
+    def window(
+        self, current: tuple[int, ...], spatial_dims: int, rng: np.random.Generator
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(start, shape) of the result in the grid of an input of spatial shape ``current`` (start <= 0)."""
+        widths = self._widths(current, spatial_dims)
+        return tuple(-before for before, _ in widths), tuple(c + a + b for c, (a, b) in zip(current, widths))
+
+    def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
+        widths = self._widths(_spatial(array, spatial_dims), spatial_dims)
         widths += [(0, 0)] * (array.ndim - spatial_dims)
         return np.pad(array, widths, mode=self.mode)
 
@@ -74,8 +83,10 @@ class Crop:
             shape = list(self.shape) if isinstance(self.shape, tuple) else self.shape
             raise ValueError(f"crop shape must be a list of whole sizes of at least 1, got {shape!r}")
 
-    def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
-        current = _spatial(array, spatial_dims)
+    def window(
+        self, current: tuple[int, ...], spatial_dims: int, rng: np.random.Generator
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(start, shape) of the result in the grid of an input of spatial shape ``current`` (draws from ``rng``)."""
         if len(self.shape) != spatial_dims:
             raise ValueError(f"crop shape {list(self.shape)} does not fit a {spatial_dims}D image")
         if any(t > c for c, t in zip(current, self.shape)):
@@ -84,8 +95,11 @@ class Crop:
             starts = [(c - t) // 2 for c, t in zip(current, self.shape)]
         else:
             starts = [int(rng.integers(0, c - t + 1)) for c, t in zip(current, self.shape)]
-        window = tuple(slice(s, s + t) for s, t in zip(starts, self.shape))
-        return array[window]
+        return tuple(starts), tuple(self.shape)
+
+    def __call__(self, array: np.ndarray, spatial_dims: int, rng: np.random.Generator) -> np.ndarray:
+        starts, shape = self.window(_spatial(array, spatial_dims), spatial_dims, rng)
+        return array[tuple(slice(s, s + t) for s, t in zip(starts, shape))]
 
 
 @dataclass(frozen=True)
@@ -203,3 +217,18 @@ class Pipeline:
         for step in self.steps:
             array = step(array, spatial_dims, rng)
         return array
+
+    def grid_start(self, shape: tuple[int, ...], spatial_dims: int, sample_index: int = 0) -> tuple[int, ...]:
+        """The index, in the grid of an input of spatial ``shape``, of voxel 0 of what :meth:`__call__` returns.
+
+        The steps that change the grid (padding, crop) say where their result lies (``window``),
+        with the same random draws as when they run; the other steps keep the grid and draw nothing.
+        """
+        rng = np.random.default_rng([self.seed, sample_index])
+        start = np.zeros(spatial_dims, np.int64)
+        current = tuple(int(s) for s in shape[:spatial_dims])
+        for step in self.steps:
+            if hasattr(step, "window"):
+                offset, current = step.window(current, spatial_dims, rng)
+                start += np.asarray(offset, np.int64)
+        return tuple(int(s) for s in start)

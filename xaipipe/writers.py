@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from xaipipe import drawing
 from xaipipe.atomic import atomic_path, write_bytes_atomic
+from xaipipe.geometry import check_direction
 
 EXTENSIONS = {"png": ".png", "npy": ".npy", "nifti": ".nii.gz", "gif": ".gif"}
 FORMATS_2D = ("png", "npy")
@@ -80,13 +81,17 @@ def write_nifti(
     path: str | os.PathLike,
     array: np.ndarray,
     spacing: tuple[float, float, float],
+    origin: tuple[float, ...] | None = None,
+    direction: tuple[float, ...] | None = None,
     *,
     value_range: tuple[float, float] | None = None,
 ) -> None:
     """Write a (D, H, W) map or a (D, H, W, 3) uint8 RGB volume as NIfTI, atomically.
 
     ``path`` must end in ``.nii.gz`` (compressed) or ``.nii``. ``spacing`` is
-    (z, y, x) in millimetres. RGB is written as a 3-component vector image. The
+    (z, y, x) in millimetres; ``origin`` (x, y, z) and the row-major ``direction``
+    are SimpleITK's (:mod:`xaipipe.geometry`; None: zeros, identity), so the file's
+    affine is its source's. RGB is written as a 3-component vector image. The
     file is first written under a temporary name in the same folder, ending in
     the same extension (SimpleITK picks its writer by the extension), then
     renamed onto ``path``; on any error the temporary file is removed and
@@ -123,6 +128,11 @@ def write_nifti(
         array, scaling = nifti_levels(array, value_range, path)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=is_vector)
     image.SetSpacing((x, y, z))
+    if origin is not None:
+        image.SetOrigin(tuple(float(v) for v in origin))
+    if direction is not None:
+        check_direction(direction, str(path))
+        image.SetDirection(tuple(float(v) for v in direction))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.name[: -len(ext)]
@@ -247,13 +257,15 @@ def write_map(
     colormap: str = "jet",
     spacing: tuple[float, ...] | None = None,
     signed: bool = False,
+    origin: tuple[float, ...] | None = None,
+    direction: tuple[float, ...] | None = None,
 ) -> None:
     """Write one normalized map at the resolution of ``image`` (8-bit, gray or RGB).
 
     ``png`` (and other 2D image types, by the path's extension) and ``gif`` draw the
     coloured map, blended over the image with ``overlay``; ``npy`` and ``nifti``
-    store the map itself (NIfTI with ``spacing``, as 8-bit levels with the scaling in its
-    header, 16-bit for signed maps: see :func:`nifti_levels`). ``signed``: the map is in [-1, 1]
+    store the map itself (NIfTI with ``spacing``, ``origin`` and ``direction``, as 8-bit levels with
+    the scaling in its header, 16-bit for signed maps: see :func:`nifti_levels`). ``signed``: the map is in [-1, 1]
     (its method's ``normalize: signed``), drawn in a diverging colour map and stored with its sign.
     """
     shape = image.shape[:spatial_dims]
@@ -265,7 +277,10 @@ def write_map(
         write_npy(path, drawing.map_at(heatmap, shape, signed))
     elif file_format == "nifti":
         spacing = tuple(spacing) if spacing is not None else (1.0, 1.0, 1.0)
-        write_nifti(path, drawing.map_at(heatmap, shape, signed), spacing, value_range=drawing.value_range(signed))
+        write_nifti(
+            path, drawing.map_at(heatmap, shape, signed), spacing, origin, direction,
+            value_range=drawing.value_range(signed),
+        )  # fmt: skip
     else:
         raise ValueError(f"unknown output format {file_format!r}")
 

@@ -1,0 +1,189 @@
+"""Geometry of volumes (issue 16): origin and direction read with every volume, kept in the shard, written
+with the maps; reorientation and resampling for the model and back.
+
+Expected affines come from nibabel, which reads NIfTI headers independently of SimpleITK.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+
+from xaipipe.readers import load_sample, load_volume
+
+NIBABEL_DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
+#: nibabel's bundled volumes, written by nibabel's authors (a real MRI in big-endian int16; the same anatomy
+#: re-oriented and moved; a standard test volume; a NIfTI-2 file).
+REAL_VOLUMES = (
+    "anatomical.nii",
+    "reoriented_anat_moved.nii",
+    "resampled_anat_moved.nii",
+    "standard.nii.gz",
+)
+LPS = np.diag([-1.0, -1.0, 1.0])  # RAS (NIfTI, nibabel) to LPS (SimpleITK) world coordinates
+
+
+def _affine_of(geometry) -> np.ndarray:
+    """The 4x4 RAS affine of numpy index (i=x, j=y, k=z) that nibabel would report, from xaipipe's geometry."""
+    affine = np.eye(4)
+    columns = np.asarray(geometry.direction).reshape(3, 3) * np.asarray(geometry.spacing[::-1])
+    affine[:3, :3] = LPS @ columns
+    affine[:3, 3] = LPS @ np.asarray(geometry.origin)
+    return affine
+
+
+@pytest.mark.parametrize("name", REAL_VOLUMES)
+def test_real_volumes_read_with_nibabels_affine(name):
+    path = os.path.join(NIBABEL_DATA, name)
+    source = nib.load(path)
+    array, geometry = load_sample(path, 3)
+    assert array.shape == source.shape[:3][::-1]
+    np.testing.assert_allclose(_affine_of(geometry), source.affine, atol=1e-4)
+    expected = np.asarray(source.dataobj).reshape(source.shape[:3]).T
+    finite = np.isfinite(expected)  # resampled_anat_moved.nii holds NaN, which SimpleITK reads as 0
+    np.testing.assert_array_equal(array[finite], expected[finite])
+
+
+def test_nifti2_is_refused_naming_the_file_and_what_to_do():
+    with pytest.raises(ValueError, match=r"example_nifti2\.nii\.gz: a NIfTI-2 file.*save it as NIfTI-1"):
+        load_sample(os.path.join(NIBABEL_DATA, "example_nifti2.nii.gz"), 3)
+
+
+def test_oblique_nifti_written_by_nibabel_reads_its_origin_and_direction(tmp_path):
+    angle = np.deg2rad(30)
+    rotation = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.8, 1.5, 2.5])
+    affine[:3, 3] = [-40.0, 12.5, 7.0]
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 7), np.float32), affine), tmp_path / "oblique.nii.gz")
+    volume = load_volume(tmp_path / "oblique.nii.gz")
+    assert volume.spacing == pytest.approx((2.5, 1.5, 0.8))
+    np.testing.assert_allclose(volume.origin, LPS @ affine[:3, 3], atol=1e-5)
+    np.testing.assert_allclose(np.reshape(volume.direction, (3, 3)), LPS @ rotation, atol=1e-5)
+
+
+def test_npy_volume_has_identity_direction_and_zero_origin(tmp_path):
+    np.save(tmp_path / "v.npy", np.ones((2, 3, 4), np.float32))
+    _, geometry = load_sample(tmp_path / "v.npy", 3)
+    assert geometry.origin == (0.0, 0.0, 0.0) and geometry.direction == (1, 0, 0, 0, 1, 0, 0, 0, 1)
+
+
+def test_singular_direction_stops_naming_the_file(tmp_path):
+    header = (
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        "TransformMatrix = 1 0 0 0 1 0 0 0 0\nOffset = 0 0 0\nElementSpacing = 1 1 1\nDimSize = 4 3 2\n"
+        "ElementType = MET_UCHAR\nElementDataFile = LOCAL\n"
+    )
+    (tmp_path / "flat.mha").write_bytes(header.encode() + bytes(24))
+    with pytest.raises(ValueError, match=r"flat\.mha: its direction .* is not invertible"):
+        load_sample(tmp_path / "flat.mha", 3)
+
+
+# --- the pipeline: preprocess, a map, render -------------------------------------------
+
+
+def _render_input_maps(tmp_path, paths, preprocessing, fmt="nii.gz", preprocess_overlay=True):
+    """Preprocess ``paths`` with the pipeline's stage, take each model input (min-max scaled) as its map (so the map
+    peaks where the input is brightest, by construction), and render them with the pipeline's stage."""
+    from xaipipe import h5store
+    from xaipipe.stages import preprocess_shard, render_shard
+
+    pre, maps_path = tmp_path / "pre.h5", tmp_path / "maps.h5"
+    ids = [f"s{k}" for k in range(len(paths))]
+    preprocess_shard(paths, ids, None, ["x"], preprocessing, pre, preprocess_overlay=preprocess_overlay)
+    with h5store.PreprocessedShard.open(pre) as shard:
+        inputs = shard.inputs(slice(None))[..., 0]
+    lo = inputs.min(axis=(1, 2, 3), keepdims=True)
+    normalized = (inputs - lo) / np.maximum(inputs.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
+    with h5store.heatmaps_writer(maps_path, ids, len(ids), preprocessing.size) as writer:
+        rows = np.arange(len(ids), dtype=np.int32)
+        writer.write(slice(None), rows, np.zeros(len(ids), np.int32), normalized, normalized)
+    outs = [tmp_path / "out" / f"{k}.{fmt}" for k in range(len(ids))]
+    render_shard(pre, maps_path, outs, True, 0.25, "jet")
+    return outs
+
+
+def _preprocessing(size=(8, 8, 8), **kwargs):
+    from xaipipe.preprocess import Preprocessing
+
+    return Preprocessing(size=size, channels=1, standardize="minmax", interpolation="linear", **kwargs)
+
+
+@pytest.mark.parametrize("orientation", ["none", "RAS"])
+def test_maps_of_real_volumes_carry_their_sources_affine(tmp_path, orientation):
+    paths = [os.path.join(NIBABEL_DATA, name) for name in REAL_VOLUMES]
+    outs = _render_input_maps(tmp_path, paths, _preprocessing(orientation=orientation))
+    for path, out in zip(paths, outs):
+        source, written = nib.load(path), nib.load(out)
+        assert written.shape == source.shape[:3], path
+        np.testing.assert_allclose(written.affine, source.affine, atol=1e-4, err_msg=path)
+
+
+def _oblique_blob_volume(path, blob_ijk):
+    """An oblique (rotated 30 degrees about z), shifted, anisotropic volume with a bright blob at voxel
+    ``blob_ijk`` (nibabel's x, y, z index order), written by nibabel; its RAS affine."""
+    angle = np.deg2rad(30)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([1.5, 1.0, 2.0])
+    affine[:3, 3] = [-30.0, 15.0, 40.0]
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in (28, 24, 20)), indexing="ij"), axis=-1)
+    distance2 = (((grid - np.asarray(blob_ijk)) * np.array([1.5, 1.0, 2.0])) ** 2).sum(axis=-1)
+    data = (100.0 * np.exp(-distance2 / (2 * 2.5**2)) + 5.0).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return affine
+
+
+def test_reoriented_and_resampled_map_peaks_at_the_blobs_world_position(tmp_path):
+    blob = (18, 8, 12)
+    affine = _oblique_blob_volume(tmp_path / "oblique.nii.gz", blob)
+    # a model input fine enough (about 1.25 mm) that the resize to it and back moves the peak by less than a voxel
+    preprocessing = _preprocessing((32, 20, 32), orientation="RAS", spacing=(1.25, 1.25, 1.25))
+    for overlay in (True, False):
+        folder = tmp_path / str(overlay)
+        (out,) = _render_input_maps(folder, [tmp_path / "oblique.nii.gz"], preprocessing, preprocess_overlay=overlay)
+        written = nib.load(out)
+        np.testing.assert_allclose(written.affine, affine, atol=1e-4)  # the source's grid
+        assert written.shape == (28, 24, 20)
+        data = np.asarray(written.dataobj)
+        peak = np.unravel_index(np.argmax(data), data.shape)
+        peak_world, blob_world = (written.affine @ [*peak, 1])[:3], (affine @ [*blob, 1])[:3]
+        assert np.linalg.norm(peak_world - blob_world) <= 2.0  # one voxel: the largest spacing, 2 mm
+    with h5py.File(tmp_path / "True" / "pre.h5") as f:  # the model saw the volume in RAS at 1.25 mm
+        ras_columns = LPS @ f["map_grid_direction"][0].reshape(3, 3)  # each grid axis' direction in RAS world
+        assert np.argmax(np.abs(ras_columns), axis=0).tolist() == [0, 1, 2]  # x mostly R-L, y A-P, z S-I
+        assert (np.diag(ras_columns) > 0).all()  # RAS: each axis increases towards R, A, S
+        np.testing.assert_allclose(f["map_grid_spacing"][0], 1.25)
+
+
+def test_orientation_none_writes_the_same_map_bytes_for_an_axis_aligned_volume(tmp_path):
+    from xaipipe import drawing
+    from xaipipe.writers import write_nifti
+
+    data = np.zeros((14, 12, 10), np.float32)
+    data[3:5, 6:9, 2:4] = 50.0
+    straight = tmp_path / "straight.nii"
+    write_nifti(straight, data, (2.0, 1.0, 1.5))  # axis-aligned at the origin
+    (out,) = _render_input_maps(tmp_path, [straight], _preprocessing())
+    with h5py.File(tmp_path / "maps.h5") as f:
+        normalized = f["normalized"][0]
+    reference = tmp_path / "reference.nii.gz"  # what render wrote before the geometry: the map with its spacing only
+    write_nifti(reference, drawing.map_at(normalized, (14, 12, 10)), (2.0, 1.0, 1.5), value_range=(0.0, 1.0))
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_a_crop_moves_the_maps_origin_as_nibabels_slicer_does(tmp_path):
+    from xaipipe.subfunctions import Crop
+
+    _oblique_blob_volume(tmp_path / "oblique.nii.gz", (18, 8, 12))
+    source = nib.load(tmp_path / "oblique.nii.gz")  # (x, y, z) = (28, 24, 20); numpy (z, y, x) = (20, 24, 28)
+    preprocessing = _preprocessing(subfunctions=(Crop((10, 10, 10)),))
+    (out,) = _render_input_maps(tmp_path, [tmp_path / "oblique.nii.gz"], preprocessing)
+    expected = source.slicer[9:19, 7:17, 5:15]  # the centre window: starts (28-10)//2, (24-10)//2, (20-10)//2
+    written = nib.load(out)
+    assert written.shape == expected.shape
+    np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)

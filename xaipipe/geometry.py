@@ -1,0 +1,152 @@
+"""The geometry of volumes: where each voxel lies in the patient (world) space, and moving maps between grids.
+
+The convention is SimpleITK's (ITK's, DICOM's): world coordinates are physical
+millimetres in LPS (x towards the patient's left, y posterior, z superior).
+A :class:`Geometry` holds
+
+- ``spacing``: the voxel size, (z, y, x) in millimetres, in numpy axis order (as
+  everywhere in xaipipe; SimpleITK's ``GetSpacing`` is its reverse, (x, y, z));
+- ``origin``: the world position of voxel (0, 0, 0)'s centre, (x, y, z) in mm, as
+  SimpleITK's ``GetOrigin``;
+- ``direction``: the 3x3 direction cosines, row-major, as SimpleITK's
+  ``GetDirection``: column k is the world direction of the image's k-th index
+  axis in SimpleITK order (k = 0 is x, numpy's last axis).
+
+So the voxel of numpy index (k, j, i) lies at ``origin + direction @ (i * sx, j * sy, k * sz)``.
+NIfTI's RAS affine is this with the first two world axes negated (what nibabel
+reports). Volumes read from ``.npy`` and 2D images have the identity direction and
+origin zero.
+
+The maps of a volume are computed on the grid the model sees; :func:`reorient` and
+:func:`resample_to_spacing` make that grid (``preprocessing.orientation`` and
+``preprocessing.spacing``, as MONAI's ``Orientation`` and ``Spacing``), and
+:func:`resample_onto` brings a map back onto its source's grid for the outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+_AXIS_LETTERS = ("LR", "PA", "IS")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Spacing (z, y, x), origin (x, y, z) and row-major direction of a volume's grid (module docstring)."""
+
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = IDENTITY
+
+    def apply_to(self, image: sitk.Image) -> sitk.Image:
+        """``image`` with this geometry set (SimpleITK's own orders)."""
+        image.SetSpacing(tuple(float(s) for s in self.spacing[::-1]))
+        image.SetOrigin(tuple(float(o) for o in self.origin))
+        image.SetDirection(tuple(float(d) for d in self.direction))
+        return image
+
+    def image(self, array: np.ndarray) -> sitk.Image:
+        """A SimpleITK image of a (D, H, W) or (D, H, W, 3) ``array`` on this grid."""
+        return self.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=array.ndim == 4))
+
+    def shifted(self, start: Sequence[int]) -> Geometry:
+        """The geometry of the sub-grid (or padded grid) whose voxel 0 is this grid's voxel ``start`` (z, y, x)."""
+        steps = np.array([start[2] * self.spacing[2], start[1] * self.spacing[1], start[0] * self.spacing[0]])
+        origin = np.array(self.origin) + np.array(self.direction).reshape(3, 3) @ steps
+        return Geometry(self.spacing, _floats(origin), self.direction)
+
+    def index_to_world(self, index: Sequence[float]) -> np.ndarray:
+        """The world position (x, y, z) of the numpy index (k, j, i), fractional allowed."""
+        steps = np.array([index[2] * self.spacing[2], index[1] * self.spacing[1], index[0] * self.spacing[0]])
+        return np.array(self.origin) + np.array(self.direction).reshape(3, 3) @ steps
+
+
+def _floats(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def of_image(image: sitk.Image) -> Geometry:
+    """The geometry of a 3D SimpleITK image."""
+    return Geometry(
+        spacing=_floats(image.GetSpacing()[::-1]),  # type: ignore[arg-type]
+        origin=_floats(image.GetOrigin()),  # type: ignore[arg-type]
+        direction=_floats(image.GetDirection()),
+    )
+
+
+def check_direction(direction: Sequence[float], where: str) -> None:
+    """ValueError naming ``where`` unless ``direction`` is nine finite values of an invertible 3x3 matrix."""
+    values = np.asarray(direction, np.float64)
+    if values.shape != (9,) or not np.isfinite(values).all() or abs(np.linalg.det(values.reshape(3, 3))) < 1e-6:
+        raise ValueError(
+            f"{where}: its direction (orientation) matrix {list(values.ravel())} is not invertible, so its voxels "
+            "have no position in space; repair the file's header (NIfTI qform/sform, MetaImage TransformMatrix)"
+        )
+
+
+def check_orientation(code: str) -> str:
+    """``code`` (``none`` or three letters such as ``RAS``, ``LPS``), or a ValueError saying what is valid."""
+    if code == "none":
+        return code
+    letters = str(code).upper()
+    axes = sorted(next((k for k, pair in enumerate(_AXIS_LETTERS) if c in pair), -1) for c in letters)
+    if len(letters) != 3 or axes != [0, 1, 2]:
+        raise ValueError(
+            f"preprocessing.orientation {code!r}: expected 'none' or three letters, one of each pair L/R, P/A, I/S "
+            "(such as RAS or LPS)"
+        )
+    return letters
+
+
+def reorient(image: sitk.Image, code: str) -> sitk.Image:
+    """``image`` with its axes permuted and flipped so that they point as ``code`` says (SimpleITK's ``DICOMOrient``).
+
+    ``code`` names where each SimpleITK axis (x, y, z; numpy's last axis first) points
+    *towards*, as MONAI's ``Orientation(axcodes)``, nibabel's axis codes and DICOM do:
+    ``RAS`` means x increases to the patient's right, y anterior, z superior; the
+    identity direction is ``LPS``. Voxel values are not interpolated; the world
+    positions of the voxels are unchanged.
+    """
+    return sitk.DICOMOrient(image, check_orientation(code))
+
+
+def resample_to_spacing(image: sitk.Image, spacing: Sequence[float], interpolation: str = "linear") -> sitk.Image:
+    """``image`` resampled to ``spacing`` (z, y, x) mm over the same extent, same origin and direction.
+
+    The new size is round(extent / spacing), at least 1; voxels outside the source
+    (at the far edges) are 0.
+    """
+    new = tuple(float(s) for s in spacing[::-1])
+    size = [max(1, round(n * s / t)) for n, s, t in zip(image.GetSize(), image.GetSpacing(), new)]
+    method = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
+    return sitk.Resample(
+        image, size, sitk.Transform(), method, image.GetOrigin(), new, image.GetDirection(), 0.0, image.GetPixelID()
+    )
+
+
+def resample_onto(
+    array: np.ndarray, source: Geometry, target: Geometry, shape: Sequence[int], interpolation: str = "linear"
+) -> np.ndarray:
+    """``array`` (on the grid ``source``) resampled onto the grid ``target`` of ``shape`` (z, y, x), 0 outside.
+
+    Linear interpolation (``nearest`` on request) in world space; the type of ``array`` is kept.
+    """
+    image = source.image(np.asarray(array))
+    reference = target.image(np.zeros(tuple(shape), np.uint8))
+    method = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
+    out = sitk.Resample(image, reference, sitk.Transform(), method, 0.0, image.GetPixelID())
+    return sitk.GetArrayFromImage(out)
+
+
+def equal(a: Geometry, b: Geometry, tolerance: float = 1e-6) -> bool:
+    """Whether two geometries describe the same grid (up to ``tolerance``)."""
+    return all(
+        math.isclose(x, y, abs_tol=tolerance)
+        for x, y in zip((*a.spacing, *a.origin, *a.direction), (*b.spacing, *b.origin, *b.direction))
+    )
