@@ -21,7 +21,6 @@ NIBABEL_DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
 REAL_VOLUMES = (
     "anatomical.nii",
     "reoriented_anat_moved.nii",
-    "resampled_anat_moved.nii",
     "standard.nii.gz",
 )
 LPS = np.diag([-1.0, -1.0, 1.0])  # RAS (NIfTI, nibabel) to LPS (SimpleITK) world coordinates
@@ -44,8 +43,40 @@ def test_real_volumes_read_with_nibabels_affine(name):
     assert array.shape == source.shape[:3][::-1]
     np.testing.assert_allclose(_affine_of(geometry), source.affine, atol=1e-4)
     expected = np.asarray(source.dataobj).reshape(source.shape[:3]).T
-    finite = np.isfinite(expected)  # resampled_anat_moved.nii holds NaN, which SimpleITK reads as 0
-    np.testing.assert_array_equal(array[finite], expected[finite])
+    np.testing.assert_array_equal(array, expected)
+
+
+def test_a_nifti_with_nan_voxels_is_refused_not_read_as_zeros(tmp_path):
+    """nibabel's resampled_anat_moved.nii (big-endian float32) holds NaN where the resampling left the
+    anatomy; SimpleITK reads them as 0. The sample stops naming the file and the count nibabel finds;
+    the same file with its NaN set to 0 by the user (nibabel) reads with nibabel's affine."""
+    path = os.path.join(NIBABEL_DATA, "resampled_anat_moved.nii")
+    source = nib.load(path)
+    data = np.asarray(source.dataobj)
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    assert bad > 0
+    with pytest.raises(ValueError, match=rf"resampled_anat_moved\.nii: {bad} non-finite values .*repair or remove"):
+        load_sample(path, 3)
+    repaired = tmp_path / "repaired.nii"
+    nib.Nifti1Image(np.nan_to_num(data), source.affine, source.header).to_filename(repaired)
+    array, geometry = load_sample(repaired, 3)
+    np.testing.assert_allclose(_affine_of(geometry), source.affine, atol=1e-4)
+    np.testing.assert_array_equal(array, np.nan_to_num(data).T)
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("name", ["small.nii", "large.nii.gz"])
+def test_nan_and_infinity_are_found_anywhere_in_the_voxels(tmp_path, endian, name):
+    """In the first bytes after the header and across the 1 MiB chunks the stream is read in."""
+    shape = (4, 4, 4) if name == "small.nii" else (130, 64, 40)  # 1.3 MB of float32: two chunks
+    rng = np.random.default_rng(0)
+    data = rng.random(shape).astype(endian + "f4")
+    flat = data.reshape(-1)
+    spots = [0, flat.size - 1] + list(rng.choice(flat.size, 3, replace=False))
+    flat[spots] = [np.nan, np.inf, -np.inf, np.nan, np.nan]
+    nib.Nifti1Image(data, np.eye(4)).to_filename(tmp_path / name)
+    with pytest.raises(ValueError, match=rf"{len(set(spots))} non-finite values \(NaN or infinite\) of {flat.size}"):
+        load_sample(tmp_path / name, 3)
 
 
 def test_nifti2_is_refused_naming_the_file_and_what_to_do():

@@ -91,17 +91,71 @@ def _check_volume_array(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
-def _nifti_stream_length(path: Path) -> tuple[bytes, int]:
-    """The first 540 bytes of the (decompressed) NIfTI stream and its full decompressed length."""
+#: NIfTI datatype codes of the float voxel types, and their numpy types (without byte order).
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _nifti_float_voxels(head: bytes) -> tuple[np.dtype, int] | None:
+    """(voxel dtype with byte order, offset of the voxel data) of a single-file NIfTI-1/2 header of float voxels."""
+    for endian in "<>":
+        if len(head) < 4:
+            return None
+        (sizeof_hdr,) = struct.unpack(f"{endian}i", head[:4])
+        if sizeof_hdr == 348 and len(head) >= 348 and head[344:347] == b"n+1":
+            (code,) = struct.unpack(f"{endian}h", head[70:72])
+            (offset,) = struct.unpack(f"{endian}f", head[108:112])
+        elif sizeof_hdr == 540 and len(head) >= 540 and head[4:7] == b"n+2":
+            (code,) = struct.unpack(f"{endian}h", head[12:14])
+            (offset,) = struct.unpack(f"{endian}q", head[168:176])
+        else:
+            continue
+        if code in _NIFTI_FLOATS and math.isfinite(offset) and offset >= 0:
+            return np.dtype(endian + _NIFTI_FLOATS[code]), int(offset)
+        return None
+    return None
+
+
+def _nifti_stream_length(path: Path) -> tuple[bytes, int, int]:
+    """The first 540 bytes of the (decompressed) NIfTI stream, its full decompressed length and, for float
+    voxels, how many of them are NaN or infinite (read from the stream itself: SimpleITK turns them into 0)."""
     with open(path, "rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"  # the gzip magic, whatever the extension says
     opener = gzip.open if compressed else open
     with opener(path, "rb") as handle:
         head = handle.read(540)
         length = len(head)
+        counter = _NonFinite(head)
         while chunk := handle.read(1 << 20):
             length += len(chunk)
-    return head, length
+            counter.add(chunk)
+    return head, length, counter.count
+
+
+class _NonFinite:
+    """Counts the NaN and infinite voxels of a single-file NIfTI stream of float voxels, fed chunk by chunk."""
+
+    def __init__(self, head: bytes):
+        voxels = _nifti_float_voxels(head)
+        header = _parse_nifti_header(head)
+        self.count = 0
+        self._dtype = voxels[0] if voxels else None
+        self._skip = voxels[1] if voxels else 0  # stream bytes before the voxels
+        ndim = header[1][0] if header else 0
+        self._left = math.prod(header[1][1 : ndim + 1]) if voxels and 1 <= ndim <= 7 else 0  # voxels to count
+        self._pending = b""
+        self.add(head)
+
+    def add(self, chunk: bytes) -> None:
+        if self._dtype is None or self._left <= 0:
+            return
+        skipped = min(self._skip, len(chunk))
+        self._skip -= skipped
+        self._pending += chunk[skipped:]
+        size = min(len(self._pending) // self._dtype.itemsize, self._left)
+        values = np.frombuffer(self._pending[: size * self._dtype.itemsize], self._dtype)
+        self.count += size - int(np.count_nonzero(np.isfinite(values)))
+        self._pending = self._pending[size * self._dtype.itemsize :]
+        self._left -= size
 
 
 def _parse_nifti_header(head: bytes) -> tuple[bytes, tuple[int, ...], int, float] | None:
@@ -126,7 +180,7 @@ def _parse_nifti_header(head: bytes) -> tuple[bytes, tuple[int, ...], int, float
 def _is_nifti2(path: Path) -> bool:
     """Whether ``path`` starts with a NIfTI-2 header (540 bytes), either byte order."""
     try:
-        head, _ = _nifti_stream_length(path)
+        head, _, _ = _nifti_stream_length(path)
     except (OSError, EOFError, zlib.error):
         return False
     return len(head) >= 4 and 540 in struct.unpack("<i", head[:4]) + struct.unpack(">i", head[:4])
@@ -137,10 +191,12 @@ def _check_nifti_complete(path: Path) -> None:
 
     The NIfTI reader of SimpleITK reads a truncated file without an error (the
     missing voxels get arbitrary values), so the size is checked here: the whole
-    stream is read (and, for ``.nii.gz``, decompressed with its CRC verified).
+    stream is read (and, for ``.nii.gz``, decompressed with its CRC verified). It also
+    turns NaN and infinite voxels into 0 without a word, so float voxels are counted on
+    the way and any non-finite one stops the sample, as for every other format.
     """
     try:
-        head, length = _nifti_stream_length(path)
+        head, length, not_finite = _nifti_stream_length(path)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ValueError(f"unreadable or truncated volume: {path} ({exc})") from exc
     header = _parse_nifti_header(head)
@@ -155,6 +211,8 @@ def _check_nifti_complete(path: Path) -> None:
     expected = int(vox_offset) + math.prod(dims[1 : ndim + 1]) * bitpix // 8
     if length < expected:
         raise ValueError(f"unreadable or truncated volume: {path} ({length} of {expected} bytes)")
+    if not_finite:
+        raise ValueError(_not_finite_message(path, not_finite, math.prod(dims[1 : ndim + 1])))
 
 
 def _load_sitk(path: Path, ext: str) -> Volume:
@@ -352,7 +410,9 @@ def _check_finite(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype.kind == "f":
         bad = array.size - int(np.count_nonzero(np.isfinite(array)))
         if bad:
-            raise ValueError(
-                f"{path}: {bad} non-finite values (NaN or infinite) of {array.size}; repair or remove the file"
-            )
+            raise ValueError(_not_finite_message(path, bad, array.size))
     return array
+
+
+def _not_finite_message(path: Path, bad: int, size: int) -> str:
+    return f"{path}: {bad} non-finite values (NaN or infinite) of {size}; repair or remove the file"
