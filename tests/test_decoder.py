@@ -280,7 +280,7 @@ def test_the_cache_does_not_keep_a_deleted_model_alive():
     gen = ArrayGenerator(np.ones((2, 12, 12, 1), np.float32))
     xai_decoder(gen, Wrapper(model), np.eye(K)[[0, 1]], method="gradcam")
     xai_decoder(gen, model, np.eye(K)[[0, 1]], method="gradcam++")
-    method = model._xaipipe_decoder_methods.methods[("gradcam", next(iter(model._xaipipe_decoder_methods.methods))[1])]
+    method = next(iter(model._xaipipe_decoder_methods.methods.values()))  # the cached Grad-CAM
     assert copy.deepcopy(model._xaipipe_decoder_methods).methods == {}  # a copied model starts empty
     model_ref, method_ref = weakref.ref(model), weakref.ref(method)
     del model, method
