@@ -16,6 +16,12 @@ forward passes over its B * 2 * (steps + 1) copies in chunks of the same size, a
 same count of forward passes; ROAD builds its copies by a linear solve each on the CPU,
 so its ratio is above 1. Their maps are smooth (blurred noise), as heatmaps are.
 
+One row measures the drop-in decoder rather than a method: ``decoder-repeat`` (Grad-CAM through
+:func:`xaipipe.xai_decoder` on the case's batch, as a notebook calls it batch by batch), its time
+per image on a call after the first (the method compiled once and reused) against the forward pass,
+and beside it a first call's (the model's cached methods forgotten before each: what every call cost
+before the decoder reused its methods).
+
 The newer methods, each against the passes it needs (:func:`limit_of`): HiResCAM, XGradCAM
 and LayerCAM against one forward + backward pass, Eigen-CAM against one forward pass,
 Score-CAM against K + 1 forward passes (K the target layer's channels), Input x Gradient
@@ -123,6 +129,8 @@ for _name, _params in NEW_PARAMS.items():
 SHOWN = ("layer", "samples", "num_masks", "num_samples", "compactness")
 #: Rows that time a faithfulness metric of maps, not a method: see :func:`faithfulness_row`.
 FAITHFULNESS = ("deletion+insertion", "road")
+#: Rows that time xai_decoder's calls (see :func:`decoder_row`).
+DECODER = ("decoder-repeat",)
 FAITHFULNESS_STEPS = 20
 FAITHFULNESS_CHUNK = 256  # DeletionInsertion's and road_curves' default chunk_size
 ROAD_CASES = ("demo",)  # ROAD's imputation is CPU work per copy: timed on the small case only
@@ -264,6 +272,38 @@ def faithfulness_row(case: Case, method: str, model, x: np.ndarray, limits: Limi
     }  # fmt: skip
 
 
+class _ArrayGenerator:
+    """The batch as a data generator of the seed's interface, its images already at the model's size."""
+
+    def __init__(self, x: np.ndarray):
+        self.x, self.samples, self.image_format, self.batch_size = x, [f"s{i}" for i in range(len(x))], None, len(x)
+
+    def preprocess_image(self, index: int, run_resize=True, run_aug=True, run_standardize=True) -> np.ndarray:
+        return self.x[index]
+
+
+def decoder_row(case: Case, method: str, model, x: np.ndarray, limits: Limits, repeats: int) -> dict:
+    """Grad-CAM through xai_decoder on the batch: a call after the first, and a first call (the model's cached
+    methods forgotten), per image, against the forward pass."""
+    from xaipipe.decoder import forget_methods, xai_decoder
+
+    generator, preds = _ArrayGenerator(x), np.eye(int(model.outputs[0].shape[-1]))[np.zeros(len(x), int)]
+
+    def first() -> None:
+        forget_methods(model)
+        xai_decoder(generator, model, preds, method="gradcam")
+
+    t_limit, t_repeat, t_first = interleaved_medians(
+        [limits.forward, lambda: xai_decoder(generator, model, preds, method="gradcam"), first], repeats
+    )
+    return {
+        "model": case.name, "method": method, "images": len(x), "batch": len(x),
+        "xaipipe_ms": t_repeat / len(x) * 1e3, "xaipipe_all_classes_ms": "", "limit_ms": t_limit / len(x) * 1e3,
+        "xaipipe_over_limit": t_repeat / t_limit, "all_over_one": "",
+        "first_call_ms": t_first / len(x) * 1e3, "first_call_over_limit": t_first / t_limit,
+    }  # fmt: skip
+
+
 def aucmedi_call(model, method: str, x: np.ndarray, classes: np.ndarray) -> Callable[[], None] | str:
     """AUCMEDI 0.11's method, one image and one class per call, as its decoder calls it (or why not)."""
     try:
@@ -341,8 +381,8 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
     print(f"\n{case.name}: batch {case.batch}, forward {forward * 1e3:.2f} ms/img, "
           f"forward+backward {forward_backward * 1e3:.2f} ms/img", flush=True)  # fmt: skip
     for method in methods_to_run:
-        if method in FAITHFULNESS:
-            row = faithfulness_row(case, method, model, x, limits, repeats)
+        if method in FAITHFULNESS or method in DECODER:
+            row = (faithfulness_row if method in FAITHFULNESS else decoder_row)(case, method, model, x, limits, repeats)
             if row is not None:
                 row.update({"forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3})
                 print(format_row(row), flush=True)
@@ -442,6 +482,8 @@ def format_row(row: dict) -> str:
     )
     all_over_one = f"{row['all_over_one']:5.2f}" if isinstance(row["all_over_one"], float) else "    -"
     segmentation = f"  (slic {row['segmentation_ms']:.1f} ms/img)" if "segmentation_ms" in row else ""
+    if "first_call_ms" in row:
+        segmentation += f"  (first call {row['first_call_ms']:.2f} ms/img, ratio {row['first_call_over_limit']:.2f})"
     return (
         f"  {row['method']:<20} {cell(row['xaipipe_ms'])} ms/img  limit {cell(row['limit_ms'])} ms"
         f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {all_over_one}{segmentation}{peers}"
@@ -452,7 +494,7 @@ COLUMNS = [
     "model", "method", "images", "batch", "xaipipe_ms", "xaipipe_all_classes_ms", "limit_ms",
     "xaipipe_over_limit", "all_over_one", "aucmedi_ms", "aucmedi_over_xaipipe", "xplique_ms", "xplique_over_xaipipe",
     "forward_ms", "forward_backward_ms", "backend", "device", "segmentation_ms", "torch_ms", "torch_over_limit",
-    "torch_over_xaipipe",
+    "torch_over_xaipipe", "first_call_ms", "first_call_over_limit",
 ]  # fmt: skip
 
 
@@ -492,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="resnet50,demo,cnn3d", help="comma-separated: " + ",".join(CASES))
     parser.add_argument("--methods", default="gradcam,gradcam++,guidedgradcam,saliency,guidedbackprop,"
                         "integratedgradients,occlusion,limepro,limecon,deletion+insertion,road",
-                        help="comma-separated methods and faithfulness rows (deletion+insertion, road)")  # fmt: skip
+                        help="comma-separated methods, faithfulness rows (deletion+insertion, road) and "
+                        "decoder-repeat (xai_decoder's repeated calls)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="images per batch for every model (default: per model)")
     parser.add_argument("--no-peers", action="store_true", help="skip AUCMEDI and Xplique")

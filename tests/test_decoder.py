@@ -172,3 +172,117 @@ def test_bad_model_and_method_are_refused(image_dir):
         xai_decoder(gen, object())
     with pytest.raises(ValueError, match="valid keys"):
         xai_decoder(gen, small_cnn((16, 16, 1)), method="gradkam")
+
+
+# --- the decoder's method cache ----------------------------------------------------------
+
+
+def two_conv_cnn() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_b")(x)
+    return keras.Model(inputs, keras.layers.Dense(K, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+class ArrayGenerator:
+    """A generator of images already at the model's size: the decoder's maps are the method's, not resized."""
+
+    def __init__(self, images):
+        self.images = images
+        self.samples = [f"s{k}" for k in range(len(images))]
+        self.image_format = None
+        self.batch_size = 4
+
+    def preprocess_image(self, index, run_resize=True, run_aug=True, run_standardize=True):
+        return self.images[index]
+
+
+@pytest.fixture
+def counted_create(monkeypatch):
+    """methods.create, counting the methods it builds."""
+    built = []
+    create = methods.create
+
+    def counting(key, model, **params):
+        built.append(create(key, model, **params))
+        return built[-1]
+
+    monkeypatch.setattr(methods, "create", counting)
+    return built
+
+
+def fresh_maps(key, model, images, classes, **params):
+    """The maps of a method constructed here, from its class (not through methods.create)."""
+    return np.asarray(methods.method_class(key)(model, **params).explain(images, classes[:, None])[1][:, 0])
+
+
+def test_repeated_calls_reuse_one_method_with_a_fresh_methods_maps(counted_create):
+    model = two_conv_cnn()
+    images = np.random.default_rng(0).normal(size=(6, 12, 12, 1)).astype(np.float32)
+    gen, classes = ArrayGenerator(images), np.array([0, 1, 2, 0, 1, 2])
+    _, first = xai_decoder(gen, model, np.eye(K)[classes], method="gradcam")
+    _, second = xai_decoder(gen, model, np.eye(K)[classes], method="gc")  # an alias: the same entry
+    _, third = xai_decoder(gen, Wrapper(model), np.eye(K)[classes], method="GradCAM")
+    assert len(counted_create) == 1
+    expected = fresh_maps("gradcam", model, images, classes)
+    for maps in (first, second, third):
+        np.testing.assert_allclose(maps, expected, atol=1e-6)
+    # another parameter, another method: the target layer conv_a (its maps differ from the last layer's)
+    _, on_a = xai_decoder(gen, model, np.eye(K)[classes], method="gradcam", layerName="conv_a")
+    assert len(counted_create) == 2 and counted_create[1] is not counted_create[0]
+    assert counted_create[1].target_layer == "conv_a" and counted_create[0].target_layer == "conv_b"
+    np.testing.assert_allclose(on_a, fresh_maps("gradcam", model, images, classes, layer="conv_a"), atol=1e-6)
+    assert np.abs(on_a - expected).max() > 0.05
+    xai_decoder(gen, model, np.eye(K)[classes], method="gradcam", layerName="conv_a")
+    xai_decoder(gen, model, np.eye(K)[classes], method="gradcam")
+    assert len(counted_create) == 2
+    # another model, another method
+    xai_decoder(gen, two_conv_cnn(), np.eye(K)[classes], method="gradcam")
+    assert len(counted_create) == 3
+
+
+def test_changed_weights_give_a_fresh_methods_maps(counted_create):
+    model = two_conv_cnn()
+    images = np.random.default_rng(1).normal(size=(4, 12, 12, 1)).astype(np.float32)
+    gen, classes = ArrayGenerator(images), np.array([2, 1, 0, 2])
+    for seed, key in enumerate(("gradcam", "saliency")):  # the logits of the softmax head, and the input gradients
+        _, before = xai_decoder(gen, model, np.eye(K)[classes], method=key)
+        rng = np.random.default_rng(seed)  # new weights every time
+        model.set_weights([rng.normal(scale=0.5, size=w.shape).astype(np.float32) for w in model.get_weights()])
+        _, after = xai_decoder(gen, model, np.eye(K)[classes], method=key)
+        np.testing.assert_allclose(after, fresh_maps(key, model, images, classes), atol=1e-5)
+        assert np.abs(after - before).max() > 0.05
+    assert len(counted_create) == 2  # one per method
+
+
+def test_a_model_keeps_its_most_recently_used_methods(counted_create, monkeypatch):
+    from xaipipe import decoder
+
+    monkeypatch.setattr(decoder, "CACHED_METHODS", 2)
+    model = two_conv_cnn()
+    gen, preds = ArrayGenerator(np.ones((1, 12, 12, 1), np.float32)), np.eye(K)[[0]]
+    for key in ("gradcam", "hirescam", "gradcam", "layercam", "gradcam", "hirescam"):
+        xai_decoder(gen, model, preds, method=key)
+    # hirescam was the least recently used when layercam came: dropped, then built again
+    assert [type(m).__name__ for m in counted_create] == ["GradCAM", "HiResCAM", "LayerCAM", "HiResCAM"]
+    decoder.forget_methods(model)
+    xai_decoder(gen, model, preds, method="gradcam")
+    assert len(counted_create) == 5
+
+
+def test_the_cache_does_not_keep_a_deleted_model_alive():
+    import copy
+    import gc
+    import weakref
+
+    model = two_conv_cnn()
+    gen = ArrayGenerator(np.ones((2, 12, 12, 1), np.float32))
+    xai_decoder(gen, Wrapper(model), np.eye(K)[[0, 1]], method="gradcam")
+    xai_decoder(gen, model, np.eye(K)[[0, 1]], method="gradcam++")
+    method = next(iter(model._xaipipe_decoder_methods.methods.values()))  # the cached Grad-CAM
+    assert copy.deepcopy(model._xaipipe_decoder_methods).methods == {}  # a copied model starts empty
+    model_ref, method_ref = weakref.ref(model), weakref.ref(method)
+    del model, method
+    gc.collect()
+    assert model_ref() is None and method_ref() is None

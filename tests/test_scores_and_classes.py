@@ -98,6 +98,22 @@ def test_logit_gradients_are_the_weight_columns_whatever_the_head(head):
     np.testing.assert_allclose(scores, X.reshape(2, -1) @ W + B, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("head", ["Dense(softmax)", "Dense(sigmoid)", "nested Sequential"])
+def test_logits_taken_off_a_layers_activation_follow_its_new_weights(head):
+    """Built before the head's weights change (as the decoder reuses its methods), the gradients and
+    scores are the new weights' columns and logits."""
+    model = head_model(head)
+    gradients_of = ScoreGradients(model, score="logits")
+    classes = np.array([[0, 2], [1, 0]])
+    gradients_of(X, classes)  # compiled on the old weights
+    w2, b2 = -2.0 * W, B + 1.0
+    head_layer = model.layers[-1].layers[-1] if head == "nested Sequential" else model.layers[-1]
+    head_layer.set_weights([w2, b2])
+    _, gradients, scores = gradients_of(X, classes)
+    np.testing.assert_allclose(gradients, w2.T[classes].reshape(2, 2, *SHAPE), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, X.reshape(2, -1) @ w2 + b2, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("head", ["nested Functional", "nested Sequential"])
 def test_gradcam_on_a_layer_inside_a_nested_head_uses_the_logits(head):
     """The target layer sits in the very sub-model whose softmax is taken off."""

@@ -3,11 +3,17 @@
 Same signature and behaviour as AUCMEDI's ``aucmedi.xai.decoder.xai_decoder``; the
 maps come from the same method classes and the files from the same writer
 (:func:`xaipipe.writers.write_map`) as the Snakemake pipeline's.
+
+A method named by its key is built and compiled once per model and reused by later
+calls (:func:`cached_method`): a notebook that calls the decoder batch by batch pays
+the tracing on its first call only. This module is the one place of that cache.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +57,94 @@ def _keras_model(model: Any) -> tuple[Any, int]:
     raise TypeError("model must be a Keras model or an object with .model (a Keras model) and .n_labels")
 
 
+#: The compiled methods the decoder keeps per model; the least recently used is dropped beyond it.
+CACHED_METHODS = 4
+#: The model's attribute that holds its :class:`_MethodCache`.
+_CACHE_ATTRIBUTE = "_xaipipe_decoder_methods"
+
+
+class _MethodCache:
+    """The decoder's methods of one model, least recently used first, keyed by :func:`_cache_key`.
+
+    It hangs on the model itself, its only reference: a method refers to its model, so a
+    cache outside the model (a global dict, a ``WeakKeyDictionary`` keyed by the model) would
+    keep every model alive through its methods. Here model and methods form a cycle that the
+    garbage collector frees with the model. A copy or a pickle of the model starts empty.
+    """
+
+    __slots__ = ("methods",)
+
+    def __init__(self) -> None:
+        self.methods: OrderedDict[tuple[str, Any], Method] = OrderedDict()
+
+    def __copy__(self) -> _MethodCache:
+        return _MethodCache()
+
+    def __deepcopy__(self, memo: dict) -> _MethodCache:
+        return _MethodCache()
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return _MethodCache, ()
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable form of a parameter's value (mappings and sequences become sorted / plain tuples)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _cache_key(key: str, params: Mapping[str, Any]) -> tuple[str, Any]:
+    """The method's canonical name and every parameter as the registry resolves them (its defaults filled in),
+    so that aliases (``gc``, ``GradCAM``) and an explicit default share one entry."""
+    from xaipipe import methods
+
+    name = methods.canonical_name(key)
+    resolved = {**methods.defaults(name), methods.NORMALIZE: methods.normalization(name), **params}
+    return name, _frozen(resolved)
+
+
+def cached_method(key: str, model: Any, **params: Any) -> Method:
+    """``methods.create(key, model, **params)``, built once per model and parameters and reused.
+
+    The entry is keyed by the model object's identity and :func:`_cache_key`; a model keeps
+    at most :data:`CACHED_METHODS` methods. The compiled functions read the model's variables
+    at each call, so a model whose weights change gives the new maps. The cache lives as long
+    as the model (see :class:`_MethodCache`); the model's computation, weights and saved files
+    are not touched. :func:`forget_methods` empties it.
+    """
+    from xaipipe import methods
+
+    cache_key = _cache_key(key, params)
+    cache = model.__dict__.get(_CACHE_ATTRIBUTE)
+    if not isinstance(cache, _MethodCache):
+        cache = _MethodCache()
+        object.__setattr__(model, _CACHE_ATTRIBUTE, cache)  # not Keras's tracking: the cache is no part of the model
+    explainer = cache.methods.get(cache_key)
+    if explainer is None:
+        explainer = methods.create(key, model, **params)
+        cache.methods[cache_key] = explainer
+        while len(cache.methods) > CACHED_METHODS:
+            cache.methods.popitem(last=False)
+    cache.methods.move_to_end(cache_key)
+    return explainer
+
+
+def forget_methods(model: Any) -> None:
+    """Drop the decoder's cached methods of ``model`` (a Keras model or a wrapper with ``.model``);
+    the next call builds and compiles them anew."""
+    keras_model, _ = _keras_model(model)
+    keras_model.__dict__.pop(_CACHE_ATTRIBUTE, None)
+
+
 def _method(method: Any, model: Any, layer: str | None) -> Method:
     from xaipipe import methods
 
     if isinstance(method, str):
         # the seed passes layerName to every method; only those with a target layer take it
-        return methods.create(method, model, **({"layer": layer} if methods.takes_layer(method) else {}))
+        return cached_method(method, model, **({"layer": layer} if methods.takes_layer(method) else {}))
     if isinstance(method, Method):
         return method
     if hasattr(method, "compute_heatmap"):
@@ -121,7 +209,8 @@ def xai_decoder(
     preds: predictions (N, K); with them, one map per sample for its argmax class;
         without, one map per sample and class.
     method: a method key (see the README's table), a xaipipe method object, or an
-        object with ``compute_heatmap(image, class_index)``.
+        object with ``compute_heatmap(image, class_index)``. A key's method is built and
+        compiled on the first call for the model and reused by later ones (:func:`cached_method`).
     preprocess_overlay: maps are drawn on / resized to the image after the
         generator's subfunctions (true) or the image as loaded (false).
     out_path: None returns ``(images, heatmaps)``: the images at the overlay

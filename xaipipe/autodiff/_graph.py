@@ -77,6 +77,26 @@ def _describe(operation: Any, prefix: str) -> str:
     return f"{kind} {prefix + operation.name!r}"
 
 
+class _Unsquashed(keras.layers.Layer):
+    """``layer`` with a linear activation in place of its softmax or sigmoid: a linear copy of it,
+    called on ``layer``'s own variables (``stateless_call``), read at each call, so that the scores
+    follow the user's weights when they change after a method was built (the copy's weights are unused)."""
+
+    def __init__(self, layer: keras.layers.Layer):
+        super().__init__(name=f"{layer.name}_logits")
+        self.layer = layer
+        self.linear = layer.__class__.from_config({**layer.get_config(), "activation": "linear"})
+
+    def build(self, input_shape: Any) -> None:
+        self.linear.build(input_shape)
+
+    def call(self, inputs: Any) -> Any:
+        outputs, _ = self.linear.stateless_call(
+            self.layer.trainable_variables, self.layer.non_trainable_variables, inputs
+        )
+        return outputs
+
+
 class _Refused(ValueError):
     """A head whose scores before a softmax or sigmoid cannot be found."""
 
@@ -99,12 +119,8 @@ def _logits(tensor: keras.KerasTensor, prefix: str = "") -> tuple[keras.KerasTen
             operation, keras.layers.Layer
         ):
             return inputs[0], f"input of {where} ({squash})", squash, {}
-        # a layer with a squashing activation: a linear copy with the same weights (the user's layer is untouched)
-        config = {**operation.get_config(), "activation": "linear", "name": f"{operation.name}_logits"}
-        linear = operation.__class__.from_config(config)
-        linear.build(inputs[0].shape)
-        linear.set_weights(operation.get_weights())
-        return linear(inputs[0]), f"{where} without its {squash}", squash, {}
+        # a layer with a squashing activation: its linear copy on its own variables (the user's layer is untouched)
+        return _Unsquashed(operation)(inputs[0]), f"{where} without its {squash}", squash, {}
     inner = submodel_graph(operation) if isinstance(operation, keras.layers.Layer) else None
     if inner is not None:
         if len(inner.outputs) != 1 or len(inner.inputs) != 1 or len(inputs) != 1:
@@ -156,8 +172,8 @@ def score_source(model: keras.Model, score: str = "logits") -> ScoreSource:
     ``logits`` (as in the Grad-CAM paper) are the scores before a final softmax or
     sigmoid, found in every form Keras shows: an Activation or Softmax layer (its
     input), a layer with ``activation="softmax"`` or ``"sigmoid"`` (a linear copy of
-    it), ``keras.ops.softmax`` or ``keras.ops.sigmoid`` in a functional graph (its
-    input), a nested Functional or Sequential model ending in one of these (a copy
+    it that reads the layer's variables at each call, :class:`_Unsquashed`), ``keras.ops.softmax``
+    or ``keras.ops.sigmoid`` in a functional graph (its input), a nested Functional or Sequential model ending in one of these (a copy
     of it ending before it). A final Flatten, Reshape, Dropout or global pooling
     layer passes its input's scores on (a softmax before it is refused). A head that may squash in a way Keras does not show (a Lambda,
     a custom layer) is refused with a ValueError asking for ``score: probabilities``.
