@@ -136,7 +136,8 @@ def test_registry_parameters_match_the_constructors():
     for name in methods.canonical_names():
         signature = inspect.signature(methods.method_class(name).__init__)
         accepted = tuple(p for p in signature.parameters if p not in ("self", "model"))
-        assert (*accepted, "normalize") == methods.parameters(name), name  # normalize: the base class's, every method's
+        # normalize and precision: the base class's, every method's
+        assert (*accepted, "normalize", "precision") == methods.parameters(name), name
 
 
 def test_only_methods_with_a_target_layer_get_the_configured_layer():

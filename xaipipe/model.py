@@ -30,6 +30,75 @@ def set_threads(threads: int | None) -> None:
         pass
 
 
+#: Keras's dtype policy of each reduced ``precision``: variables stay float32, layers compute in the reduced type.
+_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def in_precision(model, precision: str):
+    """A copy of ``model`` (same weights) whose layers compute in ``precision`` (``bfloat16`` or
+    ``float16``, Keras's mixed policies), for methods that run faster where the hardware has
+    the type (bfloat16 on CPUs with AVX512_BF16 or AMX, both on GPUs); ``float32``: the model itself.
+
+    Every layer is rebuilt from its config with the policy, nested models included, and the
+    weights are copied; a layer that cannot be rebuilt so (a custom layer without
+    ``get_config``/``from_config``) is a ValueError naming it. The input layers keep their dtype,
+    and so do the layers that give the model's outputs (the classifier head, as Keras's
+    mixed-precision guide advises): the class scores keep float32's resolution, which the
+    perturbation methods need, as they explain by differences of scores.
+    """
+    import keras
+
+    if precision == "float32":
+        return model
+    if precision not in _POLICIES:
+        raise ValueError(f"precision must be one of float32, {', '.join(_POLICIES)}; got {precision!r}")
+    policy = _POLICIES[precision]
+    heads = _output_layers(model)
+
+    def rebuilt(layer):
+        try:
+            config = layer.get_config()
+            if not isinstance(layer, keras.layers.InputLayer) and id(layer) not in heads:
+                config["dtype"] = policy
+            return layer.__class__.from_config(config)
+        except Exception as error:
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise ValueError(
+                f"precision {precision!r}: layer {layer.name!r} ({type(layer).__name__}) cannot be rebuilt from its "
+                f"config in that precision ({reason}); use precision float32 for this model"
+            ) from None
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=rebuilt, recursive=True)
+    except ValueError:
+        raise
+    except Exception as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ValueError(
+            f"precision {precision!r}: the model {model.name!r} cannot be copied in that precision ({reason}); "
+            "use precision float32 for this model"
+        ) from None
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _output_layers(model) -> set[int]:
+    """The ids of the layers whose outputs are ``model``'s outputs, through nested models."""
+    found: set[int] = set()
+    pending = [model]
+    while pending:
+        current = pending.pop()
+        for output in getattr(current, "outputs", None) or []:
+            history = getattr(output, "_keras_history", None)
+            layer = history[0] if history else None
+            if layer is None or id(layer) in found:
+                continue
+            found.add(id(layer))
+            if hasattr(layer, "outputs") and layer is not current:  # a nested model: its own head too
+                pending.append(layer)
+    return found
+
+
 def load_model(path: str | os.PathLike):
     """Load a Keras model file (``.keras`` or ``.h5``) for inference."""
     import keras

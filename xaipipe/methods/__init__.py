@@ -25,6 +25,11 @@ DEFAULT_SCORE = "logits"
 GRADIENT_PASS = 3
 #: The parameter every method takes (the base class's): how its maps are normalized.
 NORMALIZE = "normalize"
+#: The other parameter every method takes: the precision the model and the method run in (``precision``; the maps
+#: are summed and returned in float32 whatever it is), :func:`xaipipe.model.in_precision`.
+PRECISION = "precision"
+PRECISIONS = ("float32", "bfloat16", "float16")
+DEFAULT_PRECISION = "float32"
 #: Parameters renamed since they were first published: old name -> new name.
 RENAMED = MappingProxyType({"batch_size": "chunk_size"})
 #: The statistics of a method's attributions over noisy copies of the input (``noise.kind``, see
@@ -105,8 +110,9 @@ class Entry:
 
     @property
     def params(self) -> tuple[str, ...]:
-        """Every parameter the method takes: its constructor's, then ``normalize`` (the base class's)."""
-        return (*self.defaults, NORMALIZE)
+        """Every parameter the method takes: its constructor's, then ``normalize`` and ``precision`` (the base
+        class's)."""
+        return (*self.defaults, NORMALIZE, PRECISION)
 
 
 def _frozen(**defaults: Any) -> Mapping[str, Any]:

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from xaipipe.maps import SIGNED, normalize_maps, resize_linear
-from xaipipe.methods import DEFAULT_SCORE, NORMALIZE, RENAMED, noise_settings, renamed_message
+from xaipipe.methods import (
+    DEFAULT_PRECISION,
+    DEFAULT_SCORE,
+    NORMALIZE,
+    PRECISION,
+    RENAMED,
+    noise_settings,
+    renamed_message,
+)
 from xaipipe.methods.noise import NoiseTunnel
 from xaipipe.methods.params import check_params
 
@@ -19,12 +27,26 @@ if TYPE_CHECKING:
 
 
 class _MethodType(ABCMeta):
-    """Lets every method's constructor take ``normalize`` (the base class's parameter) without
-    naming it: it is taken out of the keywords, the method is made, then its normalization is set."""
+    """Lets every method's constructor take ``normalize`` and ``precision`` (the base class's parameters)
+    without naming them: they are taken out of the keywords; with a precision other than float32 the
+    method is made for a copy of the model in that precision (:func:`xaipipe.model.in_precision`);
+    then its normalization and precision are set."""
 
-    def __call__(cls, *args: Any, normalize: str | None = None, **kwargs: Any) -> Any:
+    def __call__(cls, *args: Any, normalize: str | None = None, precision: str | None = None, **kwargs: Any) -> Any:
+        try:
+            precision = check_params({PRECISION: precision or DEFAULT_PRECISION})[PRECISION]
+        except ValueError as error:
+            raise ValueError(f"{cls.__name__}: {error}") from None
+        if precision != DEFAULT_PRECISION:
+            from xaipipe.model import in_precision
+
+            if args:
+                args = (in_precision(args[0], precision), *args[1:])
+            elif "model" in kwargs:
+                kwargs["model"] = in_precision(kwargs["model"], precision)
         method = super().__call__(*args, **kwargs)
         method._set_normalize(normalize)
+        method.precision = precision
         return method
 
 
@@ -41,6 +63,11 @@ class Method(metaclass=_MethodType):
       a keyword of every method's constructor (``Saliency(model, normalize="signed")``), by
       default the method's registry entry's (``xaipipe.methods.normalization``; ``minmax`` for
       a method outside the registry), checked like every parameter (``params.KINDS``);
+    - ``precision`` (``float32``, ``bfloat16`` or ``float16``): with a reduced precision the
+      method is made for a copy of the model under Keras's mixed-precision policy (variables
+      in float32, computation in the reduced type: :func:`xaipipe.model.in_precision`); the
+      reductions that make the maps (CAM weights, path sums) run in float32 as for every
+      model, and the maps come back in float32;
     - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
       with a ValueError naming the new name;
     - :meth:`explain`: the check that ``classes`` is (batch, targets) for a batch of
@@ -57,6 +84,8 @@ class Method(metaclass=_MethodType):
     """
 
     name: ClassVar[str]
+    #: The precision the model and the method run in (``precision``); the maps are float32 whatever it is.
+    precision: str = DEFAULT_PRECISION
     #: The settings of the ``noise`` option (all keys filled in), or None: off or not taken.
     noise: dict[str, Any] | None = None
     _takes_noise = False
@@ -122,7 +151,7 @@ class Method(metaclass=_MethodType):
     @property
     def params(self) -> dict[str, Any]:
         """The parameters that determine the maps (recorded with every output)."""
-        params = {"score": self.score, NORMALIZE: self.normalize}
+        params = {"score": self.score, NORMALIZE: self.normalize, PRECISION: self.precision}
         if self._takes_noise:
             params["noise"] = None if self.noise is None else dict(self.noise)
         return params

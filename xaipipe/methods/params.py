@@ -142,6 +142,12 @@ def _normalize(name: str, value: Any) -> str:
     return _one_of(name, value, NORMALIZATIONS)
 
 
+def _precision(name: str, value: Any) -> str:
+    from xaipipe.methods import PRECISIONS
+
+    return _one_of(name, value, PRECISIONS)
+
+
 KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "layer": _optional_name,
     "score": _score,
@@ -163,6 +169,7 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "cells": check_positive_int,
     "p": _probability,
     "normalize": _normalize,
+    "precision": _precision,
 }
 
 
