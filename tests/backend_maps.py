@@ -33,6 +33,8 @@ METHODS: dict[str, tuple[str, dict]] = {
     "saliency": ("saliency", {}),
     "guidedbackprop": ("guidedbackprop", {}),
     "integratedgradients": ("integratedgradients", {"steps": 8}),
+    "integratedgradients_trapezoid": ("integratedgradients", {"steps": 4, "rule": "trapezoid", "chunk_size": 3}),
+    "integratedgradients_gl": ("integratedgradients", {"steps": 4, "rule": "gauss-legendre"}),
     "occlusion": ("occlusion", {"patch_size": 6}),
     "limepro": ("limepro", {"num_samples": 150, "segments": 16, "seed": 3}),
     "limecon": ("limecon", {"num_samples": 150, "segments": 16, "seed": 3}),

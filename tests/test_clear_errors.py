@@ -93,6 +93,7 @@ def test_the_workflow_stops_before_any_job_on_ids_that_collide(tmp_path):
         ({"name": "os", "stride": -2}, "stride must be a positive integer, got -2"),
         ({"name": "ig", "steps": 2.5}, "steps must be a positive integer, got 2.5"),
         ({"name": "ig", "baseline": "white"}, "baseline must be 'zeros', 'black' or a number"),
+        ({"name": "ig", "rule": "simpson"}, "rule must be one of ['midpoint', 'trapezoid', 'gauss-legendre']"),
         ({"name": "lp", "kernel_width": 0}, "kernel_width must be a positive number, got 0"),
         ({"name": "lc", "fill": float("nan")}, "fill must be a number, got nan"),
         ({"name": "sm", "score": "logit"}, "score must be one of ['logits', 'probabilities']"),

@@ -141,6 +141,99 @@ def test_integrated_gradients_do_not_depend_on_the_batch_size():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def power_model(shape, power, seed=0):
+    """Two scores S_j(x) = (w_j . x + c_j)^power, from Dense and Multiply layers; returns the model, W and c."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    weights = rng.normal(0.0, 3.0 / np.sqrt(n), (n, 2)).astype(np.float32)
+    bias = np.array([0.6, -0.4], np.float32)
+    inputs = keras.Input(shape)
+    dense = keras.layers.Dense(2)
+    u = dense(keras.layers.Flatten()(inputs))
+    scores = keras.layers.Multiply()([u] * power) if power > 1 else u
+    model = keras.Model(inputs, scores)
+    dense.set_weights([weights, bias])
+    return model, weights.astype(np.float64), bias.astype(np.float64)
+
+
+def quadrature_error(rule, steps, power, slope):
+    """integral_0^1 g - Q(g) for g(a) = power (u0 + a s)^(power-1), the path derivative of (w.x + c)^power, in closed
+    form (g is a polynomial of degree power - 1, so each rule's classical error term is exact; it does not depend on u0):
+    midpoint h^2 g''/24 and trapezoid -h^2 g''/12 (h = 1/steps) for degree <= 2; Gauss-Legendre with n nodes
+    (n!)^4 / ((2n+1) ((2n)!)^3) g^(2n) for degree <= 2n (Abramowitz & Stegun 25.4.30 on [0, 1])."""
+    from math import factorial, perm
+
+    degree = power - 1
+
+    def derivative(order):  # the order-th derivative of g, constant when order == degree
+        return power * perm(degree, order) * slope**order if order == degree else 0.0
+
+    if rule == "gauss-legendre":
+        assert degree <= 2 * steps
+        n = steps
+        return factorial(n) ** 4 / ((2 * n + 1) * factorial(2 * n) ** 3) * derivative(2 * n)
+    assert degree <= 2
+    factor = {"midpoint": 1 / 24, "trapezoid": -1 / 12}[rule]
+    return factor * derivative(2) / steps**2
+
+
+@pytest.mark.parametrize(
+    ("rule", "steps", "power"),
+    [
+        ("midpoint", 3, 2),  # linear integrand: exact
+        ("trapezoid", 3, 2),
+        ("gauss-legendre", 1, 2),
+        ("midpoint", 4, 3),  # quadratic integrand: h^2 g''/24
+        ("trapezoid", 4, 3),  # -h^2 g''/12
+        ("gauss-legendre", 2, 4),  # degree 3 = 2n - 1: exact
+        ("gauss-legendre", 3, 6),  # degree 5 = 2n - 1: exact
+        ("gauss-legendre", 2, 5),  # degree 4 = 2n: the first error term
+        ("gauss-legendre", 1, 3),  # degree 2 = 2n
+    ],
+)
+def test_each_quadrature_rule_gives_the_closed_form_attributions_of_a_power_model(rule, steps, power):
+    """S = (w . x + c)^k: along x' + a d the gradient is k w (u0 + a s)^(k-1), u0 = w . x' + c, s = w . d, so
+    IG_i = d_i w_i (integral - error) with integral = (S(x) - S(x')) / s and each rule's closed-form error."""
+    shape = (3, 4, 2)
+    model, weights, bias = power_model(shape, power)
+    x = random_inputs(shape, 2, seed=4).astype(np.float64)
+    baseline = 0.3
+    classes = np.array([[0, 1], [1, 0]])
+    # score: the output as it is (a Multiply head is no softmax, but xaipipe cannot know it)
+    method = IntegratedGradients(model, score="probabilities", steps=steps, rule=rule, baseline=baseline)
+    got = method.attributions(x, classes)
+    d = (x - baseline).reshape(2, -1)
+    for b, t in np.ndindex(2, 2):
+        w, c = weights[:, classes[b, t]], bias[classes[b, t]]
+        u0, s = baseline * w.sum() + c, d[b] @ w
+        integral = ((u0 + s) ** power - u0**power) / s
+        error = quadrature_error(rule, steps, power, s)
+        expected = (d[b] * w * (integral - error)).reshape(shape)
+        np.testing.assert_allclose(got[b, t], expected, rtol=2e-4, atol=2e-5 * np.abs(expected).max())
+        if power > 2 and error != 0:  # the error is there, and larger than float32's
+            assert abs(error) > 50 * 2e-4 * abs(integral)
+
+
+@pytest.mark.parametrize("rule", ["midpoint", "trapezoid", "gauss-legendre"])
+def test_integrated_gradients_are_complete_with_each_rule(rule):
+    """sum_i IG_i = S(x) - S(x') on a smooth (tanh, softplus) CNN, every target class at once."""
+    model, x = smooth_model(), random_inputs((6, 6, 2), 3)
+    classes = target_classes(np.zeros((3, 3)), "all")
+    raw = IntegratedGradients(model, rule=rule, steps=16).raw_maps(x, classes)
+    expected = logits(model, x) - logits(model, np.zeros_like(x))
+    totals = raw.reshape(3, 3, -1).sum(axis=-1)
+    np.testing.assert_allclose(totals, expected, rtol=0.01, atol=1e-3 * np.abs(expected).max())
+
+
+def test_the_rule_is_checked_recorded_and_counted():
+    with pytest.raises(ValueError, match=r"integratedgradients: rule must be one of \['midpoint', 'trapezoid', "):
+        IntegratedGradients(smooth_model(), rule="simpson")
+    assert IntegratedGradients(smooth_model(), rule="trapezoid").params["rule"] == "trapezoid"
+    # the trapezoid rule's steps + 1 points (both ends) cost one gradient pass more than the others' steps points
+    costs = {rule: methods.passes_per_sample("ig", {"steps": 8, "rule": rule}, (8, 8)) for rule in methods.IG_RULES}
+    assert costs == {"midpoint": 3 * 8, "trapezoid": 3 * 9, "gauss-legendre": 3 * 8}
+
+
 def test_integrated_gradients_reject_an_unknown_baseline():
     with pytest.raises(ValueError, match="baseline"):
         IntegratedGradients(smooth_model(), baseline="white")

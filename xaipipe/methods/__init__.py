@@ -37,6 +37,10 @@ RENAMED = MappingProxyType({"batch_size": "chunk_size"})
 NOISE_KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 #: The settings of the ``noise`` option that a mapping leaves out (``sigma`` relative to each input's range).
 NOISE = MappingProxyType({"kind": "smoothgrad", "samples": 50, "sigma": 0.15, "seed": 0})
+#: The quadrature rules of integrated gradients' path integral (``rule``, see
+#: :mod:`xaipipe.methods.integratedgradients`): ``steps`` midpoints, ``steps`` + 1 trapezoid points (both ends
+#: included), or ``steps`` Gauss-Legendre nodes.
+IG_RULES = ("midpoint", "trapezoid", "gauss-legendre")
 
 Params = Mapping[str, Any]
 
@@ -47,8 +51,9 @@ def _gradient_passes(params: Params, size: Sequence[int]) -> float:
 
 
 def _path_passes(params: Params, size: Sequence[int]) -> float:
-    """A forward and backward pass at each of the ``steps`` points of the path."""
-    return GRADIENT_PASS * params["steps"]
+    """A forward and backward pass at each point of the path: ``steps`` points, ``steps`` + 1 for the trapezoid rule
+    (both ends)."""
+    return GRADIENT_PASS * (params["steps"] + (params["rule"] == "trapezoid"))
 
 
 def _occlusion_passes(params: Params, size: Sequence[int]) -> float:
@@ -210,7 +215,7 @@ _REGISTRY: dict[str, Entry] = {
         "xaipipe.methods.integratedgradients",
         "IntegratedGradients",
         ("IntegratedGradients", "ig"),
-        _frozen(score=DEFAULT_SCORE, steps=50, baseline="zeros", noise=None, chunk_size=64),
+        _frozen(score=DEFAULT_SCORE, steps=50, rule="midpoint", baseline="zeros", noise=None, chunk_size=64),
         _path_passes,
         chunk="chunk_size",
         normalize="positive",

@@ -107,6 +107,12 @@ def _baseline(name: str, value: Any) -> str | float:
     return value
 
 
+def _rule(name: str, value: Any) -> str:
+    from xaipipe.methods import IG_RULES
+
+    return _one_of(name, value, IG_RULES)
+
+
 def _noise_kind(name: str, value: Any) -> str:
     from xaipipe.methods import NOISE_KINDS
 
@@ -152,6 +158,7 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "layer": _optional_name,
     "score": _score,
     "steps": check_positive_int,
+    "rule": _rule,
     "baseline": _baseline,
     "chunk_size": check_positive_int,
     "patch_size": check_positive_int,
