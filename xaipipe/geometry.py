@@ -21,6 +21,8 @@ The maps of a volume are computed on the grid the model sees; :func:`reorient` a
 :func:`resample_to_spacing` make that grid (``preprocessing.orientation`` and
 ``preprocessing.spacing``, as MONAI's ``Orientation`` and ``Spacing``), and
 :func:`resample_onto` brings a map back onto its source's grid for the outputs.
+:func:`to_lps` only permutes and flips numpy axes to LPS order, for display (the
+gallery's views, :mod:`xaipipe.thumbnails`).
 """
 
 from __future__ import annotations
