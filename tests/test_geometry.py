@@ -12,6 +12,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from xaipipe.readers import load_sample, load_volume
 
@@ -112,6 +113,49 @@ def test_singular_direction_stops_naming_the_file(tmp_path):
     (tmp_path / "flat.mha").write_bytes(header.encode() + bytes(24))
     with pytest.raises(ValueError, match=r"flat\.mha: its direction .* is not invertible"):
         load_sample(tmp_path / "flat.mha", 3)
+
+
+# --- LPS voxel order for display (the gallery's volume views) -----------------------------
+
+
+def _directions():
+    """All 48 axis-aligned directions (signed permutations), each also tilted 20 degrees about z (oblique)."""
+    import itertools
+
+    angle = np.deg2rad(20)
+    tilt = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    for world_of in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            aligned = np.zeros((3, 3))
+            for k, w in enumerate(world_of):
+                aligned[w, k] = signs[k]
+            yield aligned
+            yield tilt @ aligned
+
+
+def test_to_lps_matches_simpleitks_dicomorient():
+    """Numpy's permutation and flips give DICOMOrient's LPS array (its own choice of axes) for every signed
+    permutation, axis-aligned or oblique, and ``index_to_lps`` follows each voxel."""
+    from xaipipe.geometry import index_to_lps, to_lps
+
+    volume = np.random.default_rng(0).random((3, 4, 5)).astype(np.float32)
+    for direction in _directions():
+        image = sitk.GetImageFromArray(volume)
+        image.SetDirection(direction.ravel().tolist())
+        expected = sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))
+        np.testing.assert_array_equal(to_lps(volume, direction.ravel()), expected)
+        for index in np.ndindex(volume.shape):
+            assert expected[index_to_lps(index, volume.shape, direction.ravel())] == volume[index]
+
+
+def test_world_to_index_inverts_simpleitks_index_to_point():
+    from xaipipe.geometry import Geometry
+
+    oblique = list(_directions())[3]  # z reversed, tilted about z
+    geometry = Geometry((2.0, 0.5, 1.5), (10.0, -4.0, 7.0), tuple(oblique.ravel()))
+    image = geometry.image(np.zeros((3, 4, 5), np.float32))
+    point = image.TransformContinuousIndexToPhysicalPoint((1.25, 2.5, 0.75))  # SimpleITK's (x, y, z) index
+    np.testing.assert_allclose(geometry.world_to_index(point), (0.75, 2.5, 1.25), atol=1e-9)
 
 
 # --- the pipeline: preprocess, a map, render -------------------------------------------

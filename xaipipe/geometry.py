@@ -21,6 +21,8 @@ The maps of a volume are computed on the grid the model sees; :func:`reorient` a
 :func:`resample_to_spacing` make that grid (``preprocessing.orientation`` and
 ``preprocessing.spacing``, as MONAI's ``Orientation`` and ``Spacing``), and
 :func:`resample_onto` brings a map back onto its source's grid for the outputs.
+:func:`to_lps` only permutes and flips numpy axes to LPS order, for display (the
+gallery's views, :mod:`xaipipe.thumbnails`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class Geometry:
         """The world position (x, y, z) of the numpy index (k, j, i), fractional allowed."""
         steps = np.array([index[2] * self.spacing[2], index[1] * self.spacing[1], index[0] * self.spacing[0]])
         return np.array(self.origin) + np.array(self.direction).reshape(3, 3) @ steps
+
+    def world_to_index(self, world: Sequence[float]) -> np.ndarray:
+        """The fractional numpy index (k, j, i) of the world position (x, y, z): :meth:`index_to_world` inverted."""
+        steps = np.linalg.solve(np.array(self.direction).reshape(3, 3), np.asarray(world, np.float64) - self.origin)
+        return steps[::-1] / np.array(self.spacing)
 
 
 def _floats(values: Sequence[float]) -> tuple[float, ...]:
@@ -114,6 +121,45 @@ def reorient(image: sitk.Image, code: str) -> sitk.Image:
     positions of the voxels are unchanged.
     """
     return sitk.DICOMOrient(image, check_orientation(code))
+
+
+def lps_axes(direction: Sequence[float]) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
+    """How to bring a (z, y, x) array of grid ``direction`` to LPS by permuting and flipping numpy axes alone.
+
+    Returns (``axes``, ``flips``): ``np.transpose(array, axes)`` then flipping each axis ``a``
+    where ``flips[a]`` gives the array whose numpy axes 0, 1, 2 increase towards the patient's
+    superior, posterior and left (world z, y, x): the identity direction's order. Each index
+    axis goes to the world axis it is most nearly parallel to (the largest |cosine| first, so
+    that a 45-degree tie still names each world axis once), as ``DICOMOrient`` chooses:
+    exact for an axis-aligned grid, the nearest LPS grid for an oblique one (no resampling).
+    """
+    cosines = np.abs(np.asarray(direction, np.float64).reshape(3, 3))
+    world_of = [0, 0, 0]  # SimpleITK index axis k (x, y, z) -> world axis
+    for _ in range(3):
+        w, k = np.unravel_index(int(np.argmax(cosines)), cosines.shape)
+        world_of[int(k)] = int(w)
+        cosines[w, :], cosines[:, k] = -1.0, -1.0
+    signs = np.asarray(direction, np.float64).reshape(3, 3)
+    axes, flips = [0, 0, 0], [False, False, False]
+    for k, w in enumerate(world_of):  # numpy axis 2 - k holds SimpleITK axis k; world axis w is numpy axis 2 - w
+        axes[2 - w] = 2 - k
+        flips[2 - w] = bool(signs[w, k] < 0)
+    return (axes[0], axes[1], axes[2]), (flips[0], flips[1], flips[2])
+
+
+def to_lps(array: np.ndarray, direction: Sequence[float]) -> np.ndarray:
+    """A (z, y, x, ...) ``array`` of grid ``direction`` with its first three axes in LPS order (:func:`lps_axes`)."""
+    axes, flips = lps_axes(direction)
+    out = np.transpose(array, (*axes, *range(3, array.ndim)))
+    return out[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
+
+
+def index_to_lps(index: Sequence[int], shape: Sequence[int], direction: Sequence[float]) -> tuple[int, int, int]:
+    """Where voxel ``index`` (z, y, x) of an array of ``shape`` lies in :func:`to_lps` of that array."""
+    axes, flips = lps_axes(direction)
+    return tuple(  # type: ignore[return-value]
+        int(shape[a] - 1 - index[a]) if f else int(index[a]) for a, f in zip(axes, flips)
+    )
 
 
 def resample_to_spacing(image: sitk.Image, spacing: Sequence[float], interpolation: str = "linear") -> sitk.Image:

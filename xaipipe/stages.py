@@ -479,11 +479,25 @@ def render_shard(
             if dims == 2:
                 write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row), signed)
                 continue
-            heatmap, geometry, map_grid = maps.normalized(m), shard.geometry(row), shard.map_grid(row)
-            if map_grid is not None:  # the model's grid is not the overlay's: resample the map onto it
-                heatmap = resample_onto(map_at(heatmap, map_grid[1], signed), map_grid[0], geometry, image.shape[:3])
+            geometry = shard.geometry(row)
+            heatmap = on_overlay_grid(maps.normalized(m), shard.map_grid(row), geometry, image.shape[:3], signed)
             spacing, origin, direction = geometry.spacing, geometry.origin, geometry.direction
             write_map(path, heatmap, image, dims, fmt, overlay, alpha, colormap, spacing, signed, origin, direction)
+
+
+def on_overlay_grid(
+    heatmap: np.ndarray,
+    map_grid: tuple[Geometry, tuple[int, ...]] | None,
+    geometry: Geometry,
+    shape: Sequence[int],
+    signed: bool,
+) -> np.ndarray:
+    """A volume's map on its overlay image's grid (``geometry``, ``shape``): resampled onto it where the model's grid
+    is another (``map_grid``, :meth:`h5store.PreprocessedShard.map_grid`), else as it is (same extent; drawing
+    resizes it)."""
+    if map_grid is None:
+        return heatmap
+    return resample_onto(map_at(heatmap, map_grid[1], signed), map_grid[0], geometry, shape)
 
 
 def short_reason(reason: str) -> str:

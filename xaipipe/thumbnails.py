@@ -7,6 +7,20 @@ coronal and sagittal slices through the map's peak (its maximum, the first in C 
 over the volume's slices with the overlays' display scaling, each scaled to its physical
 aspect (the sample's spacing); the image's own views pass through the volume's centre.
 
+Every volume is shown in one orientation, the radiological convention, whatever the voxel
+order its file stores: axial slices seen from the feet (the patient's right on the picture's
+left, anterior at the top), coronal seen from the front (right on the left, superior at the
+top), sagittal seen from the patient's left (anterior on the left, superior at the top). The
+overlay image and the map (first put on the overlay's grid, as the NIfTI maps are:
+:func:`xaipipe.stages.on_overlay_grid`) are brought to LPS voxel order by permuting and
+flipping numpy axes after the grid's direction (:func:`xaipipe.geometry.to_lps`, the axes
+``DICOMOrient`` picks): exact for an axis-aligned scan, the nearest LPS order for an oblique
+one, without resampling (an oblique scan is shown as stored, slightly tilted, and every
+voxel keeps its value), and with the same permutation for the overlay and a map of another
+resolution on the same extent. In LPS order the axial slice (y, x) already reads as the
+convention says; the coronal (z, x) and sagittal (z, y) slices are flipped upside down.
+The peak is found in the map as computed and the slices pass through that same voxel.
+
 One job per shard writes the shard's views into ``thumbs/shard-NNNNN/`` and a JSON record of
 them (:func:`thumbnail_shard`); the gallery job (:mod:`xaipipe.gallery`) adds predictions and
 evaluation values, so that changing the colour map re-renders the views only.
@@ -28,15 +42,18 @@ from xaipipe import h5store
 from xaipipe.atomic import atomic_path, write_bytes_atomic
 from xaipipe.channels import convert_channels
 from xaipipe.drawing import render, value_range
+from xaipipe.geometry import Geometry, index_to_lps, lps_axes, to_lps
 from xaipipe.logs import progress
+from xaipipe.stages import on_overlay_grid
 
 #: The longer side of every view, in pixels.
 THUMB_SIDE = 192
 #: WebP quality of the views (0-100).
 THUMB_QUALITY = 80
 THUMB_EXTENSION = ".webp"
-#: The three views of a volume: the axis each slice is taken across, in (z, y, x) order.
-VIEWS_3D = {"axial": 0, "coronal": 1, "sagittal": 2}
+#: The three views of a volume: the axis each slice is taken across, in LPS (z, y, x) voxel order, and
+#: whether the slice is flipped upside down to show superior at the top (the module docstring's convention).
+VIEWS_3D = {"axial": (0, False), "coronal": (1, True), "sagittal": (2, True)}
 
 
 def fit(shape: Sequence[float], side: int = THUMB_SIDE, enlarge: bool = False) -> tuple[int, int]:
@@ -104,15 +121,42 @@ def _encode(path: Path, picture_rgb: np.ndarray) -> None:
 
 
 class _Views:
-    """The pictures of one sample: its image's views and each map's, at the thumbnail's size."""
+    """The pictures of one sample: its image's views and each map's, at the thumbnail's size.
 
-    def __init__(self, image: np.ndarray, spatial_dims: int, spacing: Sequence[float]):
+    A volume is held in LPS voxel order (the module docstring); ``geometry``: the overlay
+    image's grid, and ``map_grid`` the model's where it is another (the shard's).
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        spatial_dims: int,
+        spacing: Sequence[float],
+        geometry: Geometry | None = None,
+        map_grid: tuple[Geometry, tuple[int, ...]] | None = None,
+    ):
         self.dims = spatial_dims
         self.image = convert_channels(image, 3) if spatial_dims == 2 else convert_channels(image, 3, 3)
         self.spacing = tuple(float(s) for s in spacing)
+        if spatial_dims == 3:
+            self.geometry = geometry or Geometry(tuple(self.spacing))  # type: ignore[arg-type]
+            self.map_grid = map_grid
+            self.stored_shape = self.image.shape[:3]
+            self.image = to_lps(self.image, self.geometry.direction)
+            axes, _ = lps_axes(self.geometry.direction)
+            self.spacing = tuple(self.spacing[a] for a in axes)
+
+    def _centre(self, top: tuple[int, ...], heatmap: np.ndarray) -> tuple[int, ...]:
+        """The overlay voxel (in LPS order) of the map's voxel ``top`` (in the map's stored order)."""
+        if self.map_grid is None:  # same extent, centres aligned (as the overlays' trilinear resize)
+            stored = at_volume(top, heatmap.shape, self.stored_shape)
+        else:  # the voxel nearest the peak's position in the world
+            index = np.round(self.geometry.world_to_index(self.map_grid[0].index_to_world(top))).astype(int)
+            stored = tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(index, self.stored_shape))
+        return index_to_lps(stored, self.stored_shape, self.geometry.direction)
 
     def pictures(self, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool, signed: bool = False):
-        """[(view name, RGB picture)], and the peak (in the map's voxels) of ``heatmap``."""
+        """[(view name, RGB picture)], and the peak (in the map's voxels, as stored) of ``heatmap``."""
         if self.dims == 2:
             size = fit(self.image.shape[:2])
             return [("image" if heatmap is None else "map", blend(
@@ -124,13 +168,18 @@ class _Views:
             centre, top = tuple(n // 2 for n in shape), None
         else:
             top = peak(heatmap)
-            centre = at_volume(top, heatmap.shape, shape)
+            centre = self._centre(top, heatmap)
+            heatmap = on_overlay_grid(heatmap, self.map_grid, self.geometry, self.stored_shape, signed)
+            heatmap = to_lps(heatmap, self.geometry.direction)
         views = []
-        for name, axis in VIEWS_3D.items():
+        for name, (axis, upside_down) in VIEWS_3D.items():
             plane = np.take(volume, centre[axis], axis=axis)
             physical = [n * s for k, (n, s) in enumerate(zip(shape, self.spacing)) if k != axis]
             size = fit(physical, enlarge=True)
             heat = None if heatmap is None else map_slice(heatmap, shape, axis, centre[axis])
+            if upside_down:
+                plane = np.ascontiguousarray(plane[::-1])
+                heat = None if heat is None else np.ascontiguousarray(heat[::-1])
             views.append((name, blend(_resize(plane, size, True), heat, alpha, colormap, overlay, signed)))
         return views, top
 
@@ -175,7 +224,8 @@ def thumbnail_shard(
             samples.append(record)
             if skipped[row]:
                 continue
-            views = _Views(pre.overlay_image(row), dims, pre.spacing(row))
+            volume = {"geometry": pre.geometry(row), "map_grid": pre.map_grid(row)} if dims == 3 else {}
+            views = _Views(pre.overlay_image(row), dims, pre.spacing(row), **volume)
             record["image"] = _write(views.pictures(None, alpha, colormap, overlay)[0], folder, f"{row:06d}.image")
             for method, maps in files.items():
                 entries = []
