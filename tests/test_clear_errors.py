@@ -94,6 +94,7 @@ def test_the_workflow_stops_before_any_job_on_ids_that_collide(tmp_path):
         ({"name": "ig", "steps": 2.5}, "steps must be a positive integer, got 2.5"),
         ({"name": "ig", "baseline": "white"}, "baseline must be 'zeros', 'black' or a number"),
         ({"name": "ig", "rule": "simpson"}, "rule must be one of ['midpoint', 'trapezoid', 'gauss-legendre']"),
+        ({"name": "gc", "precision": "int8"}, "precision must be one of ['float32', 'bfloat16', 'float16'], got 'int8'"),
         ({"name": "lp", "kernel_width": 0}, "kernel_width must be a positive number, got 0"),
         ({"name": "lc", "fill": float("nan")}, "fill must be a number, got nan"),
         ({"name": "sm", "score": "logit"}, "score must be one of ['logits', 'probabilities']"),
