@@ -262,3 +262,28 @@ def test_a_crop_moves_the_maps_origin_as_nibabels_slicer_does(tmp_path):
     written = nib.load(out)
     assert written.shape == expected.shape
     np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)
+
+
+def test_a_mask_meets_the_maps_on_the_reoriented_models_grid(tmp_path):
+    """A mask lies on its volume's grid; with orientation RAS the maps lie on the model's grid, flipped in x and y
+    from this LPS-stored volume: the localization metrics see the mask flipped the same way (by hand: np.flip)."""
+    import SimpleITK as sitk
+
+    from xaipipe import evaluate, h5store
+    from xaipipe.stages import preprocess_shard
+
+    volume = np.random.default_rng(0).random((6, 8, 10)).astype(np.float32)
+    mask = np.zeros((6, 8, 10), np.uint8)
+    mask[1:3, 0:2, 0:3] = 1  # low z, anterior (low y), patient's right (low x): a corner
+    for name, array in (("v.nii.gz", volume), ("m.nii.gz", mask)):
+        image = sitk.GetImageFromArray(array)  # identity direction: LPS voxel order
+        image.SetSpacing((1.0, 1.0, 2.0))
+        sitk.WriteImage(image, str(tmp_path / name))
+    pre = tmp_path / "pre.h5"
+    preprocessing = _preprocessing(size=(6, 8, 10), orientation="RAS")
+    preprocess_shard([tmp_path / "v.nii.gz"], ["v"], None, ["x"], preprocessing, pre, preprocess_overlay=False)
+    regions = evaluate._mask_regions(
+        pre, ["v"], [str(tmp_path / "m.nii.gz")], ["pointing_game"], (6, 8, 10), np.zeros(1, bool), "fail",
+        "evaluate:test", h5store.SkipRecord(1),
+    )  # fmt: skip
+    np.testing.assert_array_equal(regions[0], np.flip(mask, axis=(1, 2)).astype(bool))

@@ -358,9 +358,17 @@ def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region
 def _mask_regions(
     preprocessed_path, ids, masks, localized, map_shape, skipped, on_error, stage, record
 ) -> dict[int, np.ndarray]:
-    """Row -> the mask resized to the map, for the samples whose mask has a region."""
+    """Row -> the mask resized to the map, for the samples whose mask has a region.
+
+    A mask lies on its image's grid (the overlay image's); where a volume's maps lie on
+    another grid (``preprocessing.orientation``, ``spacing``: the model's), the mask is
+    first resampled onto that grid (nearest neighbour, in world coordinates), so that
+    mask and map meet voxel for voxel whatever the reorientation.
+    """
     if not localized:
         return {}
+    from xaipipe.geometry import resample_onto
+
     if masks is None or len(masks) != len(ids):
         raise ValueError(f"the localization metrics need one mask path (or None) per sample, got {masks!r}")
     regions: dict[int, np.ndarray] = {}
@@ -386,6 +394,9 @@ def _mask_regions(
                         f"mask {path}: shape {mask.shape} differs from the image's {image_shape}; resized to the map's",
                     )
                 )
+            map_grid = shard.map_grid(row) if spatial_dims == 3 and mask.shape == image_shape else None
+            if map_grid is not None:  # the maps lie on the model's grid (reoriented, resampled): the mask goes there
+                mask = resample_onto(mask.astype(np.uint8), shard.geometry(row), *map_grid, interpolation="nearest") > 0
             if mask.any():
                 resized = metrics.resize_mask(mask, tuple(map_shape))
                 if resized.any():
