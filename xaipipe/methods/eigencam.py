@@ -7,7 +7,8 @@ columns are centred, A_c = A - mean over positions, and
 
     map = ReLU(s * A_c v_1),   A_c = U S V^T (SVD), v_1 the first column of V,
 
-(computed as the top eigenvector of A_c^T A_c, the same vector, cheaper to find),
+(computed from the top eigenvector of the smaller Gram matrix, A_c^T A_c or A_c A_c^T,
+the same vector up to its sign, cheaper to find),
 
 upsampled like Grad-CAM's. The SVD fixes v_1 only up to its sign; s = +1 or -1 is
 chosen so that the map correlates positively with the activations' channel sum
@@ -48,11 +49,18 @@ class EigenCAM(CAMMethod):
         spatial = tuple(int(n) for n in activations.shape[1:-1])
         flat = ops.reshape(activations, (-1, math.prod(spatial), int(activations.shape[-1])))  # (B, N, K)
         centred = flat - ops.mean(flat, axis=1, keepdims=True)
-        # v_1, the first right singular vector of A_c, is the top eigenvector of the K x K matrix A_c^T A_c
-        # (eigh: ascending eigenvalues): the same up to its sign, which is fixed below, at a fraction of the
-        # SVD's cost where positions outnumber channels (on the demo CNN the SVD took longer than the model)
-        _, vectors = ops.eigh(ops.einsum("bnk,bnl->bkl", centred, centred))
-        projection = ops.einsum("bnk,bk->bn", centred, vectors[:, :, -1])  # (B, N), mean 0
+        # A_c v_1 = s_1 u_1 from the smaller of the two Gram matrices (eigh: ascending eigenvalues), the same
+        # up to its sign, which is fixed below, at a fraction of the SVD's cost: positions outnumber channels
+        # in the early layers (the K x K matrix A_c^T A_c, whose top eigenvector is v_1), channels outnumber
+        # positions in the last ones (ResNet50: 49 x 2,048; the N x N matrix A_c A_c^T, whose top eigenvector
+        # is u_1 and top eigenvalue s_1^2); an eigh of the larger one took 19x the model's forward pass there
+        n_positions, n_channels = int(flat.shape[1]), int(flat.shape[2])
+        if n_positions <= n_channels:
+            values, vectors = ops.eigh(ops.einsum("bnk,bmk->bnm", centred, centred))
+            projection = vectors[:, :, -1] * ops.sqrt(ops.maximum(values[:, -1:], 0.0))  # (B, N) = s_1 u_1
+        else:
+            _, vectors = ops.eigh(ops.einsum("bnk,bnl->bkl", centred, centred))
+            projection = ops.einsum("bnk,bk->bn", centred, vectors[:, :, -1])  # (B, N), mean 0
         total = ops.sum(flat, axis=-1)
         agreement = ops.sum(projection * (total - ops.mean(total, axis=1, keepdims=True)), axis=1, keepdims=True)
         sign = ops.where(agreement < 0.0, -1.0, 1.0)
