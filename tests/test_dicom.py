@@ -159,6 +159,16 @@ def test_pixel_data_simpleitk_cannot_decode():
         load_sample(get_testdata_file(name), 2)
 
 
+@pytest.mark.parametrize("name", ["JPGExtended.dcm", "JPEG-lossy.dcm"])
+def test_twelve_bit_jpeg_that_simpleitk_decodes_wrongly_is_refused(name):
+    """GDCM reads pydicom's 12-bit JPEG files with a warning only, its values cut to 8 bits (a maximum of 264
+    where 12 bits hold up to 4095): refused, naming the file and its bits (pydicom's reading of the header)."""
+    ds = pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True)
+    assert int(ds.BitsStored) == 12
+    with pytest.raises(ValueError, match=rf"{name}: 12-bit JPEG extended .*wrong values.*gdcmconv"):
+        load_sample(get_testdata_file(name), 2)
+
+
 # --- series --------------------------------------------------------------------------------
 
 

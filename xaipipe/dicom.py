@@ -124,11 +124,32 @@ def read_file(path: str | os.PathLike) -> tuple[sitk.Image, int]:
     reader = _file_reader(path)
     try:
         reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise _unreadable(path, error) from None
+    _check_decodable(path, _meta(reader))
+    try:
         image = reader.Execute()
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     frames = image.GetSize()[2] if image.GetDimension() == 3 else 1
     return image, frames
+
+
+#: JPEG processes whose decoder in SimpleITK's GDCM takes 8-bit samples only.
+_EIGHT_BIT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
+
+
+def _check_decodable(path: Path, meta: Callable[[str], str | None]) -> None:
+    """ValueError for pixel data GDCM would decode wrongly without an error: JPEG of more than 8 bits per sample
+    (it prints "Unsupported JPEG data precision 12" and returns values cut to 8 bits: pydicom's JPGExtended.dcm,
+    12-bit, came back with a maximum of 264)."""
+    syntax = _transfer_syntax(path)
+    bits = meta("0028|0101")  # Bits Stored
+    if syntax in _EIGHT_BIT_JPEG and bits is not None and bits.isdigit() and int(bits) > 8:
+        raise ValueError(
+            f"{path}: {bits}-bit {_TRANSFER_SYNTAXES[syntax]} pixel data (transfer syntax {syntax}), which "
+            f"SimpleITK decodes to wrong values (8 bits only); {_DECOMPRESS}"
+        )
 
 
 def series_uids(folder: str | os.PathLike) -> list[str]:
@@ -146,6 +167,7 @@ def _check_positions(files: list[str], label: str) -> None:
         except RuntimeError as error:
             raise _unreadable(Path(name), error) from None
         meta = _meta(reader)
+        _check_decodable(Path(name), meta)
         position, orientation = meta("0020|0032"), meta("0020|0037")
         if position is None or orientation is None:
             raise ValueError(
