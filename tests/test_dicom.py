@@ -8,6 +8,7 @@ written here with SimpleITK from numpy volumes, so their values and geometry are
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from xaipipe.samples import discover_folder, sample_path, split_series
 from xaipipe.stages import preprocess_shard
 
 pydicom = pytest.importorskip("pydicom")
+nib = pytest.importorskip("nibabel")
 from pydicom.data import get_testdata_file
 
 UID_A = "1.2.826.0.1.3680043.2.1125.77.1"
@@ -278,7 +280,13 @@ def test_pipeline_on_dicom_series(tmp_path):
         (tmp_path / "dicom" / folder).mkdir(exist_ok=True)
         for name in names:
             shutil.move(tmp_path / "dicom" / "b" / name, tmp_path / "dicom" / folder / f"{k}{name}")
-    (tmp_path / "samples.csv").write_text("SAMPLE\n" + "\n".join(centres) + "\n")
+    # and two real MRI volumes no one here wrote, in the same run: nibabel's (big-endian int16; the same
+    # anatomy re-oriented and moved), whose maps must carry the sources' affine as nibabel reads it
+    real = ("anatomical.nii", "reoriented_anat_moved.nii")
+    nibabel_data = Path(nib.__file__).parent / "tests" / "data"
+    for name in real:
+        shutil.copy(nibabel_data / name, tmp_path / "dicom" / name)
+    (tmp_path / "samples.csv").write_text("SAMPLE\n" + "\n".join([*centres, *real]) + "\n")
     intensity_model((8, 8, 8, 1), tmp_path / "model.keras")
     config = base_config(
         tmp_path,
@@ -293,3 +301,11 @@ def test_pipeline_on_dicom_series(tmp_path):
         assert out.array.shape == shape and out.spacing == pytest.approx(spacing, abs=1e-4)
         peak = np.unravel_index(out.array.argmax(), out.array.shape)
         assert blob(shape, centre, 3)[peak], (sample_id, peak, centre)
+        # the series' grid in nibabel's RAS terms, by hand: origin 0, axes x, y, z = -L, -P, S, spacing (x, y, z)
+        written = nib.load(tmp_path / "results/overlays/gradcam" / overlay_name(sample_id, None, ".nii.gz"))
+        np.testing.assert_allclose(written.affine, np.diag([-spacing[2], -spacing[1], spacing[0], 1.0]), atol=1e-4)
+    for name in real:
+        source = nib.load(nibabel_data / name)
+        written = nib.load(tmp_path / "results/overlays/gradcam" / overlay_name(name, None, ".nii.gz"))
+        assert written.shape == source.shape[:3]
+        np.testing.assert_allclose(written.affine, source.affine, atol=1e-4)
