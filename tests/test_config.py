@@ -244,3 +244,45 @@ def test_demo_models_by_seed():
     assert cfg["model"]["path"] is None and cfg["data"]["images"] == "out/demo/images"
     with pytest.raises(ValueError, match=r"models\.b\.path: 'b\.keras', but with demo\.build true"):
         xconfig.resolve_data_paths(study(output="out", demo=demo, models={"b": {"path": "b.keras"}}, data={"images": None}))
+
+
+def test_max_per_class_keeps_the_first_n_samples_of_each_label_in_sample_order():
+    # labels 1, 0, 1, 1, 0, 2, 1: the first two 1s (positions 0, 2), the two 0s (1, 4), the one 2 (5)
+    sheet = SampleSheet(tuple(f"s{k}.png" for k in range(7)), (1, 0, 1, 1, 0, 2, 1), ("a", "b", "c"))
+    assert xconfig.rendered_samples(sheet, 2) == (True, True, True, False, True, True, False)
+    assert xconfig.rendered_samples(sheet, 1) == (True, True, False, False, False, True, False)
+    assert xconfig.rendered_samples(sheet, 0) == (False,) * 7
+    assert xconfig.rendered_samples(sheet, None) == (True,) * 7
+    assert xconfig.rendered_samples(sheet, 9) == (True,) * 7
+    # shards of 3: rows within each shard
+    kept = xconfig.rendered_samples(sheet, 2)
+    assert [xconfig.rendered_rows(kept, s, 3) for s in ("00000", "00001", "00002")] == [[0, 1, 2], [1, 2], []]
+    assert xconfig.overlay_names(sheet, "00001", 3, None, ".png", [1, 2]) == ["s4.png", "s5.png"]
+    assert xconfig.overlay_names(sheet, "00002", 3, 2, ".png", []) == []
+    assert xconfig.overlay_names(sheet, "00000", 3, 2, ".gif", [2]) == ["s2.class_0.gif", "s2.class_1.gif"]
+    with pytest.raises(ValueError, match=r"render\.max_per_class: -1"):
+        xconfig.rendered_samples(sheet, -1)
+
+
+def test_max_per_class_without_labels_keeps_the_first_n_samples():
+    sheet = SampleSheet(("z.png", "a.png", "m.png", "b.png"))
+    assert xconfig.rendered_samples(sheet, 2) == (True, True, False, False)
+    assert xconfig.rendered_samples(sheet, 0) == (False,) * 4
+
+
+def test_max_per_class_follows_class_subfolders_and_a_tables_labels(tmp_path):
+    for name in ("b/1.png", "a/3.png", "a/1.png", "b/0.png", "a/2.png", "a/0.png"):
+        (tmp_path / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images" / name).write_bytes(b"")  # found by name; nothing reads them here
+    base = {"data": {"images": str(tmp_path / "images"), "samples": None, "class_subfolders": "auto"},
+            "preprocessing": {"size": [8, 8]}, "targets": "argmax"}  # fmt: skip
+    sheet = xconfig.sample_sheet(config(**base))
+    kept = xconfig.rendered_samples(sheet, 2)
+    assert [i for i, k in zip(sheet.ids, kept) if k] == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
+    # a table's order, not sorted: its first two 'x' rows and its first 'y' (and only) row
+    (tmp_path / "table.csv").write_text("SAMPLE,CLASS\nq.png,x\np.png,x\nr.png,y\no.png,x\n")
+    table = {**base["data"], "samples": str(tmp_path / "table.csv"), "id_column": "SAMPLE", "class_column": "CLASS",
+             "class_columns": []}  # fmt: skip
+    sheet = xconfig.sample_sheet(config(**{**base, "data": table}, classes=["x", "y"]))
+    kept = xconfig.rendered_samples(sheet, 2)
+    assert [i for i, k in zip(sheet.ids, kept) if k] == ["q.png", "p.png", "r.png"]

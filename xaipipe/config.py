@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,14 +278,55 @@ def check_model_outputs(specs: dict[str, ModelSpec], sheet: SampleSheet, several
             raise ValueError(f"config key {f'models.{name}' if several else 'model.path'}: {error}") from None
 
 
+def rendered_samples(sheet: SampleSheet, max_per_class: int | None) -> tuple[bool, ...]:
+    """Whether each sample of ``sheet`` (in its order) gets overlays under ``render.max_per_class``.
+
+    ``None``: every sample; ``N``: the first ``N`` samples of each class in the study's sample order
+    (``0``: none), the classes being the samples' labels (class subfolders, a sample table's labels),
+    or all samples one class where the study has none. By label, not by predicted class: the overlays
+    are the render jobs' declared outputs, which Snakemake must know when it parses the workflow,
+    before any prediction exists (and a selection by prediction would change its files whenever the
+    model does).
+    """
+    if max_per_class is None:
+        return (True,) * len(sheet)
+    if max_per_class < 0:
+        raise ValueError(f"config key render.max_per_class: {max_per_class} is negative; use null, 0 or more")
+    taken: dict[int, int] = {}
+    keep = []
+    for label in sheet.labels if sheet.labels is not None else (0,) * len(sheet):
+        seen = taken.get(label, 0)  # samples of this class before this one
+        keep.append(seen < max_per_class)
+        taken[label] = seen + 1
+    return tuple(keep)
+
+
+def rendered_rows(rendered: Sequence[bool], shard: str, shard_size: int) -> list[int]:
+    """The rows (positions in ``shard``) of the samples that get overlays (``rendered``: :func:`rendered_samples`)."""
+    return [row for row, keep in enumerate(rendered[shard_slice(shard, shard_size)]) if keep]
+
+
 def overlay_names(
-    sheet: SampleSheet, shard: str, shard_size: int, classes: int | None, extension: str = ".png"
+    sheet: SampleSheet,
+    shard: str,
+    shard_size: int,
+    classes: int | None,
+    extension: str = ".png",
+    rows: Sequence[int] | None = None,
 ) -> list[str]:
-    """The overlay file names of one shard: one per sample, or one per sample and class."""
+    """The overlay file names of one shard: one per sample, or one per sample and class, in map order;
+    ``rows``: of these samples of the shard only (:func:`rendered_rows`)."""
     ids = sheet.ids[shard_slice(shard, shard_size)]
+    if rows is not None:
+        ids = tuple(ids[row] for row in rows)
     if classes is None:
         return [overlay_name(i, None, extension) for i in ids]
     return [overlay_name(i, c, extension) for i in ids for c in range(classes)]
+
+
+def overlay_archive_name(shard: str) -> str:
+    """The file of ``render.archive`` that holds one shard's overlays of a method (``overlays/{method}/``)."""
+    return f"shard-{shard}.zip"
 
 
 def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:
