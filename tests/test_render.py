@@ -51,3 +51,74 @@ def test_overlay_names_of_volumes_and_ids_without_extension():
     assert overlay_name("ct/case_7.nii.gz", None, ".nii.gz") == "ct.case_7.nii.gz"
     assert overlay_name("mr/brain.mha", 1, ".gif") == "mr.brain.class_1.gif"
     assert overlay_name("case.01", None, ".png") == "case.01.png"
+
+
+def _shard_with_two_maps_per_sample(tmp_path, n_samples=3):
+    """A preprocessed shard of ``n_samples`` small gray PNGs and a heatmaps file with two maps per sample
+    (classes 0 and 1, as ``targets: all`` writes them), random values in [0, 1]."""
+    import cv2
+
+    from xaipipe import h5store
+    from xaipipe.preprocess import Preprocessing
+    from xaipipe.stages import preprocess_shard
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for k in range(n_samples):
+        paths.append(tmp_path / f"s{k}.png")
+        cv2.imwrite(str(paths[-1]), rng.integers(0, 256, (12, 16), dtype=np.uint8))
+    ids = [f"s{k}.png" for k in range(n_samples)]
+    pre, maps_path = tmp_path / "pre.h5", tmp_path / "maps.h5"
+    preprocess_shard(paths, ids, None, ["x", "y"], Preprocessing(size=(8, 8), channels=1, standardize="minmax"), pre)
+    maps = rng.random((2 * n_samples, 8, 8)).astype(np.float32)
+    with h5store.heatmaps_writer(maps_path, ids, 2 * n_samples, (8, 8)) as writer:
+        rows = np.repeat(np.arange(n_samples, dtype=np.int32), 2)
+        writer.write(slice(None), rows, np.tile(np.array([0, 1], np.int32), n_samples), maps, maps)
+    return pre, maps_path
+
+
+def test_an_archive_holds_the_kept_maps_with_the_bytes_of_the_files(tmp_path):
+    import zipfile
+
+    import cv2
+
+    from xaipipe.stages import render_shard
+
+    pre, maps_path = _shard_with_two_maps_per_sample(tmp_path)
+    names = [f"s{k}.class_{c}.png" for k in range(3) for c in (0, 1)]
+    render_shard(pre, maps_path, [tmp_path / "loose" / n for n in names], True, 0.25, "jet")
+    # samples 0 and 2 only (rows of the shard), into one zip file under the files' names
+    kept = ["s0.class_0.png", "s0.class_1.png", "s2.class_0.png", "s2.class_1.png"]
+    archive = tmp_path / "overlays" / "shard-00000.zip"
+    render_shard(pre, maps_path, kept, True, 0.25, "jet", rows=[0, 2], archive=archive)
+    with zipfile.ZipFile(archive) as z:
+        assert z.namelist() == kept
+        for info in z.infolist():
+            assert info.compress_type == zipfile.ZIP_STORED and info.date_time == (1980, 1, 1, 0, 0, 0)
+            data = z.read(info)
+            assert data == (tmp_path / "loose" / info.filename).read_bytes()
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(pixels, cv2.imread(str(tmp_path / "loose" / info.filename), cv2.IMREAD_UNCHANGED))
+    assert sorted(p.name for p in archive.parent.iterdir()) == ["shard-00000.zip"]  # no temporary file left
+    # .npy maps are deflated (they are not compressed already) and read back equal
+    npys = [n.replace(".png", ".npy") for n in kept]
+    render_shard(pre, maps_path, [tmp_path / "loose" / n for n in npys], True, 0.25, "jet", rows=[0, 2])
+    render_shard(pre, maps_path, npys, True, 0.25, "jet", rows=[0, 2], archive=tmp_path / "npy.zip")
+    with zipfile.ZipFile(tmp_path / "npy.zip") as z:
+        assert z.namelist() == npys
+        for info in z.infolist():
+            assert info.compress_type == zipfile.ZIP_DEFLATED
+            with z.open(info) as member:
+                np.testing.assert_array_equal(np.load(member), np.load(tmp_path / "loose" / info.filename))
+
+
+def test_a_failed_archive_leaves_no_file_and_a_wrong_count_is_named(tmp_path):
+    from xaipipe.stages import render_shard
+
+    pre, maps_path = _shard_with_two_maps_per_sample(tmp_path)
+    archive = tmp_path / "overlays" / "shard-00000.zip"
+    with pytest.raises(ValueError, match="a member is a file name"):
+        render_shard(pre, maps_path, ["s1.class_0.png", "x/s1.class_1.png"], True, 0.25, "jet", [1], archive)
+    assert list(archive.parent.iterdir()) == []  # neither the zip nor a part of it
+    with pytest.raises(ValueError, match=r"holds 2 maps of the 1 samples to draw; 3 output files were asked for"):
+        render_shard(pre, maps_path, ["a.png", "b.png", "c.png"], True, 0.25, "jet", [1], archive)

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing, small_image_warning
 from xaipipe.readers import load_sample
 from xaipipe.samples import split_series
-from xaipipe.writers import format_of_extension, write_map, write_placeholder
+from xaipipe.writers import format_of_extension, write_archive, write_map, write_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -449,9 +450,14 @@ def render_shard(
     overlay: bool,
     alpha: float,
     colormap: str,
+    rows: Sequence[int] | None = None,
+    archive: str | os.PathLike | None = None,
 ) -> None:
     """Write the maps of a heatmaps file, in their order, to ``out_paths``, at the overlay image's resolution.
 
+    ``rows``: only the maps of these samples (rows of the shard, ``render.max_per_class``), all without.
+    ``archive``: one zip file holding the maps (``render.archive``, :func:`xaipipe.writers.write_archive`),
+    ``out_paths`` then the names of its members (the files' usual names), their bytes those of the files.
     Each file's format follows from its extension (the workflow names the files).
 
     2D: PNG of the coloured map (blended over the image with ``overlay``) or the map as
@@ -462,27 +468,51 @@ def render_shard(
     as signed (``normalize: signed``) are drawn in a diverging colour map. A skipped sample's files are
     placeholders (``writers.write_placeholder``): an image that says why, or a map of NaN.
     """
-    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as maps:
-        dims = shard.spatial_dims
+    with (
+        h5store.PreprocessedShard.open(preprocessed_path) as shard,
+        h5store.HeatmapsFile.open(heatmaps_path) as maps,
+        write_archive(archive) if archive is not None else nullcontext() as members,
+    ):
         sample_index = maps.sample_index
         skipped, reasons = maps.skipped, maps.skip_reasons
         signed = maps.signed  # the method's normalize, recorded with its maps
-        if len(out_paths) != len(sample_index):
-            raise ValueError(f"{heatmaps_path} holds {len(sample_index)} maps; {len(out_paths)} output files were asked for")
-        for m, path in enumerate(progress(out_paths, "render", unit="map")):
+        wanted = None if rows is None else set(rows)
+        drawn = [m for m in range(len(sample_index)) if wanted is None or int(sample_index[m]) in wanted]
+        if len(out_paths) != len(drawn):
+            which = "" if wanted is None else f" of the {len(wanted)} samples to draw"
+            asked = f"{len(out_paths)} output files were asked for"
+            raise ValueError(f"{heatmaps_path} holds {len(drawn)} maps{which}; {asked}")
+        for m, path in zip(drawn, progress(out_paths, "render", unit="map")):
             row = int(sample_index[m])
-            fmt = format_of_extension(extension_of(path), dims)
-            if skipped[row]:
-                write_placeholder(path, fmt, f"skipped: {short_reason(reasons[row])}", maps.map_shape)
-                continue
-            image = shard.overlay_image(row)
-            if dims == 2:
-                write_map(path, maps.normalized(m), image, dims, fmt, overlay, alpha, colormap, shard.spacing(row), signed)
-                continue
-            geometry = shard.geometry(row)
-            heatmap = on_overlay_grid(maps.normalized(m), shard.map_grid(row), geometry, image.shape[:3], signed)
-            spacing, origin, direction = geometry.spacing, geometry.origin, geometry.direction
-            write_map(path, heatmap, image, dims, fmt, overlay, alpha, colormap, spacing, signed, origin, direction)
+            with members.member(str(path)) if members is not None else nullcontext(path) as target:
+                if skipped[row]:
+                    fmt = format_of_extension(extension_of(target), shard.spatial_dims)
+                    write_placeholder(target, fmt, f"skipped: {short_reason(reasons[row])}", maps.map_shape)
+                else:
+                    _render_map(shard, maps.normalized(m), row, target, overlay, alpha, colormap, signed)
+
+
+def _render_map(
+    shard: h5store.PreprocessedShard,
+    heatmap: np.ndarray,
+    row: int,
+    path: str | os.PathLike,
+    overlay: bool,
+    alpha: float,
+    colormap: str,
+    signed: bool,
+) -> None:
+    """Write the normalized ``heatmap`` of the sample at ``row`` of ``shard`` to ``path`` (:func:`render_shard`)."""
+    dims = shard.spatial_dims
+    fmt = format_of_extension(extension_of(path), dims)
+    image = shard.overlay_image(row)
+    if dims == 2:
+        write_map(path, heatmap, image, dims, fmt, overlay, alpha, colormap, shard.spacing(row), signed)
+        return
+    geometry = shard.geometry(row)
+    heatmap = on_overlay_grid(heatmap, shard.map_grid(row), geometry, image.shape[:3], signed)
+    spacing, origin, direction = geometry.spacing, geometry.origin, geometry.direction
+    write_map(path, heatmap, image, dims, fmt, overlay, alpha, colormap, spacing, signed, origin, direction)
 
 
 def on_overlay_grid(

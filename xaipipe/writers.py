@@ -2,7 +2,8 @@
 
 :func:`write_map` is the single place that turns a normalized map into an output
 file, used by the pipeline's render stage and by :func:`xaipipe.xai_decoder` alike;
-the formats and their file extensions are here too. Every file is written under a
+the formats and their file extensions are here too, and :func:`write_archive`, the zip file
+that holds a shard's overlays with ``render.archive``. Every file is written under a
 temporary name and renamed when complete. Drawing is :mod:`xaipipe.drawing`'s.
 """
 
@@ -14,7 +15,9 @@ import os
 import shutil
 import struct
 import tempfile
-from contextlib import suppress
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import cv2
@@ -317,3 +320,45 @@ def write_placeholder(path: str | os.PathLike, file_format: str, text: str, map_
         write_nifti(path, np.full(map_shape, np.nan, np.float32), (1.0, 1.0, 1.0))
     else:
         raise ValueError(f"unknown output format {file_format!r}")
+
+
+#: Archive members stored as they are: their formats are compressed already (deflating them again gains nothing).
+_COMPRESSED = (".png", ".gif", ".nii.gz", ".jpg", ".jpeg")
+#: Every member's date (zip's earliest): equal members give byte-equal archives, whenever they are written.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class ArchiveMembers:
+    """The members of a zip file that :func:`write_archive` writes, each through an ordinary file writer."""
+
+    def __init__(self, archive: zipfile.ZipFile, folder: Path) -> None:
+        self._archive = archive
+        self._folder = folder
+
+    @contextmanager
+    def member(self, name: str) -> Iterator[Path]:
+        """A temporary path, with ``name`` as its file name (writers take the format from it), to write the member
+        ``name`` to; stored in the archive (and removed) when the block ends without an error."""
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"archive member {name!r}: a member is a file name, without folders")
+        path = self._folder / name
+        yield path
+        info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+        info.compress_type = zipfile.ZIP_STORED if name.lower().endswith(_COMPRESSED) else zipfile.ZIP_DEFLATED
+        info.external_attr = 0o644 << 16  # a plain file, rw-r--r--, when unpacked
+        info.file_size = path.stat().st_size  # decides whether the member needs zip64 (over 2 GiB)
+        with open(path, "rb") as source, self._archive.open(info, "w") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        path.unlink()
+
+
+@contextmanager
+def write_archive(path: str | os.PathLike) -> Iterator[ArchiveMembers]:
+    """Write the zip file ``path`` member by member (:meth:`ArchiveMembers.member`), atomically: it appears whole
+    when the block ends, or not at all. One member at a time lies in a temporary folder (the system's)."""
+    with (
+        atomic_path(path) as tmp,
+        tempfile.TemporaryDirectory(prefix="xaipipe-archive-") as folder,
+        zipfile.ZipFile(tmp, "w", allowZip64=True) as archive,
+    ):
+        yield ArchiveMembers(archive, Path(folder))
