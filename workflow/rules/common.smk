@@ -51,6 +51,9 @@ try:
     OVERLAY_EXTENSION = EXTENSIONS[
         output_format(config["render"]["format"], SPATIAL_DIMS)
     ]
+    # the samples that get overlays (render.max_per_class), decided from their labels: the
+    # overlays are declared outputs, known before any prediction exists
+    RENDERED = xc.rendered_samples(SAMPLES, config["render"]["max_per_class"])
 except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
@@ -373,13 +376,43 @@ def method_name(wildcards):
     return spec(wildcards).variants[wildcards.method].method
 
 
+def rendered_rows(shard):
+    """The rows of ``shard`` whose samples get overlays (render.max_per_class)."""
+    return xc.rendered_rows(RENDERED, shard, SHARD_SIZE)
+
+
+def overlay_names(shard):
+    """The overlays of one shard, by file name (in the archive, with render.archive)."""
+    return xc.overlay_names(
+        SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION, rendered_rows(shard)
+    )
+
+
 def overlay_files(shard):
-    """The overlay files of one shard: patterns of {root} and {method}."""
-    names = xc.overlay_names(SAMPLES, shard, SHARD_SIZE, N_CLASSES, OVERLAY_EXTENSION)
+    """The overlay files of one shard: patterns of {root} and {method}; with render.archive
+    the shard's one zip file; none where render.max_per_class keeps none of its samples.
+    """
+    names = overlay_names(shard)
+    if names and config["render"]["archive"]:
+        return [f"{{root}}/overlays/{{method}}/{xc.overlay_archive_name(shard)}"]
     return [
         f"{{root}}/overlays/{{method}}/{name.replace('{', '{{').replace('}', '}}')}"
         for name in names
     ]
+
+
+def archive_members(shard):
+    """The names of the overlays in the shard's zip file with render.archive; None without."""
+    return overlay_names(shard) if config["render"]["archive"] else None
+
+
+# the shards with overlays to draw: one render job each per model and method
+RENDER_SHARDS = [shard for shard in SHARDS if rendered_rows(shard)]
+# what changes how an overlay looks: a new max_per_class or archive redraws no kept overlay,
+# nor the report's pictures (drawn from the heatmaps files)
+DRAWING = {
+    key: config["render"][key] for key in ("overlay", "alpha", "colormap", "format")
+}
 
 
 def shard_mask_paths(wildcards):

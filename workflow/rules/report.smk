@@ -21,7 +21,7 @@ rule thumbnails:
     params:
         methods=LABELS,
         report=report_folder,
-        render=config["render"],
+        render=DRAWING,
     script:
         "../../scripts/thumbnails.py"
 
