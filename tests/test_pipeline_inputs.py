@@ -160,6 +160,58 @@ def test_csv_labelled_16bit_pngs(tmp_path):
     y, x = np.unravel_index(heat.argmax(), heat.shape)
     sy, sx = squares["p0"]
     assert sy - 2 <= y + 2 < sy + 10 and sx - 2 <= x + 2 < sx + 10  # crop offset (64 - 60) / 2 = 2
+    check_overlay_selection_and_archive(tmp_path / "results", config)
+
+
+def outputs_but_overlays(results) -> dict:
+    """Modification times of the outputs outside ``overlays/`` (logs and benchmark records left out)."""
+    skip = {"overlays", "logs", "benchmarks"}
+    return {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file() and not skip & set(p.relative_to(results).parts)}
+
+
+def check_overlay_selection_and_archive(results, config):
+    """render.max_per_class and render.archive on the labelled PNGs (bright, dark, bright, dark, bright; shards
+    of 3): with 2 per class p0-p3 keep their overlays, p4 (the third bright) none; as archives, one zip per
+    shard and method holding exactly those names, their PNGs the same pixels as the loose files of the plain
+    run above (decoded by OpenCV). Only overlays are drawn again: the gallery and every other output stay."""
+    import shutil
+    import zipfile
+
+    overlays, methods = results / "overlays", ("gradcam", "saliency")
+    plain = {p.relative_to(overlays).as_posix(): cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in overlays.rglob("*.png")}
+    assert sorted(plain) == sorted(f"{m}/p{k}.png" for m in methods for k in range(5))
+    before = outputs_but_overlays(results)
+    files = {}  # the overlay folder's file count per mode, as the README's scale section reports it
+    shutil.rmtree(overlays)
+    snakemake_ok(results.parent, {**config, "render": {"max_per_class": 2}})
+    found = sorted(p.relative_to(overlays).as_posix() for p in overlays.rglob("*") if p.is_file())
+    assert found == sorted(f"{m}/p{k}.png" for m in methods for k in range(4))
+    for name in found:
+        np.testing.assert_array_equal(cv2.imread(str(overlays / name), cv2.IMREAD_UNCHANGED), plain[name])
+    files["max_per_class 2"] = len(found)
+    shutil.rmtree(overlays)
+    snakemake_ok(results.parent, {**config, "render": {"max_per_class": 2, "archive": True}})
+    found = sorted(p.relative_to(overlays).as_posix() for p in overlays.rglob("*") if p.is_file())
+    assert found == sorted(f"{m}/shard-{s}.zip" for m in methods for s in ("00000", "00001"))
+    members = {"00000": ["p0.png", "p1.png", "p2.png"], "00001": ["p3.png"]}
+    for name in found:
+        with zipfile.ZipFile(overlays / name) as archive:
+            method, shard = name.split("/")[0], name[-9:-4]
+            assert archive.namelist() == members[shard]
+            for info in archive.infolist():
+                assert info.compress_type == zipfile.ZIP_STORED
+                pixels = cv2.imdecode(np.frombuffer(archive.read(info), np.uint8), cv2.IMREAD_UNCHANGED)
+                np.testing.assert_array_equal(pixels, plain[f"{method}/{info.filename}"])
+    files["max_per_class 2, archive"] = len(found)
+    shutil.rmtree(overlays)
+    snakemake_ok(results.parent, {**config, "render": {"archive": True}})
+    files["archive"] = sum(p.is_file() for p in overlays.rglob("*"))
+    shutil.rmtree(overlays)
+    snakemake_ok(results.parent, {**config, "render": {"max_per_class": 0}})
+    assert not overlays.exists()  # no render job at all
+    assert outputs_but_overlays(results) == before
+    assert files == {"max_per_class 2": 8, "max_per_class 2, archive": 4, "archive": 4}, files
+    print("overlay files: default 10,", files)
 
 
 def test_masks_of_a_user_study_and_their_faults(tmp_path):
