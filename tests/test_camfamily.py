@@ -125,3 +125,114 @@ def test_registry_says_which_variants_may_share_a_pass():
     assert not methods.shares_pass("GuidedGradCAM", {}) and not methods.shares_pass("scorecam", {})
     assert methods.family_signature("gradcam", {}) == methods.family_signature("gc++", {"precision": "float32"})
     assert methods.family_signature("gradcam", {}) != methods.family_signature("hirescam", {"score": "probabilities"})
+
+
+# ---------------------------------------------------------------- the pipeline stage: one file per member
+
+
+def h5_contents(path) -> dict[str, tuple[dict, object]]:
+    """Every group's and dataset's attributes and every dataset's values, by name."""
+    import h5py
+
+    contents: dict[str, tuple[dict, object]] = {}
+    with h5py.File(path, "r") as f:
+        contents["/"] = ({k: f.attrs[k] for k in f.attrs}, None)
+
+        def visit(name, item):
+            value = item[()] if isinstance(item, h5py.Dataset) else None
+            contents[name] = ({k: item.attrs[k] for k in item.attrs}, value)
+
+        f.visititems(visit)
+    return contents
+
+
+def assert_same_file(got, expected) -> None:
+    """The same groups, datasets and attributes; float datasets within float tolerance, everything else equal."""
+    a, b = h5_contents(got), h5_contents(expected)
+    assert sorted(a) == sorted(b)
+    for name in b:
+        (attrs_a, value_a), (attrs_b, value_b) = a[name], b[name]
+        assert sorted(attrs_a) == sorted(attrs_b), name
+        for key in attrs_b:
+            np.testing.assert_array_equal(attrs_a[key], attrs_b[key], err_msg=f"{name} attribute {key}")
+        if isinstance(value_b, np.ndarray) and value_b.dtype.kind == "f":
+            scale = np.nanmax(np.abs(value_b)) if np.isfinite(value_b).any() else 1.0
+            np.testing.assert_allclose(value_a, value_b, rtol=1e-5, atol=1e-6 * scale, err_msg=name)
+        else:
+            np.testing.assert_array_equal(value_a, value_b, err_msg=name)
+
+
+FAMILY_MEMBERS = [
+    ("gradcam", {}, "gradcam"),
+    ("gradcam++", {"normalize": "positive"}, "gcpp-positive"),
+    ("layercam", {"layer": None}, "layercam"),
+    ("xgradcam", {}, "xgradcam"),
+]
+
+
+@pytest.fixture
+def skipping_shard(tmp_path):
+    """A shard of 5 images, the second unreadable (skipped by preprocess), its predictions, and a small CNN."""
+    from error_policy_shards import skipping_shard_files
+
+    return skipping_shard_files(tmp_path, small_cnn((32, 32, 1), seed=5))
+
+
+@pytest.mark.parametrize("targets", ["argmax", "all"])
+def test_family_job_writes_each_members_file_as_its_own_job_does(tmp_path, skipping_shard, targets):
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard, compute_heatmaps_shard
+
+    pre, pred, model_path = skipping_shard
+    members = [
+        HeatmapsMember(key, params, tmp_path / "family" / f"{label}.h5", label) for key, params, label in FAMILY_MEMBERS
+    ]
+    compute_heatmaps_family_shard(pre, pred, model_path, members, targets, 2, on_error="skip")
+    for key, params, label in FAMILY_MEMBERS:
+        alone = tmp_path / "alone" / f"{label}.h5"
+        compute_heatmaps_shard(pre, pred, model_path, key, params, targets, 2, alone, on_error="skip", label=label)
+        assert_same_file(tmp_path / "family" / f"{label}.h5", alone)
+    from xaipipe import h5store
+
+    with h5store.HeatmapsFile.open(tmp_path / "family" / "gcpp-positive.h5") as maps:
+        assert maps.skipped.tolist() == [False, True, False, False, False]
+        assert np.nanmax(maps.raw(0)) > 0  # real maps, not placeholders
+
+
+def test_family_job_explains_alone_where_the_shared_pass_fails(tmp_path, skipping_shard, monkeypatch):
+    """A batch whose shared pass raises is explained by each member on its own: the same files as without the
+    failure (the members' own passes work here)."""
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard
+
+    pre, pred, model_path = skipping_shard
+    members = [
+        HeatmapsMember(key, params, tmp_path / "a" / f"{label}.h5", label) for key, params, label in FAMILY_MEMBERS
+    ]
+    compute_heatmaps_family_shard(pre, pred, model_path, members, "argmax", 2, on_error="fail")
+    original = CAMFamily.raw_maps
+    calls = []
+
+    def failing(self, inputs, classes):
+        calls.append(len(inputs))
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure of the shared pass")
+        return original(self, inputs, classes)
+
+    monkeypatch.setattr(CAMFamily, "raw_maps", failing)
+    again = [HeatmapsMember(m.method, m.params, tmp_path / "b" / f"{m.label}.h5", m.label) for m in members]
+    compute_heatmaps_family_shard(pre, pred, model_path, again, "argmax", 2, on_error="fail")
+    assert len(calls) == 3  # three batches of 2, 2 (one skipped sample) and 1
+    for first, second in zip(members, again, strict=True):
+        assert_same_file(second.out_path, first.out_path)
+
+
+def test_family_job_refuses_members_that_cannot_share_a_pass(tmp_path, skipping_shard):
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard
+
+    pre, pred, model_path = skipping_shard
+    members = [
+        HeatmapsMember("gradcam", {}, tmp_path / "a.h5"),
+        HeatmapsMember("hirescam", {"score": "probabilities"}, tmp_path / "b.h5"),
+    ]
+    with pytest.raises(ValueError, match="score"):
+        compute_heatmaps_family_shard(pre, pred, model_path, members, "argmax", 2)
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
