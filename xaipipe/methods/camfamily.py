@@ -32,6 +32,8 @@ def _difference(first: CAMMethod, other: CAMMethod) -> str | None:
     """What keeps ``other`` from sharing ``first``'s pass, or None."""
     if not isinstance(other, CAMMethod) or not other.uses_gradients:
         return f"{type(other).__name__} does not compute its maps from the layer's activations and gradients"
+    if type(other).cam_maps is not CAMMethod.cam_maps or type(other).upsample is not CAMMethod.upsample:
+        return f"{type(other).__name__} computes its maps otherwise than ReLU(combine(A, g)), upsampled"
     if other.noise is not None:
         return "it takes 'noise' (its maps are a statistic over noisy copies, each with its own pass)"
     if other.precision != first.precision:
@@ -74,10 +76,15 @@ class CAMFamily:
         self._gradients = ScoreGradients(first.model, first.layer_path, first.score, reduce=self._stacked_maps)
 
     def _stacked_maps(self, activations: Any, gradients: Any) -> Any:
-        """Every member's maps (B, M, T, *spatial), compiled with the gradients."""
+        """Every member's maps (B, M, T, *spatial), compiled with the gradients: each member's
+        ReLU(combine(A, g)) at the layer's resolution, then all upsampled in one call (the
+        upsampling is linear and the same for every member: ``CAMMethod.cam_maps``, one member at a time)."""
         from keras import ops
 
-        return ops.stack([member.cam_maps(activations, gradients) for member in self.members], axis=1)
+        cams = ops.stack([ops.relu(member.combine(activations, gradients)) for member in self.members], axis=1)
+        batch, n_members, n_targets = -1, len(self.members), int(cams.shape[2])
+        upsampled = self.members[0].upsample(ops.reshape(cams, (batch, n_members * n_targets, *cams.shape[3:])))
+        return ops.reshape(upsampled, (batch, n_members, n_targets, *self.spatial_shape))
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> list[np.ndarray]:
         """Each member's raw maps (B, T, *spatial) for inputs (B, ...) and classes (B, T), in the members' order."""
