@@ -22,6 +22,11 @@ per image on a call after the first (the method compiled once and reused) agains
 and beside it a first call's (the model's cached methods forgotten before each: what every call cost
 before the decoder reused its methods).
 
+One row measures several methods from one pass: ``cam-family`` (Grad-CAM, Grad-CAM++, HiResCAM,
+XGradCAM and LayerCAM through :class:`xaipipe.methods.camfamily.CAMFamily`, one target class, on the
+case's batch) against Grad-CAM alone (its limit column; target ratio <= 1.2), and beside it the five
+methods run one after another, as five separate jobs compute them.
+
 The newer methods, each against the passes it needs (:func:`limit_of`): HiResCAM, XGradCAM
 and LayerCAM against one forward + backward pass, Eigen-CAM against one forward pass,
 Score-CAM against K + 1 forward passes (K the target layer's channels), Input x Gradient
@@ -131,6 +136,8 @@ SHOWN = ("layer", "samples", "num_masks", "num_samples", "compactness")
 FAITHFULNESS = ("deletion+insertion", "road")
 #: Rows that time xai_decoder's calls (see :func:`decoder_row`).
 DECODER = ("decoder-repeat",)
+#: Rows that time the CAM family against Grad-CAM alone (see :func:`cam_family_row`).
+CAM_FAMILY = ("cam-family",)
 FAITHFULNESS_STEPS = 20
 FAITHFULNESS_CHUNK = 256  # DeletionInsertion's and road_curves' default chunk_size
 ROAD_CASES = ("demo",)  # ROAD's imputation is CPU work per copy: timed on the small case only
@@ -367,6 +374,31 @@ def measure_peer(run: Callable[[], None] | str, limit_pass: Callable[[], None], 
         return f"fails: {type(error).__name__}: {str(error)[:120]}"
 
 
+def cam_family_row(case: Case, method: str, model, x: np.ndarray, limits: Limits, repeats: int) -> dict:
+    """The five CAM methods from one pass (CAMFamily) per image, against Grad-CAM alone, and the five one after
+    another; all for one target class on the case's batch, interleaved."""
+    from xaipipe import methods
+    from xaipipe.methods.camfamily import create_family
+
+    members, family = create_family(model, [(key, {}) for key in methods.SHARED_PASS])
+    alone = [methods.create(key, model) for key in methods.SHARED_PASS]
+    one = np.zeros((len(x), 1), np.int32)
+
+    def separately() -> None:
+        for explainer in alone:
+            explainer.explain(x, one)
+
+    t_gradcam, t_family, t_separate = interleaved_medians(
+        [lambda: alone[0].explain(x, one), lambda: family.explain(x, one), separately], repeats
+    )
+    return {
+        "model": case.name, "method": f"{method} ({len(members)})", "images": len(x), "batch": len(x),
+        "xaipipe_ms": t_family / len(x) * 1e3, "xaipipe_all_classes_ms": "", "limit_ms": t_gradcam / len(x) * 1e3,
+        "xaipipe_over_limit": t_family / t_gradcam, "all_over_one": "",
+        "separate_ms": t_separate / len(x) * 1e3, "separate_over_limit": t_separate / t_gradcam,
+    }  # fmt: skip
+
+
 def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str]) -> Iterator[dict]:
     import keras
 
@@ -381,8 +413,9 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
     print(f"\n{case.name}: batch {case.batch}, forward {forward * 1e3:.2f} ms/img, "
           f"forward+backward {forward_backward * 1e3:.2f} ms/img", flush=True)  # fmt: skip
     for method in methods_to_run:
-        if method in FAITHFULNESS or method in DECODER:
-            row = (faithfulness_row if method in FAITHFULNESS else decoder_row)(case, method, model, x, limits, repeats)
+        if method in FAITHFULNESS or method in DECODER or method in CAM_FAMILY:
+            special = faithfulness_row if method in FAITHFULNESS else decoder_row if method in DECODER else cam_family_row
+            row = special(case, method, model, x, limits, repeats)
             if row is not None:
                 row.update({"forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3})
                 print(format_row(row), flush=True)
@@ -484,6 +517,11 @@ def format_row(row: dict) -> str:
     segmentation = f"  (slic {row['segmentation_ms']:.1f} ms/img)" if "segmentation_ms" in row else ""
     if "first_call_ms" in row:
         segmentation += f"  (first call {row['first_call_ms']:.2f} ms/img, ratio {row['first_call_over_limit']:.2f})"
+    if "separate_ms" in row:  # cam-family: the limit column is Grad-CAM alone
+        segmentation += (
+            f"  (limit: gradcam alone; the five separately {row['separate_ms']:.2f} ms/img,"
+            f" ratio {row['separate_over_limit']:.2f})"
+        )
     return (
         f"  {row['method']:<20} {cell(row['xaipipe_ms'])} ms/img  limit {cell(row['limit_ms'])} ms"
         f"  ratio {row['xaipipe_over_limit']:5.2f}  all/one {all_over_one}{segmentation}{peers}"
@@ -494,7 +532,7 @@ COLUMNS = [
     "model", "method", "images", "batch", "xaipipe_ms", "xaipipe_all_classes_ms", "limit_ms",
     "xaipipe_over_limit", "all_over_one", "aucmedi_ms", "aucmedi_over_xaipipe", "xplique_ms", "xplique_over_xaipipe",
     "forward_ms", "forward_backward_ms", "backend", "device", "segmentation_ms", "torch_ms", "torch_over_limit",
-    "torch_over_xaipipe", "first_call_ms", "first_call_over_limit",
+    "torch_over_xaipipe", "first_call_ms", "first_call_over_limit", "separate_ms", "separate_over_limit",
 ]  # fmt: skip
 
 
@@ -535,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="gradcam,gradcam++,guidedgradcam,saliency,guidedbackprop,"
                         "integratedgradients,occlusion,limepro,limecon,deletion+insertion,road",
                         help="comma-separated methods, faithfulness rows (deletion+insertion, road) and "
-                        "decoder-repeat (xai_decoder's repeated calls)")  # fmt: skip
+                        "decoder-repeat (xai_decoder's repeated calls), cam-family (five CAM methods from one pass)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=0, help="images per batch for every model (default: per model)")
     parser.add_argument("--no-peers", action="store_true", help="skip AUCMEDI and Xplique")

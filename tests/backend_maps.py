@@ -51,6 +51,11 @@ METHODS: dict[str, tuple[str, dict]] = {
     "rise": ("rise", {"num_masks": 150, "cells": 4, "chunk_size": 64}),
 }
 
+#: The CAM methods computed together from one pass (xaipipe.methods.camfamily), each map stored as "family_<key>".
+FAMILY = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
+#: Every map the test compares: METHODS' and the family's.
+NAMES = (*METHODS, *(f"family_{key}" for key in FAMILY))
+
 
 def build_model():
     """A small CNN: conv+ReLU, BatchNormalization, a nested Functional block, a softmax head;
@@ -97,14 +102,17 @@ def inputs_and_classes() -> tuple[np.ndarray, np.ndarray]:
 
 
 def compute_maps(model_path: str) -> dict[str, np.ndarray]:
-    """The raw maps (B, T, H, W) of every entry of METHODS, and the model's scores."""
+    """The raw maps (B, T, H, W) of every entry of METHODS and of the FAMILY's members, and the model's scores."""
     from xaipipe.autodiff import Scores
     from xaipipe.methods import create
+    from xaipipe.methods.camfamily import create_family
     from xaipipe.model import load_model
 
     model = load_model(model_path)
     x, classes = inputs_and_classes()
     maps = {name: create(key, model, **params).raw_maps(x, classes) for name, (key, params) in METHODS.items()}
+    _, family = create_family(model, [(key, {}) for key in FAMILY])
+    maps.update({f"family_{key}": raw for key, raw in zip(FAMILY, family.raw_maps(x, classes), strict=True)})
     maps["scores"] = Scores(model, "probabilities")(x)
     return maps
 

@@ -59,9 +59,9 @@ def test_maps_agree_with_tensorflow(backend, tensorflow_maps, tmp_path):
     assert str(got["backend"]) == backend
     np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-4, atol=1e-5)
 
-    correlations = {name: pearson(got[name], expected[name]) for name in backend_maps.METHODS}
+    correlations = {name: pearson(got[name], expected[name]) for name in backend_maps.NAMES}
     print(backend, {name: round(r, 6) for name, r in correlations.items()})
-    for name in backend_maps.METHODS:
+    for name in backend_maps.NAMES:
         assert got[name].shape == expected[name].shape, name
         assert np.ptp(expected[name]) > 0, f"{name}: the TensorFlow map is constant, the test says nothing"
     low = {name: r for name, r in correlations.items() if not r >= MIN_PEARSON}
@@ -69,7 +69,7 @@ def test_maps_agree_with_tensorflow(backend, tensorflow_maps, tmp_path):
     # the same values, not only the same pattern: a map scaled by any factor != 1 fails here
     differ = {
         name: float(np.abs(got[name] - expected[name]).max() / np.abs(expected[name]).max())
-        for name in backend_maps.METHODS
+        for name in backend_maps.NAMES
         if not np.allclose(got[name], expected[name], rtol=RTOL, atol=ATOL * np.abs(expected[name]).max())
     }
     assert not differ, f"{backend} maps differ from TensorFlow's (max |difference| / max |map|): {differ}"

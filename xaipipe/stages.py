@@ -13,12 +13,14 @@ gathers every stage's issues into ``failures.tsv``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +323,76 @@ def compute_heatmaps_shard(
     recorded as skipped by ``heatmaps:<method>`` and gets NaN maps too, unless every sample
     of the shard fails, which is the method's or the model's fault and raises.
     """
+    member = HeatmapsMember(method, method_params, out_path, label)
+    _compute_heatmaps(preprocessed_path, predictions_path, model_path, [member], targets, batch_size,
+                      preprocessing, on_error)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HeatmapsMember:
+    """One method variant of a heatmaps job: its key, parameters, output file and label (default: the method's
+    canonical name)."""
+
+    method: str
+    params: dict[str, Any]
+    out_path: str | os.PathLike
+    label: str | None = None
+
+
+def compute_heatmaps_family_shard(
+    preprocessed_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    members: Sequence[HeatmapsMember],
+    targets: str,
+    batch_size: int,
+    preprocessing: Preprocessing | None = None,
+    on_error: str = "fail",
+) -> None:
+    """Several CAM methods' maps of a shard from one forward and backward pass per batch
+    (:class:`xaipipe.methods.camfamily.CAMFamily`), each member's file written as
+    :func:`compute_heatmaps_shard` writes it for that member alone (the same datasets and
+    attributes; the maps within float tolerance), so that every method keeps its own file.
+
+    The members must qualify for one family (the same layer, score and precision, no
+    ``noise``), else a ValueError. A batch whose shared pass raises is explained again by
+    each member on its own, so the error policy names the samples at fault per member
+    exactly as the single-method job does; all files are written, or none.
+    """
+    if len(members) < 2:
+        raise ValueError(f"a family of heatmaps needs at least two members, got {len(members)}")
+    _compute_heatmaps(preprocessed_path, predictions_path, model_path, list(members), targets, batch_size,
+                      preprocessing, on_error)  # fmt: skip
+
+
+@dataclass
+class _Output:
+    """A member's explainer and the state of its output file while a shard is explained."""
+
+    member: HeatmapsMember
+    explainer: Any
+    label: str
+    record: h5store.SkipRecord
+    writer: Any = None
+    attempted: int = 0
+    failures: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    @property
+    def stage(self) -> str:
+        return f"heatmaps:{self.label}"
+
+
+def _compute_heatmaps(
+    preprocessed_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    members: list[HeatmapsMember],
+    targets: str,
+    batch_size: int,
+    preprocessing: Preprocessing | None,
+    on_error: str,
+) -> None:
+    """The maps of every member for a shard: one method alone, or several from one pass (a CAM family)."""
     from xaipipe import methods
     from xaipipe.methods.base import target_classes
     from xaipipe.model import load_model, sha256_file
@@ -332,78 +404,132 @@ def compute_heatmaps_shard(
     model_sha256 = sha256_file(model_path)
     check_predictions_model(predictions, predictions_path, model_path, model_sha256)
     model = load_model(model_path)
-    explainer = methods.create(method, model, **method_params)
-    label = label or methods.canonical_name(method)
-    stage = f"heatmaps:{label}"
-    record = h5store.SkipRecord(len(predictions.ids), predictions.skipped, predictions.skip_reasons)
-    kept = ~record.skipped
+    family = None
+    if len(members) == 1:
+        explainers = [methods.create(members[0].method, model, **members[0].params)]
+    else:
+        from xaipipe.methods.camfamily import create_family
+
+        explainers, family = create_family(model, [(member.method, member.params) for member in members])
+    outputs = [
+        _Output(
+            member,
+            explainer,
+            member.label or methods.canonical_name(member.method),
+            h5store.SkipRecord(len(predictions.ids), predictions.skipped, predictions.skip_reasons),
+        )
+        for member, explainer in zip(members, explainers, strict=True)
+    ]
+    kept = ~predictions.skipped
     n, k = predictions.probabilities.shape
     classes = np.full((n, k if targets == "all" else 1), -1, np.int32)
     if kept.any():
         ids_kept = [i for i, keep in zip(predictions.ids, kept, strict=True) if keep]
         classes[kept] = target_classes(predictions.probabilities[kept], targets, predictions.labels[kept], ids_kept)
     n_targets = classes.shape[1]
-    log.info("method %s, target layer %s, %d samples x %d targets", method, explainer.target_layer, n, n_targets)
-    attempted, failures = 0, []
-    with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.heatmaps_writer(
-        out_path,
-        shard.ids,
-        n * n_targets,
-        explainer.spatial_shape,
-        record,
-        method=methods.canonical_name(method),
-        variant=label,
-        method_params={**method_params, **explainer.params},
-        target_layer=explainer.target_layer,
-        score_tensor=explainer.score_source,
-        targets=targets,
-        model_sha256=model_sha256,
-        model_path=str(model_path),
-    ) as heatmaps:
+    for output in outputs:
+        log.info("method %s, target layer %s, %d samples x %d targets", output.member.method,
+                 output.explainer.target_layer, n, n_targets)  # fmt: skip
+    if family is not None:
+        log.info("%s from one forward and backward pass per batch", ", ".join(output.label for output in outputs))
+    with contextlib.ExitStack() as stack:
+        shard = stack.enter_context(h5store.PreprocessedShard.open(preprocessed_path))
+        for output in outputs:
+            output.writer = stack.enter_context(
+                h5store.heatmaps_writer(
+                    output.member.out_path,
+                    shard.ids,
+                    n * n_targets,
+                    output.explainer.spatial_shape,
+                    output.record,
+                    method=methods.canonical_name(output.member.method),
+                    variant=output.label,
+                    method_params={**output.member.params, **output.explainer.params},
+                    target_layer=output.explainer.target_layer,
+                    score_tensor=output.explainer.score_source,
+                    targets=targets,
+                    model_sha256=model_sha256,
+                    model_path=str(model_path),
+                )
+            )
         ids = shard.ids
         n_batches = -(-n // batch_size)
-        for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {label}", n_batches, "batch"):
+        name = "+".join(output.label for output in outputs)
+        for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {name}", n_batches, "batch"):
             keep = kept[rows]
-            if keep.all():  # the usual case: one write for the batch
-                results = _maps_or_failures(explainer, inputs, classes[rows], ids[rows], on_error, stage)
-                if not any(isinstance(result, BaseException) or _non_finite(result) for result in results):
-                    attempted += len(results)
-                    raw, normalized = (np.stack([result[j] for result in results]) for j in (0, 1))
-                    maps = slice(rows.start * n_targets, rows.stop * n_targets)
-                    sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
-                    heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)
-                    continue
-            else:
-                good = np.arange(rows.start, rows.stop)[keep]
-                results = iter(
-                    _maps_or_failures(explainer, inputs[keep], classes[good], [ids[r] for r in good], on_error, stage)
-                    if len(good)
-                    else []
-                )
-                results = [next(results) if keep[j] else None for j in range(len(keep))]
-            for row, result in zip(range(rows.start, rows.stop), results, strict=True):
-                maps = slice(row * n_targets, (row + 1) * n_targets)
-                if result is None:  # skipped before this stage
-                    heatmaps.write_skipped(maps, row)
-                    continue
-                attempted += 1
-                reason = _failure_reason(result)
-                if reason is None:
-                    heatmaps.write(maps, np.full(n_targets, row), classes[row], result[0], result[1])
-                    continue
-                if on_error == "fail":  # exceptions were raised where they happened; here non-finite maps
-                    raise SampleError(ids[row], reason, stage)
-                log.warning("sample %r skipped (on_error: skip): %s: %s; %s", ids[row], stage, reason, _FIX)
-                failures.append((ids[row], reason, result))
-                record.skip(row, Issue(ids[row], stage, "skipped", reason))
-                heatmaps.write_skipped(maps, row)
-        if attempted > 1 and len(failures) == attempted:
-            sample_id, reason, result = failures[0]
-            raise ValueError(
-                f"{stage}: every one of the {attempted} samples of {preprocessed_path} failed (the first, "
-                f"{sample_id!r}: {reason}): that is the method or the model, not the samples, so on_error: skip "
-                "does not skip them; check the method's parameters and the model"
-            ) from (result if isinstance(result, BaseException) else None)
+            good = np.arange(rows.start, rows.stop)[keep]
+            shared = None
+            if family is not None and len(good):
+                try:
+                    batch = inputs if keep.all() else inputs[keep]
+                    shared = family.explain(batch, classes[good], [ids[r] for r in good])
+                except Exception as error:  # noqa: BLE001  each member on its own names the samples at fault
+                    log.info("the shared pass failed (%s: %s); each method explains the batch on its own",
+                             type(error).__name__, error)  # fmt: skip
+            for m, output in enumerate(outputs):
+                maps = None if shared is None else list(zip(*shared[m], strict=True))
+                _write_batch(output, rows, inputs, keep, good, classes, ids, n_targets, on_error, maps)
+        for output in outputs:
+            if output.attempted > 1 and len(output.failures) == output.attempted:
+                sample_id, reason, result = output.failures[0]
+                raise ValueError(
+                    f"{output.stage}: every one of the {output.attempted} samples of {preprocessed_path} failed (the "
+                    f"first, {sample_id!r}: {reason}): that is the method or the model, not the samples, so on_error: "
+                    "skip does not skip them; check the method's parameters and the model"
+                ) from (result if isinstance(result, BaseException) else None)
+
+
+def _write_batch(
+    output: _Output,
+    rows: slice,
+    inputs: np.ndarray,
+    keep: np.ndarray,
+    good: np.ndarray,
+    classes: np.ndarray,
+    ids: Any,
+    n_targets: int,
+    on_error: str,
+    shared: list[tuple[np.ndarray, np.ndarray]] | None,
+) -> None:
+    """Write one batch's maps into ``output``'s file: ``shared``, the (raw, normalized) maps of the batch's kept
+    samples from the family's pass, else computed by the member's own explainer."""
+    heatmaps, explainer, stage = output.writer, output.explainer, output.stage
+    if keep.all():  # the usual case: one write for the batch
+        results = shared
+        if results is None:
+            results = _maps_or_failures(explainer, inputs, classes[rows], ids[rows], on_error, stage)
+        if not any(isinstance(result, BaseException) or _non_finite(result) for result in results):
+            output.attempted += len(results)
+            raw, normalized = (np.stack([result[j] for result in results]) for j in (0, 1))
+            maps = slice(rows.start * n_targets, rows.stop * n_targets)
+            sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
+            heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)
+            return
+    else:
+        if shared is None:
+            shared = (
+                _maps_or_failures(explainer, inputs[keep], classes[good], [ids[r] for r in good], on_error, stage)
+                if len(good)
+                else []
+            )
+        kept_results = iter(shared)
+        results = [next(kept_results) if keep[j] else None for j in range(len(keep))]
+    for row, result in zip(range(rows.start, rows.stop), results, strict=True):
+        maps = slice(row * n_targets, (row + 1) * n_targets)
+        if result is None:  # skipped before this stage
+            heatmaps.write_skipped(maps, row)
+            continue
+        output.attempted += 1
+        reason = _failure_reason(result)
+        if reason is None:
+            heatmaps.write(maps, np.full(n_targets, row), classes[row], result[0], result[1])
+            continue
+        if on_error == "fail":  # exceptions were raised where they happened; here non-finite maps
+            raise SampleError(ids[row], reason, stage)
+        log.warning("sample %r skipped (on_error: skip): %s: %s; %s", ids[row], stage, reason, _FIX)
+        output.failures.append((ids[row], reason, result))
+        output.record.skip(row, Issue(ids[row], stage, "skipped", reason))
+        heatmaps.write_skipped(maps, row)
 
 
 def _maps_or_failures(

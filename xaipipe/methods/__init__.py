@@ -317,6 +317,25 @@ def noise_settings(key: str, noise: Mapping[str, Any] | None) -> dict[str, Any] 
     return {**NOISE, **(default or {}), **noise}
 
 
+#: The methods whose maps come from the target layer's activations and gradients alone (``cam_maps``), so that
+#: several of them share one forward and backward pass (:class:`xaipipe.methods.camfamily.CAMFamily`).
+SHARED_PASS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
+
+
+def shares_pass(key: str, params: Params) -> bool:
+    """Whether the method ``key`` with ``params`` may join a :class:`~xaipipe.methods.camfamily.CAMFamily`
+    (one of :data:`SHARED_PASS`, without ``noise``); the members must also agree on ``layer``, ``score`` and
+    ``precision`` (:func:`family_signature`)."""
+    return canonical_name(key) in SHARED_PASS and params.get("noise") is None
+
+
+def family_signature(key: str, params: Params) -> tuple[Any, ...]:
+    """What members of one family must share, from the parameters alone (the defaults filled in): the target
+    ``layer``, ``score`` and ``precision``."""
+    full = {**entry(key).defaults, PRECISION: DEFAULT_PRECISION, **params}
+    return (full["layer"], full["score"], full[PRECISION])
+
+
 def passes_per_sample(key: str, params: Params, size: Sequence[int]) -> float:
     """Model passes one target of one sample costs with ``key`` and ``params`` on inputs of spatial ``size``
     (with ``noise``: its ``samples`` times the method's passes)."""

@@ -1,0 +1,238 @@
+"""CAMFamily: several CAM methods from one pass give each method's own maps; members that cannot share are refused.
+
+The expected maps come from each method built on its own (``methods.create``: its own
+compiled ScoreGradients and reduce, an independent code path), never from the family.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from xaipipe import methods
+from xaipipe.methods.camfamily import CAMFamily, create_family
+
+FIVE = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"]
+
+
+def small_cnn(shape: tuple[int, ...], seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    conv, gap = (
+        (keras.layers.Conv2D, keras.layers.GlobalAveragePooling2D)
+        if len(shape) == 3
+        else (keras.layers.Conv3D, keras.layers.GlobalAveragePooling3D)
+    )
+    inputs = keras.Input(shape)
+    x = conv(6, 3, padding="same", activation="relu", name="early")(inputs)
+    x = conv(8, 3, strides=2, padding="same", activation="relu", name="last_conv")(x)
+    x = gap()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def inputs_for(shape: tuple[int, ...], n: int = 3) -> np.ndarray:
+    return np.random.default_rng(1).uniform(0.0, 1.0, (n, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 3), (8, 8, 8, 1)], ids=["2d", "3d"])
+def test_family_gives_each_methods_own_maps(shape):
+    model = small_cnn(shape)
+    x = inputs_for(shape)
+    # each variant with its own normalization, as a config's variants may set it
+    variants = [
+        ("gradcam", {}),
+        ("gradcam++", {"normalize": "positive"}),
+        ("hirescam", {}),
+        ("xgradcam", {"normalize": "absolute"}),
+        ("layercam", {}),
+        ("gradcam", {"normalize": "positive"}),  # a method listed twice (two labels)
+    ]
+    _, family = create_family(model, variants)
+    for classes in (np.array([[0], [2], [1]]), np.tile(np.arange(3), (3, 1))):  # one target and every class
+        results = family.explain(x, classes)
+        assert len(results) == len(variants)
+        for (key, params), (raw, normalized) in zip(variants, results, strict=True):
+            alone = methods.create(key, model, **params)
+            expected_raw, expected_normalized = alone.explain(x, classes)
+            assert raw.shape == expected_raw.shape == (3, classes.shape[1], *shape[:-1])
+            assert np.abs(expected_raw).max() > 0  # a map worth comparing
+            np.testing.assert_allclose(raw, expected_raw, rtol=1e-5, atol=1e-6 * np.abs(expected_raw).max())
+            np.testing.assert_allclose(normalized, expected_normalized, atol=1e-5)
+    # the five maps are not the same map: the members really are different methods
+    raws = [raw for raw, _ in family.explain(x, np.array([[0], [2], [1]]))[:5]]
+    # (behind global average pooling Grad-CAM equals HiResCAM; LayerCAM drops the negative gradients first)
+    assert not np.allclose(raws[0], raws[4]) and not np.allclose(raws[0], raws[1])
+
+
+def test_family_at_an_earlier_layer_and_probabilities():
+    shape = (16, 16, 3)
+    model = small_cnn(shape, seed=3)
+    x = inputs_for(shape)
+    params = {"layer": "early", "score": "probabilities"}
+    _, family = create_family(model, [(key, params) for key in FIVE])
+    classes = np.array([[1], [0], [2]])
+    for key, (raw, _) in zip(FIVE, family.explain(x, classes), strict=True):
+        expected, _ = methods.create(key, model, **params).explain(x, classes)
+        np.testing.assert_allclose(raw, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_family_in_bfloat16_matches_each_method_in_bfloat16():
+    shape = (16, 16, 3)
+    model = small_cnn(shape, seed=4)
+    x = inputs_for(shape)
+    members, family = create_family(
+        model, [("gradcam", {"precision": "bfloat16"}), ("layercam", {"precision": "bfloat16"})]
+    )
+    assert all(member.precision == "bfloat16" for member in members)
+    assert members[0].model is not model and members[0].model is members[1].model  # one copy for both
+    classes = np.array([[0], [1], [2]])
+    for key, (raw, _) in zip(["gradcam", "layercam"], family.explain(x, classes), strict=True):
+        expected, _ = methods.create(key, model, precision="bfloat16").explain(x, classes)
+        np.testing.assert_allclose(raw, expected, rtol=1e-2, atol=1e-2 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "other, reason",
+    [
+        (("hirescam", {"layer": "early"}), "target layer"),
+        (("hirescam", {"score": "probabilities"}), "score"),
+        (("hirescam", {"noise": {"samples": 2}}), "noise"),
+        (("guidedgradcam", {}), "does not compute its maps"),
+        (("scorecam", {}), "does not compute its maps"),
+    ],
+)
+def test_members_that_cannot_share_the_pass_are_refused(other, reason):
+    model = small_cnn((16, 16, 3))
+    first = methods.create("gradcam", model)
+    with pytest.raises(ValueError, match=reason):
+        CAMFamily([first, methods.create(other[0], model, **other[1])])
+
+
+def test_another_model_or_precision_is_refused():
+    model = small_cnn((16, 16, 3))
+    first = methods.create("gradcam", model)
+    with pytest.raises(ValueError, match="another object"):
+        CAMFamily([first, methods.create("layercam", small_cnn((16, 16, 3)))])
+    with pytest.raises(ValueError, match="precision"):
+        create_family(model, [("gradcam", {}), ("layercam", {"precision": "bfloat16"})])
+    with pytest.raises(ValueError, match="at least one"):
+        CAMFamily([])
+
+
+def test_registry_says_which_variants_may_share_a_pass():
+    assert methods.shares_pass("GradCAM", {}) and methods.shares_pass("layercam", {"layer": "x"})
+    assert not methods.shares_pass("gradcam", {"noise": {"samples": 4}})
+    assert not methods.shares_pass("GuidedGradCAM", {}) and not methods.shares_pass("scorecam", {})
+    assert methods.family_signature("gradcam", {}) == methods.family_signature("gc++", {"precision": "float32"})
+    assert methods.family_signature("gradcam", {}) != methods.family_signature("hirescam", {"score": "probabilities"})
+
+
+# ---------------------------------------------------------------- the pipeline stage: one file per member
+
+
+def h5_contents(path) -> dict[str, tuple[dict, object]]:
+    """Every group's and dataset's attributes and every dataset's values, by name."""
+    import h5py
+
+    contents: dict[str, tuple[dict, object]] = {}
+    with h5py.File(path, "r") as f:
+        contents["/"] = ({k: f.attrs[k] for k in f.attrs}, None)
+
+        def visit(name, item):
+            value = item[()] if isinstance(item, h5py.Dataset) else None
+            contents[name] = ({k: item.attrs[k] for k in item.attrs}, value)
+
+        f.visititems(visit)
+    return contents
+
+
+def assert_same_file(got, expected) -> None:
+    """The same groups, datasets and attributes; float datasets within float tolerance, everything else equal."""
+    a, b = h5_contents(got), h5_contents(expected)
+    assert sorted(a) == sorted(b)
+    for name in b:
+        (attrs_a, value_a), (attrs_b, value_b) = a[name], b[name]
+        assert sorted(attrs_a) == sorted(attrs_b), name
+        for key in attrs_b:
+            np.testing.assert_array_equal(attrs_a[key], attrs_b[key], err_msg=f"{name} attribute {key}")
+        if isinstance(value_b, np.ndarray) and value_b.dtype.kind == "f":
+            scale = np.nanmax(np.abs(value_b)) if np.isfinite(value_b).any() else 1.0
+            np.testing.assert_allclose(value_a, value_b, rtol=1e-5, atol=1e-6 * scale, err_msg=name)
+        else:
+            np.testing.assert_array_equal(value_a, value_b, err_msg=name)
+
+
+FAMILY_MEMBERS = [
+    ("gradcam", {}, "gradcam"),
+    ("gradcam++", {"normalize": "positive"}, "gcpp-positive"),
+    ("layercam", {"layer": None}, "layercam"),
+    ("xgradcam", {}, "xgradcam"),
+]
+
+
+@pytest.fixture
+def skipping_shard(tmp_path):
+    """A shard of 5 images, the second unreadable (skipped by preprocess), its predictions, and a small CNN."""
+    from error_policy_shards import skipping_shard_files
+
+    return skipping_shard_files(tmp_path, small_cnn((32, 32, 1), seed=5))
+
+
+@pytest.mark.parametrize("targets", ["argmax", "all"])
+def test_family_job_writes_each_members_file_as_its_own_job_does(tmp_path, skipping_shard, targets):
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard, compute_heatmaps_shard
+
+    pre, pred, model_path = skipping_shard
+    members = [
+        HeatmapsMember(key, params, tmp_path / "family" / f"{label}.h5", label) for key, params, label in FAMILY_MEMBERS
+    ]
+    compute_heatmaps_family_shard(pre, pred, model_path, members, targets, 2, on_error="skip")
+    for key, params, label in FAMILY_MEMBERS:
+        alone = tmp_path / "alone" / f"{label}.h5"
+        compute_heatmaps_shard(pre, pred, model_path, key, params, targets, 2, alone, on_error="skip", label=label)
+        assert_same_file(tmp_path / "family" / f"{label}.h5", alone)
+    from xaipipe import h5store
+
+    with h5store.HeatmapsFile.open(tmp_path / "family" / "gcpp-positive.h5") as maps:
+        assert maps.skipped.tolist() == [False, True, False, False, False]
+        assert np.nanmax(maps.raw(0)) > 0  # real maps, not placeholders
+
+
+def test_family_job_explains_alone_where_the_shared_pass_fails(tmp_path, skipping_shard, monkeypatch):
+    """A batch whose shared pass raises is explained by each member on its own: the same files as without the
+    failure (the members' own passes work here)."""
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard
+
+    pre, pred, model_path = skipping_shard
+    members = [
+        HeatmapsMember(key, params, tmp_path / "a" / f"{label}.h5", label) for key, params, label in FAMILY_MEMBERS
+    ]
+    compute_heatmaps_family_shard(pre, pred, model_path, members, "argmax", 2, on_error="fail")
+    original = CAMFamily.raw_maps
+    calls = []
+
+    def failing(self, inputs, classes):
+        calls.append(len(inputs))
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure of the shared pass")
+        return original(self, inputs, classes)
+
+    monkeypatch.setattr(CAMFamily, "raw_maps", failing)
+    again = [HeatmapsMember(m.method, m.params, tmp_path / "b" / f"{m.label}.h5", m.label) for m in members]
+    compute_heatmaps_family_shard(pre, pred, model_path, again, "argmax", 2, on_error="fail")
+    assert len(calls) == 3  # three batches of 2, 2 (one skipped sample) and 1
+    for first, second in zip(members, again, strict=True):
+        assert_same_file(second.out_path, first.out_path)
+
+
+def test_family_job_refuses_members_that_cannot_share_a_pass(tmp_path, skipping_shard):
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard
+
+    pre, pred, model_path = skipping_shard
+    members = [
+        HeatmapsMember("gradcam", {}, tmp_path / "a.h5"),
+        HeatmapsMember("hirescam", {"score": "probabilities"}, tmp_path / "b.h5"),
+    ]
+    with pytest.raises(ValueError, match="score"):
+        compute_heatmaps_family_shard(pre, pred, model_path, members, "argmax", 2)
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
