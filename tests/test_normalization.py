@@ -37,8 +37,8 @@ def test_each_method_declares_its_normalization_as_the_literature_shows_it():
     }
     assert {name: methods.normalization(name) for name in methods.canonical_names()} == expected
     assert methods.Entry("m", "M", ("m",), {}, lambda p, s: 1.0).normalize == "minmax"  # new entries need no edit
-    for name in methods.canonical_names():
-        assert methods.parameters(name)[-1] == "normalize"
+    for name in methods.canonical_names():  # the base class's parameters, every method's: normalize, precision
+        assert methods.parameters(name)[-2:] == ("normalize", "precision")
 
 
 def linear_model(shape, n_classes=2, seed=0):
