@@ -7,6 +7,8 @@ written here with SimpleITK from numpy volumes, so their values and geometry are
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import shutil
 from pathlib import Path
 
@@ -67,8 +69,21 @@ def write_series(folder, volume, spacing_zyx, origin_xyz, uid, skip=(), seed=0) 
         ]:
             plane.SetMetaData(tag, value)
         writer.SetFileName(str(folder / names[k]))
-        writer.Execute(plane)
+        with kept_locale():
+            writer.Execute(plane)
     return names
+
+
+@contextlib.contextmanager
+def kept_locale():
+    """GDCM's DICOM writer (inside SimpleITK) sets the process's C locale and leaves it so: every later
+    ``read_text()`` of the test session then decodes as ASCII. Restore it (the reading code does not change it:
+    test_reading_leaves_the_locale_as_it_was)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def hu_volume(shape=(6, 5, 7), seed=1) -> np.ndarray:
@@ -169,6 +184,14 @@ def test_twelve_bit_jpeg_that_simpleitk_decodes_wrongly_is_refused(name):
     assert int(ds.BitsStored) == 12
     with pytest.raises(ValueError, match=rf"{name}: 12-bit JPEG extended .*wrong values.*gdcmconv"):
         load_sample(get_testdata_file(name), 2)
+
+
+def test_reading_leaves_the_locale_as_it_was(tmp_path):
+    write_series(tmp_path / "ct", hu_volume(), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), UID_A)
+    before = locale.setlocale(locale.LC_ALL)
+    load_sample(tmp_path / "ct", 3)
+    load_sample(get_testdata_file("CT_small.dcm"), 2)
+    assert locale.setlocale(locale.LC_ALL) == before
 
 
 # --- series --------------------------------------------------------------------------------
