@@ -23,6 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -95,24 +96,16 @@ def _check_volume_array(array: np.ndarray, path: Path) -> np.ndarray:
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}
 
 
-def _nifti_float_voxels(head: bytes) -> tuple[np.dtype, int] | None:
-    """(voxel dtype with byte order, offset of the voxel data) of a single-file NIfTI-1/2 header of float voxels."""
-    for endian in "<>":
-        if len(head) < 4:
-            return None
-        (sizeof_hdr,) = struct.unpack(f"{endian}i", head[:4])
-        if sizeof_hdr == 348 and len(head) >= 348 and head[344:347] == b"n+1":
-            (code,) = struct.unpack(f"{endian}h", head[70:72])
-            (offset,) = struct.unpack(f"{endian}f", head[108:112])
-        elif sizeof_hdr == 540 and len(head) >= 540 and head[4:7] == b"n+2":
-            (code,) = struct.unpack(f"{endian}h", head[12:14])
-            (offset,) = struct.unpack(f"{endian}q", head[168:176])
-        else:
-            continue
-        if code in _NIFTI_FLOATS and math.isfinite(offset) and offset >= 0:
-            return np.dtype(endian + _NIFTI_FLOATS[code]), int(offset)
-        return None
-    return None
+class _NiftiHeader(NamedTuple):
+    """What the checks read of a NIfTI-1 or NIfTI-2 header: its magic, dim[8], bitpix, vox_offset, datatype code
+    and byte order (``<`` or ``>``)."""
+
+    magic: bytes
+    dims: tuple[int, ...]
+    bitpix: int
+    vox_offset: float
+    datatype: int
+    endian: str
 
 
 def _nifti_stream_length(path: Path) -> tuple[bytes, int, int]:
@@ -135,13 +128,19 @@ class _NonFinite:
     """Counts the NaN and infinite voxels of a single-file NIfTI stream of float voxels, fed chunk by chunk."""
 
     def __init__(self, head: bytes):
-        voxels = _nifti_float_voxels(head)
         header = _parse_nifti_header(head)
+        floats = (
+            header is not None
+            and header.magic.startswith((b"n+1", b"n+2"))  # the voxels follow the header in this stream
+            and header.datatype in _NIFTI_FLOATS
+            and math.isfinite(header.vox_offset)
+            and header.vox_offset >= 0
+            and 1 <= header.dims[0] <= 7
+        )
         self.count = 0
-        self._dtype = voxels[0] if voxels else None
-        self._skip = voxels[1] if voxels else 0  # stream bytes before the voxels
-        ndim = header[1][0] if header else 0
-        self._left = math.prod(header[1][1 : ndim + 1]) if voxels and 1 <= ndim <= 7 else 0  # voxels to count
+        self._dtype = np.dtype(header.endian + _NIFTI_FLOATS[header.datatype]) if floats else None
+        self._skip = int(header.vox_offset) if floats else 0  # stream bytes before the voxels
+        self._left = math.prod(header.dims[1 : header.dims[0] + 1]) if floats else 0  # voxels to count
         self._pending = b""
         self.add(head)
 
@@ -158,22 +157,22 @@ class _NonFinite:
         self._left -= size
 
 
-def _parse_nifti_header(head: bytes) -> tuple[bytes, tuple[int, ...], int, float] | None:
-    """(magic, dim[8], bitpix, vox_offset) of a NIfTI-1 or NIfTI-2 header, either byte order; else None."""
+def _parse_nifti_header(head: bytes) -> _NiftiHeader | None:
+    """The fields of a NIfTI-1 or NIfTI-2 header (:class:`_NiftiHeader`), either byte order; else None."""
     for endian in "<>":
         if len(head) < 4:
             return None
         (sizeof_hdr,) = struct.unpack(f"{endian}i", head[:4])
         if sizeof_hdr == 348 and len(head) >= 348:
             dims = struct.unpack(f"{endian}8h", head[40:56])
-            (bitpix,) = struct.unpack(f"{endian}h", head[72:74])
+            datatype, bitpix = struct.unpack(f"{endian}2h", head[70:74])
             (vox_offset,) = struct.unpack(f"{endian}f", head[108:112])
-            return head[344:348], dims, bitpix, vox_offset
+            return _NiftiHeader(head[344:348], dims, bitpix, vox_offset, datatype, endian)
         if sizeof_hdr == 540 and len(head) >= 540:
-            (bitpix,) = struct.unpack(f"{endian}h", head[14:16])
+            datatype, bitpix = struct.unpack(f"{endian}2h", head[12:16])
             dims = struct.unpack(f"{endian}8q", head[16:80])
             (vox_offset,) = struct.unpack(f"{endian}q", head[168:176])
-            return head[4:12], dims, bitpix, float(vox_offset)
+            return _NiftiHeader(head[4:12], dims, bitpix, float(vox_offset), datatype, endian)
     return None
 
 
@@ -202,7 +201,7 @@ def _check_nifti_complete(path: Path) -> None:
     header = _parse_nifti_header(head)
     if header is None:
         raise ValueError(f"unreadable or truncated volume: {path} (no NIfTI header)")
-    magic, dims, bitpix, vox_offset = header
+    magic, dims, bitpix, vox_offset = header.magic, header.dims, header.bitpix, header.vox_offset
     if not magic.startswith((b"n+1", b"n+2")):
         return  # not a single-file NIfTI (no voxel data after the header): left to SimpleITK
     ndim = dims[0]
