@@ -102,13 +102,7 @@ def _cache_key(key: str, params: Mapping[str, Any]) -> tuple[str, Any]:
     from xaipipe import methods
 
     name = methods.canonical_name(key)
-    resolved = {
-        **methods.defaults(name),
-        methods.NORMALIZE: methods.normalization(name),
-        methods.PRECISION: methods.DEFAULT_PRECISION,
-        **params,
-    }
-    return name, _frozen(resolved)
+    return name, _frozen(methods.resolved_params(name, params))
 
 
 def cached_method(key: str, model: Any, **params: Any) -> Method:

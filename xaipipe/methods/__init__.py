@@ -329,10 +329,16 @@ def shares_pass(key: str, params: Params) -> bool:
     return canonical_name(key) in SHARED_PASS and params.get("noise") is None
 
 
+def resolved_params(key: str, params: Params) -> dict[str, Any]:
+    """Every parameter of the method ``key``: ``params`` over its defaults, ``normalize`` and ``precision``
+    (the base class's) included, so that two ways of writing the same method compare equal."""
+    return {**entry(key).defaults, NORMALIZE: normalization(key), PRECISION: DEFAULT_PRECISION, **params}
+
+
 def family_signature(key: str, params: Params) -> tuple[Any, ...]:
     """What members of one family must share, from the parameters alone (the defaults filled in): the target
     ``layer``, ``score`` and ``precision``."""
-    full = {**entry(key).defaults, PRECISION: DEFAULT_PRECISION, **params}
+    full = resolved_params(key, params)
     return (full["layer"], full["score"], full[PRECISION])
 
 
