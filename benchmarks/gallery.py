@@ -49,7 +49,7 @@ def write_study(root: Path, n: int, methods: list[str], shard_size: int, side: i
             maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)
             path = root / f"heatmaps/{method}/shard-{shard}.h5"
             with h5store.heatmaps_writer(path, ids, m, (224, 224), method=method) as out:
-                out.write(slice(0, m), np.arange(m), probabilities.argmax(axis=1), maps, maps)
+                out.write(slice(0, m), np.arange(m), probabilities.argmax(axis=1), maps)
     return shards
 
 

@@ -4,8 +4,9 @@
 
 HDF5 heatmaps files (``h5store.heatmaps_writer``): 64 maps of 192x192 and 4 volumes of 64^3,
 Grad-CAM-like (a 6x6 / 4^3 grid of ReLU'd noise upsampled bilinearly) and saliency-like (per-pixel
-noise over a smooth envelope, tiny values), min-max normalized; "before" is the same writer with
-the normalized maps stored as float32 (schema_version 1). NIfTI maps (``writers.write_map``): one
+noise over a smooth envelope, tiny values), min-max normalized; "before" is the layout of
+schema_version 1 (raw and normalized maps as float32), "after" today's (the raw maps and the
+normalization's two numbers per map, from which the normalized maps are derived exactly). NIfTI maps (``writers.write_map``): one
 64^3 map of each kind resized to a 160x192x192 source volume, as float32 before, as 8-bit levels
 with ``scl_slope`` now. Prints bytes per input pixel (HDF5) or per source voxel (NIfTI), the ratio
 and its target, and the write time per map. Synthetic maps: real ones (smoother or noisier)
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -45,29 +45,42 @@ KINDS: dict[str, Callable[[np.random.Generator, int, tuple[int, ...]], np.ndarra
 }
 
 
-@contextmanager
-def float32_normalized() -> Iterator[None]:
-    """The writer as it was before float16: normalized maps stored as float32, gzip 1."""
-    saved = dict(h5store.MAP_STORAGE)
-    h5store.MAP_STORAGE["normalized"] = (np.float32, 1)
-    try:
-        yield
-    finally:
-        h5store.MAP_STORAGE.update(saved)
+def heatmaps_bytes_v1(folder: Path, raw: np.ndarray) -> tuple[int, int, float]:
+    """As :func:`heatmaps_bytes`, for the layout of schema_version 1 (raw and normalized maps as float32, gzip 1,
+    shuffled, a chunk per map), written with h5py as the writer wrote it then."""
+    path = folder / "maps-v1.h5"
+    start = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        f.attrs.update(schema=h5store.HEATMAPS, schema_version=1)
+        f.create_dataset("ids", data=np.array([f"s{i}" for i in range(len(raw))], dtype=object),
+                         dtype=h5py.string_dtype())  # fmt: skip
+        f.create_dataset("sample_index", data=np.arange(len(raw), dtype=np.int32))
+        f.create_dataset("class_index", data=np.zeros(len(raw), np.int32))
+        datasets = [f.create_dataset(name, shape=raw.shape, dtype=np.float32, chunks=(1, *raw.shape[1:]),
+                                     compression="gzip", compression_opts=1, shuffle=True)
+                    for name in ("raw", "normalized")]  # fmt: skip
+        for lo in range(0, len(raw), 16):  # batches, as the heatmaps stage wrote them
+            batch = raw[lo : lo + 16]
+            datasets[0][lo : lo + len(batch)] = batch
+            datasets[1][lo : lo + len(batch)] = normalize_maps(batch)
+    seconds = (time.perf_counter() - start) / len(raw)
+    with h5py.File(path) as f:
+        normalized = f["normalized"].id.get_storage_size()
+    return path.stat().st_size, normalized, seconds
 
 
 def heatmaps_bytes(folder: Path, raw: np.ndarray) -> tuple[int, int, float]:
-    """Size of a heatmaps file of ``raw`` and its min-max maps, that of its normalized maps, the write time per map."""
+    """Size of a heatmaps file of ``raw`` maps (min-max normalized) written by today's writer, the bytes of
+    what keeps the normalized maps (the normalization's two numbers per map), the write time per map."""
     path = folder / "maps.h5"
     start = time.perf_counter()
     with h5store.heatmaps_writer(path, [f"s{i}" for i in range(len(raw))], len(raw), raw.shape[1:], method="m") as w:
         for lo in range(0, len(raw), 16):  # batches, as the heatmaps stage writes them
             batch = raw[lo : lo + 16]
-            w.write(slice(lo, lo + len(batch)), np.arange(lo, lo + len(batch)), np.zeros(len(batch)), batch,
-                    normalize_maps(batch))  # fmt: skip
+            w.write(slice(lo, lo + len(batch)), np.arange(lo, lo + len(batch)), np.zeros(len(batch)), batch)
     seconds = (time.perf_counter() - start) / len(raw)
     with h5py.File(path) as f:
-        normalized = f["normalized"].id.get_storage_size()
+        normalized = sum(f[name].id.get_storage_size() for name in h5store.NORMALIZATION_DATASETS)
     return path.stat().st_size, normalized, seconds
 
 
@@ -84,8 +97,8 @@ def nifti_bytes(folder: Path, heat: np.ndarray, source: tuple[int, ...], scaled:
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    print("HDF5 heatmaps files (raw float32 + normalized), B per input pixel and map; target <= "
-          f"{HDF5_TARGET}x")  # fmt: skip
+    print("HDF5 heatmaps files, B per input pixel and map: before, raw and normalized maps as float32 (schema_version "
+          f"1); after, raw maps and two numbers per map (version 3); target <= {HDF5_TARGET}x")  # fmt: skip
     print(f"{'maps':<28} {'before':>8} {'after':>8} {'ratio':>6} {'normalized alone':>17} {'ms/map before':>14} "
           f"{'after':>6}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,13 +106,12 @@ def main() -> None:
         for n, shape in ((64, (192, 192)), (4, (64, 64, 64))):
             for kind, make in KINDS.items():
                 raw = make(rng, n, shape)
-                with float32_normalized():
-                    before, norm_before, t_before = heatmaps_bytes(folder, raw)
+                before, norm_before, t_before = heatmaps_bytes_v1(folder, raw)
                 after, norm_after, t_after = heatmaps_bytes(folder, raw)
                 pixels = raw.size
                 label = f"{n} x {'x'.join(map(str, shape))} {kind}"
                 alone = f"{norm_before / pixels:.2f} -> {norm_after / pixels:.2f}"
-                print(f"{label:<28} {before / pixels:8.2f} {after / pixels:8.2f} {after / before:6.2f} {alone:>17} "
+                print(f"{label:<28} {before / pixels:8.2f} {after / pixels:8.2f} {after / before:6.3f} {alone:>17} "
                       f"{t_before * 1e3:14.1f} {t_after * 1e3:6.1f}")  # fmt: skip
         source = (160, 192, 192)
         print(f"\nNIfTI maps (.nii.gz) of a 64^3 map at a {'x'.join(map(str, source))} source, B per source voxel; "

@@ -54,7 +54,9 @@ def softmax_numpy(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def build_files(tmp_path, x, maps, model_path, kernel, skipped_rows=(), method="saliency", overlay_shape=None):
     """Preprocessed, predictions and heatmaps files for inputs x (n, *spatial, 1).
 
-    ``maps``: (sample row, class, normalized map or None for a skipped sample's map).
+    ``maps``: (sample row, class, normalized map or None for a skipped sample's map). The maps are stored
+    as raw maps normalized ``absolute`` (|v| / max |v|), which leaves a map of values in [0, 1] reaching 1
+    as it is, and scales a constant map to ones instead of min-max's zeros.
     """
     n, spatial = len(x), x.shape[1:-1]
     ids = [f"case/s{k}.png" for k in range(n)]
@@ -76,13 +78,16 @@ def build_files(tmp_path, x, maps, model_path, kernel, skipped_rows=(), method="
         model_sha256=digest, model_path=str(model_path),
     )  # fmt: skip
     carried = h5store.SkipRecord(n, record.skipped, record.reasons)
-    with h5store.heatmaps_writer(hm, ids, len(maps), spatial, carried, method=method, model_sha256=digest) as w:
+    with h5store.heatmaps_writer(
+        hm, ids, len(maps), spatial, carried, method=method, model_sha256=digest,
+        method_params={"normalize": "absolute"},
+    ) as w:  # fmt: skip
         for m, (row, c, heat) in enumerate(maps):
             if heat is None:
                 w.write_skipped(slice(m, m + 1), row)
             else:
                 heat = np.asarray(heat, np.float32)[None]
-                w.write(slice(m, m + 1), np.array([row]), np.array([c]), heat, heat)
+                w.write(slice(m, m + 1), np.array([row]), np.array([c]), heat)
     return ids, pre, pred, hm
 
 
@@ -594,18 +599,19 @@ def test_summary_without_class_names_and_without_a_randomization_table_gives_emp
 
 
 def write_maps(path, ids, maps, skipped=()):
-    """A heatmaps file of 2D maps: (sample row, class, map or None)."""
+    """A heatmaps file of 2D maps: (sample row, class, map or None), normalized ``absolute`` (see build_files)."""
     record = h5store.SkipRecord(len(ids))
     for row in skipped:
         record.skip(row, Issue(ids[row], "predict", "skipped", "simulated"))
     shape = next(heat.shape for _, _, heat in maps if heat is not None)
-    with h5store.heatmaps_writer(path, ids, len(maps), shape, record, method="m") as w:
+    with h5store.heatmaps_writer(path, ids, len(maps), shape, record, method="m",
+                                 method_params={"normalize": "absolute"}) as w:  # fmt: skip
         for m, (row, c, heat) in enumerate(maps):
             if heat is None:
                 w.write_skipped(slice(m, m + 1), row)
             else:
                 heat = np.asarray(heat, np.float32)[None]
-                w.write(slice(m, m + 1), np.array([row]), np.array([c]), heat, heat)
+                w.write(slice(m, m + 1), np.array([row]), np.array([c]), heat)
 
 
 def test_agreement_table_against_scipy_spearman(tmp_path):
@@ -641,8 +647,7 @@ def test_agreement_table_against_scipy_spearman(tmp_path):
                 for (_, _, x), (_, _, y) in zip(shards[s][i], shards[s][j]):
                     if x is None or np.ptp(x) == 0 or np.ptp(y) == 0:
                         continue
-                    # of the maps as the heatmaps file stores them (float16), which the evaluation judges
-                    x, y = (np.float16(v).ravel() for v in (x, y))
+                    x, y = x.ravel(), y.ravel()  # the heatmaps file keeps them exactly (normalized |v| / max |v|)
                     rhos.append(scipy.stats.spearmanr(x, y).statistic)
             row = rows[(names[i], names[j])]
             assert int(row["n"]) == len(rhos), (names[i], names[j])

@@ -176,7 +176,7 @@ def _render_input_maps(tmp_path, paths, preprocessing, fmt="nii.gz", preprocess_
     normalized = (inputs - lo) / np.maximum(inputs.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
     with h5store.heatmaps_writer(maps_path, ids, len(ids), preprocessing.size) as writer:
         rows = np.arange(len(ids), dtype=np.int32)
-        writer.write(slice(None), rows, np.zeros(len(ids), np.int32), normalized, normalized)
+        writer.write(slice(None), rows, np.zeros(len(ids), np.int32), normalized)
     outs = [tmp_path / "out" / f"{k}.{fmt}" for k in range(len(ids))]
     render_shard(pre, maps_path, outs, True, 0.25, "jet")
     return outs
@@ -236,7 +236,7 @@ def test_reoriented_and_resampled_map_peaks_at_the_blobs_world_position(tmp_path
 
 
 def test_orientation_none_writes_the_same_map_bytes_for_an_axis_aligned_volume(tmp_path):
-    from xaipipe import drawing
+    from xaipipe import drawing, h5store
     from xaipipe.writers import write_nifti
 
     data = np.zeros((14, 12, 10), np.float32)
@@ -244,8 +244,8 @@ def test_orientation_none_writes_the_same_map_bytes_for_an_axis_aligned_volume(t
     straight = tmp_path / "straight.nii"
     write_nifti(straight, data, (2.0, 1.0, 1.5))  # axis-aligned at the origin
     (out,) = _render_input_maps(tmp_path, [straight], _preprocessing())
-    with h5py.File(tmp_path / "maps.h5") as f:
-        normalized = f["normalized"][0]
+    with h5store.HeatmapsFile.open(tmp_path / "maps.h5") as maps:
+        normalized = maps.normalized(0)
     reference = tmp_path / "reference.nii.gz"  # what render wrote before the geometry: the map with its spacing only
     write_nifti(reference, drawing.map_at(normalized, (14, 12, 10)), (2.0, 1.0, 1.5), value_range=(0.0, 1.0))
     assert out.read_bytes() == reference.read_bytes()

@@ -135,7 +135,7 @@ def test_the_heatmaps_file_records_the_normalization(tmp_path):
     for params, expected in (({"score": "logits", "normalize": "signed"}, True), ({"score": "logits"}, False)):
         path = tmp_path / f"{expected}.h5"
         with h5store.heatmaps_writer(path, ["a"], 1, (2, 2), method="m", method_params=params) as writer:
-            writer.write(slice(0, 1), np.array([0]), np.array([0]), np.ones((1, 2, 2)), np.ones((1, 2, 2)))
+            writer.write(slice(0, 1), np.array([0]), np.array([0]), np.ones((1, 2, 2)))
         with h5store.HeatmapsFile.open(path) as maps:
             assert maps.signed is expected
             assert maps.normalization == ("signed" if expected else "minmax")  # files from before: min-max

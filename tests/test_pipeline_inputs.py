@@ -155,8 +155,8 @@ def test_csv_labelled_16bit_pngs(tmp_path):
     for k in (0, 2, 4):  # class 0's map is the image: its peak is on the square
         picture = cv2.imread(str(tmp_path / "results/overlays/gradcam" / f"p{k}.png"))
         assert picture.shape == (60, 60, 3)  # drawn on the cropped image (preprocess_overlay)
-    with h5store.open_checked(tmp_path / "results/heatmaps/gradcam/shard-00000.h5", h5store.HEATMAPS) as f:
-        heat = cv2.resize(f["normalized"][0].astype(np.float32), (60, 60), interpolation=cv2.INTER_LINEAR)
+    with h5store.HeatmapsFile.open(tmp_path / "results/heatmaps/gradcam/shard-00000.h5") as maps:
+        heat = cv2.resize(maps.normalized(0), (60, 60), interpolation=cv2.INTER_LINEAR)
     y, x = np.unravel_index(heat.argmax(), heat.shape)
     sy, sx = squares["p0"]
     assert sy - 2 <= y + 2 < sy + 10 and sx - 2 <= x + 2 < sx + 10  # crop offset (64 - 60) / 2 = 2

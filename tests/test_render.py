@@ -73,7 +73,7 @@ def _shard_with_two_maps_per_sample(tmp_path, n_samples=3):
     maps = rng.random((2 * n_samples, 8, 8)).astype(np.float32)
     with h5store.heatmaps_writer(maps_path, ids, 2 * n_samples, (8, 8)) as writer:
         rows = np.repeat(np.arange(n_samples, dtype=np.int32), 2)
-        writer.write(slice(None), rows, np.tile(np.array([0, 1], np.int32), n_samples), maps, maps)
+        writer.write(slice(None), rows, np.tile(np.array([0, 1], np.int32), n_samples), maps)
     return pre, maps_path
 
 

@@ -100,7 +100,7 @@ def _thumbnails(tmp_path, name, path, shape, orientation="none") -> tuple[dict, 
         inputs = shard.inputs(slice(None))[..., 0]
     normalized = (inputs - inputs.min()) / (inputs.max() - inputs.min())
     with h5store.heatmaps_writer(maps, ["s"], 1, tuple(shape), method="m") as writer:
-        writer.write(slice(None), np.array([0]), np.array([0]), normalized, normalized)
+        writer.write(slice(None), np.array([0]), np.array([0]), normalized)
     thumbnail_shard(pre, {"m": maps}, folder / "report", "00000", folder / "record.json", 0.25, "hot", True)
     (sample,) = json.loads((folder / "record.json").read_text())["samples"]
     (entry,) = sample["maps"]["m"]

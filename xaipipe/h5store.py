@@ -21,10 +21,11 @@ from xaipipe import __version__
 from xaipipe.atomic import atomic_path
 from xaipipe.errors import Issue
 from xaipipe.geometry import IDENTITY, Geometry
+from xaipipe.maps import apply_normalization, normalization_params
 
 SCHEMA_VERSION = 1
 #: Schemas whose layout changed since version 1: their files record this version instead (both read).
-SCHEMA_VERSIONS = {"xaipipe.heatmaps": 2}
+SCHEMA_VERSIONS = {"xaipipe.heatmaps": 3}
 _STR = h5py.string_dtype()
 
 
@@ -84,6 +85,8 @@ def _layout_problem(f: h5py.File, schema: str) -> str | None:
     if found != schema:
         return f"expected an HDF5 file of schema {schema!r}, found {found!r}"
     missing = [name for name in _DATASETS.get(schema, ()) if name not in f]
+    if schema == HEATMAPS and "normalized" not in f:  # schema_version 3: the normalization's parameters
+        missing += [name for name in NORMALIZATION_DATASETS if name not in f]
     return f"datasets {missing} missing" if missing else None
 
 
@@ -453,15 +456,19 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
 
 # --- heatmaps ------------------------------------------------------------------------
 #
-# ids (str, n samples), sample_index and class_index (int32, m maps), raw (float32) and
-# normalized (float16; float32 in files of schema_version 1, which read alike), both
-# (m, *map_shape), one shuffled, gzip-compressed chunk per map; attributes method, variant
-# (its label), method_params, target_layer, targets, model_sha256, model_path.
+# ids (str, n samples), sample_index and class_index (int32, m maps), raw (float32, (m, *map_shape),
+# one shuffled, gzip-compressed chunk per map), norm_offset and norm_divisor (float32, m): each map
+# normalized as the method's ``normalize`` says (its method_params; minmax where none is recorded) is
+# xaipipe.maps.apply_normalization(raw, normalize, norm_offset, norm_divisor), which is what the
+# method's own normalization computes, bit for bit: minmax (raw - offset) / divisor, zeros where the
+# divisor is 0; positive max(raw, 0) / divisor; absolute |raw| / divisor; signed raw / divisor.
+# Attributes: method, variant (its label), method_params, target_layer, targets, model_sha256, model_path.
 #
-# float16 holds a normalized value v in [-1, 1] to within 2^-11 |v| (0, 1 and -1 exactly,
-# NaN as NaN): below an 8-bit colour level (1/255), at about half the compressed bytes; the
-# raw maps stay exact (float32), which lossless compression shrinks little (their low
-# mantissa bits are noise).
+# Files of schema_version 1 and 2 hold the normalized maps themselves instead of the two numbers
+# per map: a dataset ``normalized`` (float32 in version 1, float16 in version 2); they read alike.
+# Keeping the raw maps exact and deriving the normalized ones halves the bytes of version 1 (whose
+# float32 raw maps, little shrunk by lossless compression, were half of it) and leaves the
+# normalized maps exact, where version 2's float16 held them to within 2^-11.
 
 HEATMAPS = "xaipipe.heatmaps"
 EVALUATION = "xaipipe.evaluation"  # the layout: below, with its writer
@@ -470,15 +477,17 @@ EVALUATION = "xaipipe.evaluation"  # the layout: below, with its writer
 _DATASETS = {
     PREPROCESSED: ("ids", "labels", "inputs", "overlay_images"),
     PREDICTIONS: ("ids", "labels", "probabilities", "predicted"),
-    HEATMAPS: ("ids", "sample_index", "class_index", "raw", "normalized"),
+    HEATMAPS: ("ids", "sample_index", "class_index", "raw"),
     EVALUATION: ("ids", "sample_index", "class_index", "fractions"),
 }
 
 
-#: How the maps of a heatmaps file are stored: (dtype, gzip level) of ``raw`` and ``normalized``. Measured on
-#: 192x192 maps: gzip 4 makes float16 maps 7 % smaller than gzip 1 for 0.2 ms more per map; float32 maps gain
-#: 2 % for 0.4-0.5 ms; lzf is 15-20 % larger (README, "Scale").
-MAP_STORAGE: dict[str, tuple[type[np.floating], int]] = {"raw": (np.float32, 1), "normalized": (np.float16, 4)}
+#: The gzip level of the raw maps of a heatmaps file (shuffled, one chunk per map). Measured on 192x192 and 64^3
+#: maps (benchmarks/storage.py): level 4 makes them 1-2 % smaller than level 1 for about 0.3 ms (2D) to 3 ms (3D)
+#: more per map; levels above 4 save under 1 % more at two to ten times the time; lzf is 15-20 % larger.
+RAW_GZIP_LEVEL = 4
+#: The per-map normalization parameters of a heatmaps file (schema_version 3; see above).
+NORMALIZATION_DATASETS = ("norm_offset", "norm_divisor")
 
 
 def create_heatmaps(f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...]) -> None:
@@ -486,46 +495,64 @@ def create_heatmaps(f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tu
     write_strings(f, "ids", ids)
     f.create_dataset("sample_index", shape=(n_maps,), dtype=np.int32)
     f.create_dataset("class_index", shape=(n_maps,), dtype=np.int32)
-    for name, (dtype, level) in MAP_STORAGE.items():
-        f.create_dataset(
-            name,
-            shape=(n_maps, *map_shape),
-            dtype=dtype,
-            chunks=(1, *map_shape),
-            compression="gzip",
-            compression_opts=level,
-            shuffle=True,
-        )
+    f.create_dataset(
+        "raw",
+        shape=(n_maps, *map_shape),
+        dtype=np.float32,
+        chunks=(1, *map_shape),
+        compression="gzip",
+        compression_opts=RAW_GZIP_LEVEL,
+        shuffle=True,
+    )
+    for name in NORMALIZATION_DATASETS:
+        f.create_dataset(name, shape=(n_maps,), dtype=np.float32)
+
+
+def _normalization(method_params: Any) -> str:
+    """The ``normalize`` recorded in a heatmaps file's ``method_params`` (a dict, its JSON, or None): minmax where
+    none is (files written before methods had one were normalized so)."""
+    if isinstance(method_params, (str, bytes)):
+        method_params = json.loads(method_params or "{}")
+    return str((method_params or {}).get("normalize", "minmax"))
 
 
 class HeatmapsWriter:
     """Fills a new heatmaps file batch by batch (see :func:`heatmaps_writer`)."""
 
     def __init__(
-        self, f: h5py.File, ids: Sequence[str], n_maps: int, map_shape: tuple[int, ...], record: SkipRecord
+        self,
+        f: h5py.File,
+        ids: Sequence[str],
+        n_maps: int,
+        map_shape: tuple[int, ...],
+        record: SkipRecord,
+        normalize: str = "minmax",
     ):
         self.file = f
         self.map_shape = tuple(map_shape)
         self.record = record
+        self.normalize = normalize
         create_heatmaps(f, ids, n_maps, self.map_shape)
 
     def write_skipped(self, maps: slice, row: int) -> None:
-        """The maps ``maps`` of the skipped sample ``row``: class -1, NaN raw and normalized."""
+        """The maps ``maps`` of the skipped sample ``row``: class -1, NaN raw maps and normalization parameters."""
         n = maps.stop - maps.start
         self.file["sample_index"][maps] = row
         self.file["class_index"][maps] = -1
-        for name, (dtype, _) in MAP_STORAGE.items():
-            self.file[name][maps] = np.full((n, *self.map_shape), np.nan, dtype)
+        self.file["raw"][maps] = np.full((n, *self.map_shape), np.nan, np.float32)
+        for name in NORMALIZATION_DATASETS:
+            self.file[name][maps] = np.full(n, np.nan, np.float32)
 
-    def write(
-        self, maps: slice, sample_index: np.ndarray, class_index: np.ndarray, raw: np.ndarray, normalized: np.ndarray
-    ) -> None:
-        """The maps ``maps``: the sample (row) and class of each, raw and normalized (reshaped to the map shape)."""
+    def write(self, maps: slice, sample_index: np.ndarray, class_index: np.ndarray, raw: np.ndarray) -> None:
+        """The maps ``maps``: the sample (row) and class of each, and the raw maps (reshaped to the map shape),
+        with the parameters of their normalization (:func:`xaipipe.maps.normalization_params`)."""
+        raw = np.reshape(np.asarray(raw, np.float32), (-1, *self.map_shape))
+        offset, divisor = normalization_params(raw, self.normalize)
         self.file["sample_index"][maps] = sample_index
         self.file["class_index"][maps] = class_index
-        for name, values in (("raw", raw), ("normalized", normalized)):
-            # converted here: numpy's float16 rounding is 3x faster than HDF5's conversion on write
-            self.file[name][maps] = np.reshape(values, (-1, *self.map_shape)).astype(MAP_STORAGE[name][0], copy=False)
+        self.file["raw"][maps] = raw
+        self.file["norm_offset"][maps] = offset
+        self.file["norm_divisor"][maps] = divisor
 
 
 @contextmanager
@@ -543,7 +570,8 @@ def heatmaps_writer(
     ``record.skip`` adds those whose maps failed.
     """
     with create(path, HEATMAPS, **attrs) as f:
-        writer = HeatmapsWriter(f, ids, n_maps, map_shape, record or SkipRecord(len(ids)))
+        normalize = _normalization(attrs.get("method_params"))
+        writer = HeatmapsWriter(f, ids, n_maps, map_shape, record or SkipRecord(len(ids)), normalize)
         yield writer
         writer.record.write(f)
 
@@ -552,6 +580,7 @@ class HeatmapsFile(_FileReader):
     """Read access to a heatmaps file; maps are read one at a time. ``sample_index`` points into ``ids``."""
 
     schema = HEATMAPS
+    _parameters: tuple[np.ndarray, np.ndarray] | None = None  # norm_offset and norm_divisor, once read
     sample_index = _whole_dataset("sample_index", "(m,) int32: the row in ``ids`` of each map's sample.")
     class_index = _whole_dataset("class_index", "(m,) int32: the target class of each map.")
 
@@ -561,19 +590,24 @@ class HeatmapsFile(_FileReader):
     @property
     def map_shape(self) -> tuple[int, ...]:
         """The spatial shape of every map (the model input's)."""
-        return tuple(self.file["normalized"].shape[1:])
+        return tuple(self.file["raw"].shape[1:])
 
     def normalized(self, m: int) -> np.ndarray:
-        """Map ``m`` scaled as :attr:`normalization` says: to [0, 1], or [-1, 1] where :attr:`signed` (float32,
-        stored as float16: within 2^-11 |v| of the computed map)."""
-        return self.file["normalized"][m].astype(np.float32, copy=False)
+        """Map ``m`` scaled as :attr:`normalization` says: to [0, 1], or [-1, 1] where :attr:`signed` (float32; NaN
+        for a skipped sample's map). Derived from the raw map exactly as the method normalized it; files of
+        schema_version 2 stored it as float16 (within 2^-11 |v|), version 1 as float32."""
+        if "normalized" in self.file:  # schema_version 1 and 2
+            return self.file["normalized"][m].astype(np.float32, copy=False)
+        if self._parameters is None:  # two numbers per map, read once
+            self._parameters = tuple(self.file[name][()] for name in NORMALIZATION_DATASETS)
+        offset, divisor = (values[m : m + 1] for values in self._parameters)
+        return apply_normalization(self.file["raw"][m][None], self.normalization, offset, divisor)[0]
 
     @property
     def normalization(self) -> str:
         """How the maps were normalized: the method's recorded ``normalize`` (``minmax`` for a file
         written before methods had one, which is how those were normalized)."""
-        params = json.loads(self.file.attrs.get("method_params", "{}") or "{}")
-        return str((params or {}).get("normalize", "minmax"))
+        return _normalization(self.file.attrs.get("method_params"))
 
     @property
     def signed(self) -> bool:

@@ -66,30 +66,58 @@ def normalize_maps(maps: np.ndarray, mode: str = "minmax") -> np.ndarray:
     - ``absolute``: |v| / max |v|, in [0, 1]; an all-zero map stays zeros.
     - ``signed``: v / max |v|, in [-1, 1], the sign kept; an all-zero map stays zeros.
 
-    Non-finite values are an error, not something to hide.
+    Non-finite values are an error, not something to hide. The same as
+    :func:`apply_normalization` with the maps' own :func:`normalization_params`, which is how a
+    heatmaps file keeps its normalized maps: the raw maps and two numbers per map.
+    """
+    return apply_normalization(maps, mode, *normalization_params(maps, mode))
+
+
+def normalization_params(maps: np.ndarray, mode: str = "minmax") -> tuple[np.ndarray, np.ndarray]:
+    """(offset, divisor), each (N,) float32, of :func:`normalize_maps` for each map of (N, ...):
+
+    ``minmax``: (min, max - min), the divisor 0 for a flat map; the other modes: (0, the largest
+    value of max(v, 0) or |v|, or 1 where that is 0). From each map's minimum and maximum alone
+    (max |v| = max(|min|, |max|)); a ValueError where a map holds NaN or infinite values.
     """
     if mode not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {mode!r}")
     maps = np.asarray(maps, dtype=np.float32)
-    flat = maps.reshape(len(maps), -1)
-    if mode != "minmax":
-        if not np.all(np.isfinite(flat)):
-            raise ValueError(NOT_FINITE)
-        scaled = np.maximum(flat, 0.0) if mode == "positive" else np.abs(flat) if mode == "absolute" else flat.copy()
-        top = np.abs(scaled).max(axis=1, keepdims=True) if scaled.size else np.zeros((len(flat), 1), np.float32)
-        # a division, not a product with 1 / top, whose rounding can leave the maximum at 0.99999994
-        np.divide(scaled, np.where(top > 0, top, 1.0).astype(np.float32), out=scaled)
-        return scaled.reshape(maps.shape)
-    lo = flat.min(axis=1, keepdims=True)
-    hi = flat.max(axis=1, keepdims=True)
+    flat = maps.reshape(len(maps), int(np.prod(maps.shape[1:])))
+    if not flat.size:
+        zeros = np.zeros(len(flat), np.float32)
+        return zeros, zeros if mode == "minmax" else zeros + 1
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):  # NaN propagates to both, infinities to one
         raise ValueError(NOT_FINITE)
-    span = hi - lo
-    flat_maps = span <= _RELATIVE_TOLERANCE * np.maximum(np.abs(lo), np.abs(hi))
-    normalized = flat - lo  # one new array, then in place: this runs on every batch of maps
-    np.divide(normalized, np.where(flat_maps, 1.0, span).astype(np.float32), out=normalized)
-    normalized[flat_maps[:, 0]] = 0.0
-    return normalized.reshape(maps.shape)
+    if mode == "minmax":
+        span = hi - lo
+        flat_maps = span <= _RELATIVE_TOLERANCE * np.maximum(np.abs(lo), np.abs(hi))
+        return lo, np.where(flat_maps, np.float32(0), span).astype(np.float32)
+    top = np.maximum(hi, np.float32(0)) if mode == "positive" else np.maximum(np.abs(lo), np.abs(hi))
+    return np.zeros_like(lo), np.where(top > 0, top, np.float32(1)).astype(np.float32)
+
+
+def apply_normalization(maps: np.ndarray, mode: str, offset: np.ndarray, divisor: np.ndarray) -> np.ndarray:
+    """Maps (N, ...) scaled as ``mode`` says with each map's (offset, divisor) (:func:`normalization_params`), in
+    float32: ``minmax`` (v - offset) / divisor, zeros where the divisor is 0 (a flat map); ``positive``
+    max(v, 0) / divisor; ``absolute`` |v| / divisor; ``signed`` v / divisor. NaN parameters give NaN maps."""
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {mode!r}")
+    maps = np.asarray(maps, dtype=np.float32)
+    flat = maps.reshape(len(maps), int(np.prod(maps.shape[1:])))
+    offset = np.asarray(offset, np.float32).reshape(-1, 1)
+    divisor = np.asarray(divisor, np.float32).reshape(-1, 1)
+    if mode == "minmax":
+        flat_maps = divisor[:, 0] == 0
+        scaled = flat - offset  # one new array, then in place: this runs on every batch of maps
+        # a division, not a product with 1 / divisor, whose rounding can leave the maximum at 0.99999994
+        np.divide(scaled, np.where(flat_maps[:, None], np.float32(1), divisor), out=scaled)
+        scaled[flat_maps] = 0.0
+        return scaled.reshape(maps.shape)
+    scaled = np.maximum(flat, 0.0) if mode == "positive" else np.abs(flat) if mode == "absolute" else flat.copy()
+    np.divide(scaled, divisor, out=scaled)
+    return scaled.reshape(maps.shape)
 
 
 def resize_linear_ops(maps, shape: tuple[int, ...]):

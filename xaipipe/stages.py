@@ -500,10 +500,10 @@ def _write_batch(
             results = _maps_or_failures(explainer, inputs, classes[rows], ids[rows], on_error, stage)
         if not any(isinstance(result, BaseException) or _non_finite(result) for result in results):
             output.attempted += len(results)
-            raw, normalized = (np.stack([result[j] for result in results]) for j in (0, 1))
+            raw = np.stack([result[0] for result in results])
             maps = slice(rows.start * n_targets, rows.stop * n_targets)
             sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
-            heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw, normalized)
+            heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw)
             return
     else:
         if shared is None:
@@ -522,7 +522,7 @@ def _write_batch(
         output.attempted += 1
         reason = _failure_reason(result)
         if reason is None:
-            heatmaps.write(maps, np.full(n_targets, row), classes[row], result[0], result[1])
+            heatmaps.write(maps, np.full(n_targets, row), classes[row], result[0])
             continue
         if on_error == "fail":  # exceptions were raised where they happened; here non-finite maps
             raise SampleError(ids[row], reason, stage)
