@@ -210,6 +210,42 @@ def test_a_model_may_ask_for_the_automatic_layer_where_the_config_names_one():
     assert specs["auto"].variants["gradcam"].params["layer"] is None
 
 
+def families(**changes):
+    return [f.labels for f in xconfig.shared_pass_families(xconfig.model_specs(study(**changes)))]
+
+
+def test_cam_variants_that_agree_on_layer_score_and_precision_share_one_pass():
+    methods = [
+        "gradcam", "saliency", "gc++", {"name": "hirescam", "normalize": "positive"},  # normalize: each its own
+        {"name": "layercam", "label": "lc-conv2", "layer": "conv2"},  # another layer: a family of its own
+        {"name": "xgradcam", "label": "xg-conv2", "layer": "conv2"},
+        {"name": "gradcam", "label": "gc-noisy", "noise": {"samples": 4}},  # noise: copies of its own, alone
+        {"name": "gradcam", "label": "gc-bf16", "precision": "bfloat16"},  # another precision: alone
+        {"name": "gradcam", "label": "gc-prob", "score": "probabilities"},  # another score: alone
+        "GuidedGradCAM", "scorecam", "eigencam",  # CAMs whose maps need more than A and g: alone
+        {"name": "layercam", "label": "lc-f32", "precision": "float32"},  # the default written out: joins
+    ]  # fmt: skip
+    assert families(model={"path": "m.keras", "layer": None}, methods=methods) == [
+        ("gradcam", "gradcam++", "hirescam", "lc-f32"), ("lc-conv2", "xg-conv2")
+    ]
+    assert xconfig.Family(("gradcam", "gradcam++")).name == "gradcam,gradcam++"  # no label holds a comma
+    long = xconfig.Family(tuple(f"gradcam-normalize-{i:0100d}" for i in range(3)))
+    assert long.name == f"{long.labels[0]},and-2-more"
+    # one method alone, or none of the family's methods: no family
+    assert families(model={"path": "m.keras", "layer": None}, methods=["gradcam", "saliency", "os"]) == []
+
+
+def test_families_hold_in_every_model_of_the_study():
+    methods = ["gradcam", "hirescam", {"name": "layercam", "layer": "conv4"}]
+    # conv4 is model a's default layer, so there layercam would join; in b (automatic layer) it would not
+    models = {"a": {"path": "a.keras", "layer": "conv4"}, "b": {"path": "b.keras"}}
+    assert families(models=models, methods=methods) == [("gradcam", "hirescam")]
+    assert families(models={"a": models["a"]}, methods=methods) == [("gradcam", "hirescam", "layercam")]
+    # a model whose score differs moves all of its variants alike: the families stay
+    models["b"]["score"] = "probabilities"
+    assert families(models=models, methods=methods) == [("gradcam", "hirescam")]
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [

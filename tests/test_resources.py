@@ -29,6 +29,17 @@ def test_run_time_grows_with_the_shard_the_model_and_the_method():
     assert xr.model_job_runtime(256, 100, SIZE, "gradcam", {}, scale=2.0) >= 2 * gradcam - 1
 
 
+def test_a_cam_family_costs_one_pass_and_a_share_per_other_member():
+    members = [("gradcam", {}), ("gradcam++", {}), ("hirescam", {"normalize": "positive"})]
+    family = xr.family_job_runtime(4096, 100, SIZE, members)
+    gradcam = xr.model_job_runtime(4096, 100, SIZE, "gradcam", {})
+    # one gradient pass (3 passes) x (1 + 2 x 0.25) per sample, against 3 x 3 as three jobs
+    per_pass = xr.PASS_SECONDS_PER_MB_MVOX * 100 * math.prod(SIZE) / 1e6
+    assert family == math.ceil(xr.FIXED_MINUTES + xr.RUNTIME_MARGIN * 4096 * (xr.SAMPLE_SECONDS + 4.5 * per_pass) / 60)
+    assert gradcam < family < 3 * gradcam - 2 * xr.FIXED_MINUTES
+    assert xr.family_job_runtime(4096, 100, SIZE, members, targets=2, attempt=2) > 2 * family
+
+
 def test_occlusion_counts_its_patch_positions():
     assert xr.passes_per_sample("occlusion", {"patch_size": 8, "stride": 4}, (64, 64)) == 15 * 15
     assert xr.passes_per_sample("occlusion", {}, (64, 64)) == 4 * 4

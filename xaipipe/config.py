@@ -261,6 +261,50 @@ def model_specs(config: dict[str, Any]) -> dict[str, ModelSpec]:
     return specs
 
 
+#: The longest name of a family's log and benchmark folder (its labels joined by commas), below any file
+#: system's 255 bytes per name; a longer one is cut to the first label and the number of the others.
+FAMILY_NAME_MAX = 120
+
+
+@dataclass(frozen=True)
+class Family:
+    """Variants whose maps one heatmaps job per shard computes from one forward and backward pass
+    (:func:`xaipipe.stages.compute_heatmaps_family_shard`), each into its own file."""
+
+    labels: tuple[str, ...]  #: in the order of the config's ``methods`` list
+
+    @property
+    def name(self) -> str:
+        """The folder of the family's logs and benchmark records: its labels joined by commas (a character
+        that no label holds, so no variant's folder), or with very long labels the first and the others' count."""
+        name = ",".join(self.labels)
+        return name if len(name) <= FAMILY_NAME_MAX else f"{self.labels[0]},and-{len(self.labels) - 1}-more"
+
+
+def shared_pass_families(specs: dict[str, ModelSpec]) -> list[Family]:
+    """The families of variants that share one pass in every model of the study, each of two or more.
+
+    A variant joins a family when, in every model, it may share a pass (:func:`xaipipe.methods.shares_pass`:
+    Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM, without ``noise``) and its
+    :func:`~xaipipe.methods.family_signature` (target layer, score, precision, the defaults and the model's
+    ``layer`` and ``score`` filled in) equals the other members' there. Decided from the config alone, so the
+    families are known when Snakemake parses the workflow; deciding across all models keeps one set of heatmaps
+    rules for the study (every model has the same variants): a variant that would join a family in one model
+    only (a ``layer`` that is one model's default) stays alone. ``normalize`` may differ (each member keeps its
+    own). Every other variant (a noisy CAM, Guided Grad-CAM, Score-CAM, any other method) has a job of its own.
+    """
+    models = list(specs.values())
+    if not models:
+        return []
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for label in models[0].variants:
+        variants = [model.variants[label] for model in models]
+        if all(methods.shares_pass(v.method, v.params) for v in variants):
+            key = tuple(repr(methods.family_signature(v.method, v.params)) for v in variants)
+            groups.setdefault(key, []).append(label)
+    return [Family(tuple(labels)) for labels in groups.values() if len(labels) > 1]
+
+
 def check_model_outputs(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
     """ValueError naming the model entry whose file's output count (read without Keras,
     :func:`xaipipe.modelfile.output_count`) does not fit the classes or the labels; models

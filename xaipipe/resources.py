@@ -118,6 +118,36 @@ def model_job_runtime(
 ) -> int:
     """Run time (minutes) of a job that runs the model on one shard (``method`` None: predictions)."""
     passes = 1 if method is None else passes_per_sample(method, params or {}, size) * targets
+    return _model_runtime(shard_size, model_file_mb, size, passes, attempt, scale)
+
+
+#: What each member of a CAM family beyond the first adds to the family's one pass, as a share of it: its own
+#: reduction, upsampling and normalization (the five together measured 1.04x Grad-CAM alone on a ResNet50,
+#: 1.89x on a small 3D CNN whose pass takes a few ms; README, "Scale").
+FAMILY_MEMBER_SHARE = 0.25
+
+
+def family_job_runtime(
+    shard_size: int,
+    model_file_mb: float,
+    size: Sequence[int],
+    members: Sequence[tuple[str, Mapping[str, Any]]],
+    targets: int = 1,
+    attempt: int = 1,
+    scale: float = 1.0,
+) -> int:
+    """Run time (minutes) of a heatmaps job that computes several CAM methods (``members``: method, parameters)
+    from one forward and backward pass (:func:`xaipipe.stages.compute_heatmaps_family_shard`): the costliest
+    member's passes, plus :data:`FAMILY_MEMBER_SHARE` of them for each other member."""
+    one = max(passes_per_sample(method, params, size) for method, params in members)
+    passes = one * (1 + FAMILY_MEMBER_SHARE * (len(members) - 1)) * targets
+    return _model_runtime(shard_size, model_file_mb, size, passes, attempt, scale)
+
+
+def _model_runtime(
+    shard_size: int, model_file_mb: float, size: Sequence[int], passes: float, attempt: int, scale: float
+) -> int:
+    """Run time (minutes) of a model job on one shard whose samples cost ``passes`` model passes each."""
     per_pass = max(PASS_SECONDS_MIN, PASS_SECONDS_PER_MB_MVOX * model_file_mb * math.prod(size) / 1e6)
     seconds = shard_size * (SAMPLE_SECONDS + passes * per_pass)
     return int(math.ceil((FIXED_MINUTES + RUNTIME_MARGIN * seconds / 60) * attempt * scale))

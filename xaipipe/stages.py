@@ -357,7 +357,11 @@ def compute_heatmaps_family_shard(
     The members must qualify for one family (the same layer, score and precision, no
     ``noise``), else a ValueError. A batch whose shared pass raises is explained again by
     each member on its own, so the error policy names the samples at fault per member
-    exactly as the single-method job does; all files are written, or none.
+    exactly as the single-method job does. Each file is written atomically once every member's maps are
+    computed (an error before that leaves none of them). The workflow runs it for each family of
+    :func:`xaipipe.config.shared_pass_families` (rules ``heatmaps_family_N``), and Snakemake reruns the whole
+    job, so every member's file, when any of them is missing or out of date: a member added to the
+    config, or a job stopped between two renames (Snakemake holds a running job's outputs as incomplete).
     """
     if len(members) < 2:
         raise ValueError(f"a family of heatmaps needs at least two members, got {len(members)}")

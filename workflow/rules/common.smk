@@ -71,6 +71,11 @@ PREPROCESSED = {
 LABELS = list(
     dict.fromkeys(label for spec in MODELS.values() for label in spec.variants)
 )
+# The CAM variants whose maps one heatmaps job per shard computes from one forward and backward pass
+# (Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM with the same layer, score and precision, no noise),
+# each into its own file: rules heatmaps_family_N (heatmaps.smk); every other variant: rule heatmaps.
+FAMILIES = xc.shared_pass_families(MODELS)
+ALONE = [label for label in LABELS if not any(label in f.labels for f in FAMILIES)]
 DEMO = xc.demo_files(OUT)  # the demo's folder and files, written only with demo.build
 if config["demo"]["build"]:
     try:
@@ -240,6 +245,64 @@ def heatmaps_runtime(wildcards, attempt, n_samples=None):
     )
 
 
+def family_members(family):
+    """An input function: each member of ``family`` in the job's model, as the family's script takes them
+    (label, canonical method, parameters), in the order of the rule's outputs."""
+
+    def members(wildcards):
+        variants = spec(wildcards).variants
+        return [
+            {
+                "label": label,
+                "method": variants[label].method,
+                "params": variants[label].params,
+            }
+            for label in family.labels
+        ]
+
+    return members
+
+
+def family_mem_mb(family):
+    """An input function: the memory of the family's job, its costliest member's (the pass is shared)."""
+
+    def mem_mb(wildcards, attempt):
+        variants = spec(wildcards).variants
+        return max(
+            xr.model_job_mem_mb(
+                SHARD_SIZE,
+                *model_input(wildcards),
+                config["batch_size"],
+                variants[label].method,
+                variants[label].params,
+                attempt,
+            )
+            for label in family.labels
+        )
+
+    return mem_mb
+
+
+def family_runtime(family):
+    """An input function: the run time of the family's job (one pass and a share per member, xaipipe/resources.py)."""
+
+    def runtime(wildcards, attempt):
+        variants = spec(wildcards).variants
+        return xr.family_job_runtime(
+            SHARD_SIZE,
+            *model_input(wildcards)[:2],
+            [
+                (variants[label].method, variants[label].params)
+                for label in family.labels
+            ],
+            MAPS_PER_SAMPLE,
+            attempt,
+            MODEL_RUNTIME_SCALE,
+        )
+
+    return runtime
+
+
 def demo_folder(wildcards, output):
     """The demo's own folder, which holds every output of a demo rule (marked as the demo's)."""
     return os.path.commonpath(list(output))
@@ -325,6 +388,11 @@ def render_runtime(wildcards, attempt):
     )
 
 
+def labels_regex(labels):
+    """A wildcard constraint that matches exactly ``labels`` (none: it matches nothing)."""
+    return "|".join(re.escape(label) for label in labels) or "(?!)"
+
+
 # Merging tables is cheap: run it where snakemake runs, never as a cluster job
 # (the demo's evaluation tables: evaluate.smk).
 localrules:
@@ -335,7 +403,7 @@ localrules:
 
 wildcard_constraints:
     shard=r"\d{5}",
-    method="|".join(re.escape(m) for m in LABELS),
+    method=labels_regex(LABELS),
     root="|".join(re.escape(root) for root in BY_ROOT),
     pre="|".join(re.escape(pre) for pre in PREPROCESSED),
 
