@@ -236,3 +236,25 @@ def test_family_job_refuses_members_that_cannot_share_a_pass(tmp_path, skipping_
     with pytest.raises(ValueError, match="score"):
         compute_heatmaps_family_shard(pre, pred, model_path, members, "argmax", 2)
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "b.h5").exists()
+
+
+def test_group_job_writes_every_variants_file_as_its_own_job_does(tmp_path, skipping_shard):
+    """heatmaps_jobs: shard: a CAM family (from one pass), a CAM with noise and saliency in one job."""
+    from xaipipe import methods
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_group_shard, compute_heatmaps_shard
+
+    pre, pred, model_path = skipping_shard
+    variants = [
+        ("saliency", {}, "saliency"),
+        ("gradcam", {}, "gradcam"),
+        ("hirescam", {"noise": {"samples": 3, "sigma": 0.1, "seed": 2}}, "hirescam-noisy"),
+        ("gradcam++", {"normalize": "positive"}, "gcpp-positive"),
+    ]
+    # the family is gradcam and gradcam++ (indices 1 and 3); the noisy HiResCAM and saliency go alone
+    assert methods.shared_pass_groups([(key, params) for key, params, _ in variants]) == [[1, 3]]
+    members = [HeatmapsMember(key, params, tmp_path / "group" / f"{label}.h5", label) for key, params, label in variants]
+    compute_heatmaps_group_shard(pre, pred, model_path, members, "all", 2, on_error="skip")
+    for key, params, label in variants:
+        alone = tmp_path / "alone" / f"{label}.h5"
+        compute_heatmaps_shard(pre, pred, model_path, key, params, "all", 2, alone, on_error="skip", label=label)
+        assert_same_file(tmp_path / "group" / f"{label}.h5", alone)

@@ -228,11 +228,26 @@ def test_cam_variants_that_agree_on_layer_score_and_precision_share_one_pass():
     assert families(model={"path": "m.keras", "layer": None}, methods=methods) == [
         ("gradcam", "gradcam++", "hirescam", "lc-f32"), ("lc-conv2", "xg-conv2")
     ]
-    assert xconfig.Family(("gradcam", "gradcam++")).name == "gradcam,gradcam++"  # no label holds a comma
-    long = xconfig.Family(tuple(f"gradcam-normalize-{i:0100d}" for i in range(3)))
+    assert xconfig.HeatmapsJob(("gradcam", "gradcam++")).name == "gradcam,gradcam++"  # no label holds a comma
+    long = xconfig.HeatmapsJob(tuple(f"gradcam-normalize-{i:0100d}" for i in range(3)))
     assert long.name == f"{long.labels[0]},and-2-more"
     # one method alone, or none of the family's methods: no family
     assert families(model={"path": "m.keras", "layer": None}, methods=["gradcam", "saliency", "os"]) == []
+
+
+def test_heatmaps_jobs_split_a_shards_variants_as_the_config_says():
+    config = study(model={"path": "m.keras", "layer": None}, methods=["gradcam", "saliency", "gc++", "os"])
+    specs = xconfig.model_specs(config)
+    jobs = {mode: [job.labels for job in xconfig.heatmaps_jobs(specs, mode)] for mode in ("variant", "family", "shard")}
+    assert jobs == {
+        "variant": [],  # every variant its own job
+        "family": [("gradcam", "gradcam++")],  # the CAM family; saliency and occlusion alone
+        "shard": [("gradcam", "saliency", "gradcam++", "occlusion")],  # all of them, in the config's order
+    }
+    one = xconfig.model_specs(study(model={"path": "m.keras", "layer": None}, methods=["saliency"]))
+    assert xconfig.heatmaps_jobs(one, "shard") == []  # one variant: its own job
+    with pytest.raises(ValueError, match="heatmaps_jobs must be one of"):
+        xconfig.heatmaps_jobs(specs, "per_shard")
 
 
 def test_families_hold_in_every_model_of_the_study():

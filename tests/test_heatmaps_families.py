@@ -32,9 +32,9 @@ def test_a_dry_run_plans_one_family_job_per_shard_and_the_others_their_own(tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
     shards = [f"{s:05d}" for s in range(-(-3 * N_PER_CLASS // SHARD_SIZE))]
-    family = [j for j in jobs if j["rule"].startswith("heatmaps_family")]
+    family = [j for j in jobs if j["rule"].startswith("heatmaps_group")]
     alone = [j for j in jobs if j["rule"] == "heatmaps"]
-    assert {j["rule"] for j in family} == {"heatmaps_family_1"}
+    assert {j["rule"] for j in family} == {"heatmaps_group_1"}
     # the family's files, each at the path its own job had; saliency keeps its job
     assert sorted(j["output"] for j in family) == [
         ", ".join(f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels[:3]) for shard in shards
@@ -48,7 +48,29 @@ def test_a_dry_run_plans_one_family_job_per_shard_and_the_others_their_own(tmp_p
     assert written == {f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels for shard in shards}
     read = {f for j in jobs for f in j.get("input", "").split(", ") if "/heatmaps/" in f}
     assert read == written
-    assert {j["rule"] for j in jobs if "heatmaps" in j["rule"]} == {"heatmaps", "heatmaps_family_1"}
+    assert {j["rule"] for j in jobs if "heatmaps" in j["rule"]} == {"heatmaps", "heatmaps_group_1"}
+
+
+@pytest.mark.parametrize("mode", ["shard", "variant"])
+def test_heatmaps_jobs_shard_plans_one_job_of_every_variant_and_variant_one_job_each(tmp_path, mode):
+    labels = ["gradcam", "saliency", "gradcam++"]
+    result = snakemake(tmp_path, {**CONFIG, "methods": labels, "heatmaps_jobs": mode}, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [j for j in planned_jobs(result.stdout) if j["rule"].startswith("heatmaps")]
+    shards = [f"{s:05d}" for s in range(-(-3 * N_PER_CLASS // SHARD_SIZE))]
+    if mode == "shard":  # one job per shard, writing every variant's usual file
+        assert [j["rule"] for j in jobs] == ["heatmaps_group_1"] * len(shards)
+        assert sorted(j["output"] for j in jobs) == [
+            ", ".join(f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels) for shard in shards
+        ]
+        assert {j["log"] for j in jobs} == {
+            f"results/logs/heatmaps/gradcam,saliency,gradcam++/shard-{shard}.log" for shard in shards
+        }
+    else:  # one job per variant and shard, the CAM family's two included
+        assert [j["rule"] for j in jobs] == ["heatmaps"] * len(labels) * len(shards)
+        assert sorted(j["output"] for j in jobs) == sorted(
+            f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels for shard in shards
+        )
 
 
 # ---------------------------------------------------------------- a real run

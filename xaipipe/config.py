@@ -261,27 +261,47 @@ def model_specs(config: dict[str, Any]) -> dict[str, ModelSpec]:
     return specs
 
 
-#: The longest name of a family's log and benchmark folder (its labels joined by commas), below any file
+#: The longest name of a heatmaps job's log and benchmark folder (its labels joined by commas), below any file
 #: system's 255 bytes per name; a longer one is cut to the first label and the number of the others.
 FAMILY_NAME_MAX = 120
+#: How the heatmaps of a shard are split into jobs (config ``heatmaps_jobs``, :func:`heatmaps_jobs`).
+HEATMAPS_JOBS = ("variant", "family", "shard")
 
 
 @dataclass(frozen=True)
-class Family:
-    """Variants whose maps one heatmaps job per shard computes from one forward and backward pass
-    (:func:`xaipipe.stages.compute_heatmaps_family_shard`), each into its own file."""
+class HeatmapsJob:
+    """Variants whose maps one heatmaps job per shard computes, each into its own file
+    (:func:`xaipipe.stages.compute_heatmaps_group_shard`): the model loaded once, the members of a CAM family
+    from one forward and backward pass."""
 
     labels: tuple[str, ...]  #: in the order of the config's ``methods`` list
 
     @property
     def name(self) -> str:
-        """The folder of the family's logs and benchmark records: its labels joined by commas (a character
+        """The folder of the job's logs and benchmark records: its labels joined by commas (a character
         that no label holds, so no variant's folder), or with very long labels the first and the others' count."""
         name = ",".join(self.labels)
         return name if len(name) <= FAMILY_NAME_MAX else f"{self.labels[0]},and-{len(self.labels) - 1}-more"
 
 
-def shared_pass_families(specs: dict[str, ModelSpec]) -> list[Family]:
+def heatmaps_jobs(specs: dict[str, ModelSpec], mode: str) -> list[HeatmapsJob]:
+    """The heatmaps jobs of several variants each, per shard, as config ``heatmaps_jobs`` (``mode``) says; every
+    variant in none of them has a job of its own (rule ``heatmaps``).
+
+    ``variant``: none (a job per variant and shard: adding a method to the config reruns no other's maps);
+    ``family``: one for each CAM family (:func:`shared_pass_families`), which share one pass; ``shard``: one of
+    every variant, whose fixed cost (importing TensorFlow, loading and tracing the model: 7-9 s on 2 CPU cores)
+    is paid once per shard, and whose CAM families still share their pass (but a changed variant reruns them all).
+    """
+    if mode not in HEATMAPS_JOBS:
+        raise ValueError(f"heatmaps_jobs must be one of {list(HEATMAPS_JOBS)}, got {mode!r}")
+    if mode == "family":
+        return shared_pass_families(specs)
+    labels = list(dict.fromkeys(label for spec in specs.values() for label in spec.variants))
+    return [HeatmapsJob(tuple(labels))] if mode == "shard" and len(labels) > 1 else []
+
+
+def shared_pass_families(specs: dict[str, ModelSpec]) -> list[HeatmapsJob]:
     """The families of variants that share one pass in every model of the study, each of two or more.
 
     A variant joins a family when, in every model, it may share a pass (:func:`xaipipe.methods.shares_pass`:
@@ -302,7 +322,7 @@ def shared_pass_families(specs: dict[str, ModelSpec]) -> list[Family]:
         if all(methods.shares_pass(v.method, v.params) for v in variants):
             key = tuple(repr(methods.family_signature(v.method, v.params)) for v in variants)
             groups.setdefault(key, []).append(label)
-    return [Family(tuple(labels)) for labels in groups.values() if len(labels) > 1]
+    return [HeatmapsJob(tuple(labels)) for labels in groups.values() if len(labels) > 1]
 
 
 def check_model_outputs(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:

@@ -358,15 +358,42 @@ def compute_heatmaps_family_shard(
     ``noise``), else a ValueError. A batch whose shared pass raises is explained again by
     each member on its own, so the error policy names the samples at fault per member
     exactly as the single-method job does. Each file is written atomically once every member's maps are
-    computed (an error before that leaves none of them). The workflow runs it for each family of
-    :func:`xaipipe.config.shared_pass_families` (rules ``heatmaps_family_N``), and Snakemake reruns the whole
+    computed (an error before that leaves none of them). The workflow's jobs of several variants
+    (:func:`compute_heatmaps_group_shard`, rules ``heatmaps_group_N``) are alike: Snakemake reruns the whole
     job, so every member's file, when any of them is missing or out of date: a member added to the
     config, or a job stopped between two renames (Snakemake holds a running job's outputs as incomplete).
     """
     if len(members) < 2:
         raise ValueError(f"a family of heatmaps needs at least two members, got {len(members)}")
     _compute_heatmaps(preprocessed_path, predictions_path, model_path, list(members), targets, batch_size,
-                      preprocessing, on_error)  # fmt: skip
+                      preprocessing, on_error, [list(range(len(members)))])  # fmt: skip
+
+
+def compute_heatmaps_group_shard(
+    preprocessed_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    members: Sequence[HeatmapsMember],
+    targets: str,
+    batch_size: int,
+    preprocessing: Preprocessing | None = None,
+    on_error: str = "fail",
+) -> None:
+    """Any method variants' maps of a shard in one job: the model loaded once, the shard read once,
+    each member's file written as :func:`compute_heatmaps_shard` writes it for that member alone.
+
+    The members that qualify for a CAM family share one forward and backward pass per batch
+    (:func:`xaipipe.methods.shared_pass_groups`: what :func:`compute_heatmaps_family_shard` takes);
+    every other member explains each batch on its own. What a job costs beyond its maps (importing
+    TensorFlow, loading and tracing the model, 7-9 s on 2 CPU cores) is then paid once per shard
+    instead of once per variant and shard. The workflow runs it for every group of
+    :func:`xaipipe.config.heatmaps_jobs` (rules ``heatmaps_group_N``).
+    """
+    from xaipipe import methods
+
+    groups = methods.shared_pass_groups([(member.method, member.params) for member in members])
+    _compute_heatmaps(preprocessed_path, predictions_path, model_path, list(members), targets, batch_size,
+                      preprocessing, on_error, groups)  # fmt: skip
 
 
 @dataclass
@@ -395,8 +422,10 @@ def _compute_heatmaps(
     batch_size: int,
     preprocessing: Preprocessing | None,
     on_error: str,
+    families: list[list[int]] | None = None,
 ) -> None:
-    """The maps of every member for a shard: one method alone, or several from one pass (a CAM family)."""
+    """The maps of every member for a shard; the members of each of ``families`` (lists of indices into
+    ``members``) from one pass (a CAM family), every other member on its own."""
     from xaipipe import methods
     from xaipipe.methods.base import target_classes
     from xaipipe.model import load_model, sha256_file
@@ -408,13 +437,18 @@ def _compute_heatmaps(
     model_sha256 = sha256_file(model_path)
     check_predictions_model(predictions, predictions_path, model_path, model_sha256)
     model = load_model(model_path)
-    family = None
-    if len(members) == 1:
-        explainers = [methods.create(members[0].method, model, **members[0].params)]
-    else:
+    explainers: list[Any] = [None] * len(members)
+    shared_passes = []  # (CAMFamily, the indices of its members)
+    for indices in families or []:
         from xaipipe.methods.camfamily import create_family
 
-        explainers, family = create_family(model, [(member.method, member.params) for member in members])
+        made, family = create_family(model, [(members[i].method, members[i].params) for i in indices])
+        shared_passes.append((family, indices))
+        for i, explainer in zip(indices, made, strict=True):
+            explainers[i] = explainer
+    for i, member in enumerate(members):
+        if explainers[i] is None:
+            explainers[i] = methods.create(member.method, model, **member.params)
     outputs = [
         _Output(
             member,
@@ -434,8 +468,8 @@ def _compute_heatmaps(
     for output in outputs:
         log.info("method %s, target layer %s, %d samples x %d targets", output.member.method,
                  output.explainer.target_layer, n, n_targets)  # fmt: skip
-    if family is not None:
-        log.info("%s from one forward and backward pass per batch", ", ".join(output.label for output in outputs))
+    for _, indices in shared_passes:
+        log.info("%s from one forward and backward pass per batch", ", ".join(outputs[i].label for i in indices))
     with contextlib.ExitStack() as stack:
         shard = stack.enter_context(h5store.PreprocessedShard.open(preprocessed_path))
         for output in outputs:
@@ -462,17 +496,19 @@ def _compute_heatmaps(
         for rows, inputs in progress(shard.batches(batch_size), f"heatmaps {name}", n_batches, "batch"):
             keep = kept[rows]
             good = np.arange(rows.start, rows.stop)[keep]
-            shared = None
-            if family is not None and len(good):
+            shared: dict[int, list] = {}  # member index -> its maps from its family's pass
+            for family, indices in shared_passes if len(good) else ():
                 try:
                     batch = inputs if keep.all() else inputs[keep]
-                    shared = family.explain(batch, classes[good], [ids[r] for r in good])
+                    maps = family.explain(batch, classes[good], [ids[r] for r in good])
                 except Exception as error:  # noqa: BLE001  each member on its own names the samples at fault
                     log.info("the shared pass failed (%s: %s); each method explains the batch on its own",
                              type(error).__name__, error)  # fmt: skip
+                    continue
+                for i, member_maps in zip(indices, maps, strict=True):
+                    shared[i] = list(zip(*member_maps, strict=True))
             for m, output in enumerate(outputs):
-                maps = None if shared is None else list(zip(*shared[m], strict=True))
-                _write_batch(output, rows, inputs, keep, good, classes, ids, n_targets, on_error, maps)
+                _write_batch(output, rows, inputs, keep, good, classes, ids, n_targets, on_error, shared.get(m))
         for output in outputs:
             if output.attempted > 1 and len(output.failures) == output.attempted:
                 sample_id, reason, result = output.failures[0]

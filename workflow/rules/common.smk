@@ -71,11 +71,14 @@ PREPROCESSED = {
 LABELS = list(
     dict.fromkeys(label for spec in MODELS.values() for label in spec.variants)
 )
-# The CAM variants whose maps one heatmaps job per shard computes from one forward and backward pass
-# (Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM, LayerCAM with the same layer, score and precision, no noise),
-# each into its own file: rules heatmaps_family_N (heatmaps.smk); every other variant: rule heatmaps.
-FAMILIES = xc.shared_pass_families(MODELS)
-ALONE = [label for label in LABELS if not any(label in f.labels for f in FAMILIES)]
+# The variants whose maps one heatmaps job per shard computes, each into its own file, as config
+# heatmaps_jobs says (xaipipe.config.heatmaps_jobs; by default each CAM family - Grad-CAM, Grad-CAM++,
+# HiResCAM, XGradCAM, LayerCAM with the same layer, score and precision, no noise - from one pass):
+# rules heatmaps_group_N (heatmaps.smk); every other variant: rule heatmaps.
+HEATMAPS_JOBS = xc.heatmaps_jobs(MODELS, config["heatmaps_jobs"])
+ALONE = [
+    label for label in LABELS if not any(label in job.labels for job in HEATMAPS_JOBS)
+]
 DEMO = xc.demo_files(OUT)  # the demo's folder and files, written only with demo.build
 if config["demo"]["build"]:
     try:
@@ -245,8 +248,8 @@ def heatmaps_runtime(wildcards, attempt, n_samples=None):
     )
 
 
-def family_members(family):
-    """An input function: each member of ``family`` in the job's model, as the family's script takes them
+def job_members(job):
+    """An input function: each member of the heatmaps ``job`` in the job's model, as its script takes them
     (label, canonical method, parameters), in the order of the rule's outputs."""
 
     def members(wildcards):
@@ -257,14 +260,14 @@ def family_members(family):
                 "method": variants[label].method,
                 "params": variants[label].params,
             }
-            for label in family.labels
+            for label in job.labels
         ]
 
     return members
 
 
-def family_mem_mb(family):
-    """An input function: the memory of the family's job, its costliest member's (the pass is shared)."""
+def job_mem_mb(job):
+    """An input function: the memory of the heatmaps ``job``, its costliest member's (one at a time)."""
 
     def mem_mb(wildcards, attempt):
         variants = spec(wildcards).variants
@@ -277,24 +280,22 @@ def family_mem_mb(family):
                 variants[label].params,
                 attempt,
             )
-            for label in family.labels
+            for label in job.labels
         )
 
     return mem_mb
 
 
-def family_runtime(family):
-    """An input function: the run time of the family's job (one pass and a share per member, xaipipe/resources.py)."""
+def job_runtime(job):
+    """An input function: the run time of the heatmaps ``job`` (a CAM family's: one pass and a share per member,
+    xaipipe/resources.py)."""
 
     def runtime(wildcards, attempt):
         variants = spec(wildcards).variants
-        return xr.family_job_runtime(
+        return xr.group_job_runtime(
             SHARD_SIZE,
             *model_input(wildcards)[:2],
-            [
-                (variants[label].method, variants[label].params)
-                for label in family.labels
-            ],
+            [(variants[label].method, variants[label].params) for label in job.labels],
             MAPS_PER_SAMPLE,
             attempt,
             MODEL_RUNTIME_SCALE,

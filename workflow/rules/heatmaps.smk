@@ -1,6 +1,6 @@
 # On a cluster, each heatmaps job and the rendering of its maps (render.smk) form one job
 # (group "explain"): one submission per method and shard instead of two. Local runs ignore groups.
-# The variants of a CAM family (common.smk, FAMILIES) have no job here: rules heatmaps_family_N below.
+# The variants of a job of several (common.smk, HEATMAPS_JOBS) have no job here: rules heatmaps_group_N below.
 rule heatmaps:
     input:
         shard=preprocessed_shard,
@@ -34,41 +34,42 @@ rule heatmaps:
         "../../scripts/heatmaps.py"
 
 
-# One job per shard for each CAM family: one model load and one forward and backward pass per batch
-# give every member's maps, each written to the member's own file, exactly the file its own heatmaps
-# job would write (so every later rule is the same). Its log and benchmark record are the family's,
-# under its labels joined by commas. A family whose members change (a CAM method added to or removed
+# One job per shard for each job of several variants (config heatmaps_jobs: each CAM family by default,
+# whose members' maps come from one forward and backward pass per batch; with `shard` every variant):
+# one model load gives every member's maps, each written to the member's own file, exactly the file
+# its own heatmaps job would write (so every later rule is the same). Its log and benchmark record are
+# the job's, under its labels joined by commas. A job whose members change (a method added to or removed
 # from the config, a member's parameters changed) is one job with other outputs or params: Snakemake
 # reruns it, which rewrites every member's file (each written atomically, after all were computed).
-for number, family in enumerate(FAMILIES, 1):
+for number, job in enumerate(HEATMAPS_JOBS, 1):
 
     rule:
         name:
-            f"heatmaps_family_{number}"
+            f"heatmaps_group_{number}"
         input:
             shard=preprocessed_shard,
             predictions="{root}/predictions/shard-{shard}.h5",
             model=model_path,
             checksum="{root}/checksums/model.sha256",
         output:
-            [f"{{root}}/heatmaps/{label}/shard-{{shard}}.h5" for label in family.labels],
+            [f"{{root}}/heatmaps/{label}/shard-{{shard}}.h5" for label in job.labels],
         log:
-            f"{{root}}/logs/heatmaps/{family.name}/shard-{{shard}}.log",
+            f"{{root}}/logs/heatmaps/{job.name}/shard-{{shard}}.log",
         benchmark:
-            f"{{root}}/benchmarks/heatmaps/{family.name}/shard-{{shard}}.tsv"
+            f"{{root}}/benchmarks/heatmaps/{job.name}/shard-{{shard}}.tsv"
         group:
             "explain"
         conda:
             "../../envs/xaipipe.yaml"
         threads: MODEL_THREADS
         resources:
-            mem_mb=family_mem_mb(family),
-            runtime=family_runtime(family),
+            mem_mb=job_mem_mb(job),
+            runtime=job_runtime(job),
             gpu=GPU,
         params:
-            members=family_members(family),
+            members=job_members(job),
             targets=config["targets"],
             batch_size=config["batch_size"],
             preprocessing=model_preprocessing,
         script:
-            "../../scripts/heatmaps_family.py"
+            "../../scripts/heatmaps_group.py"

@@ -342,6 +342,17 @@ def family_signature(key: str, params: Params) -> tuple[Any, ...]:
     return (full["layer"], full["score"], full[PRECISION])
 
 
+def shared_pass_groups(variants: Sequence[tuple[str, Params]]) -> list[list[int]]:
+    """Which of ``variants`` ((method key, parameters) each) share one pass: the indices of each group of two
+    or more that :func:`shares_pass` admits with equal :func:`family_signature`s, in the variants' order; a
+    variant in no group needs a pass of its own."""
+    groups: dict[str, list[int]] = {}
+    for index, (key, params) in enumerate(variants):
+        if shares_pass(key, params):
+            groups.setdefault(repr(family_signature(key, params)), []).append(index)
+    return [group for group in groups.values() if len(group) > 1]
+
+
 def passes_per_sample(key: str, params: Params, size: Sequence[int]) -> float:
     """Model passes one target of one sample costs with ``key`` and ``params`` on inputs of spatial ``size``
     (with ``noise``: its ``samples`` times the method's passes)."""

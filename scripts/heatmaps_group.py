@@ -1,11 +1,11 @@
 from xaipipe.logs import logged
 from xaipipe.model import set_threads
 from xaipipe.preprocess import Preprocessing
-from xaipipe.stages import HeatmapsMember, compute_heatmaps_family_shard
+from xaipipe.stages import HeatmapsMember, compute_heatmaps_group_shard
 
 with logged(snakemake.log[0]):
     set_threads(snakemake.threads)
-    compute_heatmaps_family_shard(
+    compute_heatmaps_group_shard(
         snakemake.input.shard,
         snakemake.input.predictions,
         snakemake.input.model,
