@@ -31,13 +31,13 @@ def test_run_time_grows_with_the_shard_the_model_and_the_method():
 
 def test_a_cam_family_costs_one_pass_and_a_share_per_other_member():
     members = [("gradcam", {}), ("gradcam++", {}), ("hirescam", {"normalize": "positive"})]
-    family = xr.family_job_runtime(4096, 100, SIZE, members)
+    family = xr.group_job_runtime(4096, 100, SIZE, members)
     gradcam = xr.model_job_runtime(4096, 100, SIZE, "gradcam", {})
     # one gradient pass (3 passes) x (1 + 2 x 0.25) per sample, against 3 x 3 as three jobs
     per_pass = xr.PASS_SECONDS_PER_MB_MVOX * 100 * math.prod(SIZE) / 1e6
     assert family == math.ceil(xr.FIXED_MINUTES + xr.RUNTIME_MARGIN * 4096 * (xr.SAMPLE_SECONDS + 4.5 * per_pass) / 60)
     assert gradcam < family < 3 * gradcam - 2 * xr.FIXED_MINUTES
-    assert xr.family_job_runtime(4096, 100, SIZE, members, targets=2, attempt=2) > 2 * family
+    assert xr.group_job_runtime(4096, 100, SIZE, members, targets=2, attempt=2) > 2 * family
 
 
 def test_a_group_job_costs_its_families_passes_and_every_other_members_own():
@@ -50,7 +50,6 @@ def test_a_group_job_costs_its_families_passes_and_every_other_members_own():
     assert group == math.ceil(xr.FIXED_MINUTES + xr.RUNTIME_MARGIN * 4096 * (xr.SAMPLE_SECONDS + passes * per_pass) / 60)
     alone = sum(xr.model_job_runtime(4096, 100, SIZE, key, params) for key, params in members)
     assert group < alone - 2 * xr.FIXED_MINUTES
-    assert xr.group_job_runtime(4096, 100, SIZE, members[1::2]) == xr.family_job_runtime(4096, 100, SIZE, members[1::2])
 
 
 def test_occlusion_counts_its_patch_positions():

@@ -127,21 +127,6 @@ def model_job_runtime(
 FAMILY_MEMBER_SHARE = 0.25
 
 
-def family_job_runtime(
-    shard_size: int,
-    model_file_mb: float,
-    size: Sequence[int],
-    members: Sequence[tuple[str, Mapping[str, Any]]],
-    targets: int = 1,
-    attempt: int = 1,
-    scale: float = 1.0,
-) -> int:
-    """Run time (minutes) of a heatmaps job that computes several CAM methods (``members``: method, parameters)
-    from one forward and backward pass (:func:`xaipipe.stages.compute_heatmaps_family_shard`): the costliest
-    member's passes, plus :data:`FAMILY_MEMBER_SHARE` of them for each other member."""
-    return _model_runtime(shard_size, model_file_mb, size, _family_passes(size, members) * targets, attempt, scale)
-
-
 def group_job_runtime(
     shard_size: int,
     model_file_mb: float,
@@ -151,9 +136,10 @@ def group_job_runtime(
     attempt: int = 1,
     scale: float = 1.0,
 ) -> int:
-    """Run time (minutes) of a heatmaps job of any variants (``members``: method, parameters) in one process
-    (:func:`xaipipe.stages.compute_heatmaps_group_shard`): each CAM family's passes as in
-    :func:`family_job_runtime`, every other member's own, once the fixed cost of a model job."""
+    """Run time (minutes) of a heatmaps job of several variants (``members``: method, parameters) in one process
+    (:func:`xaipipe.stages.compute_heatmaps_group_shard`): for each CAM family among them (one forward and
+    backward pass) its costliest member's passes plus :data:`FAMILY_MEMBER_SHARE` of them for each other
+    member, every other member's own passes, and the fixed cost of a model job once."""
     groups = methods.shared_pass_groups(members)
     grouped = {index for group in groups for index in group}
     passes = sum(_family_passes(size, [members[i] for i in group]) for group in groups)
