@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def set_threads(threads: int | None) -> None:
 _POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def in_precision(model, precision: str):
+def in_precision(model, precision: str, float32_parts: tuple[str, ...] = ()):
     """A copy of ``model`` (same weights) whose layers compute in ``precision`` (``bfloat16`` or
     ``float16``, Keras's mixed policies), for methods that run faster where the hardware has
     the type (bfloat16 on CPUs with AVX512_BF16 or AMX, both on GPUs); ``float32``: the model itself.
@@ -46,22 +47,35 @@ def in_precision(model, precision: str):
     convolution or merge: pooling, dense, activations), as Keras's mixed-precision guide
     advises for the output: the class scores keep float32's resolution, which the
     perturbation methods need, as they explain by differences of scores (on ResNet50,
-    occlusion's maps in bfloat16 correlate with float32's at r 0.997 with the pooling in
-    float32, 0.987 with the dense layer alone).
+    occlusion's maps in bfloat16 correlate with float32's at r 0.985 with the pooling in
+    float32, 0.915 with the dense layer alone).
+
+    ``float32_parts`` keeps more of the network in float32, by where a layer computes, not by
+    its name or type: ``late``, the layers at the network's smallest spatial size (a ResNet's
+    last stage); ``early/N``, the layers whose output keeps at least 1/N of the input's size
+    along every spatial axis (``early/4``: a ResNet's stem and first stage). A method declares
+    the parts its maps need (:attr:`xaipipe.methods.base.Method.float32_parts`): occlusion keeps
+    ``late``, as the score differences of small patches are at the scale of the last stage's
+    rounding (ResNet50: r 0.985 -> 0.991, at 0.72x float32's time instead of 0.66x). No method
+    keeps ``early/N``: the maps of one input gradient move with bfloat16's rounding of every
+    layer's weights and activations (ResNet50's saliency: r 0.98 with the weights alone rounded,
+    in a float32 computation), and they reach r 0.99 only with ``early/8`` and more, at 0.81x
+    float32's time and more (the trade-off: README.md, "Reduced precision").
     """
     import keras
 
+    _check_parts(float32_parts)
     if precision == "float32":
         return model
     if precision not in _POLICIES:
         raise ValueError(f"precision must be one of float32, {', '.join(_POLICIES)}; got {precision!r}")
     policy = _POLICIES[precision]
-    heads = _output_layers(model)
+    kept = _output_layers(model) | _part_layers(model, float32_parts)
 
     def rebuilt(layer):
         try:
             config = layer.get_config()
-            if not isinstance(layer, keras.layers.InputLayer) and id(layer) not in heads:
+            if not isinstance(layer, keras.layers.InputLayer) and id(layer) not in kept:
                 config["dtype"] = policy
             return layer.__class__.from_config(config)
         except Exception as error:
@@ -83,6 +97,50 @@ def in_precision(model, precision: str):
         ) from None
     copy.set_weights(model.get_weights())
     return copy
+
+
+#: The part of a network besides its classifier head that a method may keep in float32 (:func:`in_precision`):
+#: ``late``, the layers whose output is at the network's smallest spatial size (a ResNet's last stage); and
+#: ``early/N``, the layers whose output keeps at least 1/N of the input's size along every spatial axis
+#: (``early/4``: a ResNet's stem and first stage), which no method keeps (README.md, "Reduced precision").
+LATE, EARLY = "late", "early/"
+
+
+def _check_parts(parts: tuple[str, ...]) -> None:
+    for part in parts:
+        factor = part[len(EARLY) :] if part.startswith(EARLY) else ""
+        if part != LATE and not (factor.isdigit() and int(factor) >= 1):
+            raise ValueError(f"float32 part must be {LATE!r} or {EARLY}N (N a whole number >= 1); got {part!r}")
+
+
+def _part_layers(model, parts: tuple[str, ...]) -> set[int]:
+    """The ids of the layers of ``model`` (nested models' included, not the nested models themselves) in the
+    float32 ``parts`` (:data:`LATE`, :data:`EARLY`); a layer's size is that of its output, at its first call
+    where it is called several times; layers whose output is not a map of the input's rank (dense, global
+    pooling) are in no part."""
+    if not parts:
+        return set()
+    import keras
+
+    from xaipipe.layers import submodel_graph
+
+    size = tuple(model.inputs[0].shape[1:-1])
+    sizes = {}
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.InputLayer) or submodel_graph(layer) is not None or not layer._inbound_nodes:
+            continue
+        shape = tuple(layer._inbound_nodes[0].output_tensors[0].shape[1:-1])
+        if len(shape) == len(size) and all(isinstance(n, int) for n in shape):
+            sizes[id(layer)] = shape
+    found: set[int] = set()
+    for part in parts:
+        if part == LATE and sizes:
+            smallest = min(sizes.values(), key=math.prod)
+            found |= {key for key, shape in sizes.items() if shape == smallest}
+        elif part.startswith(EARLY):
+            factor = int(part[len(EARLY) :])
+            found |= {key for key, shape in sizes.items() if all(n * factor >= m for n, m in zip(shape, size))}
+    return found
 
 
 def _output_layers(model) -> set[int]:
