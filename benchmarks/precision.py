@@ -1,6 +1,7 @@
 """Every method in bfloat16 (or float16) next to the same method in float32, in one process.
 
     python -m benchmarks.precision [--models resnet50] [--methods gradcam,saliency,...] [--precision bfloat16]
+                                   [--float32-parts early/4,late]
 
 For each method: its time per image in float32 and with ``precision`` (the method run on a
 mixed-precision copy of the model, :func:`xaipipe.model.in_precision`), interleaved on the
@@ -9,7 +10,11 @@ limit (0.75), and how close the maps are: Pearson r of the raw maps of every ima
 and of the worst image, against the limit 0.99. The first line compares the model's class
 probabilities (largest difference). The methods' settings are the speed benchmark's
 (:mod:`benchmarks.run`: fewer samples, masks or channels where a default would take minutes
-on a CPU); ratios are what count on a shared machine.
+on a CPU); ratios are what count on a shared machine. Each row also says how many of the
+model's layers compute in float32 (the input's and the classifier head's, and those of the
+parts the method declares, :attr:`xaipipe.methods.base.Method.float32_parts`);
+``--float32-parts`` replaces every method's parts with the given ones (``none``: the head
+only), for the trade-off between time and r.
 """
 
 from __future__ import annotations
@@ -36,10 +41,21 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def bench(case_name: str, method_keys: list[str], precision: str, repeats: int) -> None:
+def float32_layers(model) -> tuple[int, int]:
+    """How many of ``model``'s layers (nested models' included, input layers not) compute in float32, of all."""
+    import keras
+
+    from xaipipe.model import _layers
+
+    layers = [layer for layer in _layers(model) if not isinstance(layer, keras.layers.InputLayer)]
+    return sum(layer.compute_dtype == "float32" for layer in layers), len(layers)
+
+
+def bench(case_name: str, method_keys: list[str], precision: str, repeats: int, parts: tuple[str, ...] | None) -> None:
     import keras
 
     from xaipipe import methods
+    from xaipipe.model import in_precision
 
     case = CASES[case_name]
     keras.utils.set_random_seed(0)
@@ -56,7 +72,12 @@ def bench(case_name: str, method_keys: list[str], precision: str, repeats: int) 
         images = x[:n_images]
         classes = np.zeros((len(images), 1), np.int32)
         full = methods.create(key, model, **params)
-        low = methods.create(key, model, precision=precision, **params)
+        if parts is None:  # the method's own float32 parts
+            low = methods.create(key, model, precision=precision, **params)
+        else:  # made on a copy with the given parts, as the constructor makes it on a copy with the method's own
+            low = methods.create(key, in_precision(model, precision, parts), **params)
+            low.precision = precision
+        kept, n_layers = float32_layers(low.model)
         t_full, t_low = interleaved_medians(
             [lambda: full.explain(images, classes), lambda: low.explain(images, classes)], 1 if key in SLOW else repeats
         )
@@ -71,7 +92,7 @@ def bench(case_name: str, method_keys: list[str], precision: str, repeats: int) 
         print(
             f"  {name:44s} float32 {t_full / len(images) * 1e3:9.2f} ms/img  {precision} {t_low / len(images) * 1e3:9.2f}"
             f" ms/img  ratio {ratio:5.2f} (limit {TIME_LIMIT})  r {r_all:.4f}, worst image {r_worst:.4f}"
-            f" (limit {R_LIMIT})  {verdict}",
+            f" (limit {R_LIMIT})  {verdict}  float32 layers {kept}/{n_layers}",
             flush=True,
         )
 
@@ -82,10 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--precision", default="bfloat16", choices=("bfloat16", "float16"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--float32-parts", default=None, help="comma-separated parts kept in float32 for every method, 'none': the "
+        "head only (default: each method's own); see xaipipe.model.in_precision"
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    parts = None if args.float32_parts is None else tuple(p for p in args.float32_parts.split(",") if p != "none")
     print(f"xaipipe precision benchmark: {device_name()}")
     for case in args.models.split(","):
-        bench(case, args.methods.split(","), args.precision, args.repeats)
+        if parts is not None:
+            print(f"float32 parts of every method: {', '.join(parts) or 'none (the classifier head only)'}")
+        bench(case, args.methods.split(","), args.precision, args.repeats, parts)
     return 0
 
 
