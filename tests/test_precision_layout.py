@@ -145,10 +145,7 @@ def test_maps_in_bfloat16_stay_close_to_float32(key):
     r = np.corrcoef(raw.ravel(), expected_raw.ravel())[0, 1]
     assert r >= (0.9995 if methods.takes_layer(key) and key != "guidedgradcam" else 0.99), r
     assert np.percentile(np.abs(normalized - expected), 99) < 0.15
-    if key == "occlusion":  # it keeps the last stage in float32: here, a model at 32x32 throughout, all of it
-        assert {layer.compute_dtype for layer in method.model.layers} == {"float32"}
-    else:
-        assert not np.array_equal(raw, expected_raw)  # it did run in another precision
+    assert not np.array_equal(raw, expected_raw)  # it did run in another precision
 
 
 def test_the_bfloat16_copy_keeps_the_weights_the_input_and_the_head_in_float32():
@@ -210,46 +207,84 @@ def strided():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
 
 
-def float32_names(model) -> set[str]:
+def reduced_names(model) -> set[str]:
+    """The names of the layers of ``model`` (nested models' included) that compute in a reduced precision."""
     from xaipipe.model import _layers
 
-    return {
-        layer.name
-        for layer in _layers(model)
-        if layer.compute_dtype == "float32" and not isinstance(layer, (keras.layers.InputLayer, keras.Model))
-    }
+    return {layer.name for layer in _layers(model) if layer.compute_dtype != "float32"}
 
 
 def test_the_float32_parts_are_the_layers_at_the_smallest_size_or_at_1_nth_of_the_input():
+    """``float32_parts`` (for measuring the trade-off of time and closeness) keeps convolutions in float32 by where
+    they compute, nested models included: 'stem' at 32x32, 'down' and 'mid' at 16x16, 'last' at 8x8."""
     from xaipipe.model import in_precision
 
     model = strided()
-    head = {"last_relu", "pool", "out"}  # from the output back to the last convolution
-    assert float32_names(in_precision(model, "bfloat16")) == head
-    assert float32_names(in_precision(model, "bfloat16", ("late",))) == head | {"last"}
-    assert float32_names(in_precision(model, "bfloat16", ("early/2",))) == head | {"stem"}
-    assert float32_names(in_precision(model, "bfloat16", ("early/4",))) == head | {"stem", "down", "down_relu", "mid"}
-    assert float32_names(in_precision(model, "bfloat16", ("early/2", "late"))) == head | {"stem", "last"}
-    assert float32_names(in_precision(model, "bfloat16", ("early/1",))) == head  # nothing keeps the input's size
+    products = {"stem", "down", "mid", "last"}
+    assert reduced_names(in_precision(model, "bfloat16")) == products
+    assert reduced_names(in_precision(model, "bfloat16", ("late",))) == products - {"last"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/2",))) == products - {"stem"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/4",))) == {"last"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/2", "late"))) == {"down", "mid"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/1",))) == products  # none keeps the input's size
     for bad in ("early", "early/0", "early/x", "first"):
         with pytest.raises(ValueError, match=rf"float32 part must be 'late' or early/N .*got '{bad}'"):
             in_precision(model, "bfloat16", (bad,))
 
 
-def test_occlusion_keeps_the_last_stage_in_float32_the_other_methods_the_head():
-    """Occlusion's score differences of small patches are at the scale of the last stage's rounding: its copy keeps
-    that stage in float32 (``float32_parts``), and its maps stay within r 0.99 of float32's while the stages before
-    compute in bfloat16 (measured here: r 0.9998)."""
-    model = strided()
-    x = np.abs(np.random.default_rng(1).normal(size=(2, 64, 64, 2))).astype(np.float32)
-    classes = np.array([[0], [2]])
-    head = {"last_relu", "pool", "out"}
-    for key in ("gradcam", "saliency", "integratedgradients", "rise"):
-        assert float32_names(methods.create(key, model, precision="bfloat16").model) == head, key
-    occlusion = methods.create("occlusion", model, precision="bfloat16", patch_size=8)
-    assert float32_names(occlusion.model) == head | {"last"}
-    expected, _ = methods.create("occlusion", model, patch_size=8).explain(x, classes)
-    raw, _ = occlusion.explain(x, classes)
-    assert not np.array_equal(raw, expected)  # the stages before the last ran in bfloat16
-    r = np.corrcoef(raw.ravel(), expected.ravel())[0, 1]
-    assert r >= 0.99, r
+def residual(depth: int = 8, seed: int = 6):
+    """A small ResNet built another way than :func:`cnn`: stem, ``depth`` blocks conv-BN-ReLU-conv-BN added to the
+    stream and ReLU, a nested block of a depthwise and a separable convolution, GAP, softmax."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 2))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for i in range(depth):
+        y = keras.layers.Conv2D(8, 3, padding="same", name=f"conv{i}a")(x)
+        y = keras.layers.ReLU()(keras.layers.BatchNormalization()(y))
+        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same", name=f"conv{i}b")(y))
+        x = keras.layers.ReLU()(keras.layers.Add(name=f"add{i}")([x, y]))
+    block = keras.Sequential(
+        [keras.layers.DepthwiseConv2D(3, padding="same", name="dw"), keras.layers.BatchNormalization(name="dw_bn"),
+         keras.layers.SeparableConv2D(8, 3, padding="same", name="sep")],
+        name="block",
+    )  # fmt: skip
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="merge")([x, block(x)]))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def test_only_the_layers_with_a_kernel_compute_in_bfloat16():
+    """The convolutions (depthwise and separable ones too, nested ones too) compute in bfloat16; normalization,
+    activations, merges, pooling and the head stay float32, whose rounding would add up along the stream: the
+    occlusion maps of this 8-block network are closer to float32's than those of a copy with every layer but the
+    head in bfloat16 (measured: 1 - r 0.00052 against 0.00122)."""
+    from xaipipe.model import _output_layers, in_precision
+
+    model = residual()
+    copy = in_precision(model, "bfloat16")
+    convolutions = {"stem", "dw", "sep"} | {f"conv{i}{ab}" for i in range(8) for ab in "ab"}
+    assert reduced_names(copy) == convolutions
+    assert {layer.dtype_policy.name for layer in copy.layers if layer.name in convolutions} == {"mixed_bfloat16"}
+    for ours, theirs in zip(copy.get_weights(), model.get_weights()):
+        assert ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, theirs)
+
+    heads = _output_layers(model)
+
+    def every_layer(layer):  # the whole network but its head in bfloat16, as before
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer) and id(layer) not in heads:
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    everything = keras.models.clone_model(model, clone_function=every_layer)
+    everything.set_weights(model.get_weights())
+    x = np.random.default_rng(1).normal(size=(4, SIZE, SIZE, 2)).astype(np.float32)
+    classes = np.array([[0], [1], [2], [0]])
+    expected, _ = methods.create("occlusion", model, patch_size=4).explain(x, classes)
+    errors = []
+    for reduced in (copy, everything):
+        raw, _ = methods.create("occlusion", reduced, patch_size=4).explain(x, classes)
+        assert not np.array_equal(raw, expected)
+        errors.append(1 - np.corrcoef(raw.ravel(), expected.ravel())[0, 1])
+    assert errors[0] < 0.7 * errors[1], errors

@@ -41,9 +41,9 @@ class _MethodType(ABCMeta):
             from xaipipe.model import in_precision
 
             if args:
-                args = (in_precision(args[0], precision, cls.float32_parts), *args[1:])
+                args = (in_precision(args[0], precision), *args[1:])
             elif "model" in kwargs:
-                kwargs["model"] = in_precision(kwargs["model"], precision, cls.float32_parts)
+                kwargs["model"] = in_precision(kwargs["model"], precision)
         method = super().__call__(*args, **kwargs)
         method._set_normalize(normalize)
         method.precision = precision
@@ -65,8 +65,8 @@ class Method(metaclass=_MethodType):
       a method outside the registry), checked like every parameter (``params.KINDS``);
     - ``precision`` (``float32``, ``bfloat16`` or ``float16``): with a reduced precision the
       method is made for a copy of the model under Keras's mixed-precision policy (variables
-      in float32, computation in the reduced type, except the classifier head and the parts of the
-      network the method keeps in float32, ``float32_parts``: :func:`xaipipe.model.in_precision`); the
+      in float32, the convolutions and dense layers computing in the reduced type, the classifier
+      head and every other layer in float32: :func:`xaipipe.model.in_precision`); the
       reductions that make the maps (CAM weights, path sums) run in float32 as for every
       model, and the maps come back in float32;
     - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
@@ -87,10 +87,6 @@ class Method(metaclass=_MethodType):
     name: ClassVar[str]
     #: The precision the model and the method run in (``precision``); the maps are float32 whatever it is.
     precision: str = DEFAULT_PRECISION
-    #: The parts of the network, besides its classifier head, that stay float32 in a reduced ``precision``
-    #: (``late``, ``early/N``: :func:`xaipipe.model.in_precision`), where the method's maps are sensitive to the
-    #: rounding; occlusion keeps ``late``.
-    float32_parts: ClassVar[tuple[str, ...]] = ()
     #: The settings of the ``noise`` option (all keys filled in), or None: off or not taken.
     noise: dict[str, Any] | None = None
     _takes_noise = False

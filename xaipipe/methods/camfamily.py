@@ -106,24 +106,22 @@ class CAMFamily:
 def create_family(model: Any, variants: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[CAMMethod], CAMFamily]:
     """The methods of ``variants`` ((method key, parameters) each) for ``model``, and their family.
 
-    With a reduced ``precision`` the model is copied into it once (:func:`xaipipe.model.in_precision`,
-    with the float32 parts the members declare: none for the CAM methods) and every member is made
-    for that copy, as each would make its own copy if built alone; the members are otherwise exactly
-    what ``methods.create(key, model, **params)`` makes. A ValueError where they do not qualify
-    (:class:`CAMFamily`).
+    With a reduced ``precision`` the model is copied into it once (:func:`xaipipe.model.in_precision`)
+    and every member is made for that copy, as each would make its own copy if built alone; the
+    members are otherwise exactly what ``methods.create(key, model, **params)`` makes. A ValueError
+    where they do not qualify (:class:`CAMFamily`).
     """
     from xaipipe import methods
     from xaipipe.model import in_precision
 
-    copies: dict[tuple[str, tuple[str, ...]], Any] = {}
+    copies: dict[str, Any] = {}
     members = []
     for key, params in variants:
         params = dict(params)
         precision = params.pop("precision", None) or methods.DEFAULT_PRECISION
-        copy = (precision, methods.method_class(key).float32_parts)  # the parts each would keep built alone
-        if copy not in copies:
-            copies[copy] = in_precision(model, *copy)
-        member = methods.create(key, copies[copy], **params)  # built in float32 on the copy ...
+        if precision not in copies:
+            copies[precision] = in_precision(model, precision)
+        member = methods.create(key, copies[precision], **params)  # built in float32 on the copy ...
         member.precision = precision  # ... which is what the method's constructor does with a precision
         members.append(member)
     return members, CAMFamily(members)

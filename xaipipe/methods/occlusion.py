@@ -42,9 +42,6 @@ def patch_starts(extent: int, patch: int, stride: int) -> list[int]:
 
 class OcclusionSensitivity(Method):
     name = "occlusion"
-    #: The last stage in float32 with a reduced precision: the score differences of small patches are at the
-    #: scale of the rounding of its features (README.md, "Reduced precision").
-    float32_parts = ("late",)
 
     def __init__(
         self,
