@@ -185,3 +185,106 @@ def test_a_bad_precision_or_a_layer_that_cannot_be_copied_stops_naming_it():
         methods.create("gradcam", model, layer="features", precision="bfloat16")
     with pytest.raises(ValueError, match=r"GradCAM: precision must be one of .*float32.*bfloat16.*int8"):
         methods.create("gradcam", cnn(), precision="int8")
+
+
+def strided():
+    """Built another way than :func:`cnn`: strided convolutions, two of them in a nested Sequential block, no pooling
+    before the head. Output sizes: 'stem' 32, 'down' and 'mid' 16, 'last' 8 (input 64)."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((64, 64, 2))
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="stem")(inputs)
+    block = keras.Sequential(
+        [
+            keras.layers.Conv2D(6, 3, strides=2, padding="same", name="down"),
+            keras.layers.ReLU(name="down_relu"),
+            keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="mid"),
+        ],
+        name="block",
+    )
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", name="last")(block(x))
+    x = keras.layers.ReLU(name="last_relu")(x)
+    x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def reduced_names(model) -> set[str]:
+    """The names of the layers of ``model`` (nested models' included) that compute in a reduced precision."""
+    from xaipipe.model import _layers
+
+    return {layer.name for layer in _layers(model) if layer.compute_dtype != "float32"}
+
+
+def test_the_float32_parts_are_the_layers_at_the_smallest_size_or_at_1_nth_of_the_input():
+    """``float32_parts`` (for measuring the trade-off of time and closeness) keeps convolutions in float32 by where
+    they compute, nested models included: 'stem' at 32x32, 'down' and 'mid' at 16x16, 'last' at 8x8."""
+    from xaipipe.model import in_precision
+
+    model = strided()
+    products = {"stem", "down", "mid", "last"}
+    assert reduced_names(in_precision(model, "bfloat16")) == products
+    assert reduced_names(in_precision(model, "bfloat16", ("late",))) == products - {"last"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/2",))) == products - {"stem"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/4",))) == {"last"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/2", "late"))) == {"down", "mid"}
+    assert reduced_names(in_precision(model, "bfloat16", ("early/1",))) == products  # none keeps the input's size
+    for bad in ("early", "early/0", "early/x", "first"):
+        with pytest.raises(ValueError, match=rf"float32 part must be 'late' or early/N .*got '{bad}'"):
+            in_precision(model, "bfloat16", (bad,))
+
+
+def residual(depth: int = 8, seed: int = 6):
+    """A small ResNet built another way than :func:`cnn`: stem, ``depth`` blocks conv-BN-ReLU-conv-BN added to the
+    stream and ReLU, a nested block of a depthwise and a separable convolution, GAP, softmax."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 2))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for i in range(depth):
+        y = keras.layers.Conv2D(8, 3, padding="same", name=f"conv{i}a")(x)
+        y = keras.layers.ReLU()(keras.layers.BatchNormalization()(y))
+        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same", name=f"conv{i}b")(y))
+        x = keras.layers.ReLU()(keras.layers.Add(name=f"add{i}")([x, y]))
+    block = keras.Sequential(
+        [keras.layers.DepthwiseConv2D(3, padding="same", name="dw"), keras.layers.BatchNormalization(name="dw_bn"),
+         keras.layers.SeparableConv2D(8, 3, padding="same", name="sep")],
+        name="block",
+    )  # fmt: skip
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add(name="merge")([x, block(x)]))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
+def test_only_the_layers_with_a_kernel_compute_in_bfloat16():
+    """The convolutions (depthwise and separable ones too, nested ones too) compute in bfloat16; normalization,
+    activations, merges, pooling and the head stay float32, whose rounding would add up along the stream: the
+    occlusion maps of this 8-block network are closer to float32's than those of a copy with every layer but the
+    head in bfloat16 (measured: 1 - r 0.00052 against 0.00122)."""
+    from xaipipe.model import _output_layers, in_precision
+
+    model = residual()
+    copy = in_precision(model, "bfloat16")
+    convolutions = {"stem", "dw", "sep"} | {f"conv{i}{ab}" for i in range(8) for ab in "ab"}
+    assert reduced_names(copy) == convolutions
+    assert {layer.dtype_policy.name for layer in copy.layers if layer.name in convolutions} == {"mixed_bfloat16"}
+    for ours, theirs in zip(copy.get_weights(), model.get_weights()):
+        assert ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, theirs)
+
+    heads = _output_layers(model)
+
+    def every_layer(layer):  # the whole network but its head in bfloat16, as before
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer) and id(layer) not in heads:
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    everything = keras.models.clone_model(model, clone_function=every_layer)
+    everything.set_weights(model.get_weights())
+    x = np.random.default_rng(1).normal(size=(4, SIZE, SIZE, 2)).astype(np.float32)
+    classes = np.array([[0], [1], [2], [0]])
+    expected, _ = methods.create("occlusion", model, patch_size=4).explain(x, classes)
+    errors = []
+    for reduced in (copy, everything):
+        raw, _ = methods.create("occlusion", reduced, patch_size=4).explain(x, classes)
+        assert not np.array_equal(raw, expected)
+        errors.append(1 - np.corrcoef(raw.ravel(), expected.ravel())[0, 1])
+    assert errors[0] < 0.7 * errors[1], errors

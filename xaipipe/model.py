@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -34,34 +35,53 @@ def set_threads(threads: int | None) -> None:
 _POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def in_precision(model, precision: str):
-    """A copy of ``model`` (same weights) whose layers compute in ``precision`` (``bfloat16`` or
-    ``float16``, Keras's mixed policies), for methods that run faster where the hardware has
+def in_precision(model, precision: str, float32_parts: tuple[str, ...] = ()):
+    """A copy of ``model`` (same weights) whose matrix products compute in ``precision`` (``bfloat16``
+    or ``float16``, Keras's mixed policies), for methods that run faster where the hardware has
     the type (bfloat16 on CPUs with AVX512_BF16 or AMX, both on GPUs); ``float32``: the model itself.
 
-    Every layer is rebuilt from its config with the policy, nested models included, and the
-    weights are copied; a layer that cannot be rebuilt so (a custom layer without
-    ``get_config``/``from_config``) is a ValueError naming it. The input layers keep their dtype,
-    and so do the layers of the classifier head (from the output back to the last
-    convolution or merge: pooling, dense, activations), as Keras's mixed-precision guide
-    advises for the output: the class scores keep float32's resolution, which the
-    perturbation methods need, as they explain by differences of scores (on ResNet50,
-    occlusion's maps in bfloat16 correlate with float32's at r 0.997 with the pooling in
-    float32, 0.987 with the dense layer alone).
+    Every layer is rebuilt from its config, nested models included, and the weights are copied;
+    a layer that cannot be rebuilt so (a custom layer without ``get_config``/``from_config``) is a
+    ValueError naming it. The rule: the layers with a kernel (convolutions, dense layers, layers
+    made of them) compute in ``precision``; every other layer keeps its dtype, float32 for a float32
+    model (normalization, activations, merges, pooling, padding), and so do the layers of the
+    classifier head (from the output back to the last convolution or merge: pooling, dense,
+    activations):
+
+    - the products are where the hardware gains (the other layers in bfloat16 were no faster on
+      ResNet50 on this CPU: 0.64x float32's time for saliency with every layer but the head in
+      bfloat16, 0.61x with the products alone);
+    - the other layers' rounding adds up along the network: a ResNet's merges round the sum of
+      its stream and a small branch to 8 bits of mantissa block after block. With the products
+      alone in bfloat16, ResNet50's occlusion maps correlate with float32's at r 0.992 (0.985
+      with every layer but the head in bfloat16), SmoothGrad's (16 samples) at 0.990 (0.989);
+    - the head keeps the class scores at float32's resolution, as Keras's mixed-precision guide
+      advises for the output, which the perturbation methods need, as they explain by
+      differences of scores (occlusion: r 0.915 with the dense layer alone in float32).
+
+    The maps of one input gradient stay below r 0.99 (ResNet50's saliency 0.974, Input x Gradient
+    0.982): they move with the rounding of the convolutions' weights themselves (saliency at r 0.984
+    with the weights alone rounded to bfloat16, in a float32 computation). ``float32_parts`` keeps
+    more of the network in float32, by where a layer computes, for measuring that trade-off
+    (``python -m benchmarks.precision --float32-parts``; README.md, "Reduced precision"): ``late``,
+    the layers at the network's smallest spatial size (a ResNet's last stage); ``early/N``, the
+    layers whose output keeps at least 1/N of the input's size along every spatial axis
+    (``early/4``: a ResNet's stem and first stage). The methods use none.
     """
     import keras
 
+    _check_parts(float32_parts)
     if precision == "float32":
         return model
     if precision not in _POLICIES:
         raise ValueError(f"precision must be one of float32, {', '.join(_POLICIES)}; got {precision!r}")
     policy = _POLICIES[precision]
-    heads = _output_layers(model)
+    kept = _output_layers(model) | _part_layers(model, float32_parts)
 
     def rebuilt(layer):
         try:
             config = layer.get_config()
-            if not isinstance(layer, keras.layers.InputLayer) and id(layer) not in heads:
+            if _multiplies(layer) and id(layer) not in kept:
                 config["dtype"] = policy
             return layer.__class__.from_config(config)
         except Exception as error:
@@ -83,6 +103,54 @@ def in_precision(model, precision: str):
         ) from None
     copy.set_weights(model.get_weights())
     return copy
+
+
+#: The parts of a network that ``in_precision(..., float32_parts)`` can keep in float32 besides its head: ``late``,
+#: the layers at the network's smallest spatial size; ``early/N``, those at >= 1/N of the input's size.
+LATE, EARLY = "late", "early/"
+
+
+def _multiplies(layer) -> bool:
+    """Whether ``layer`` computes matrix products (convolutions, dense layers, and layers made of them such as
+    attention): it has a kernel, its own or a sublayer's (``kernel``, ``depthwise_kernel``, ...)."""
+    return any(weight.name.endswith("kernel") for weight in layer.weights)
+
+
+def _check_parts(parts: tuple[str, ...]) -> None:
+    for part in parts:
+        factor = part[len(EARLY) :] if part.startswith(EARLY) else ""
+        if part != LATE and not (factor.isdigit() and int(factor) >= 1):
+            raise ValueError(f"float32 part must be {LATE!r} or {EARLY}N (N a whole number >= 1); got {part!r}")
+
+
+def _part_layers(model, parts: tuple[str, ...]) -> set[int]:
+    """The ids of the layers of ``model`` (nested models' included, not the nested models themselves) in the
+    float32 ``parts`` (:data:`LATE`, :data:`EARLY`); a layer's size is that of its output, at its first call
+    where it is called several times; layers whose output is not a map of the input's rank (dense, global
+    pooling) are in no part."""
+    if not parts:
+        return set()
+    import keras
+
+    from xaipipe.layers import submodel_graph
+
+    size = tuple(model.inputs[0].shape[1:-1])
+    sizes = {}
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.InputLayer) or submodel_graph(layer) is not None or not layer._inbound_nodes:
+            continue
+        shape = tuple(layer._inbound_nodes[0].output_tensors[0].shape[1:-1])
+        if len(shape) == len(size) and all(isinstance(n, int) for n in shape):
+            sizes[id(layer)] = shape
+    found: set[int] = set()
+    for part in parts:
+        if part == LATE and sizes:
+            smallest = min(sizes.values(), key=math.prod)
+            found |= {key for key, shape in sizes.items() if shape == smallest}
+        elif part.startswith(EARLY):
+            factor = int(part[len(EARLY) :])
+            found |= {key for key, shape in sizes.items() if all(n * factor >= m for n, m in zip(shape, size))}
+    return found
 
 
 def _output_layers(model) -> set[int]:

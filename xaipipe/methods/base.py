@@ -65,7 +65,8 @@ class Method(metaclass=_MethodType):
       a method outside the registry), checked like every parameter (``params.KINDS``);
     - ``precision`` (``float32``, ``bfloat16`` or ``float16``): with a reduced precision the
       method is made for a copy of the model under Keras's mixed-precision policy (variables
-      in float32, computation in the reduced type: :func:`xaipipe.model.in_precision`); the
+      in float32, the convolutions and dense layers computing in the reduced type, the classifier
+      head and every other layer in float32: :func:`xaipipe.model.in_precision`); the
       reductions that make the maps (CAM weights, path sums) run in float32 as for every
       model, and the maps come back in float32;
     - the refusal of renamed parameters (``batch_size`` is now ``chunk_size``),
