@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from xaipipe import h5store
-from xaipipe.errors import Issue, SampleError
+from xaipipe.errors import SampleError
 from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import compute_heatmaps_shard, predict_shard, preprocess_shard
 from xaipipe.writers import write_png

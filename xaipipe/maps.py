@@ -134,7 +134,7 @@ def resize_linear_ops(maps, shape: tuple[int, ...]):
         return maps
     if len(shape) == 2:
         return ops.image.resize(maps[..., None], shape, interpolation="bilinear")[..., 0]
-    (d, h, w), (out_d, out_h, out_w) = spatial, shape
+    (d, h, w), (_, out_h, out_w) = spatial, shape
     depth, height, width = (ops.convert_to_tensor(interpolation_matrix(n_in, n_out), dtype=maps.dtype)
                             for n_in, n_out in zip(spatial, shape))  # fmt: skip
     # three (batched) matrix products, each contracting the axis it changes in place: no transposes
