@@ -113,12 +113,14 @@ def run_snakemake(workdir: Path, config: dict, *targets: str, cores: int = 2, th
 
 
 def job_records(folder: Path) -> list[dict]:
-    """Snakemake's benchmark records: seconds and peak RSS (MB) of each job."""
+    """Snakemake's benchmark records: seconds, peak RSS (MB), start and end (epoch seconds) of each job."""
     records = []
     for path in sorted(folder.rglob("*.tsv")):
         with open(path) as f:
             row = next(csv.DictReader(f, delimiter="\t"))
-        records.append({"job": str(path.relative_to(folder)), "s": float(row["s"]), "max_rss": float(row["max_rss"])})
+        end = path.stat().st_mtime  # Snakemake writes the record as the job ends
+        records.append({"job": str(path.relative_to(folder)), "s": float(row["s"]), "max_rss": float(row["max_rss"]),
+                        "start": end - float(row["s"]), "end": end})  # fmt: skip
     return records
 
 
@@ -160,8 +162,13 @@ def main(argv: list[str] | None = None) -> int:
           f"ratio {wall / compute:.2f} (target <= 1.15)")  # fmt: skip
     records = job_records(workdir / "results/benchmarks")
     shard_images = args.shard_size
-    for stage, compute_key in (("preprocess", None), ("predict", "predict"), ("heatmaps", None), ("render", None)):
-        rows = [r for r in records if r["job"].startswith(stage)]
+    span = max(r["end"] for r in records) - min(r["start"] for r in records)
+    busy = sum(r["s"] for r in records)
+    print(f"  the jobs ran from the first's start to the last's end in {span:.1f} s of the {wall:.1f} s (Snakemake's "
+          f"own start and end: {wall - span:.1f} s), {busy:.0f} job-seconds, {busy / span:.2f} jobs at a time")  # fmt: skip
+    stages = ("preprocess", "predict", "heatmaps", "render", "thumbnails")
+    for stage, compute_key in ((stage, "predict" if stage == "predict" else None) for stage in stages):
+        rows = [r for r in records if r["job"].startswith(stage + "/")]
         if not rows:
             continue
         seconds = statistics.median(r["s"] for r in rows)
