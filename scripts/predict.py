@@ -1,10 +1,10 @@
 from xaipipe.logs import logged
-from xaipipe.model import set_threads
+from xaipipe.model import start_model_job
 from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import predict_shard
 
 with logged(snakemake.log[0]):
-    set_threads(snakemake.threads)
+    start_model_job(snakemake.threads)
     predict_shard(
         snakemake.input.shard,
         snakemake.input.model,

@@ -1,9 +1,9 @@
 from xaipipe.evaluate import RANDOMIZATION_SEED, randomization_table
 from xaipipe.logs import logged
-from xaipipe.model import set_threads
+from xaipipe.model import start_model_job
 
 with logged(snakemake.log[0]):
-    set_threads(snakemake.threads)
+    start_model_job(snakemake.threads)
     randomization_table(
         snakemake.input.shards,
         snakemake.input.predictions,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,45 @@ def set_threads(threads: int | None) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
     except RuntimeError:  # already initialized in this process: keep its setting
         pass
+
+
+#: Modules that TensorFlow and Keras import at their own import where they are installed, for features no job of
+#: the workflow uses: scikit-learn for Keras's scikit-learn wrappers (0.8 s on this machine, with pandas), JAX for
+#: TensorFlow Lite's converter (0.4 s; not where JAX is Keras's backend). Both libraries import them in a
+#: ``try ... except ImportError``.
+JOB_SKIPPED_IMPORTS = ("sklearn", "jax")
+
+
+def start_model_job(threads: int | None) -> None:
+    """Make a workflow job's process ready to run the model: import Keras and its backend without the optional
+    modules of :data:`JOB_SKIPPED_IMPORTS` (their import fails meanwhile, as if they were not installed, which
+    both libraries handle; afterwards they import as usual, for a model's own code that needs them), then
+    :func:`set_threads`. For job processes only: in a session of one's own, Keras's scikit-learn wrappers would
+    stay unavailable."""
+    skipped = [name for name in _skipped_imports() if name not in sys.modules]
+    for name in skipped:
+        sys.modules[name] = None  # type: ignore[assignment]  # what the import system reads as "not installed"
+    try:
+        importlib.import_module("keras")  # and its backend
+    finally:
+        for name in skipped:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    set_threads(threads)
+
+
+def _skipped_imports() -> tuple[str, ...]:
+    """:data:`JOB_SKIPPED_IMPORTS` but the backend Keras is configured to use (``KERAS_BACKEND``, else the
+    ``backend`` of keras.json in ``KERAS_HOME``, ``~/.keras`` or ``/tmp/.keras``, the places Keras reads)."""
+    backends = {os.environ.get("KERAS_BACKEND", "")}
+    homes = [os.environ.get("KERAS_HOME", ""), os.path.join(os.path.expanduser("~"), ".keras"), "/tmp/.keras"]
+    for home in filter(None, homes):
+        try:
+            with open(os.path.join(home, "keras.json")) as f:
+                backends.add(str(json.load(f).get("backend", "")))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return tuple(name for name in JOB_SKIPPED_IMPORTS if name not in backends)
 
 
 #: Keras's dtype policy of each reduced ``precision``: variables stay float32, layers compute in the reduced type.
