@@ -1,6 +1,7 @@
-"""A workflow job's process imports Keras without the optional modules that TensorFlow and Keras import where
-installed (``xaipipe.model.start_model_job``): a job pays for nothing it does not use, and a model's own code can
-still import them.
+"""What the workflow's processes import: Snakemake's, parsing the config, not Keras (4 s of every run, dry runs
+and each job on a cluster included); a model job's Keras without the optional modules that TensorFlow and
+Keras import where installed (``xaipipe.model.start_model_job``): a job pays for nothing it does not use, and a
+model's own code can still import them.
 
 Stand-ins for scikit-learn and JAX, first on the path, record each import in a file: the control run shows
 that importing Keras imports both where they are installed, so the job's run that imports neither can fail.
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xaipipe.model import JOB_SKIPPED_IMPORTS, _skipped_imports
 
@@ -76,3 +78,24 @@ def test_the_backend_keras_is_set_to_is_never_skipped(monkeypatch, tmp_path, bac
     monkeypatch.delenv("KERAS_BACKEND")
     (tmp_path / "keras.json").write_text('{"backend": "%s", "floatx": "float32"}' % backend)
     assert _skipped_imports() == expected
+
+
+def test_parsing_the_config_imports_no_keras(monkeypatch, tmp_path):
+    """A dry run of the shipped demo's config, its evaluation included (whose settings are checked as the config
+    is read), with stand-ins for Keras and TensorFlow that record and refuse any import."""
+    from pipeline_runs import snakemake
+
+    refusing = "import os\nopen(os.environ['IMPORTED'], 'a').write(__name__ + '\\n')\nraise RuntimeError(__name__)\n"
+    for name in ("keras", "tensorflow"):
+        (tmp_path / "path" / name).mkdir(parents=True)
+        (tmp_path / "path" / name / "__init__.py").write_text(refusing)
+    record = tmp_path / "imported.txt"
+    paths = [str(tmp_path / "path"), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("IMPORTED", str(record))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
+    (tmp_path / "run").mkdir()
+    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    result = snakemake(tmp_path / "run", demo, "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "demo_model" in result.stdout and "evaluate" in result.stdout, result.stdout[-2000:]
+    assert not record.exists(), record.read_text()

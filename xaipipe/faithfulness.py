@@ -47,12 +47,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
-from xaipipe.autodiff import PerturbedScores, Scores
+if TYPE_CHECKING:  # the checks below run where the workflow parses its config, which must not pay Keras's import
+    import keras
+
+    from xaipipe.autodiff import Scores
 
 #: The blur's standard deviation as a fraction of each spatial axis's extent.
 BLUR_SIGMA_FRACTION = 1 / 20
@@ -270,6 +272,8 @@ class DeletionInsertion:
         self.chunk_size = _check_chunk_size(chunk_size)
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.channels = int(self.input_shape[-1])
+        from xaipipe.autodiff import PerturbedScores
+
         self._scores = PerturbedScores(model, score, self._perturb)
 
     @property
@@ -567,7 +571,10 @@ def road_curves(
     if not orders or any(order not in ROAD_ORDERS for order in orders):
         raise ValueError(f"orders must be some of {ROAD_ORDERS}, got {orders!r}")
     inputs, maps, classes = check_batch(inputs, maps, classes, tuple(model.inputs[0].shape[1:]))
-    scores = scores or Scores(model, score)
+    if scores is None:
+        from xaipipe.autodiff import Scores
+
+        scores = Scores(model, score)
     rng = np.random.default_rng(seed)
     images = inputs.astype(np.float64)
     ranks = {order: relevance_ranks(maps, descending=order != "lerf") for order in orders}
