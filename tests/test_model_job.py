@@ -27,16 +27,23 @@ STAND_IN = (
 )
 
 
-def run(tmp_path: Path, code: str, **env: str) -> list[str]:
-    """The stand-ins imported by ``code`` in a fresh process, in order."""
-    for name in JOB_SKIPPED_IMPORTS:
+def stand_ins(tmp_path: Path, names: tuple[str, ...], source: str) -> dict[str, str]:
+    """Packages ``names`` of ``source`` in ``tmp_path/path``: the environment (``IMPORTED``, the record file they
+    write to, and ``PYTHONPATH``, them first, then this repository) that makes a process import them."""
+    for name in names:
         (tmp_path / "path" / name).mkdir(parents=True, exist_ok=True)
-        (tmp_path / "path" / name / "__init__.py").write_text(STAND_IN)
+        (tmp_path / "path" / name / "__init__.py").write_text(source)
     record = tmp_path / "imported.txt"
     record.unlink(missing_ok=True)
     paths = [str(tmp_path / "path"), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
-    environment = {**os.environ, "IMPORTED": str(record), "PYTHONPATH": os.pathsep.join(filter(None, paths)),
-                   "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", **env}  # fmt: skip
+    return {"IMPORTED": str(record), "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
+def run(tmp_path: Path, code: str, **env: str) -> list[str]:
+    """The stand-ins imported by ``code`` in a fresh process, in order."""
+    made = stand_ins(tmp_path, JOB_SKIPPED_IMPORTS, STAND_IN)
+    record = Path(made["IMPORTED"])
+    environment = {**os.environ, **made, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", **env}
     done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok"), done.stdout
@@ -86,13 +93,9 @@ def test_parsing_the_config_imports_no_keras(monkeypatch, tmp_path):
     from pipeline_runs import snakemake
 
     refusing = "import os\nopen(os.environ['IMPORTED'], 'a').write(__name__ + '\\n')\nraise RuntimeError(__name__)\n"
-    for name in ("keras", "tensorflow"):
-        (tmp_path / "path" / name).mkdir(parents=True)
-        (tmp_path / "path" / name / "__init__.py").write_text(refusing)
+    for key, value in stand_ins(tmp_path, ("keras", "tensorflow"), refusing).items():
+        monkeypatch.setenv(key, value)
     record = tmp_path / "imported.txt"
-    paths = [str(tmp_path / "path"), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("IMPORTED", str(record))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))
     (tmp_path / "run").mkdir()
     demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
     result = snakemake(tmp_path / "run", demo, "-n")
