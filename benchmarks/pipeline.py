@@ -166,31 +166,37 @@ def main(argv: list[str] | None = None) -> int:
     busy = sum(r["s"] for r in records)
     print(f"  the jobs ran from the first's start to the last's end in {span:.1f} s of the {wall:.1f} s (Snakemake's "
           f"own start and end: {wall - span:.1f} s), {busy:.0f} job-seconds, {busy / span:.2f} jobs at a time")  # fmt: skip
+    # with heatmaps_jobs: shard the predict job is the shard's one model job: predictions and every method's maps
+    explains = args.heatmaps_jobs == "shard"
     stages = ("preprocess", "predict", "heatmaps", "render", "thumbnails")
-    for stage, compute_key in ((stage, "predict" if stage == "predict" else None) for stage in stages):
+    for stage in stages:
         rows = [r for r in records if r["job"].startswith(stage + "/")]
         if not rows:
             continue
         seconds = statistics.median(r["s"] for r in rows)
         line = f"  {stage:<10} {len(rows):3d} jobs, median {seconds:6.1f} s/job, {seconds / shard_images * 1e3:6.1f} ms/img"
+        if explains and stage == "predict":
+            line += " (and every method's maps)"
         # the job's time beyond its images' in-process compute (on all cores): its fixed cost, where a job
         # has all cores; a one-thread job also computes more slowly, while another job runs beside it
         if stage == "heatmaps":  # a job's compute: that of each method or family among its labels
             fixed = [r["s"] - job_compute(costs, r["job"].split("/")[1]) * shard_images for r in rows]
             line += f", beyond compute {statistics.median(fixed):.1f} s/job"
-        if compute_key:
-            line += f", beyond compute {seconds - costs[compute_key] * shard_images:.1f} s/job"
+        if stage == "predict":
+            compute = per_image if explains else costs["predict"]
+            line += f", beyond compute {seconds - compute * shard_images:.1f} s/job"
         line += f", peak RSS {max(r['max_rss'] for r in rows):.0f} MB"
         print(line)
     # memory: the same heatmaps job on a shard ten times smaller must not need much less memory
     small_size = max(1, args.shard_size // 10)
     small_config = {**config, "output": "results_small", "shard_size": small_size}
     run_snakemake(workdir, small_config, "results_small/heatmaps/gradcam/shard-00000.h5")  # the job writing it
-    small = job_records(workdir / "results_small/benchmarks/heatmaps")[0]["max_rss"]
-    big = next(r for r in records if r["job"].startswith("heatmaps/") and r["job"].endswith("/shard-00000.tsv")
-               and "gradcam" in r["job"].split("/")[1].split(","))["max_rss"]  # fmt: skip
-    print(f"heatmaps job peak RSS: {small:.0f} MB with {small_size} images, {big:.0f} MB with {args.shard_size}: "
-          f"ratio {big / small:.2f} (target <= 1.1)")  # fmt: skip
+    kind = "predict" if explains else "heatmaps"
+    small = job_records(workdir / "results_small/benchmarks" / kind)[0]["max_rss"]
+    big = next(r for r in records if r["job"].startswith(f"{kind}/") and r["job"].endswith("/shard-00000.tsv")
+               and (explains or "gradcam" in r["job"].split("/")[1].split(",")))["max_rss"]  # fmt: skip
+    print(f"{kind} job (Grad-CAM's maps) peak RSS: {small:.0f} MB with {small_size} images, {big:.0f} MB with "
+          f"{args.shard_size}: ratio {big / small:.2f} (target <= 1.1)")  # fmt: skip
     return 0
 
 

@@ -258,3 +258,48 @@ def test_group_job_writes_every_variants_file_as_its_own_job_does(tmp_path, skip
         alone = tmp_path / "alone" / f"{label}.h5"
         compute_heatmaps_shard(pre, pred, model_path, key, params, "all", 2, alone, on_error="skip", label=label)
         assert_same_file(tmp_path / "group" / f"{label}.h5", alone)
+
+
+def test_predicting_job_writes_the_predictions_and_every_variants_maps_from_one_model_load(
+    tmp_path, skipping_shard, monkeypatch
+):
+    """heatmaps_jobs: shard: rule predict writes the shard's predictions, then every variant's maps, as the separate
+    predict job and heatmaps jobs write them, with one model load and one read of the model file for its sha256."""
+    import keras
+
+    from xaipipe import model as xmodel
+    from xaipipe.stages import HeatmapsMember, compute_heatmaps_shard, predict_and_explain_shard, predict_shard
+
+    pre, pred, model_path = skipping_shard
+    variants = [("saliency", {}, "saliency"), ("gradcam", {}, "gradcam"), ("gradcam++", {}, "gradcam++")]
+    loads, digests = [], []
+    load, sha256 = keras.saving.load_model, xmodel._sha256
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: loads.append(a) or load(*a, **k))
+    monkeypatch.setattr(xmodel, "_sha256", lambda *a: digests.append(a) or sha256(*a))
+    members = [HeatmapsMember(key, params, tmp_path / "job" / f"{label}.h5", label) for key, params, label in variants]
+    predict_and_explain_shard(pre, model_path, tmp_path / "job" / "predictions.h5", members, "argmax", 2, on_error="skip")
+    assert len(loads) == 1 and len(digests) == 1
+    assert xmodel._SHARED is None  # nothing kept after the job: the next load reads the file again
+    xmodel.load_model(model_path)
+    assert len(loads) == 2
+
+    predict_shard(pre, model_path, tmp_path / "alone" / "predictions.h5", 2, on_error="skip")
+    assert_same_file(tmp_path / "job" / "predictions.h5", tmp_path / "alone" / "predictions.h5")
+    for key, params, label in variants:
+        alone = tmp_path / "alone" / f"{label}.h5"
+        compute_heatmaps_shard(pre, pred, model_path, key, params, "argmax", 2, alone, on_error="skip", label=label)
+        assert_same_file(tmp_path / "job" / f"{label}.h5", alone)
+
+
+def test_one_load_per_file_reads_a_replaced_model_again(tmp_path):
+    """Within one_load_per_file a model file rewritten at the same path is a new file: loaded and hashed anew."""
+    from xaipipe import model as xmodel
+
+    path = tmp_path / "m.keras"
+    small_cnn((8, 8, 1), seed=1).save(path)
+    with xmodel.one_load_per_file():
+        first, digest = xmodel.load_model(path), xmodel.sha256_file(path)
+        assert xmodel.load_model(path) is first and xmodel.sha256_file(path) == digest
+        small_cnn((8, 8, 1), seed=2).save(path)
+        assert xmodel.load_model(path) is not first
+        assert xmodel.sha256_file(path) != digest

@@ -245,7 +245,10 @@ def test_heatmaps_jobs_split_a_shards_variants_as_the_config_says():
         "shard": [("gradcam", "saliency", "gradcam++", "occlusion")],  # all of them, in the config's order
     }
     one = xconfig.model_specs(study(model={"path": "m.keras", "layer": None}, methods=["saliency"]))
-    assert xconfig.heatmaps_jobs(one, "shard") == []  # one variant: its own job
+    # one job of every variant per shard, which predicts the shard too: even of one variant
+    assert [job.predicts for job in xconfig.heatmaps_jobs(specs, "shard")] == [True]
+    assert xconfig.heatmaps_jobs(one, "shard") == [xconfig.HeatmapsJob(("saliency",), predicts=True)]
+    assert not any(job.predicts for job in xconfig.heatmaps_jobs(specs, "family"))
     with pytest.raises(ValueError, match="heatmaps_jobs must be one of"):
         xconfig.heatmaps_jobs(specs, "per_shard")
 

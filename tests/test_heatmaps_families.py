@@ -56,16 +56,18 @@ def test_heatmaps_jobs_shard_plans_one_job_of_every_variant_and_variant_one_job_
     labels = ["gradcam", "saliency", "gradcam++"]
     result = snakemake(tmp_path, {**CONFIG, "methods": labels, "heatmaps_jobs": mode}, "-n")
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = [j for j in planned_jobs(result.stdout) if j["rule"].startswith("heatmaps")]
+    planned = planned_jobs(result.stdout)
+    jobs = [j for j in planned if j["rule"].startswith("heatmaps")]
     shards = [f"{s:05d}" for s in range(-(-3 * N_PER_CLASS // SHARD_SIZE))]
-    if mode == "shard":  # one job per shard, writing every variant's usual file
-        assert [j["rule"] for j in jobs] == ["heatmaps_group_1"] * len(shards)
+    if mode == "shard":  # one model job per shard, writing its predictions and every variant's usual file
+        assert jobs == []
+        jobs = [j for j in planned if j["rule"] == "predict"]
         assert sorted(j["output"] for j in jobs) == [
-            ", ".join(f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels) for shard in shards
-        ]
-        assert {j["log"] for j in jobs} == {
-            f"results/logs/heatmaps/gradcam,saliency,gradcam++/shard-{shard}.log" for shard in shards
-        }
+            ", ".join([f"results/predictions/shard-{shard}.h5"]
+                      + [f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels])
+            for shard in shards
+        ]  # fmt: skip
+        assert {j["log"] for j in jobs} == {f"results/logs/predict/shard-{shard}.log" for shard in shards}
     else:  # one job per variant and shard, the CAM family's two included
         assert [j["rule"] for j in jobs] == ["heatmaps"] * len(labels) * len(shards)
         assert sorted(j["output"] for j in jobs) == sorted(
@@ -91,7 +93,7 @@ def heatmaps_files(labels: list[str]) -> list[str]:
     return [f"{OUTPUT}/heatmaps/{label}/shard-{shard}.h5" for label in labels for shard in SHARDS]
 
 
-def expected_maps(methods: list, out: Path, shard: str = "00000") -> dict[str, Path]:
+def expected_maps(methods: list, out: Path, shard: str = "00000", output: str = OUTPUT) -> dict[str, Path]:
     """Each variant's heatmaps file of ``shard`` computed in this process by the one-method stage, from the run's own
     shards and predictions (the variants' parameters as the workflow gives them): label -> file."""
     from xaipipe import config as xconfig
@@ -100,8 +102,8 @@ def expected_maps(methods: list, out: Path, shard: str = "00000") -> dict[str, P
     variants = xconfig.method_variants({**RUN, "methods": methods, "model": {"layer": None}, "score": "logits"})
     for label, variant in variants.items():
         compute_heatmaps_shard(
-            f"{OUTPUT}/preprocessed/shard-{shard}.h5", f"{OUTPUT}/predictions/shard-{shard}.h5",
-            f"{OUTPUT}/demo/model.keras", variant.method, dict(variant.params), RUN["targets"], RUN["batch_size"],
+            f"{output}/preprocessed/shard-{shard}.h5", f"{output}/predictions/shard-{shard}.h5",
+            f"{output}/demo/model.keras", variant.method, dict(variant.params), RUN["targets"], RUN["batch_size"],
             out / label / f"shard-{shard}.h5", label=label,
         )  # fmt: skip
     return {label: out / label / f"shard-{shard}.h5" for label in variants}
@@ -148,3 +150,37 @@ def test_a_family_job_writes_each_methods_file_as_its_own_job_would(demo_run, tm
     # and one removed again: the family of the others has other params, so its job is planned again
     dry = snakemake(demo_run, RUN, "-n", *heatmaps_files(labels))
     assert family_jobs(dry.stdout) == [", ".join(heatmaps_files(labels)[i::2]) for i in range(2)]
+
+
+@pytest.mark.e2e
+def test_heatmaps_jobs_shard_predicts_and_explains_each_shard_in_one_job(demo_run, tmp_path, monkeypatch):
+    """With heatmaps_jobs: shard, rule predict is the shard's one model job: it writes the predictions and every
+    variant's maps, each file as the one-stage functions write it, and no heatmaps job runs."""
+    from test_camfamily import assert_same_file
+
+    from xaipipe.stages import predict_shard
+
+    output = "one-job-per-shard"
+    use_demo_of(demo_run, output)
+    config = {**RUN, "output": output, "heatmaps_jobs": "shard", "methods": [*METHODS, "saliency"]}
+    labels = ["gradcam", "gradcam++", "hirescam", "saliency"]
+    wanted = [f"{output}/heatmaps/{label}/shard-{shard}.h5" for label in labels for shard in SHARDS]
+    run = snakemake_ok(demo_run, config, *wanted)
+    jobs = planned_jobs(run.stderr)
+    assert sorted(j["rule"] for j in jobs if j["rule"] in ("predict", "heatmaps") or "group" in j["rule"]) == [
+        "predict", "predict"
+    ]  # fmt: skip
+    assert sorted(j["output"] for j in jobs if j["rule"] == "predict") == [
+        ", ".join([f"{output}/predictions/shard-{shard}.h5"] + wanted[i::2]) for i, shard in enumerate(SHARDS)
+    ]
+    results = demo_run / output
+    log = (results / "logs/predict/shard-00000.log").read_text()
+    assert "gradcam, gradcam++, hirescam from one forward and backward pass per batch" in log
+
+    monkeypatch.chdir(demo_run)  # the workflow's relative paths, recorded in the files
+    predict_shard(f"{output}/preprocessed/shard-00000.h5", f"{output}/demo/model.keras",
+                  tmp_path / "predictions.h5", RUN["batch_size"])  # fmt: skip
+    assert_same_file(results / "predictions/shard-00000.h5", tmp_path / "predictions.h5")
+    alone = expected_maps([*METHODS, "saliency"], tmp_path / "alone", output=output)
+    for label in labels:
+        assert_same_file(results / f"heatmaps/{label}/shard-00000.h5", alone[label])

@@ -272,9 +272,11 @@ HEATMAPS_JOBS = ("variant", "family", "shard")
 class HeatmapsJob:
     """Variants whose maps one heatmaps job per shard computes, each into its own file
     (:func:`xaipipe.stages.compute_heatmaps_group_shard`): the model loaded once, the members of a CAM family
-    from one forward and backward pass."""
+    from one forward and backward pass. ``predicts``: the job also writes the shard's predictions first (rule
+    ``predict``, :func:`xaipipe.stages.predict_and_explain_shard`), so that a shard's one model load serves both."""
 
     labels: tuple[str, ...]  #: in the order of the config's ``methods`` list
+    predicts: bool = False
 
     @property
     def name(self) -> str:
@@ -290,15 +292,16 @@ def heatmaps_jobs(specs: dict[str, ModelSpec], mode: str) -> list[HeatmapsJob]:
 
     ``variant``: none (a job per variant and shard: adding a method to the config reruns no other's maps);
     ``family``: one for each CAM family (:func:`shared_pass_families`), which share one pass; ``shard``: one of
-    every variant, whose fixed cost (importing TensorFlow, loading and tracing the model: 7-9 s on 2 CPU cores)
-    is paid once per shard, and whose CAM families still share their pass (but a changed variant reruns them all).
+    every variant that also predicts the shard first, so that the fixed cost of a model job (importing TensorFlow,
+    loading and tracing the model: 7-9 s on 2 CPU cores) is paid once per shard, and whose CAM families still share
+    their pass (but a changed variant reruns the shard's predictions and all its maps).
     """
     if mode not in HEATMAPS_JOBS:
         raise ValueError(f"heatmaps_jobs must be one of {list(HEATMAPS_JOBS)}, got {mode!r}")
     if mode == "family":
         return shared_pass_families(specs)
     labels = list(dict.fromkeys(label for spec in specs.values() for label in spec.variants))
-    return [HeatmapsJob(tuple(labels))] if mode == "shard" and len(labels) > 1 else []
+    return [HeatmapsJob(tuple(labels), predicts=True)] if mode == "shard" and labels else []
 
 
 def shared_pass_families(specs: dict[str, ModelSpec]) -> list[HeatmapsJob]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -13,7 +14,47 @@ from pathlib import Path
 import numpy as np
 
 
+#: Within :func:`one_load_per_file`: (what was asked, the file's identity) -> the model or the sha256 made from it.
+_SHARED: dict[tuple, object] | None = None
+
+
+def _file_key(kind: str, path: str | os.PathLike) -> tuple:
+    """``kind`` with the file's identity: its resolved path, size, modification time and inode, so that a file
+    replaced or rewritten in between (even at the same path) is read again."""
+    stat = os.stat(path)
+    return kind, str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+@contextlib.contextmanager
+def one_load_per_file():
+    """Within: :func:`load_model` and :func:`sha256_file` read each file once and return the same model or digest
+    again, so that the stages of one job (predicting a shard, then explaining it) share one model load.
+
+    The callers must not change the model they get (every stage that runs in such a job only reads it; the
+    randomization test, which overwrites weights, loads its own copy outside). Afterwards nothing is kept: the
+    models are released with the block, and nesting keeps the outer block's.
+    """
+    global _SHARED
+    if _SHARED is not None:
+        yield
+        return
+    _SHARED = {}
+    try:
+        yield
+    finally:
+        _SHARED = None
+
+
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    if _SHARED is not None:
+        key = _file_key("sha256", path)
+        if key not in _SHARED:
+            _SHARED[key] = _sha256(path, chunk_size)
+        return _SHARED[key]  # type: ignore[return-value]
+    return _sha256(path, chunk_size)
+
+
+def _sha256(path: str | os.PathLike, chunk_size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(chunk_size):
@@ -232,11 +273,17 @@ def load_model(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    key = _file_key("model", path) if _SHARED is not None else None
+    if key is not None and key in _SHARED:  # type: ignore[operator]
+        return _SHARED[key]  # type: ignore[index]
     check_model_file(path)
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as error:
         raise ValueError(f"could not load Keras model {path}: {error}") from error
+    if key is not None:
+        _SHARED[key] = model  # type: ignore[index]
+    return model
 
 
 def check_model_file(path: Path) -> None:

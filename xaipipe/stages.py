@@ -396,6 +396,32 @@ def compute_heatmaps_group_shard(
                       preprocessing, on_error, groups)  # fmt: skip
 
 
+def predict_and_explain_shard(
+    preprocessed_path: str | os.PathLike,
+    model_path: str | os.PathLike,
+    predictions_path: str | os.PathLike,
+    members: Sequence[HeatmapsMember],
+    targets: str,
+    batch_size: int,
+    preprocessing: Preprocessing | None = None,
+    on_error: str = "fail",
+) -> None:
+    """A shard's predictions and then every member's maps, in one job with one model load: the files of
+    :func:`predict_shard` and of :func:`compute_heatmaps_group_shard`, as those write them.
+
+    The workflow's job of a shard with config ``heatmaps_jobs: shard`` (rule ``predict``): besides the model load
+    (1-2 s for a ResNet50), each job spares importing TensorFlow and Keras and starting Snakemake's script, about
+    8 s of a 2-core machine's time per shard and, on a cluster, a job and its queue wait.
+    """
+    from xaipipe.model import one_load_per_file
+
+    with one_load_per_file():
+        predict_shard(preprocessed_path, model_path, predictions_path, batch_size, preprocessing, on_error)
+        if members:
+            compute_heatmaps_group_shard(preprocessed_path, predictions_path, model_path, members, targets,
+                                         batch_size, None, on_error)  # fmt: skip  (predict checked preprocessing)
+
+
 @dataclass
 class _Output:
     """A member's explainer and the state of its output file while a shard is explained."""

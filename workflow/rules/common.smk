@@ -74,11 +74,13 @@ LABELS = list(
 # The variants whose maps one heatmaps job per shard computes, each into its own file, as config
 # heatmaps_jobs says (xaipipe.config.heatmaps_jobs; by default each CAM family - Grad-CAM, Grad-CAM++,
 # HiResCAM, XGradCAM, LayerCAM with the same layer, score and precision, no noise - from one pass):
-# rules heatmaps_group_N (heatmaps.smk); every other variant: rule heatmaps.
+# rules heatmaps_group_N (heatmaps.smk); every other variant: rule heatmaps. With `shard`, the one job
+# that also predicts the shard is rule predict (PREDICTS; predict.smk).
 HEATMAPS_JOBS = xc.heatmaps_jobs(MODELS, config["heatmaps_jobs"])
 ALONE = [
     label for label in LABELS if not any(label in job.labels for job in HEATMAPS_JOBS)
 ]
+PREDICTS = next((job for job in HEATMAPS_JOBS if job.predicts), None)
 DEMO = xc.demo_files(OUT)  # the demo's folder and files, written only with demo.build
 if config["demo"]["build"]:
     try:
@@ -206,21 +208,23 @@ def model_input(wildcards):
 
 
 def predict_mem_mb(wildcards, attempt):
-    return xr.model_job_mem_mb(
+    mem_mb = xr.model_job_mem_mb(
         SHARD_SIZE,
         *model_input(wildcards),
         config["batch_size"],
         attempt=attempt,
     )
+    return max(mem_mb, job_mem_mb(PREDICTS)(wildcards, attempt)) if PREDICTS else mem_mb
 
 
 def predict_runtime(wildcards, attempt):
-    return xr.model_job_runtime(
+    runtime = xr.model_job_runtime(
         SHARD_SIZE,
         *model_input(wildcards)[:2],
         attempt=attempt,
         scale=MODEL_RUNTIME_SCALE,
     )
+    return runtime + job_runtime(PREDICTS)(wildcards, attempt) if PREDICTS else runtime
 
 
 def heatmaps_mem_mb(wildcards, attempt):

@@ -41,7 +41,9 @@ rule heatmaps:
 # the job's, under its labels joined by commas. A job whose members change (a method added to or removed
 # from the config, a member's parameters changed) is one job with other outputs or params: Snakemake
 # reruns it, which rewrites every member's file (each written atomically, after all were computed).
-for number, job in enumerate(HEATMAPS_JOBS, 1):
+for number, job in enumerate(
+    (job for job in HEATMAPS_JOBS if not job.predicts), 1
+):  # a job that predicts is rule predict's
 
     rule:
         name:

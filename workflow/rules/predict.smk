@@ -13,6 +13,8 @@ rule model_checksum:
         "../../scripts/model_checksum.py"
 
 
+# With heatmaps_jobs: shard (PREDICTS, common.smk) the job goes on to write every variant's maps of the shard,
+# each to the file its own heatmaps job would write, from the same model load (heatmaps.smk then has no job).
 rule predict:
     input:
         shard=preprocessed_shard,
@@ -20,10 +22,20 @@ rule predict:
         checksum="{root}/checksums/model.sha256",
     output:
         "{root}/predictions/shard-{shard}.h5",
+        *(
+            [
+                f"{{root}}/heatmaps/{label}/shard-{{shard}}.h5"
+                for label in PREDICTS.labels
+            ]
+            if PREDICTS
+            else []
+        ),
     log:
         "{root}/logs/predict/shard-{shard}.log",
     benchmark:
         "{root}/benchmarks/predict/shard-{shard}.tsv"
+    group:
+        "explain" if PREDICTS else None
     conda:
         "../../envs/xaipipe.yaml"
     threads: MODEL_THREADS
@@ -32,10 +44,20 @@ rule predict:
         runtime=predict_runtime,
         gpu=GPU,
     params:
+        # the job's variants, only where it has some (other params would rerun every finished predict job)
+        **(
+            {"members": job_members(PREDICTS), "targets": config["targets"]}
+            if PREDICTS
+            else {}
+        ),
         batch_size=config["batch_size"],
         preprocessing=model_preprocessing,
     script:
-        "../../scripts/predict.py"
+        (
+            "../../scripts/predict_and_explain.py"
+            if PREDICTS
+            else "../../scripts/predict.py"
+        )
 
 
 rule predictions_table:

@@ -1,0 +1,20 @@
+from xaipipe.logs import logged
+from xaipipe.model import start_model_job
+from xaipipe.preprocess import Preprocessing
+from xaipipe.stages import HeatmapsMember, predict_and_explain_shard
+
+with logged(snakemake.log[0]):
+    start_model_job(snakemake.threads)
+    predict_and_explain_shard(
+        snakemake.input.shard,
+        snakemake.input.model,
+        snakemake.output[0],
+        [
+            HeatmapsMember(member["method"], dict(member["params"]), out_path, member["label"])
+            for member, out_path in zip(snakemake.params.members, snakemake.output[1:], strict=True)
+        ],
+        snakemake.params.targets,
+        snakemake.params.batch_size,
+        Preprocessing.from_config(snakemake.params.preprocessing),
+        on_error=snakemake.config["on_error"],
+    )
