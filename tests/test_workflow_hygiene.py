@@ -50,3 +50,22 @@ def test_every_shipped_config_plans_its_jobs(tmp_path, config):
     planned = set(re.findall(r"method=([^,\s]+)", result.stdout))
     assert labels and set(labels) <= planned, (labels, sorted(planned))
     assert not list(tmp_path.rglob("*.h5")), "a dry run wrote files"
+
+
+def test_the_conda_environment_has_every_dependency_of_the_package():
+    """`snakemake --use-conda` builds its jobs' environment from envs/xaipipe.yaml alone: a dependency of
+    pyproject.toml missing there fails the first job that imports it (matplotlib and scipy were missing, so the
+    evaluation's plots and ROAD failed under --use-conda), with the same lower bound."""
+    import tomllib
+
+    import yaml
+
+    def split(requirement: str) -> tuple[str, str]:
+        name, bound = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(.*)", requirement.strip()).groups()
+        return name.lower().replace("_", "-"), bound.replace(" ", "")
+
+    package = dict(split(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    env = yaml.safe_load((REPO / "envs/xaipipe.yaml").read_text())["dependencies"]
+    listed = [d for d in env if isinstance(d, str)] + [p for d in env if isinstance(d, dict) for p in d["pip"]]
+    conda = dict(split(d) for d in listed if split(d)[0] not in ("python", "pip"))
+    assert conda == package
