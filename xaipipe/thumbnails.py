@@ -50,6 +50,9 @@ from xaipipe.stages import on_overlay_grid
 THUMB_SIDE = 192
 #: WebP quality of the views (0-100).
 THUMB_QUALITY = 80
+#: libwebp's effort (0 fastest - 6 smallest): 1 encodes a 192-pixel view in 0.67 ms against 2.0 ms at libwebp's
+#: (and OpenCV's only) default 4, in a file 0.6% larger; OpenCV does not expose it, Pillow does.
+THUMB_EFFORT = 1
 THUMB_EXTENSION = ".webp"
 #: The three views of a volume: the axis each slice is taken across, in LPS (z, y, x) voxel order, and
 #: whether the slice is flipped upside down to show superior at the top (the module docstring's convention).
@@ -112,12 +115,19 @@ def map_slice(heatmap: np.ndarray, volume_shape: Sequence[int], axis: int, index
 
 
 def _encode(path: Path, picture_rgb: np.ndarray) -> None:
-    ok, data = cv2.imencode(
-        THUMB_EXTENSION, cv2.cvtColor(picture_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_WEBP_QUALITY, THUMB_QUALITY]
-    )
-    if not ok:
-        raise ValueError(f"{path}: OpenCV could not encode the picture")
-    write_bytes_atomic(path, data.tobytes())
+    import io
+
+    from PIL import Image
+
+    data = io.BytesIO()
+    try:
+        Image.fromarray(np.ascontiguousarray(picture_rgb, np.uint8), "RGB").save(
+            data, "WEBP", quality=THUMB_QUALITY, method=THUMB_EFFORT
+        )
+    except (OSError, KeyError) as error:  # a Pillow built without WebP
+        raise ValueError(f"{path}: Pillow could not encode the picture as WebP ({error}); install a Pillow with "
+                         "WebP support (pip's and conda-forge's have it)") from error  # fmt: skip
+    write_bytes_atomic(path, data.getvalue())
 
 
 class _Views:
