@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline_runs import CONFIG, N_PER_CLASS, SHARD_SIZE, snakemake, snakemake_ok, use_demo_of
@@ -59,12 +60,13 @@ def test_heatmaps_jobs_shard_plans_one_job_of_every_variant_and_variant_one_job_
     planned = planned_jobs(result.stdout)
     jobs = [j for j in planned if j["rule"].startswith("heatmaps")]
     shards = [f"{s:05d}" for s in range(-(-3 * N_PER_CLASS // SHARD_SIZE))]
-    if mode == "shard":  # one model job per shard, writing its predictions and every variant's usual file
-        assert jobs == []
+    if mode == "shard":  # one model job per shard, writing its predictions and every variant's usual files
+        assert jobs == [] and not [j for j in planned if j["rule"] == "evaluate"]
         jobs = [j for j in planned if j["rule"] == "predict"]
         assert sorted(j["output"] for j in jobs) == [
             ", ".join([f"results/predictions/shard-{shard}.h5"]
-                      + [f"results/heatmaps/{label}/shard-{shard}.h5" for label in labels])
+                      + [f"results/{kind}/{label}/shard-{shard}.h5" for kind in ("heatmaps", "evaluation")
+                         for label in labels])
             for shard in shards
         ]  # fmt: skip
         assert {j["log"] for j in jobs} == {f"results/logs/predict/shard-{shard}.log" for shard in shards}
@@ -154,10 +156,15 @@ def test_a_family_job_writes_each_methods_file_as_its_own_job_would(demo_run, tm
 
 @pytest.mark.e2e
 def test_heatmaps_jobs_shard_predicts_and_explains_each_shard_in_one_job(demo_run, tmp_path, monkeypatch):
-    """With heatmaps_jobs: shard, rule predict is the shard's one model job: it writes the predictions and every
-    variant's maps, each file as the one-stage functions write it, and no heatmaps job runs."""
+    """With heatmaps_jobs: shard, rule predict is the shard's one model job: it writes the predictions, every
+    variant's maps and their evaluation, each file as the one-stage functions write it, and no heatmaps or evaluate
+    job runs."""
+    import copy
+
+    from snakemake.utils import validate
     from test_camfamily import assert_same_file
 
+    from xaipipe import evaluate, h5store
     from xaipipe.stages import predict_shard
 
     output = "one-job-per-shard"
@@ -167,11 +174,12 @@ def test_heatmaps_jobs_shard_predicts_and_explains_each_shard_in_one_job(demo_ru
     wanted = [f"{output}/heatmaps/{label}/shard-{shard}.h5" for label in labels for shard in SHARDS]
     run = snakemake_ok(demo_run, config, *wanted)
     jobs = planned_jobs(run.stderr)
-    assert sorted(j["rule"] for j in jobs if j["rule"] in ("predict", "heatmaps") or "group" in j["rule"]) == [
-        "predict", "predict"
-    ]  # fmt: skip
+    model_jobs = ("predict", "heatmaps", "evaluate")
+    assert sorted(j["rule"] for j in jobs if j["rule"] in model_jobs or "group" in j["rule"]) == ["predict"] * 2
+    evaluated = [f"{output}/evaluation/{label}/shard-{shard}.h5" for label in labels for shard in SHARDS]
     assert sorted(j["output"] for j in jobs if j["rule"] == "predict") == [
-        ", ".join([f"{output}/predictions/shard-{shard}.h5"] + wanted[i::2]) for i, shard in enumerate(SHARDS)
+        ", ".join([f"{output}/predictions/shard-{shard}.h5"] + wanted[i::2] + evaluated[i::2])
+        for i, shard in enumerate(SHARDS)
     ]
     results = demo_run / output
     log = (results / "logs/predict/shard-00000.log").read_text()
@@ -184,3 +192,20 @@ def test_heatmaps_jobs_shard_predicts_and_explains_each_shard_in_one_job(demo_ru
     alone = expected_maps([*METHODS, "saliency"], tmp_path / "alone", output=output)
     for label in labels:
         assert_same_file(results / f"heatmaps/{label}/shard-00000.h5", alone[label])
+    # each variant's evaluation as its own evaluate job computes it: the config's settings, the demo's masks
+    full = copy.deepcopy(config)
+    validate(full, str(Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"))
+    settings = evaluate.Settings.from_config(full["evaluation"], has_masks=True)
+    assert {"pointing_game", "deletion"} <= set(settings.per_map)  # masks and the model's curves both in play
+    pre = f"{output}/preprocessed/shard-00000.h5"
+    with h5store.PreprocessedShard.open(pre) as shard:
+        masks = [f"{output}/demo/masks/{sample_id}" for sample_id in shard.ids]
+    for label in labels:
+        expected = tmp_path / "evaluation" / f"{label}.h5"
+        evaluate.evaluate_shard(pre, f"{output}/predictions/shard-00000.h5", f"{output}/heatmaps/{label}/shard-00000.h5",
+                                f"{output}/demo/model.keras", expected, settings.shard_params(), masks,
+                                batch_size=RUN["batch_size"])  # fmt: skip
+        assert_same_file(results / f"evaluation/{label}/shard-00000.h5", expected)
+    scores = h5store.EvaluationFile.read(results / "evaluation/gradcam/shard-00000.h5")
+    assert np.isfinite(scores.values["pointing_game"]).sum() > 0  # real scores, not placeholders
+    assert np.isfinite(scores.values["deletion"]).all()

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,13 +405,15 @@ def predict_and_explain_shard(
     batch_size: int,
     preprocessing: Preprocessing | None = None,
     on_error: str = "fail",
+    evaluation: MembersEvaluation | None = None,
 ) -> None:
-    """A shard's predictions and then every member's maps, in one job with one model load: the files of
-    :func:`predict_shard` and of :func:`compute_heatmaps_group_shard`, as those write them.
+    """A shard's predictions, then every member's maps, then (with ``evaluation``) each member's per-map
+    metrics, in one job with one model load: the files of :func:`predict_shard`,
+    :func:`compute_heatmaps_group_shard` and :func:`xaipipe.evaluate.evaluate_shard`, as those write them.
 
     The workflow's job of a shard with config ``heatmaps_jobs: shard`` (rule ``predict``): besides the model load
-    (1-2 s for a ResNet50), each job spares importing TensorFlow and Keras and starting Snakemake's script, about
-    8 s of a 2-core machine's time per shard and, on a cluster, a job and its queue wait.
+    (1-2 s for a ResNet50), each job it replaces would have paid importing TensorFlow and Keras and starting
+    Snakemake's script, about 8 s of a 2-core machine's time per shard and, on a cluster, a job and its queue wait.
     """
     from xaipipe.model import one_load_per_file
 
@@ -420,6 +422,23 @@ def predict_and_explain_shard(
         if members:
             compute_heatmaps_group_shard(preprocessed_path, predictions_path, model_path, members, targets,
                                          batch_size, None, on_error)  # fmt: skip  (predict checked preprocessing)
+        if evaluation is not None:
+            from xaipipe.evaluate import evaluate_shard
+
+            for member, out_path in zip(members, evaluation.out_paths, strict=True):
+                evaluate_shard(preprocessed_path, predictions_path, member.out_path, model_path, out_path,
+                               evaluation.settings, evaluation.masks, on_error, batch_size)  # fmt: skip
+
+
+@dataclass
+class MembersEvaluation:
+    """The per-map evaluation of a job's members (:func:`predict_and_explain_shard`): the settings
+    (:meth:`xaipipe.evaluate.Settings.shard_params`), each sample's mask file (or None), and one output file per
+    member, in the members' order."""
+
+    settings: Mapping[str, Any]
+    masks: Sequence[str | None] | None
+    out_paths: Sequence[str | os.PathLike]
 
 
 @dataclass

@@ -81,6 +81,8 @@ ALONE = [
     label for label in LABELS if not any(label in job.labels for job in HEATMAPS_JOBS)
 ]
 PREDICTS = next((job for job in HEATMAPS_JOBS if job.predicts), None)
+# ... and the evaluation of each variant's maps, where there is one (rule evaluate has then no job)
+EVALUATES = bool(PREDICTS and EVALUATION.per_map)
 DEMO = xc.demo_files(OUT)  # the demo's folder and files, written only with demo.build
 if config["demo"]["build"]:
     try:
@@ -214,7 +216,11 @@ def predict_mem_mb(wildcards, attempt):
         config["batch_size"],
         attempt=attempt,
     )
-    return max(mem_mb, job_mem_mb(PREDICTS)(wildcards, attempt)) if PREDICTS else mem_mb
+    if PREDICTS:
+        mem_mb = max(mem_mb, job_mem_mb(PREDICTS)(wildcards, attempt))
+    if EVALUATES:
+        mem_mb = max(mem_mb, evaluation_mem_mb(wildcards, attempt))
+    return mem_mb
 
 
 def predict_runtime(wildcards, attempt):
@@ -224,7 +230,11 @@ def predict_runtime(wildcards, attempt):
         attempt=attempt,
         scale=MODEL_RUNTIME_SCALE,
     )
-    return runtime + job_runtime(PREDICTS)(wildcards, attempt) if PREDICTS else runtime
+    if PREDICTS:
+        runtime += job_runtime(PREDICTS)(wildcards, attempt)
+    if EVALUATES:
+        runtime += len(PREDICTS.labels) * evaluation_runtime(wildcards, attempt)
+    return runtime
 
 
 def heatmaps_mem_mb(wildcards, attempt):

@@ -7,7 +7,9 @@ if EVALUATION.metrics:
         agreement,
         evaluation_summary,
 
-    if EVALUATION.per_map:
+    if (
+        EVALUATION.per_map and not EVALUATES
+    ):  # EVALUATES: rule predict's (predict.smk)
 
         rule evaluate:
             input:

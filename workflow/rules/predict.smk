@@ -13,10 +13,12 @@ rule model_checksum:
         "../../scripts/model_checksum.py"
 
 
-# With heatmaps_jobs: shard (PREDICTS, common.smk) the job goes on to write every variant's maps of the shard,
-# each to the file its own heatmaps job would write, from the same model load (heatmaps.smk then has no job).
+# With heatmaps_jobs: shard (PREDICTS, common.smk) the job goes on to write every variant's maps of the shard and
+# their evaluation (EVALUATES), each to the file its own heatmaps or evaluate job would write, from the same model
+# load (heatmaps.smk and evaluate.smk then have no job of the shard's).
 rule predict:
     input:
+        **({"masks": shard_mask_inputs} if EVALUATES else {}),
         shard=preprocessed_shard,
         model=model_path,
         checksum="{root}/checksums/model.sha256",
@@ -24,7 +26,8 @@ rule predict:
         "{root}/predictions/shard-{shard}.h5",
         *(
             [
-                f"{{root}}/heatmaps/{label}/shard-{{shard}}.h5"
+                f"{{root}}/{kind}/{label}/shard-{{shard}}.h5"
+                for kind in ("heatmaps", "evaluation")[: 1 + EVALUATES]
                 for label in PREDICTS.labels
             ]
             if PREDICTS
@@ -48,6 +51,14 @@ rule predict:
         **(
             {"members": job_members(PREDICTS), "targets": config["targets"]}
             if PREDICTS
+            else {}
+        ),
+        **(
+            {
+                "evaluation": EVALUATION.shard_params(),
+                "masks": shard_mask_paths if EVALUATION.localization else None,
+            }
+            if EVALUATES
             else {}
         ),
         batch_size=config["batch_size"],
