@@ -277,7 +277,7 @@ def test_predicting_job_writes_the_predictions_and_every_variants_maps_from_one_
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: loads.append(a) or load(*a, **k))
     monkeypatch.setattr(xmodel, "_sha256", lambda *a: digests.append(a) or sha256(*a))
     members = [HeatmapsMember(key, params, tmp_path / "job" / f"{label}.h5", label) for key, params, label in variants]
-    predict_and_explain_shard(pre, model_path, tmp_path / "job" / "predictions.h5", members, "argmax", 2, on_error="skip")
+    predict_and_explain_shard(pre, model_path, tmp_path / "job/predictions.h5", members, "argmax", 2, on_error="skip")
     assert len(loads) == 1 and len(digests) == 1
     assert xmodel._SHARED is None  # nothing kept after the job: the next load reads the file again
     xmodel.load_model(model_path)

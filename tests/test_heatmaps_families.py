@@ -202,9 +202,9 @@ def test_heatmaps_jobs_shard_predicts_and_explains_each_shard_in_one_job(demo_ru
         masks = [f"{output}/demo/masks/{sample_id}" for sample_id in shard.ids]
     for label in labels:
         expected = tmp_path / "evaluation" / f"{label}.h5"
-        evaluate.evaluate_shard(pre, f"{output}/predictions/shard-00000.h5", f"{output}/heatmaps/{label}/shard-00000.h5",
-                                f"{output}/demo/model.keras", expected, settings.shard_params(), masks,
-                                batch_size=RUN["batch_size"])  # fmt: skip
+        maps = f"{output}/heatmaps/{label}/shard-00000.h5"
+        evaluate.evaluate_shard(pre, f"{output}/predictions/shard-00000.h5", maps, f"{output}/demo/model.keras",
+                                expected, settings.shard_params(), masks, batch_size=RUN["batch_size"])  # fmt: skip
         assert_same_file(results / f"evaluation/{label}/shard-00000.h5", expected)
     scores = h5store.EvaluationFile.read(results / "evaluation/gradcam/shard-00000.h5")
     assert np.isfinite(scores.values["pointing_game"]).sum() > 0  # real scores, not placeholders

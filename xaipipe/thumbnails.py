@@ -121,7 +121,7 @@ def _encode(path: Path, picture_rgb: np.ndarray) -> None:
 
     data = io.BytesIO()
     try:
-        Image.fromarray(np.ascontiguousarray(picture_rgb, np.uint8), "RGB").save(
+        Image.fromarray(np.ascontiguousarray(picture_rgb, np.uint8)).save(
             data, "WEBP", quality=THUMB_QUALITY, method=THUMB_EFFORT
         )
     except (OSError, KeyError) as error:  # a Pillow built without WebP
