@@ -7,9 +7,8 @@ if EVALUATION.metrics:
         agreement,
         evaluation_summary,
 
-    if (
-        EVALUATION.per_map and not EVALUATES
-    ):  # EVALUATES: rule predict's (predict.smk)
+    # with EVALUATES (heatmaps_jobs: shard) the maps' evaluation is rule predict's (predict.smk)
+    if EVALUATION.per_map and not EVALUATES:
 
         rule evaluate:
             input:

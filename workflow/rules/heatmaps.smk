@@ -41,9 +41,8 @@ rule heatmaps:
 # the job's, under its labels joined by commas. A job whose members change (a method added to or removed
 # from the config, a member's parameters changed) is one job with other outputs or params: Snakemake
 # reruns it, which rewrites every member's file (each written atomically, after all were computed).
-for number, job in enumerate(
-    (job for job in HEATMAPS_JOBS if not job.predicts), 1
-):  # a job that predicts is rule predict's
+# (a job that also predicts, with heatmaps_jobs: shard, is rule predict's: predict.smk)
+for number, job in enumerate([job for job in HEATMAPS_JOBS if not job.predicts], 1):
 
     rule:
         name:

@@ -27,7 +27,9 @@ rule predict:
         *(
             [
                 f"{{root}}/{kind}/{label}/shard-{{shard}}.h5"
-                for kind in ("heatmaps", "evaluation")[: 1 + EVALUATES]
+                for kind in (
+                    ("heatmaps", "evaluation") if EVALUATES else ("heatmaps",)
+                )
                 for label in PREDICTS.labels
             ]
             if PREDICTS
