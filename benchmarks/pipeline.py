@@ -4,9 +4,9 @@
 
 On N random 224x224 RGB PNG images and an untrained ResNet50 (3 classes) saved as
 ``.keras``, with Grad-CAM, Grad-CAM++ and saliency: (1) the in-process compute per
-image (model forward for the predictions plus the methods, batched, no I/O; Grad-CAM and
-Grad-CAM++ from one pass, as the workflow's jobs compute them unless ``heatmaps_jobs`` is
-``variant``), measured on a subset; (2) ``snakemake --cores 2`` on all N images (preprocessing,
+image (model forward for the predictions plus the methods, batched, no I/O; the methods that
+share a pass from one pass as the workflow's jobs compute them: Grad-CAM and Grad-CAM++ with
+``heatmaps_jobs`` family, saliency with them with ``shard``, each alone with ``variant``), measured on a subset; (2) ``snakemake --cores 2`` on all N images (preprocessing,
 predictions, maps, overlays and report pages; the evaluation off), its wall time and the
 ratio to N times (1); (3) from Snakemake's ``benchmark:`` files, each stage's
 time per image and a job's time beyond its images' compute (its fixed cost, where
@@ -57,13 +57,13 @@ def make_model(path: Path) -> None:
     keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=3).save(path)
 
 
-def in_process_seconds_per_image(model_path: Path, folder: Path, n: int, batch: int, shared: bool = True
+def in_process_seconds_per_image(model_path: Path, folder: Path, n: int, batch: int, heatmaps_jobs: str = "family"
                                  ) -> dict[str, float]:  # fmt: skip
-    """Compute per image, batched, without I/O: the forward pass and each method (with ``shared``, as the
-    workflow's ``heatmaps_jobs`` family and shard compute them, Grad-CAM and Grad-CAM++ from one pass, under
-    the name ``gradcam,gradcam++`` of their family)."""
+    """Compute per image, batched, without I/O: the forward pass and each method, the methods that share a pass
+    from one pass as the workflow's jobs of ``heatmaps_jobs`` compute them (under the name of their labels joined
+    by commas): ``family``, Grad-CAM and Grad-CAM++ (its CAM families); ``shard``, those two and saliency (the
+    shard's one job: :func:`xaipipe.methods.shared_pass_groups`); ``variant``, each method on its own."""
     from xaipipe import methods
-    from xaipipe.config import HeatmapsJob
     from xaipipe.methods.camfamily import create_family
     from xaipipe.model import load_model, predict_batch
     from xaipipe.preprocess import Preprocessing
@@ -76,11 +76,16 @@ def in_process_seconds_per_image(model_path: Path, folder: Path, n: int, batch: 
     classes = np.zeros((len(x), 1), np.int32)
     costs = {}
     jobs = {"predict": lambda b: predict_batch(model, b)}
-    if shared:
-        _, family = create_family(model, [(name, {}) for name in FAMILY])
-        jobs[HeatmapsJob(FAMILY).name] = lambda b: family.explain(b, classes[: len(b)])
+    groups = {
+        "shard": methods.shared_pass_groups([(name, {}) for name in METHODS]),
+        "family": [[METHODS.index(name) for name in FAMILY]],
+        "variant": [],
+    }[heatmaps_jobs]
+    for group in groups:
+        _, family = create_family(model, [(METHODS[i], {}) for i in group])
+        jobs[",".join(METHODS[i] for i in group)] = lambda b, f=family: f.explain(b, classes[: len(b)])
     for name in METHODS:
-        if name not in FAMILY or not shared:
+        if not any(METHODS.index(name) in group for group in groups):
             explainer = methods.create(name, model)
             jobs[name] = lambda b, e=explainer: e.explain(b, classes[: len(b)])
     for name, job in jobs.items():
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     make_images(workdir / "images", args.images, 224)
     make_model(workdir / "resnet50.keras")
     costs = in_process_seconds_per_image(workdir / "resnet50.keras", workdir / "images", args.compute_sample,
-                                         args.batch_size, shared=args.heatmaps_jobs != "variant")  # fmt: skip
+                                         args.batch_size, args.heatmaps_jobs)  # fmt: skip
     per_image = sum(costs.values())
     print("in-process compute per image: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in costs.items())
           + f"; total {per_image * 1e3:.1f} ms")  # fmt: skip
@@ -155,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         # model passes of their own, many times the maps' here)
         "evaluation": {"metrics": []},
     }  # fmt: skip
-    subprocess.run(["rm", "-rf", str(workdir / "results"), str(workdir / ".snakemake")], check=True)
+    # results_small too: a run of another --heatmaps-jobs left it, and its record would be read as this run's
+    subprocess.run(["rm", "-rf", *(str(workdir / name) for name in ("results", "results_small", ".snakemake"))],
+                   check=True)  # fmt: skip
     wall = run_snakemake(workdir, config, threads=args.threads)
     compute = per_image * args.images
     print(f"snakemake --cores 2{f' --set-threads ...={args.threads}' if args.threads else ''} on {args.images} images: {wall:.1f} s wall; in-process compute {compute:.1f} s; "

@@ -64,6 +64,37 @@ def test_family_gives_each_methods_own_maps(shape):
     assert not np.allclose(raws[0], raws[4]) and not np.allclose(raws[0], raws[1])
 
 
+@pytest.mark.parametrize("shape", [(16, 16, 3), (8, 8, 8, 1)], ids=["2d", "3d"])
+def test_saliency_and_input_x_gradient_share_the_cams_pass(shape):
+    """Input-gradient members among the CAM members, in any order: one forward pass, the layer's and the
+    input's gradients, and every member's maps as its own method gives them."""
+    model = small_cnn(shape, seed=5)
+    x = inputs_for(shape)
+    variants = [("saliency", {}), ("gradcam", {}), ("inputxgradient", {"normalize": "signed"}),
+                ("gradcam++", {}), ("saliency", {"normalize": "minmax"})]  # fmt: skip
+    _, family = create_family(model, variants)
+    assert type(family._gradients).__name__ == "GuidedCAMGradients"  # one pass for both kinds of gradients
+    for classes in (np.array([[0], [2], [1]]), np.tile(np.arange(3), (3, 1))):
+        results = family.explain(x, classes)
+        for (key, params), (raw, normalized) in zip(variants, results, strict=True):
+            expected_raw, expected_normalized = methods.create(key, model, **params).explain(x, classes)
+            assert raw.shape == expected_raw.shape == (3, classes.shape[1], *shape[:-1])
+            assert np.abs(expected_raw).max() > 0
+            np.testing.assert_allclose(raw, expected_raw, rtol=1e-5, atol=1e-6 * np.abs(expected_raw).max())
+            np.testing.assert_allclose(normalized, expected_normalized, atol=1e-5)
+    # saliency is max_c |dS/dx_c| by hand, from TensorFlow's own gradient of the logit of class 0
+    import tensorflow as tf
+
+    saliency = family.explain(x, np.zeros((3, 1), np.int32))[0][0][:, 0]
+    features, dense = keras.Model(model.inputs, model.layers[-2].output), model.layers[-1]
+    with tf.GradientTape() as tape:
+        xt = tf.constant(x)
+        tape.watch(xt)
+        logit = tf.reduce_sum((tf.matmul(features(xt), dense.kernel) + dense.bias)[:, 0])  # before the softmax
+    gradient = tape.gradient(logit, xt).numpy()
+    np.testing.assert_allclose(saliency, np.abs(gradient).max(axis=-1), rtol=1e-4, atol=1e-7)
+
+
 def test_family_at_an_earlier_layer_and_probabilities():
     shape = (16, 16, 3)
     model = small_cnn(shape, seed=3)
@@ -97,8 +128,11 @@ def test_family_in_bfloat16_matches_each_method_in_bfloat16():
         (("hirescam", {"layer": "early"}), "target layer"),
         (("hirescam", {"score": "probabilities"}), "score"),
         (("hirescam", {"noise": {"samples": 2}}), "noise"),
-        (("guidedgradcam", {}), "does not compute its maps"),
-        (("scorecam", {}), "does not compute its maps"),
+        (("guidedgradcam", {}), "computes its maps neither"),
+        (("scorecam", {}), "computes its maps neither"),
+        (("guidedbackprop", {}), "computes its maps neither"),  # guided gradients: not the plain pass's
+        (("saliency", {"noise": {"samples": 2}}), "noise"),
+        (("inputxgradient", {"score": "probabilities"}), "score"),
     ],
 )
 def test_members_that_cannot_share_the_pass_are_refused(other, reason):
@@ -117,6 +151,19 @@ def test_another_model_or_precision_is_refused():
         create_family(model, [("gradcam", {}), ("layercam", {"precision": "bfloat16"})])
     with pytest.raises(ValueError, match="at least one"):
         CAMFamily([])
+    with pytest.raises(ValueError, match="at least one CAM"):  # saliency alone has no layer to share
+        CAMFamily([methods.create("saliency", model)])
+
+
+def test_saliency_and_input_x_gradient_join_a_cam_group_of_their_score_and_precision():
+    groups = methods.shared_pass_groups
+    assert groups([("saliency", {}), ("gradcam", {})]) == [[0, 1]]  # one CAM suffices for the pass
+    assert groups([("gradcam", {"layer": "early"}), ("inputxgradient", {}), ("gradcam", {})]) == [[0, 1]]  # the first
+    assert groups([("saliency", {}), ("inputxgradient", {})]) == []  # no CAM: each its own pass
+    assert groups([("saliency", {"score": "probabilities"}), ("gradcam", {}),
+                   ("hirescam", {"score": "probabilities"})]) == [[0, 2]]  # fmt: skip
+    assert groups([("saliency", {"precision": "bfloat16"}), ("gradcam", {})]) == []
+    assert groups([("saliency", {"noise": {"samples": 2}}), ("gradcam", {}), ("guidedbackprop", {})]) == []
 
 
 def test_registry_says_which_variants_may_share_a_pass():
@@ -239,7 +286,7 @@ def test_family_job_refuses_members_that_cannot_share_a_pass(tmp_path, skipping_
 
 
 def test_group_job_writes_every_variants_file_as_its_own_job_does(tmp_path, skipping_shard):
-    """heatmaps_jobs: shard: a CAM family (from one pass), a CAM with noise and saliency in one job."""
+    """heatmaps_jobs: shard: a CAM family with saliency (from one pass) and a CAM with noise in one job."""
     from xaipipe import methods
     from xaipipe.stages import HeatmapsMember, compute_heatmaps_group_shard, compute_heatmaps_shard
 
@@ -250,8 +297,9 @@ def test_group_job_writes_every_variants_file_as_its_own_job_does(tmp_path, skip
         ("hirescam", {"noise": {"samples": 3, "sigma": 0.1, "seed": 2}}, "hirescam-noisy"),
         ("gradcam++", {"normalize": "positive"}, "gcpp-positive"),
     ]
-    # the family is gradcam and gradcam++ (indices 1 and 3); the noisy HiResCAM and saliency go alone
-    assert methods.shared_pass_groups([(key, params) for key, params, _ in variants]) == [[1, 3]]
+    # the family is gradcam and gradcam++ (indices 1 and 3), and saliency joins their pass (the input's gradients
+    # after the layer's); the noisy HiResCAM goes alone
+    assert methods.shared_pass_groups([(key, params) for key, params, _ in variants]) == [[0, 1, 3]]
     members = [HeatmapsMember(key, params, tmp_path / "group" / f"{label}.h5", label) for key, params, label in variants]
     compute_heatmaps_group_shard(pre, pred, model_path, members, "all", 2, on_error="skip")
     for key, params, label in variants:

@@ -182,8 +182,8 @@ def test_heatmaps_jobs_shard_predicts_and_explains_each_shard_in_one_job(demo_ru
         for i, shard in enumerate(SHARDS)
     ]
     results = demo_run / output
-    log = (results / "logs/predict/shard-00000.log").read_text()
-    assert "gradcam, gradcam++, hirescam from one forward and backward pass per batch" in log
+    log = (results / "logs/predict/shard-00000.log").read_text()  # saliency joins the CAM family's pass
+    assert "gradcam, gradcam++, hirescam, saliency from one forward and backward pass per batch" in log
 
     monkeypatch.chdir(demo_run)  # the workflow's relative paths, recorded in the files
     predict_shard(f"{output}/preprocessed/shard-00000.h5", f"{output}/demo/model.keras",

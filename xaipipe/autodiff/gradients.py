@@ -77,6 +77,8 @@ class GuidedCAMGradients(CompiledGraph):
     runs once with guided gates that a :class:`GuidedSwitch` turns off for the
     plain backward pass, which stops at the layer, and on for the guided one, so
     the pair costs about one forward and one backward pass instead of two of each.
+    With ``guided=False`` there are no gates: both gradients are plain (a CAM method's
+    and saliency's from one pass, :class:`~xaipipe.methods.camfamily.CAMFamily`).
     """
 
     def __init__(
@@ -85,12 +87,14 @@ class GuidedCAMGradients(CompiledGraph):
         layer: Sequence[keras.layers.Layer],
         score: str,
         reduce: Callable[[Any, Any, Any, Any], Any],
+        guided: bool = True,
     ):
         super().__init__(model, score)
         self._reduce = in_float32(reduce)
         self._switch = GuidedSwitch()
         target = self.score_source.graph_path(tuple(layer))
-        self._forward = Forward(self._graph, target, self._backend.make_guided_gate(self._switch))
+        gate = self._backend.make_guided_gate(self._switch) if guided else None
+        self._forward = Forward(self._graph, target, gate)
 
     def _compile(self, n_targets: int) -> Callable[..., Any]:
         return self._backend.guided_cam_function(

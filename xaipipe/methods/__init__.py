@@ -329,6 +329,17 @@ def shares_pass(key: str, params: Params) -> bool:
     return canonical_name(key) in SHARED_PASS and params.get("noise") is None
 
 
+#: The methods whose maps come from the input and its plain gradients (``SaliencyMap._map``): within one job they
+#: join a CAM family's pass, whose backward pass reaches the input after the layer (one forward pass fewer).
+INPUT_GRADIENT_PASS = ("saliency", "inputxgradient")
+
+
+def joins_pass(key: str, params: Params) -> bool:
+    """Whether the method ``key`` with ``params`` may join a CAM family's pass within a job as an input-gradient
+    member (one of :data:`INPUT_GRADIENT_PASS`, without ``noise``; the same ``score`` and ``precision``)."""
+    return canonical_name(key) in INPUT_GRADIENT_PASS and params.get("noise") is None
+
+
 def resolved_params(key: str, params: Params) -> dict[str, Any]:
     """Every parameter of the method ``key``: ``params`` over its defaults, ``normalize`` and ``precision``
     (the base class's) included, so that two ways of writing the same method compare equal."""
@@ -343,14 +354,23 @@ def family_signature(key: str, params: Params) -> tuple[Any, ...]:
 
 
 def shared_pass_groups(variants: Sequence[tuple[str, Params]]) -> list[list[int]]:
-    """Which of ``variants`` ((method key, parameters) each) share one pass: the indices of each group of two
-    or more that :func:`shares_pass` admits with equal :func:`family_signature`s, in the variants' order; a
-    variant in no group needs a pass of its own."""
+    """Which of ``variants`` ((method key, parameters) each) share one pass in one job: the indices of each group
+    of two or more, in the variants' order. The CAM variants that :func:`shares_pass` admits group by equal
+    :func:`family_signature`s; the input-gradient variants (:func:`joins_pass`) join the first CAM group of
+    their ``score`` and ``precision``, which then may hold a single CAM. A variant in no group needs a pass of
+    its own."""
     groups: dict[str, list[int]] = {}
     for index, (key, params) in enumerate(variants):
         if shares_pass(key, params):
             groups.setdefault(repr(family_signature(key, params)), []).append(index)
-    return [group for group in groups.values() if len(group) > 1]
+    for index, (key, params) in enumerate(variants):
+        if joins_pass(key, params):
+            full = resolved_params(key, params)
+            group = next((g for g in groups.values()
+                          if family_signature(*variants[g[0]])[1:] == (full["score"], full[PRECISION])), None)  # fmt: skip
+            if group is not None:
+                group.append(index)
+    return [sorted(group) for group in groups.values() if len(group) > 1]
 
 
 def passes_per_sample(key: str, params: Params, size: Sequence[int]) -> float:

@@ -13,6 +13,13 @@ and take no ``noise`` (a noisy member's statistic needs its own copies). Anythin
 refused with a ValueError naming the member and what differs. Each member keeps its own
 ``normalize``: :meth:`CAMFamily.explain` gives, per member, exactly what that member's
 own :meth:`~xaipipe.methods.base.Method.explain` gives, within float tolerance.
+
+Saliency and Input x Gradient (plain, without ``noise``) may join a family too: their maps come
+from the gradients at the input, which the same backward pass reaches after the layer's. A family
+with such members compiles one :class:`~xaipipe.autodiff.GuidedCAMGradients` without guided
+gates: one forward pass, the backward pass of the layer's gradients (through the head alone) and
+that of the input's, where each method alone would run its own forward pass (on ResNet50 the
+forward pass is about half of saliency's time).
 """
 
 from __future__ import annotations
@@ -22,17 +29,25 @@ from typing import Any
 
 import numpy as np
 
-from xaipipe.autodiff import ScoreGradients
+from xaipipe.autodiff import GuidedCAMGradients, ScoreGradients
 from xaipipe.maps import normalize_maps
-from xaipipe.methods.base import check_classes
+from xaipipe.methods.base import Method, check_classes
 from xaipipe.methods.cam import CAMMethod
+from xaipipe.methods.saliency import SaliencyMap
 
 
-def _difference(first: CAMMethod, other: CAMMethod) -> str | None:
+def _reads_input_gradients(member: Method) -> bool:
+    """Whether ``member``'s maps are a function of the input and its plain gradients (saliency, Input x Gradient)."""
+    return isinstance(member, SaliencyMap) and not member.guided
+
+
+def _difference(first: CAMMethod, other: Method) -> str | None:
     """What keeps ``other`` from sharing ``first``'s pass, or None."""
-    if not isinstance(other, CAMMethod) or not other.uses_gradients:
-        return f"{type(other).__name__} does not compute its maps from the layer's activations and gradients"
-    if type(other).cam_maps is not CAMMethod.cam_maps or type(other).upsample is not CAMMethod.upsample:
+    cam = not _reads_input_gradients(other)  # else its maps come from the input's gradients: any layer will do
+    if cam and (not isinstance(other, CAMMethod) or not other.uses_gradients):
+        return (f"{type(other).__name__} computes its maps neither from the layer's activations and gradients "
+                "nor from the input's plain gradients")  # fmt: skip
+    if cam and (type(other).cam_maps is not CAMMethod.cam_maps or type(other).upsample is not CAMMethod.upsample):
         return f"{type(other).__name__} computes its maps otherwise than ReLU(combine(A, g)), upsampled"
     if other.noise is not None:
         return "it takes 'noise' (its maps are a statistic over noisy copies, each with its own pass)"
@@ -40,8 +55,9 @@ def _difference(first: CAMMethod, other: CAMMethod) -> str | None:
         return f"its precision {other.precision!r} is not the first member's {first.precision!r}"
     if other.model is not first.model:
         return "its model is another object than the first member's (build the members with create_family)"
-    if len(other.layer_path) != len(first.layer_path) or any(
-        a is not b for a, b in zip(other.layer_path, first.layer_path, strict=True)
+    if cam and (
+        len(other.layer_path) != len(first.layer_path)
+        or any(a is not b for a, b in zip(other.layer_path, first.layer_path, strict=True))
     ):
         return f"its target layer {other.target_layer!r} is not the first member's {first.target_layer!r}"
     if other.score != first.score:
@@ -57,11 +73,11 @@ class CAMFamily:
     member, in the members' order, each normalized as that member's ``normalize`` says.
     """
 
-    def __init__(self, members: Sequence[CAMMethod]):
+    def __init__(self, members: Sequence[Method]):
         members = tuple(members)
-        if not members:
-            raise ValueError("CAMFamily needs at least one member")
-        first = members[0]
+        first = next((m for m in members if isinstance(m, CAMMethod)), None)
+        if first is None:
+            raise ValueError("CAMFamily needs at least one CAM method among its members (it shares a CAM's pass)")
         for index, member in enumerate(members):
             reason = _difference(first, member)
             if reason is not None:
@@ -73,18 +89,32 @@ class CAMFamily:
         self.model = first.model
         self.spatial_shape = first.spatial_shape
         self.n_classes = first.n_classes
-        self._gradients = ScoreGradients(first.model, first.layer_path, first.score, reduce=self._stacked_maps)
+        self._cams = [m for m in members if not _reads_input_gradients(m)]
+        self._upsample = first.upsample
+        if len(self._cams) == len(members):
+            self._gradients = ScoreGradients(first.model, first.layer_path, first.score, reduce=self._stacked_maps)
+        else:  # one forward pass, the layer's gradients and the input's
+            self._gradients = GuidedCAMGradients(
+                first.model, first.layer_path, first.score, reduce=self._stacked_maps, guided=False
+            )
 
-    def _stacked_maps(self, activations: Any, gradients: Any) -> Any:
-        """Every member's maps (B, M, T, *spatial), compiled with the gradients: each member's
+    def _stacked_maps(self, activations: Any, gradients: Any, inputs: Any = None, input_gradients: Any = None) -> Any:
+        """Every member's maps (B, M, T, *spatial), compiled with the gradients: each CAM member's
         ReLU(combine(A, g)) at the layer's resolution, then all upsampled in one call (the
-        upsampling is linear and the same for every member: ``CAMMethod.cam_maps``, one member at a time)."""
+        upsampling is linear and the same for every member: ``CAMMethod.cam_maps``, one member at a time);
+        each input-gradient member's map of ``inputs`` and ``input_gradients`` (``SaliencyMap._map``)."""
         from keras import ops
 
-        cams = ops.stack([ops.relu(member.combine(activations, gradients)) for member in self.members], axis=1)
-        batch, n_members, n_targets = -1, len(self.members), int(cams.shape[2])
-        upsampled = self.members[0].upsample(ops.reshape(cams, (batch, n_members * n_targets, *cams.shape[3:])))
-        return ops.reshape(upsampled, (batch, n_members, n_targets, *self.spatial_shape))
+        cams = ops.stack([ops.relu(member.combine(activations, gradients)) for member in self._cams], axis=1)
+        batch, n_cams, n_targets = -1, len(self._cams), int(cams.shape[2])
+        upsampled = self._upsample(ops.reshape(cams, (batch, n_cams * n_targets, *cams.shape[3:])))
+        upsampled = ops.reshape(upsampled, (batch, n_cams, n_targets, *self.spatial_shape))
+        if inputs is None:
+            return upsampled
+        cam_maps = iter(ops.unstack(upsampled, axis=1))
+        maps = [member._map(inputs, input_gradients) if _reads_input_gradients(member) else next(cam_maps)
+                for member in self.members]  # fmt: skip
+        return ops.stack(maps, axis=1)
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> list[np.ndarray]:
         """Each member's raw maps (B, T, *spatial) for inputs (B, ...) and classes (B, T), in the members' order."""
@@ -103,7 +133,7 @@ class CAMFamily:
         return results
 
 
-def create_family(model: Any, variants: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[CAMMethod], CAMFamily]:
+def create_family(model: Any, variants: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[Method], CAMFamily]:
     """The methods of ``variants`` ((method key, parameters) each) for ``model``, and their family.
 
     With a reduced ``precision`` the model is copied into it once (:func:`xaipipe.model.in_precision`)
