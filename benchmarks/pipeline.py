@@ -6,7 +6,8 @@ On N random 224x224 RGB PNG images and an untrained ResNet50 (3 classes) saved a
 ``.keras``, with Grad-CAM, Grad-CAM++ and saliency: (1) the in-process compute per
 image (model forward for the predictions plus the methods, batched, no I/O; the methods that
 share a pass from one pass as the workflow's jobs compute them: Grad-CAM and Grad-CAM++ with
-``heatmaps_jobs`` family, saliency with them with ``shard``, each alone with ``variant``), measured on a subset; (2) ``snakemake --cores 2`` on all N images (preprocessing,
+``heatmaps_jobs`` family, saliency with them with ``shard``, each alone with ``variant``), measured on a
+subset; (2) ``snakemake --cores 2`` on all N images (preprocessing,
 predictions, maps, overlays and report pages; the evaluation off), its wall time and the
 ratio to N times (1); (3) from Snakemake's ``benchmark:`` files, each stage's
 time per image and a job's time beyond its images' compute (its fixed cost, where

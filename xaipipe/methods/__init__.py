@@ -366,8 +366,8 @@ def shared_pass_groups(variants: Sequence[tuple[str, Params]]) -> list[list[int]
     for index, (key, params) in enumerate(variants):
         if joins_pass(key, params):
             full = resolved_params(key, params)
-            group = next((g for g in groups.values()
-                          if family_signature(*variants[g[0]])[1:] == (full["score"], full[PRECISION])), None)  # fmt: skip
+            wanted = (full["score"], full[PRECISION])  # a CAM group's signature is (layer, score, precision)
+            group = next((g for g in groups.values() if family_signature(*variants[g[0]])[1:] == wanted), None)
             if group is not None:
                 group.append(index)
     return [sorted(group) for group in groups.values() if len(group) > 1]
