@@ -482,9 +482,10 @@ _DATASETS = {
 }
 
 
-#: The deflate level of the raw maps of a heatmaps file (shuffled, one chunk per map). Measured on 192x192 and 64^3
-#: maps (benchmarks/storage.py): level 4 makes them 1-2 % smaller than level 1 for about 0.3 ms (2D) to 3 ms (3D)
-#: more per map; levels above 4 save under 1 % more at two to ten times the time; lzf is 15-20 % larger.
+#: The deflate level of the raw maps of a heatmaps file (shuffled, one chunk per map). Measured with zlib on
+#: 192x192 and 64^3 maps (benchmarks/storage.py): level 4 makes them 1-2 % smaller than level 1 for about 0.3 ms
+#: (2D) to 3 ms (3D) more per map; levels above 4 save under 1 % more at two to ten times the time; lzf is 15-20 %
+#: larger.
 RAW_GZIP_LEVEL = 4
 #: The raw maps' stored type: little-endian float32, the byte order in which :func:`_deflated_chunk` shuffles them.
 RAW_DTYPE = np.dtype("<f4")
@@ -564,9 +565,9 @@ def _deflated_chunk(raw_map: np.ndarray) -> bytes:
     the float32 values in a plane of its own), deflated in the zlib format that HDF5's gzip filter reads.
 
     Written directly (``write_direct_chunk``), every reader of HDF5 decompresses it as if HDF5 had compressed it,
-    but libdeflate at :data:`RAW_GZIP_LEVEL` compresses it 1.3-2x faster than the zlib behind HDF5's filter, into
-    as many bytes or fewer (benchmarks/storage.py): on a 64^3 map 11-16 ms against 18-25 ms, which is 3-5x the
-    time of computing a CAM there.
+    but libdeflate at :data:`RAW_GZIP_LEVEL` compresses it 1.4-2x faster than the zlib behind HDF5's filter, into
+    as many bytes or fewer (benchmarks/storage.py): a 64^3 map is written in 9-20 ms against 19-33 ms, where a
+    CAM on a small 3D CNN takes 5 ms to compute.
     """
     import deflate
 
