@@ -82,7 +82,8 @@ def test_random_csv_tables_work_or_name_the_file(header_extra, rows, bom, id_col
             _documented(error, path)
             return
     _check_sheet(sheet, classes)
-    assert sheet.ids == tuple(r[0].strip() for r in rows)  # in file order, stripped
+    # in file order, stripped; a row of no id and no cells is a blank line, which CSV skips (csv.DictReader, pandas)
+    assert sheet.ids == tuple(r[0].strip() for r in rows if r[0] or r[1])
 
 
 @FAST
