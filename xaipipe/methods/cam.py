@@ -12,7 +12,7 @@ from xaipipe.autodiff import ScoreGradients
 from xaipipe.layers import find_target_path, path_name
 from xaipipe.maps import resize_linear_ops
 from xaipipe.methods import defaults
-from xaipipe.methods.base import Method
+from xaipipe.methods.base import Method, upsample_to_input
 
 _DEFAULTS = defaults("gradcam")  # the layer and score defaults of every CAM method
 
@@ -20,7 +20,7 @@ _DEFAULTS = defaults("gradcam")  # the layer and score defaults of every CAM met
 class CAMMethod(Method):
     """Base of the CAM methods; a subclass states its channel weights, or how it combines activations and gradients.
 
-    map_c = ReLU(combine(A, g^c)), upsampled (bi/trilinearly) to the input size,
+    map_c = ReLU(combine(A, g^c)), upsampled (bi/trilinearly) to the input size (on the host),
     where A^k are the target layer's activation maps and g^c = dS^c/dA the gradients
     of the class score S^c. The default combination is the channel-weighted sum
     sum_k w_k^c A^k with the subclass's :meth:`channel_weights` (Grad-CAM, Grad-CAM++,
@@ -55,7 +55,7 @@ class CAMMethod(Method):
             ) from None
         self.layer = self.layer_path[-1]
         if self.uses_gradients:
-            self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.cam_maps)
+            self._gradients = ScoreGradients(model, self.layer_path, score, reduce=self.layer_maps)
 
     @property
     def target_layer(self) -> str:
@@ -81,11 +81,21 @@ class CAMMethod(Method):
         resized = resize_linear_ops(ops.reshape(cams, (-1, *cams.shape[2:])), self.spatial_shape)
         return ops.reshape(resized, (-1, n_targets, *self.spatial_shape))
 
-    def cam_maps(self, activations: Any, gradients: Any) -> Any:
-        """ReLU(combine(A, g)), upsampled to the input: compiled together with the gradients."""
+    def layer_maps(self, activations: Any, gradients: Any) -> Any:
+        """ReLU(combine(A, g)) (B, T, *s) at the layer's resolution: compiled together with the gradients."""
         from keras import ops
 
-        return self.upsample(ops.relu(self.combine(activations, gradients)))
+        return ops.relu(self.combine(activations, gradients))
+
+    def cam_maps(self, activations: Any, gradients: Any) -> Any:
+        """:meth:`layer_maps` upsampled to the input, in ``keras.ops`` (for a method that combines them there)."""
+        return self.upsample(self.layer_maps(activations, gradients))
+
+    def _input_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """The maps at the layer's resolution from the compiled pass, upsampled on the host (:func:`upsample_to_input`:
+        BLAS products, a quarter of the time TensorFlow's compiled ones take on a 64^3 map; and only the small maps
+        come back from an accelerator)."""
+        return upsample_to_input(np.asarray(self._gradients(inputs, classes), np.float32), self.spatial_shape)
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        return self.smoothed(self._gradients, inputs, classes)
+        return self.smoothed(self._input_maps, inputs, classes)

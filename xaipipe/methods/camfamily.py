@@ -2,10 +2,11 @@
 
 Grad-CAM, Grad-CAM++, HiResCAM, XGradCAM and LayerCAM (:class:`~xaipipe.methods.cam.CAMMethod`
 with gradients) all read the same two tensors, the target layer's activations A and the
-gradients g^c = dS^c/dA of the class score S^c. Each method's maps are ``cam_maps(A, g)``;
-a family compiles one :class:`~xaipipe.autodiff.ScoreGradients` whose ``reduce`` returns
-every member's ``cam_maps`` stacked, so asking for the five methods costs one forward pass
-and one backward pass to the layer, plus five cheap reductions, instead of five passes.
+gradients g^c = dS^c/dA of the class score S^c. Each method's maps are ``layer_maps(A, g)``
+upsampled to the input; a family compiles one :class:`~xaipipe.autodiff.ScoreGradients` whose
+``reduce`` returns every member's ``layer_maps`` stacked, and upsamples them all in one call on
+the host, so asking for the five methods costs one forward pass and one backward pass to the
+layer, plus five cheap reductions and upsamplings, instead of five passes.
 
 Members qualify when they share the model (the same object: with a reduced precision,
 the same copy, see :func:`create_family`), the target layer, the score and the precision,
@@ -31,7 +32,7 @@ import numpy as np
 
 from xaipipe.autodiff import GuidedCAMGradients, ScoreGradients
 from xaipipe.maps import normalize_maps
-from xaipipe.methods.base import Method, check_classes
+from xaipipe.methods.base import Method, check_classes, upsample_to_input
 from xaipipe.methods.cam import CAMMethod
 from xaipipe.methods.saliency import SaliencyMap
 
@@ -47,7 +48,8 @@ def _difference(first: CAMMethod, other: Method) -> str | None:
     if cam and (not isinstance(other, CAMMethod) or not other.uses_gradients):
         return (f"{type(other).__name__} computes its maps neither from the layer's activations and gradients "
                 "nor from the input's plain gradients")  # fmt: skip
-    if cam and (type(other).cam_maps is not CAMMethod.cam_maps or type(other).upsample is not CAMMethod.upsample):
+    if cam and any(getattr(type(other), name) is not getattr(CAMMethod, name)
+                   for name in ("layer_maps", "cam_maps", "upsample", "raw_maps", "_input_maps")):  # fmt: skip
         return f"{type(other).__name__} computes its maps otherwise than ReLU(combine(A, g)), upsampled"
     if other.noise is not None:
         return "it takes 'noise' (its maps are a statistic over noisy copies, each with its own pass)"
@@ -92,34 +94,43 @@ class CAMFamily:
         self._cams = [m for m in members if not _reads_input_gradients(m)]
         self._upsample = first.upsample
         if len(self._cams) == len(members):
-            self._gradients = ScoreGradients(first.model, first.layer_path, first.score, reduce=self._stacked_maps)
+            self._gradients = ScoreGradients(first.model, first.layer_path, first.score, reduce=self._layer_maps)
         else:  # one forward pass, the layer's gradients and the input's
             self._gradients = GuidedCAMGradients(
                 first.model, first.layer_path, first.score, reduce=self._stacked_maps, guided=False
             )
 
-    def _stacked_maps(self, activations: Any, gradients: Any, inputs: Any = None, input_gradients: Any = None) -> Any:
-        """Every member's maps (B, M, T, *spatial), compiled with the gradients: each CAM member's
-        ReLU(combine(A, g)) at the layer's resolution, then all upsampled in one call (the
-        upsampling is linear and the same for every member: ``CAMMethod.cam_maps``, one member at a time);
-        each input-gradient member's map of ``inputs`` and ``input_gradients`` (``SaliencyMap._map``)."""
+    def _layer_maps(self, activations: Any, gradients: Any) -> Any:
+        """Every member's ReLU(combine(A, g)) (M, B, T, *s) at the layer's resolution, compiled with the gradients
+        (:meth:`CAMMethod.layer_maps`, one member at a time); :meth:`raw_maps` upsamples them on the host, as each
+        member alone does."""
         from keras import ops
 
-        cams = ops.stack([ops.relu(member.combine(activations, gradients)) for member in self._cams], axis=1)
+        return ops.stack([member.layer_maps(activations, gradients) for member in self._cams], axis=0)
+
+    def _stacked_maps(self, activations: Any, gradients: Any, inputs: Any, input_gradients: Any) -> Any:
+        """Every member's maps (M, B, T, *spatial) where input-gradient members join, compiled with the gradients:
+        each CAM member's :meth:`CAMMethod.layer_maps`, all upsampled in one call (the upsampling is linear and the
+        same for every member: :meth:`CAMMethod.cam_maps`, one member at a time); each input-gradient member's map of
+        ``inputs`` and ``input_gradients`` (``SaliencyMap._map``)."""
+        from keras import ops
+
+        cams = ops.stack([member.layer_maps(activations, gradients) for member in self._cams], axis=1)
         batch, n_cams, n_targets = -1, len(self._cams), int(cams.shape[2])
         upsampled = self._upsample(ops.reshape(cams, (batch, n_cams * n_targets, *cams.shape[3:])))
-        upsampled = ops.reshape(upsampled, (batch, n_cams, n_targets, *self.spatial_shape))
-        if inputs is None:
-            return upsampled
-        cam_maps = iter(ops.unstack(upsampled, axis=1))
+        cam_maps = iter(ops.unstack(ops.reshape(upsampled, (batch, n_cams, n_targets, *self.spatial_shape)), axis=1))
         maps = [member._map(inputs, input_gradients) if _reads_input_gradients(member) else next(cam_maps)
                 for member in self.members]  # fmt: skip
-        return ops.stack(maps, axis=1)
+        return ops.stack(maps, axis=0)
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> list[np.ndarray]:
         """Each member's raw maps (B, T, *spatial) for inputs (B, ...) and classes (B, T), in the members' order."""
-        stacked = np.asarray(self._gradients(inputs, classes), np.float32)
-        return [stacked[:, m] for m in range(len(self.members))]
+        stacked = np.asarray(self._gradients(inputs, classes), np.float32)  # (M, B, T, ...)
+        if len(self._cams) == len(self.members):  # at the layer's resolution
+            n_members, batch = stacked.shape[:2]
+            flat = upsample_to_input(stacked.reshape(n_members * batch, *stacked.shape[2:]), self.spatial_shape)
+            stacked = flat.reshape(n_members, batch, *flat.shape[1:])
+        return list(stacked)  # each member's maps contiguous
 
     def explain(
         self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None

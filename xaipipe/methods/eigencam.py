@@ -10,7 +10,7 @@ columns are centred, A_c = A - mean over positions, and
 (computed from the top eigenvector of the smaller Gram matrix, A_c^T A_c or A_c A_c^T,
 the same vector up to its sign, cheaper to find),
 
-upsampled like Grad-CAM's. The SVD fixes v_1 only up to its sign; s = +1 or -1 is
+upsampled like Grad-CAM's (on the host). The SVD fixes v_1 only up to its sign; s = +1 or -1 is
 chosen so that the map correlates positively with the activations' channel sum
 sum_k A^k (a map that lit up where the layer is silent would otherwise be as likely
 as the right one; pytorch-grad-cam leaves the sign to the SVD). One forward pass,
@@ -29,6 +29,7 @@ import numpy as np
 
 from xaipipe.autodiff import LayerActivations
 from xaipipe.methods import defaults
+from xaipipe.methods.base import upsample_to_input
 from xaipipe.methods.cam import CAMMethod
 
 _DEFAULTS = defaults("eigencam")
@@ -43,7 +44,7 @@ class EigenCAM(CAMMethod):
         self._maps = LayerActivations(model, self.layer_path, score, reduce=self.eigen_maps)
 
     def eigen_maps(self, activations: Any) -> Any:
-        """Maps (B, 1, *input spatial shape) from activations (B, *s, K), in ``keras.ops``."""
+        """Maps (B, 1, *s) at the layer's resolution from activations (B, *s, K), in ``keras.ops``."""
         from keras import ops
 
         spatial = tuple(int(n) for n in activations.shape[1:-1])
@@ -65,8 +66,8 @@ class EigenCAM(CAMMethod):
         agreement = ops.sum(projection * (total - ops.mean(total, axis=1, keepdims=True)), axis=1, keepdims=True)
         sign = ops.where(agreement < 0.0, -1.0, 1.0)
         maps = ops.relu(sign * projection)
-        return self.upsample(ops.reshape(maps, (-1, 1, *spatial)))
+        return ops.reshape(maps, (-1, 1, *spatial))
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        maps = self._maps(inputs)  # (B, 1, *spatial)
+        maps = upsample_to_input(np.asarray(self._maps(inputs), np.float32), self.spatial_shape)  # (B, 1, *spatial)
         return np.repeat(maps, np.shape(classes)[1], axis=1)
