@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,11 @@ def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if maps.ndim != len(shape) + 1:
         raise ValueError(f"maps of shape {maps.shape} cannot be resized to {shape}")
     out = maps.astype(np.float32, copy=False)
+    with _one_blas_thread():
+        return _resized(out, shape)
+
+
+def _resized(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     for axis in sorted(range(1, out.ndim), key=lambda a: shape[a - 1] / max(out.shape[a], 1)):
         n_in, n_out = out.shape[axis], shape[axis - 1]
         if n_in == n_out:
@@ -32,6 +38,20 @@ def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             resized = np.matmul(matrix, out.reshape(before, n_in, after))
         out = resized.reshape(*out.shape[:axis], n_out, *out.shape[axis + 1 :])
     return out
+
+
+@functools.cache
+def _blas_threads() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """A context in which numpy's BLAS runs on one thread. Its worker threads spin for a while after each call,
+    which on a few cores takes them from the model's own threads (TensorFlow's, in the same or another process):
+    with them the 3D CNN's forward pass right after an upsampling took 1.5x as long."""
+    return _blas_threads().limit(limits=1, user_api="blas")
 
 
 def _linear_sources(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
