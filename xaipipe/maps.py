@@ -16,7 +16,8 @@ def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     Pixel centres are aligned as in OpenCV's INTER_LINEAR and ``tf.image.resize``
     (half-pixel offsets), for 2D and 3D maps alike. Each axis is one matrix product with its
     :func:`interpolation_matrix` (BLAS; the shrinking axes first, so the products that enlarge
-    come last, on the least data): a 64^3 map from an 8^3 CAM in about 0.08 ms on one core.
+    come last, on the least data), on one thread (:func:`_one_blas_thread`): a 64^3 map from an 8^3 CAM in
+    0.1-0.2 ms, against 0.3 ms for the same products compiled in TensorFlow (:func:`resize_linear_ops`).
     """
     if maps.ndim != len(shape) + 1:
         raise ValueError(f"maps of shape {maps.shape} cannot be resized to {shape}")

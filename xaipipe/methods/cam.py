@@ -93,8 +93,8 @@ class CAMMethod(Method):
 
     def _input_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """The maps at the layer's resolution from the compiled pass, upsampled on the host (:func:`upsample_to_input`:
-        BLAS products, a quarter of the time TensorFlow's compiled ones take on a 64^3 map; and only the small maps
-        come back from an accelerator)."""
+        on a 64^3 map 0.6x the time of the same products compiled in TensorFlow; and only the small maps come back
+        from an accelerator)."""
         return upsample_to_input(np.asarray(self._gradients(inputs, classes), np.float32), self.spatial_shape)
 
     def raw_maps(self, inputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
