@@ -317,7 +317,7 @@ def noise_settings(key: str, noise: Mapping[str, Any] | None) -> dict[str, Any] 
     return {**NOISE, **(default or {}), **noise}
 
 
-#: The methods whose maps come from the target layer's activations and gradients alone (``cam_maps``), so that
+#: The methods whose maps come from the target layer's activations and gradients alone (``layer_maps``), so that
 #: several of them share one forward and backward pass (:class:`xaipipe.methods.camfamily.CAMFamily`).
 SHARED_PASS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
 
