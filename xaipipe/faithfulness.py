@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xaipipe.maps import matrix_along_axis
+
 if TYPE_CHECKING:  # the checks below run where the workflow parses its config, which must not pay Keras's import
     import keras
 
@@ -223,14 +225,7 @@ def gaussian_blur(image: np.ndarray, sigmas: Sequence[float] | None = None) -> n
     for axis, (extent, sigma) in enumerate(zip(spatial, sigmas)):
         if sigma <= 0:
             continue
-        matrix = _blur_matrix(extent, sigma)
-        # (before, extent, after) in place of moving the axis: batched matrix products on contiguous blocks
-        before, after = math.prod(image.shape[:axis]), math.prod(image.shape[axis + 1 :])
-        blocks = np.ascontiguousarray(out).reshape(before, extent, after)
-        if after == 1:  # the last axis of one channel: one (before, extent) @ matrix.T product
-            out = (blocks[..., 0] @ matrix.T).reshape(image.shape)
-        else:
-            out = np.matmul(matrix, blocks).reshape(image.shape)
+        out = matrix_along_axis(out, axis, _blur_matrix(extent, sigma))
     return out
 
 

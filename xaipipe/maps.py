@@ -31,14 +31,20 @@ def _resized(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         n_in, n_out = out.shape[axis], shape[axis - 1]
         if n_in == n_out:
             continue
-        matrix = _interpolation_matrix(n_in, n_out)
-        before, after = int(np.prod(out.shape[:axis])), int(np.prod(out.shape[axis + 1 :]))
-        if after == 1:  # the last axis: one product of all rows with the matrix
-            resized = out.reshape(before, n_in) @ matrix.T
-        else:  # (n_out, n_in) @ (before, n_in, after): one product per leading index
-            resized = np.matmul(matrix, out.reshape(before, n_in, after))
-        out = resized.reshape(*out.shape[:axis], n_out, *out.shape[axis + 1 :])
+        out = matrix_along_axis(out, axis, _interpolation_matrix(n_in, n_out))
     return out
+
+
+def matrix_along_axis(array: np.ndarray, axis: int, matrix: np.ndarray) -> np.ndarray:
+    """``array`` with each 1D line along ``axis`` (n_in values) replaced by ``matrix`` (n_out, n_in) times it:
+    batched matrix products on (before, n_in, after) blocks, no axis moved (a separable resize or blur)."""
+    n_out, n_in = matrix.shape
+    before, after = int(np.prod(array.shape[:axis])), int(np.prod(array.shape[axis + 1 :]))
+    if after == 1:  # the last axis: one product of all rows with the matrix
+        product = array.reshape(before, n_in) @ matrix.T
+    else:  # (n_out, n_in) @ (before, n_in, after): one product per leading index
+        product = np.matmul(matrix, array.reshape(before, n_in, after))
+    return product.reshape(*array.shape[:axis], n_out, *array.shape[axis + 1 :])
 
 
 @functools.cache
