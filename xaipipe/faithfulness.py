@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xaipipe.maps import matrix_along_axis
+from xaipipe.maps import matrix_along_axis, one_blas_thread
 
 if TYPE_CHECKING:  # the checks below run where the workflow parses its config, which must not pay Keras's import
     import keras
@@ -233,8 +233,9 @@ def replacement_images(inputs: np.ndarray, replacement: str | float) -> np.ndarr
     """The replacement (B, *spatial, C) of each input: blurred, its per-channel mean, or a constant."""
     replacement = check_replacement(replacement)
     inputs = np.asarray(inputs, np.float64)
-    if replacement == "blur":
-        return np.stack([gaussian_blur(image) for image in inputs])
+    if replacement == "blur":  # BLAS products beside the model: on one thread (maps.one_blas_thread)
+        with one_blas_thread():
+            return np.stack([gaussian_blur(image) for image in inputs])
     if replacement == "mean":
         spatial_axes = tuple(range(1, inputs.ndim - 1))
         return np.broadcast_to(inputs.mean(axis=spatial_axes, keepdims=True), inputs.shape).copy()

@@ -16,13 +16,13 @@ def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     Pixel centres are aligned as in OpenCV's INTER_LINEAR and ``tf.image.resize``
     (half-pixel offsets), for 2D and 3D maps alike. Each axis is one matrix product with its
     :func:`interpolation_matrix` (BLAS; the shrinking axes first, so the products that enlarge
-    come last, on the least data), on one thread (:func:`_one_blas_thread`): a 64^3 map from an 8^3 CAM in
+    come last, on the least data), on one thread (:func:`one_blas_thread`): a 64^3 map from an 8^3 CAM in
     0.1-0.2 ms, against 0.3 ms for the same products compiled in TensorFlow (:func:`resize_linear_ops`).
     """
     if maps.ndim != len(shape) + 1:
         raise ValueError(f"maps of shape {maps.shape} cannot be resized to {shape}")
     out = maps.astype(np.float32, copy=False)
-    with _one_blas_thread():
+    with one_blas_thread():
         return _resized(out, shape)
 
 
@@ -54,7 +54,7 @@ def _blas_threads() -> Any:
     return ThreadpoolController()
 
 
-def _one_blas_thread() -> Any:
+def one_blas_thread() -> Any:
     """A context in which numpy's BLAS runs on one thread. Its worker threads spin for a while after each call,
     which on a few cores takes them from the model's own threads (TensorFlow's, in the same or another process):
     with them the 3D CNN's forward pass right after an upsampling took 1.5x as long."""
