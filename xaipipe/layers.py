@@ -56,20 +56,42 @@ def path_name(path: Path) -> str:
     return "/".join(layer.name for layer in path)
 
 
+def _spatial_size(layer: keras.layers.Layer) -> tuple[int | None, ...]:
+    return tuple(layer.output.shape[1:-1])
+
+
+def _has_extent(layer: keras.layers.Layer) -> bool:
+    """Whether the layer's output has more than one position (a map at a 1x1 layer is one value: constant)."""
+    return any(n is None or n > 1 for n in _spatial_size(layer))
+
+
+def _default_path(layers: list[keras.layers.Layer], rank: int, prefix: Path = ()) -> Path | None:
+    """The last layer in graph order whose output has ``rank`` and more than one position: a layer of ``layers``,
+    or, where one of them is a sub-model without such an output (a classifier wrapped behind a preprocessing
+    layer), the default inside it."""
+    found = None
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if _output_rank(layer) == rank and _has_extent(layer):
+            found = (*prefix, layer)
+        elif submodel_graph(layer) is not None:
+            found = _default_path(sublayers(layer), rank, (*prefix, layer)) or found
+    return found
+
+
 def find_target_path(model: keras.Model, name: str | None = None) -> Path:
     """The path of :func:`find_target_layer`'s layer: the sub-models that hold it, then the layer."""
     rank = len(model.inputs[0].shape)
-    top_level = [
-        layer
-        for layer in model.layers
-        if not isinstance(layer, keras.layers.InputLayer) and _output_rank(layer) == rank
-    ]
-    if name is None:
-        if not top_level:
-            raise ValueError(f"model {model.name!r} has no layer with a {rank}D output to explain")
-        return (top_level[-1],)
     paths = list(_walk(model.layers))
-    candidates = [path_name(p) for p in paths if _output_rank(p[-1]) == rank]
+    candidates = [path_name(p) for p in paths if _output_rank(p[-1]) == rank and _has_extent(p[-1])]
+    if name is None:
+        path = _default_path(model.layers, rank)
+        if path is None:
+            raise ValueError(
+                f"model {model.name!r} has no layer with a {rank}D output of more than one position to explain"
+            )
+        return path
     matches = [p for p in paths if path_name(p) == name] or [p for p in paths if p[-1].name == name]
     if not matches:
         raise ValueError(
@@ -80,15 +102,23 @@ def find_target_path(model: keras.Model, name: str | None = None) -> Path:
         raise ValueError(
             f"layer {name!r} of model {model.name!r} has no {rank}D output; layers that do: {candidates}"
         )
+    if not _has_extent(path[-1]):
+        size = "x".join(str(n) for n in _spatial_size(path[-1]))
+        raise ValueError(
+            f"layer {name!r} of model {model.name!r} has a {size} output: its map would be one value, the same "
+            f"everywhere; choose a layer with a spatial extent: {candidates}"
+        )
     return path
 
 
 def find_target_layer(model: keras.Model, name: str | None = None) -> keras.layers.Layer:
-    """The layer named ``name``, or else the last layer whose output has the input's rank.
+    """The layer named ``name``, or else the last layer whose output has the input's rank and more than one
+    position, looking into a sub-model whose own output has not (:func:`_default_path`).
 
-    For 2D images (N, H, W, C) that is the last layer with a 4D output; for
-    volumes (N, D, H, W, C) the last with a 5D output. ``name`` may be a plain
-    layer name, found in nested sub-models too, or a path such as
-    ``inner_model/conv`` for the layer ``conv`` of the sub-model ``inner_model``.
+    For 2D images (N, H, W, C) that is the last layer with a 4D output larger than 1x1 (not the 1x1
+    convolution of a MobileNet's head); for volumes (N, D, H, W, C) the last with such a 5D output.
+    ``name`` may be a plain layer name, found in nested sub-models too, or a path such as
+    ``inner_model/conv`` for the layer ``conv`` of the sub-model ``inner_model``; a layer of one position
+    is refused, its map would be constant.
     """
     return find_target_path(model, name)[-1]

@@ -362,6 +362,13 @@ def check_supported(model) -> None:
     """ValueError saying what is supported unless ``model`` is: one input of fixed spatial size, channels last,
     one output of shape (batch, classes). The predictions and heatmaps stages and every method check it."""
     name = getattr(model, "name", "model")
+    if getattr(model, "inputs", None) is None:  # a subclassed keras.Model: no graph of layers to read
+        raise ValueError(
+            f"model {name!r} ({type(model).__name__}) is a subclassed keras.Model, which has no graph of layers "
+            f"to explain; {SUPPORTED}. Build it as a functional model, keras.Model(inputs, outputs), which the CAM "
+            "methods need (they read a layer inside); wrapped as inputs = keras.Input((H, W, C)); "
+            "keras.Model(inputs, subclassed(inputs)) it serves the gradient and perturbation methods"
+        )
     inputs, outputs = list(model.inputs), list(model.outputs)
     if len(inputs) != 1:
         names = [getattr(t, "name", "?") for t in inputs]

@@ -33,16 +33,17 @@ def make_guided_gate(switch: GuidedSwitch) -> Callable[[tf.Tensor], tf.Tensor]:
 
 
 def _taped_scores(
-    forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor, watch_input: bool, persistent: bool
+    forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor, persistent: bool
 ) -> tuple[tf.GradientTape, Any, Any, list]:
     """(the tape, source, scores, the T target scores: each the sum over the batch of the score ``classes`` picks).
 
-    ``watch_input`` where a gradient with respect to the input will be taken (a
-    tape watches variables, not inputs); ``persistent`` for more than one gradient.
+    The tape watches the input, not only the variables, so that a gradient can be taken with respect
+    to the input or to a layer whose output no variable precedes (a Rescaling layer right after the
+    input: unwatched, its output is no source the tape knows, and its gradient None); in a traced graph
+    this computes nothing more. ``persistent`` for more than one gradient.
     """
     with tf.GradientTape(persistent=persistent) as tape:
-        if watch_input:
-            tape.watch(x)
+        tape.watch(x)
         source, scores = forward.capture(x)
         picked = tf.gather(scores, classes, batch_dims=1)
         targets = [tf.reduce_sum(picked[:, t]) for t in range(n_targets)]
@@ -57,7 +58,7 @@ def _stacked_gradients(tape: tf.GradientTape, targets: list, wrt: tf.Tensor) -> 
 def _gradients(forward: Forward, n_targets: int, x: tf.Tensor, classes: tf.Tensor) -> tuple[Any, Any, Any]:
     """(source, gradients (B, T, ...) of the class scores picked by ``classes`` with respect to it, scores)."""
     tape, source, scores, targets = _taped_scores(
-        forward, n_targets, x, classes, watch_input=not forward.target, persistent=n_targets > 1
+        forward, n_targets, x, classes, persistent=n_targets > 1
     )
     grads = _stacked_gradients(tape, targets, source)
     del tape
@@ -114,7 +115,7 @@ def guided_cam_function(
     """One persistent tape, watching the input, read twice: plainly at the layer, guided at the input."""
 
     def gradients(x: tf.Tensor, classes: tf.Tensor) -> Any:
-        tape, source, _, targets = _taped_scores(forward, n_targets, x, classes, watch_input=True, persistent=True)
+        tape, source, _, targets = _taped_scores(forward, n_targets, x, classes, persistent=True)
         switch.guided = False
         plain = _stacked_gradients(tape, targets, source)
         switch.guided = True

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from xaipipe.maps import SIGNED, normalize_maps, resize_linear
+from xaipipe.maps import SIGNED, normalize_maps, one_blas_thread, resize_linear
 from xaipipe.methods import (
     DEFAULT_PRECISION,
     DEFAULT_SCORE,
@@ -171,9 +171,10 @@ class Method(metaclass=_MethodType):
         """(raw, normalized) maps, each (B, T, *spatial), for inputs (B, ...) and classes (B, T);
         normalized as ``normalize`` says (in [0, 1], or [-1, 1] where ``signed``).
 
-        Every class must be an integer in 0 .. n_classes - 1; otherwise a ValueError
-        names the sample (its id from ``ids``, else its row in the batch).
+        The inputs must be a batch of the model's input shape, of finite values, and every class an integer in
+        0 .. n_classes - 1; otherwise a ValueError names the sample (its id from ``ids``, else its row in the batch).
         """
+        inputs = check_inputs(inputs, self.input_shape, ids)
         classes = check_classes(classes, len(inputs), self.n_classes, ids)
         raw = self.raw_maps(inputs, classes)
         normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape), self.normalize).reshape(raw.shape)
@@ -182,6 +183,32 @@ class Method(metaclass=_MethodType):
 
 def _sample_name(row: int, ids: Sequence[str] | None) -> str:
     return repr(str(ids[row])) if ids is not None else f"#{row}"
+
+
+def check_inputs(inputs: Any, input_shape: tuple[int, ...], ids: Sequence[str] | None = None) -> np.ndarray:
+    """``inputs`` as an array when they are a batch (B, *input_shape) of finite numbers; a ValueError otherwise,
+    naming the first sample with NaN or infinite values: a model's ReLUs can turn NaN into zeros, and
+    its maps would then look like any other's (TensorFlow's compiled ReLU does)."""
+    inputs = np.asarray(inputs)
+    if inputs.shape[1:] != tuple(input_shape):
+        expected = ", ".join(str(n) for n in input_shape)
+        hint = "; one sample without its batch axis: pass inputs[None]" if inputs.shape == tuple(input_shape) else ""
+        raise ValueError(
+            f"inputs must be a batch (batch, {expected}) for the model's input, got shape {inputs.shape}{hint}"
+        )
+    if inputs.dtype == bool or not np.issubdtype(inputs.dtype, np.number):
+        raise ValueError(f"inputs must be numbers, got dtype {inputs.dtype}")
+    if inputs.dtype.kind in "fc" and inputs.size:
+        flat = inputs.reshape(len(inputs), -1)
+        with one_blas_thread():  # 0 * v is NaN for NaN and infinite v only: one pass, and no sum to overflow
+            finite = np.isfinite(flat @ np.zeros(flat.shape[1], flat.dtype))
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise ValueError(
+                f"sample {_sample_name(row, ids)}: its input holds NaN or infinite values; check the image file "
+                "and its preprocessing"
+            )
+    return inputs
 
 
 def check_classes(classes: Any, n_inputs: int, n_classes: int, ids: Sequence[str] | None = None) -> np.ndarray:

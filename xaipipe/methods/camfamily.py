@@ -32,7 +32,7 @@ import numpy as np
 
 from xaipipe.autodiff import GuidedCAMGradients, ScoreGradients
 from xaipipe.maps import normalize_maps
-from xaipipe.methods.base import Method, check_classes, upsample_to_input
+from xaipipe.methods.base import Method, check_classes, check_inputs, upsample_to_input
 from xaipipe.methods.cam import CAMMethod
 from xaipipe.methods.saliency import SaliencyMap
 
@@ -89,6 +89,7 @@ class CAMFamily:
                 )
         self.members = members
         self.model = first.model
+        self.input_shape = first.input_shape
         self.spatial_shape = first.spatial_shape
         self.n_classes = first.n_classes
         self._cams = [m for m in members if not _reads_input_gradients(m)]
@@ -136,6 +137,7 @@ class CAMFamily:
         self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each member's (raw, normalized) maps (B, T, *spatial), as its own ``explain`` gives them."""
+        inputs = check_inputs(inputs, self.input_shape, ids)
         classes = check_classes(classes, len(inputs), self.n_classes, ids)
         results = []
         for member, raw in zip(self.members, self.raw_maps(inputs, classes), strict=True):
