@@ -59,3 +59,31 @@ def test_configured_classes_order_the_class_subfolders(tmp_path):
     assert sheet.class_names == ("c", "b", "a") and sheet.labels == (2, 0)
     with pytest.raises(ValueError, match=r"subfolder 'c'.*not one of the classes.*a, b"):
         discover_folder(tmp_path, classes=["a", "b"])
+
+
+def test_other_files_beside_the_class_folders_leave_them_classes(tmp_path):
+    # a README or the labels' table at the top of the folder turned the class folders off, silently: no labels
+    _touch_images(tmp_path, ["red/1.png", "blue/2.png", "blue/3.png"])
+    (tmp_path / "README.txt").write_text("my study")
+    (tmp_path / "labels.csv").write_text("id,label\n")
+    sheet = discover_folder(tmp_path)
+    assert sheet.class_names == ("blue", "red") and sheet.labels == (0, 0, 1)
+
+
+def test_images_both_in_class_folders_and_beside_them_ask_what_is_meant(tmp_path):
+    _touch_images(tmp_path, ["red/1.png", "blue/2.png", "stray.png"])
+    with pytest.raises(ValueError, match=r"both images in subfolders \(blue, red\) and images beside them "
+                                         r"\(stray.png\): set data.class_subfolders to true .* or to false"):
+        discover_folder(tmp_path)
+    assert discover_folder(tmp_path, class_subfolders=False).ids == ("blue/2.png", "red/1.png", "stray.png")
+    # subfolders that hold no images are no classes to ask about
+    (tmp_path / "red/1.png").unlink()
+    (tmp_path / "blue/2.png").unlink()
+    assert discover_folder(tmp_path).ids == ("stray.png",)
+
+
+def test_a_plain_folder_keeps_the_configured_classes_to_name_and_count_the_outputs(tmp_path):
+    # they were dropped: the predictions' columns were p_0, p_1 and a model with 3 outputs passed the check
+    _touch_images(tmp_path, ["x.png", "y.png"])
+    sheet = discover_folder(tmp_path, classes=["red", "blue"])
+    assert sheet.class_names == ("red", "blue") and sheet.labels is None

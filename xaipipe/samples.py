@@ -104,9 +104,11 @@ def discover_folder(
 
     With ``class_subfolders`` true, every top-level subfolder is a class and its
     images are labelled with it; ``"auto"`` chooses this when ``root`` holds only
-    subfolders and none of them holds DICOM files itself. The class index is the
+    subfolders (and files that are no samples) and none of them holds DICOM files itself; images both in
+    subfolders and beside them are an error there, which asks for true or false. The class index is the
     subfolder's position in ``classes`` (the model's output order; a subfolder not
-    among them is an error), or without ``classes`` in the sorted subfolder names.
+    among them is an error), or without ``classes`` in the sorted subfolder names. Without class
+    subfolders the samples have no labels, and ``classes`` names the model's outputs.
 
     DICOM files are those named ``.dcm`` and others that start with the DICOM preamble
     (scanners often write names without extension). With ``series_folders`` (volumes
@@ -118,22 +120,25 @@ def discover_folder(
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
     series = _series_folders(root) if series_folders else []
-    if class_subfolders == "auto":
-        entries = [e for e in root.iterdir() if not e.name.startswith(".")]
+    if class_subfolders == "auto":  # other files beside the class folders (a README, the labels' table) aside
+        entries = [e for e in root.iterdir() if not e.name.startswith(".") and (e.is_dir() or _is_sample_file(e))]
         class_subfolders = bool(entries) and all(e.is_dir() and e not in series for e in entries)
-    found = [
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and not p.name.startswith(".")
-        and (has_sample_extension(p.name) or is_dicom_file(p))
-        and not (p.parent in series and is_dicom_file(p))
-    ]
+        loose = sorted(e.name for e in entries if not e.is_dir())
+        folders = [] if not loose or series_folders else [
+            e for e in entries if e.is_dir() and e not in series and any(map(_is_sample_file, e.rglob("*")))
+        ]  # fmt: skip
+        if folders:
+            raise ValueError(
+                f"{root} holds both images in subfolders ({', '.join(sorted(e.name for e in folders)[:3])}) and "
+                f"images beside them ({', '.join(loose[:3])}): set data.class_subfolders to true (the subfolders "
+                "are the classes; move the loose images into theirs) or to false (no labels from folders)"
+            )
+    found = [p for p in root.rglob("*") if _is_sample_file(p) and not (p.parent in series and is_dicom_file(p))]
     ids = sorted([p.relative_to(root).as_posix() for p in found] + [p.relative_to(root).as_posix() for p in series])
     if not ids:
         raise ValueError(f"no images or volumes ({', '.join(SAMPLE_EXTENSIONS)}) found under {root}")
-    if not class_subfolders:
-        return SampleSheet(tuple(ids))
+    if not class_subfolders:  # no labels; the configured classes still name (and count) the model's outputs
+        return SampleSheet(tuple(ids), None, tuple(classes) or None)
     loose = [i for i in ids if "/" not in i]
     if loose:
         raise ValueError(f"{root}: images outside a class subfolder: {loose[:3]}")
@@ -161,6 +166,10 @@ def shard_slice(shard: str | int, shard_size: int) -> slice:
     """The positions in the sample sheet that belong to ``shard``."""
     k = int(shard)
     return slice(k * shard_size, (k + 1) * shard_size)
+
+
+def _is_sample_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and (has_sample_extension(path.name) or is_dicom_file(path))
 
 
 def has_sample_extension(name: str) -> bool:
