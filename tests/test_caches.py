@@ -170,3 +170,37 @@ def test_data_paths_are_the_demos_or_required():
         resolve_data_paths(config(False, model="m.keras"))
     with pytest.raises(ValueError, match="config key model.path: not set"):
         resolve_data_paths(config(False, images="images"))
+
+
+def test_a_sample_file_replaced_with_its_date_kept_removes_its_shard_and_only_that(tmp_path, monkeypatch):
+    from xaipipe.stages import preprocess_shard
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(images / name), rng.integers(0, 256, (8, 8), dtype=np.uint8))
+    pre = Preprocessing(size=(8, 8), channels=1)
+    shards = [tmp_path / "shard-0.h5", tmp_path / "shard-1.h5"]
+    preprocess_shard([images / "a.png", images / "b.png"], ["a.png", "b.png"], None, None, pre, shards[0])
+    preprocess_shard([images / "c.png"], ["c.png"], None, None, pre, shards[1])
+    with h5store.PreprocessedShard.open(shards[0]) as f:  # the record: the files' sha256, as sha256sum computes it
+        assert f.source_sha256 == [hashlib.sha256((images / n).read_bytes()).hexdigest() for n in ("a.png", "b.png")]
+
+    def check():
+        return caches.forget_changed_sources(shards, lambda i: str(images / i), caches.StatCache(tmp_path / "st.json"))
+
+    assert check() == [] and all(s.exists() for s in shards)  # nothing changed: each file hashed once, recorded
+    hashed = []
+    monkeypatch.setattr(caches, "content_sha256", lambda p: hashed.append(p) or hashlib.sha256(b"").hexdigest())
+    assert check() == [] and hashed == []  # a file whose size, dates and inode did not move is not read again
+    monkeypatch.undo()
+    os.utime(images / "c.png", ns=(10**18, 10**18))  # touched, the same content: hashed again, nothing removed
+    assert check() == [] and shards[1].exists()
+    # a and b swapped by mv, each keeping its modification time (a mislabelled pair put right)
+    os.replace(images / "a.png", tmp_path / "swap.png")
+    os.replace(images / "b.png", images / "a.png")
+    os.replace(tmp_path / "swap.png", images / "b.png")
+    (message,) = check()
+    assert not shards[0].exists() and shards[1].exists()
+    assert "2 sample file(s) of" in message and "('a.png', 'b.png'; whatever their dates)" in message

@@ -148,6 +148,29 @@ def test_a_replaced_model_reruns_its_predictions_and_maps_even_when_older(study)
     assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
 
 
+def test_sample_files_swapped_with_their_dates_kept_are_explained_again(study):
+    # mv keeps a file's date: the shard's preprocessing, predictions and maps were those of the old content
+    workdir, _, _ = study
+    results = workdir / "results"
+    config = user_config(workdir)
+    snakemake_ok(workdir, config)  # up to date, whatever the tests before changed
+    before = h5store.read_predictions(results / "predictions/shard-00001.h5")
+    probabilities = dict(zip(before.ids, before.probabilities, strict=True))
+    a, b = workdir / "study/other/a.png", workdir / "study/other/b.png"
+    os.replace(a, workdir / "swap.png")
+    os.replace(b, a)
+    os.replace(workdir / "swap.png", b)
+    rerun = snakemake_ok(workdir, config)
+    assert "results/preprocessed/shard-00001.h5 hold other content" in rerun.stderr
+    after = h5store.read_predictions(results / "predictions/shard-00001.h5")
+    assert after.ids == ["other/a.png", "other/b.png"]
+    # each sample's prediction is now that of the content it holds: the other's before
+    np.testing.assert_allclose(after.probabilities[0], probabilities["other/b.png"], rtol=1e-6)
+    np.testing.assert_allclose(after.probabilities[1], probabilities["other/a.png"], rtol=1e-6)
+    assert not np.allclose(after.probabilities[0], after.probabilities[1])
+    assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
+
+
 def test_a_changed_preprocessing_reruns_the_preprocessing(study):
     workdir, _, _ = study
     results = workdir / "results"

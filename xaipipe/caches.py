@@ -8,20 +8,122 @@ Snakemake decides reruns by modification times; two things it cannot see are cau
   so its rule writes it again and everything that depends on the model reruns;
 - a damaged HDF5 cache (truncated, emptied, of another schema): it is moved aside to
   ``<name>.damaged``, so exactly that file is rebuilt, and what depends on it, instead of
-  a job failing on it (and failing again on every rerun).
+  a job failing on it (and failing again on every rerun);
+- a sample file replaced by another one with an older date (``mv``, ``cp -p``, ``rsync -a``,
+  a backup unzipped): each preprocessed shard records its samples' content hashes
+  (``source_sha256``); where a sample's content no longer matches, the shard is removed,
+  so it is preprocessed again and everything that depends on it reruns. A file is hashed
+  again only where its size, modification time, inode or change time moved since it was
+  last hashed (:class:`StatCache`), so a run's start costs one ``stat`` per sample.
 
 Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from xaipipe import h5store
 from xaipipe.atomic import write_bytes_atomic
 from xaipipe.model import sha256_file
+
+#: Where a run keeps the stat of every sample file it hashed, beside Snakemake's own records (a cache: without it
+#: the files are hashed again).
+STAT_CACHE = ".snakemake/xaipipe/source-stats.json"
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a sample's content: of its file, or for a folder (a DICOM series) of its files' names and
+    hashes, in sorted order (hidden files left out)."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for member in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(f"{member.relative_to(path).as_posix()}\0{sha256_file(member)}\n".encode())
+    return digest.hexdigest()
+
+
+def _stat_key(path: str | os.PathLike) -> list[int] | None:
+    """What changes when a file is replaced or written: size, modification and change time, inode (of every file
+    of a folder); None where the path is gone."""
+    try:
+        paths = [Path(path)] if not os.path.isdir(path) else sorted(p for p in Path(path).rglob("*") if p.is_file())
+        key = []
+        for p in paths:
+            st = os.stat(p)
+            key += [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        return key
+    except OSError:
+        return None
+
+
+class StatCache:
+    """path -> (stat key, sha256) of the sample files hashed before, so that an unchanged file is not read again."""
+
+    def __init__(self, path: str | os.PathLike = STAT_CACHE):
+        self.path = Path(path)
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.changed = False
+
+    def sha256(self, path: str) -> str | None:
+        """The content hash of ``path`` (None where it is gone), hashed only where its stat moved."""
+        key = _stat_key(path)
+        if key is None:
+            return None
+        entry = self.entries.get(path)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        digest = content_sha256(path)
+        self.entries[path] = [key, digest]
+        self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if self.changed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(self.path, json.dumps(self.entries).encode())
+
+
+def forget_changed_sources(
+    shards: list[str | os.PathLike], sample_file: Callable[[str], str], stats: StatCache
+) -> list[str]:
+    """Remove every preprocessed shard of ``shards`` whose samples' content differs from what it recorded
+    (``source_sha256``); one message for each, naming the samples. ``sample_file``: a sample id's path.
+    Shards written before the record existed, or whose samples are not there, are left to their rules."""
+    messages = []
+    for shard_path in shards:
+        if not os.path.exists(shard_path):
+            continue
+        try:
+            with h5store.PreprocessedShard.open(shard_path) as shard:
+                ids, recorded = shard.ids, shard.source_sha256
+        except (OSError, ValueError, KeyError):
+            continue
+        if recorded is None:
+            continue
+        changed = []
+        for sample_id, digest in zip(ids, recorded, strict=True):
+            current = stats.sha256(sample_file(sample_id))
+            if current is not None and current != digest:
+                changed.append(sample_id)
+        if changed:
+            os.unlink(shard_path)
+            names = ", ".join(repr(i) for i in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            messages.append(
+                f"{len(changed)} sample file(s) of {shard_path} hold other content than when it was preprocessed "
+                f"({names}; whatever their dates): its preprocessing, predictions, heatmaps and overlays are "
+                "computed again"
+            )
+    stats.save()
+    return messages
 
 
 def write_model_checksum(model_path: str | os.PathLike, out_path: str | os.PathLike) -> None:

@@ -213,7 +213,8 @@ def read_issues(f: h5py.File) -> list[Issue]:
 #
 # ids (str, n), labels (int32, n), inputs (float32, (n, *input_shape), one chunk per
 # sample), spacing (float64, (n, spatial_dims)), origin (float64, (n, spatial_dims)),
-# direction (float64, (n, spatial_dims**2)), overlay_images/<row:06d> (uint8, gzip 1);
+# direction (float64, (n, spatial_dims**2)), overlay_images/<row:06d> (uint8, gzip 1),
+# source_sha256 (str, n: each sample's content hash; absent in older files);
 # attributes preprocessing, class_names, spatial_dims, preprocess_overlay.
 # spacing, origin and direction are the geometry of each overlay image's grid, on which
 # the maps are written (xaipipe.geometry: spacing (z, y, x), origin (x, y, z) and the
@@ -313,9 +314,13 @@ def preprocessed_writer(
     class_names: Sequence[str],
     preprocessing: dict[str, Any],
     preprocess_overlay: bool,
+    source_sha256: Sequence[str] | None = None,
     **attrs: Any,
 ) -> Iterator[PreprocessedWriter]:
-    """A new preprocessed shard at ``path`` (written atomically), to fill with ``.write(row, ...)``."""
+    """A new preprocessed shard at ``path`` (written atomically), to fill with ``.write(row, ...)``.
+
+    ``source_sha256``: each sample's content hash (:func:`xaipipe.caches.content_sha256`), recorded as the
+    dataset ``source_sha256`` so that a run can tell a sample file replaced since (whatever its date)."""
     with create(
         path,
         PREPROCESSED,
@@ -326,6 +331,8 @@ def preprocessed_writer(
         **attrs,
     ) as f:
         writer = PreprocessedWriter(f, ids, input_shape, labels, spatial_dims)
+        if source_sha256 is not None:
+            write_strings(f, "source_sha256", source_sha256)
         yield writer
         writer.record.write(f)
 
@@ -352,6 +359,11 @@ class PreprocessedShard(_FileReader):
 
     def __len__(self) -> int:
         return self.file["inputs"].shape[0]
+
+    @property
+    def source_sha256(self) -> list[str] | None:
+        """Each sample's content hash when it was preprocessed; None in shards written before it was recorded."""
+        return read_strings(self.file, "source_sha256") if "source_sha256" in self.file else None
 
     def inputs(self, rows: slice) -> np.ndarray:
         """The model inputs of ``rows``."""

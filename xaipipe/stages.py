@@ -28,6 +28,7 @@ import numpy as np
 
 from xaipipe import h5store
 from xaipipe.atomic import atomic_path
+from xaipipe.caches import content_sha256
 from xaipipe.drawing import map_at, overlay_base
 from xaipipe.errors import Issue, SampleError, check_policy
 from xaipipe.geometry import Geometry, resample_onto
@@ -67,6 +68,8 @@ def preprocess_shard(
         raise ValueError(f"{len(paths)} sample files for {len(ids)} sample ids")
     labels = [-1] * len(ids) if labels is None else list(labels)
     dims = preprocessing.spatial_dims
+    # the content of each file, as it is before it is read: a run can then tell it replaced by an older file
+    source_sha256 = [content_sha256(path) if os.path.exists(path) else "" for path in paths]
     with h5store.preprocessed_writer(
         out_path,
         ids,
@@ -76,6 +79,7 @@ def preprocess_shard(
         class_names=list(class_names or []),
         preprocessing=preprocessing_record(preprocessing),
         preprocess_overlay=preprocess_overlay,
+        source_sha256=source_sha256,
     ) as shard:
         for row, (sample_id, path) in enumerate(progress(list(zip(ids, paths)), "preprocess")):
             try:

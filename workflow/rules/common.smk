@@ -441,6 +441,22 @@ def shard_images(wildcards):
     return [sample_file(sample_id) for sample_id in shard_ids(wildcards)]
 
 
+# A sample file replaced by other content with an older date (mv, cp -p, rsync -a) is invisible to
+# modification times: its shard, whose record of the samples' content no longer matches, is removed
+# and rebuilt with all that depends on it (xaipipe/caches.py). After the damaged caches are moved aside.
+if workflow.is_main_process:
+    for message in xcaches.forget_changed_sources(
+        [
+            f"{pre}/preprocessed/shard-{shard}.h5"
+            for pre in PREPROCESSED
+            for shard in SHARDS
+        ],
+        sample_file,
+        xcaches.StatCache(),
+    ):
+        logger.warning(message)
+
+
 def shard_start(wildcards):
     return shard_slice(wildcards.shard, SHARD_SIZE).start
 
