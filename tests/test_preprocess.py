@@ -137,3 +137,14 @@ def test_values_beyond_float32_are_an_error_not_an_infinite_input():
     for mode in ("none", "minmax"):
         with pytest.raises(ValueError, match=r"1 model input values are not finite.*float64.*exceed float32"):
             Preprocessing(size=(2, 2), channels=1, standardize=mode).model_input(image)
+
+
+def test_a_2d_crop_or_padding_with_overlays_on_the_original_is_refused_before_any_job():
+    # the map of the cropped image was resized onto the whole original: a lesion at rows 22-38 lit rows 15-43
+    base = {"size": [32, 32], "channels": 1, "standardize": "minmax", "preprocess_overlay": False}
+    for step in ({"name": "crop", "shape": [40, 40]}, {"name": "padding", "shape": "square"}):
+        with pytest.raises(ValueError, match=r"preprocess_overlay: false .* subfunctions\[1\] crops or pads"):
+            Preprocessing.from_config({**base, "subfunctions": [{"name": "clip", "min": 0, "max": 200}, step]})
+        Preprocessing.from_config({**base, "preprocess_overlay": True, "subfunctions": [step]})
+        Preprocessing.from_config({**base, "size": [8, 32, 32], "subfunctions": [step]})  # volumes are placed back
+    Preprocessing.from_config({**base, "subfunctions": [{"name": "clip", "min": 0, "max": 200}]})

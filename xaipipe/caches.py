@@ -116,7 +116,8 @@ def forget_changed_sources(
                 changed.append(sample_id)
         if changed:
             os.unlink(shard_path)
-            names = ", ".join(repr(i) for i in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            names = ", ".join(repr(i) for i in changed[:3]) + more
             messages.append(
                 f"{len(changed)} sample file(s) of {shard_path} hold other content than when it was preprocessed "
                 f"({names}; whatever their dates): its preprocessing, predictions, heatmaps and overlays are "

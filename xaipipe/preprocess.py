@@ -138,6 +138,14 @@ class Preprocessing:
                 steps.append(sf.from_config(entry))
             except ValueError as error:
                 raise ValueError(f"config key preprocessing.subfunctions[{position}]: {error}") from None
+        moves = [k for k, step in enumerate(steps) if isinstance(step, (sf.Crop, sf.Padding))]
+        if len(cfg["size"]) == 2 and moves and not cfg.get("preprocess_overlay", True):
+            # volumes carry their grid and are placed back; an image would be stretched over the original
+            raise ValueError(
+                f"config key preprocessing.preprocess_overlay: false draws each map on the untouched 2D image, "
+                f"but subfunctions[{moves[0]}] crops or pads it, so the map would be stretched over the whole "
+                "image, off the region the model saw; set it true (overlays on the image the model saw)"
+            )
         interpolation = cfg.get("interpolation", "auto")
         if interpolation == "auto":
             interpolation = "area" if len(cfg["size"]) == 2 else "linear"
