@@ -340,3 +340,22 @@ def test_max_per_class_follows_class_subfolders_and_a_tables_labels(tmp_path):
     sheet = xconfig.sample_sheet(config(**{**base, "data": table}, classes=["x", "y"]))
     kept = xconfig.rendered_samples(sheet, 2)
     assert [i for i, k in zip(sheet.ids, kept) if k] == ["q.png", "p.png", "r.png"]
+
+
+def test_a_sample_table_whose_files_are_missing_names_them_and_the_image_format_to_set(tmp_path):
+    # Snakemake's bare MissingInputException listed 'flat/r0', 'flat/b0', with no word of data.image_format
+    for name in ("r0.png", "b0.png", "scan.nii.gz"):
+        (tmp_path / "flat").mkdir(exist_ok=True)
+        (tmp_path / "flat" / name).write_bytes(b"x")
+    sheet = SampleSheet(("flat/r0", "flat/b0"))
+    config = {"demo": {"build": False}, "data": {"samples": "t.csv", "images": str(tmp_path), "image_format": None}}
+    with pytest.raises(ValueError, match=r"data.samples: 2 of the 2 samples have no file: \S+/flat/r0, \S+/flat/b0; "
+                                         r"the ids have no extension: set data.image_format \(here 'png'\)"):
+        xconfig.check_sample_files(config, sheet)
+    xconfig.check_sample_files({**config, "data": {**config["data"], "image_format": "png"}}, sheet)
+    with pytest.raises(ValueError, match=r"here 'nii.gz'"):
+        xconfig.check_sample_files(config, SampleSheet(("flat/scan",)))
+    gone = SampleSheet(("flat/r0.png", "flat/gone.png"))
+    with pytest.raises(ValueError, match=r"1 of the 2 samples have no file: \S+/flat/gone.png; check the ids against"):
+        xconfig.check_sample_files(config, gone)
+    xconfig.check_sample_files({**config, "data": {**config["data"], "samples": None}}, gone)  # found files exist

@@ -11,13 +11,22 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from xaipipe import demo, methods
 from xaipipe.methods.params import check_params
 from xaipipe.naming import overlay_name
 from xaipipe.preprocess import Preprocessing
-from xaipipe.samples import SampleSheet, discover_folder, read_csv, read_json, shard_slice
+from xaipipe.samples import (
+    SampleSheet,
+    discover_folder,
+    has_sample_extension,
+    read_csv,
+    read_json,
+    sample_path,
+    shard_slice,
+)
 
 
 def sample_sheet(config: dict[str, Any]) -> SampleSheet:
@@ -394,6 +403,30 @@ def overlay_names(
 def overlay_archive_name(shard: str) -> str:
     """The file of ``render.archive`` that holds one shard's overlays of a method (``overlays/{method}/``)."""
     return f"shard-{shard}.zip"
+
+
+def check_sample_files(config: dict[str, Any], sheet: SampleSheet) -> None:
+    """ValueError naming the first samples of a sample table whose files are not in ``data.images``, and, where
+    the ids lack an extension that the files have, the ``data.image_format`` to set (before any job)."""
+    data = config["data"]
+    if config["demo"]["build"] or data["samples"] is None:  # the demo's are built; found files exist
+        return
+    paths = {i: sample_path(data["images"], i, data["image_format"]) for i in sheet.ids}
+    missing = [i for i, path in paths.items() if not path.exists()]
+    if not missing:
+        return
+    hint = "; check the ids against the files, and data.images"
+    folder = Path(data["images"])
+    if not data["image_format"] and not has_sample_extension(missing[0]):
+        stem = Path(missing[0]).name
+        near = sorted(p.name[len(stem) + 1 :] for p in (folder / missing[0]).parent.glob(f"{stem}.*"))
+        if near:
+            hint = f"; the ids have no extension: set data.image_format (here {near[0]!r})"
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    listed = ", ".join(str(paths[i]) for i in missing[:3]) + more
+    raise ValueError(
+        f"config key data.samples: {len(missing)} of the {len(sheet)} samples have no file: {listed}{hint}"
+    )
 
 
 def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:

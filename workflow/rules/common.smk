@@ -39,6 +39,7 @@ try:
     xc.check_sample_ids(
         SAMPLES, "data.images" if config["data"]["samples"] is None else "data.samples"
     )
+    xc.check_sample_files(config, SAMPLES)
     # the study's models (config models, or the single model), each with its own output folder
     # and every variant of the methods (config methods[]: label, sweep) by label
     MODELS = xc.model_specs(config)
