@@ -819,3 +819,36 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
     ]
     assert {r["better"] for r in rows if r["metric"] == "deletion"} == {"lower"}
     assert [float(r["mean"]) for r in rows[:3]] == [0.20, 0.30, 0.50]
+
+
+@pytest.mark.parametrize(
+    "step, expected_of",
+    [
+        ({"name": "padding", "shape": "square"}, lambda m: np.pad(m, ((10, 10), (0, 0)))),  # 20x40 -> 40x40
+        ({"name": "crop", "shape": [10, 20]}, lambda m: m[5:15, 10:30]),  # the centre: rows 5.., columns 10..
+    ],
+)
+def test_a_mask_is_padded_or_cropped_as_its_image_was(tmp_path, step, expected_of):
+    # the mask of the source was stretched onto the padded image: 12 of 18 pointing-game values were wrong
+    from xaipipe.preprocess import Preprocessing
+    from xaipipe.stages import preprocess_shard
+
+    image = np.zeros((20, 40), np.uint8)
+    image[5:10, 24:32] = 255
+    mask = image > 0
+    write_png(tmp_path / "img.png", image)
+    write_png(tmp_path / "mask.png", mask.astype(np.uint8) * 255)
+    pre = Preprocessing.from_config(
+        {"size": [16, 16], "channels": 1, "standardize": "minmax", "subfunctions": [step]}
+    )
+    preprocess_shard([tmp_path / "img.png"], ["img"], None, None, pre, tmp_path / "pre.h5")
+    expected = expected_of(mask)
+    record = h5store.SkipRecord(1)
+    regions = evaluate._mask_regions(
+        tmp_path / "pre.h5", ["img"], [str(tmp_path / "mask.png")], ["pointing_game"], expected.shape,
+        np.zeros(1, bool), "fail", "evaluate:gradcam", record,
+    )  # fmt: skip
+    np.testing.assert_array_equal(regions[0], expected)
+    assert not record.issues  # the mask fits its source: no warning that it was resized
+    with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:  # the mask lies where the lesion's pixels do
+        assert (shard.overlay_image(0)[..., 0][expected] == 255).all()

@@ -274,7 +274,7 @@ def evaluate_shard(
     ``masks``: each sample's mask file (None: no mask), needed for the localization
     metrics. A mask that is missing, empty or unreadable raises a SampleError naming the
     sample and the file (``on_error: fail``), or leaves the sample out of localization
-    with a warning (``skip``); a mask of another shape than its image is resized to the map
+    with a warning (``skip``); a mask is cropped or padded as its image was; one of another shape is resized to the map
     (nearest neighbour) with a warning.
     """
     from xaipipe.faithfulness import area, fractions  # imports Keras: not at parse time
@@ -355,12 +355,24 @@ def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region
         values["roc_auc"][m] = metrics.roc_auc(heatmap, region)
 
 
+def window_of(mask: np.ndarray, start: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+    """The part of ``mask`` in the window of ``shape`` whose pixel 0 is ``mask``'s pixel ``start`` (negative where
+    padded), False outside ``mask``: a crop or a padding applied to it."""
+    out = np.zeros(tuple(shape), bool)
+    src = tuple(slice(max(s, 0), min(s + n, m)) for s, n, m in zip(start, shape, mask.shape))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start))
+    if all(sl.stop > sl.start for sl in src):
+        out[dst] = mask[src]
+    return out
+
+
 def _mask_regions(
     preprocessed_path, ids, masks, localized, map_shape, skipped, on_error, stage, record
 ) -> dict[int, np.ndarray]:
     """Row -> the mask resized to the map, for the samples whose mask has a region.
 
-    A mask lies on its image's grid (the overlay image's); where a volume's maps lie on
+    A mask lies on its source image's grid: where a crop or padding made the overlay image, the mask is
+    cropped or padded the same way (:func:`window_of`). Where a volume's maps lie on
     another grid (``preprocessing.orientation``, ``spacing``: the model's), the mask is
     first resampled onto that grid (nearest neighbour, in world coordinates), so that
     mask and map meet voxel for voxel whatever the reorientation.
@@ -385,6 +397,9 @@ def _mask_regions(
                 record.warn(Issue(sample_id, stage, "warning", f"{error}; left out of localization"))
                 continue
             image_shape = tuple(shard.overlay_image(row).shape[:spatial_dims])
+            window = shard.source_window(row)
+            if mask.shape != image_shape and window is not None and mask.shape == window[0]:
+                mask = window_of(mask, window[1], image_shape)  # a mask of the source, cropped or padded as it was
             if mask.shape != image_shape:
                 record.warn(
                     Issue(

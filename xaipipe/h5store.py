@@ -214,7 +214,9 @@ def read_issues(f: h5py.File) -> list[Issue]:
 # ids (str, n), labels (int32, n), inputs (float32, (n, *input_shape), one chunk per
 # sample), spacing (float64, (n, spatial_dims)), origin (float64, (n, spatial_dims)),
 # direction (float64, (n, spatial_dims**2)), overlay_images/<row:06d> (uint8, gzip 1),
-# source_sha256 (str, n: each sample's content hash; absent in older files);
+# source_sha256 (str, n: each sample's content hash; absent in older files), source_shape
+# and window_start (int64, (n, spatial_dims): the sample's shape as loaded, and where the
+# overlay image's pixel 0 lies in it after a crop or padding; zeros where skipped);
 # attributes preprocessing, class_names, spatial_dims, preprocess_overlay.
 # spacing, origin and direction are the geometry of each overlay image's grid, on which
 # the maps are written (xaipipe.geometry: spacing (z, y, x), origin (x, y, z) and the
@@ -257,6 +259,8 @@ class PreprocessedWriter:
         self._spacing = f.create_dataset("spacing", shape=(n, dims), dtype=np.float64)
         self._origin = f.create_dataset("origin", shape=(n, dims), dtype=np.float64)
         self._direction = f.create_dataset("direction", data=np.tile(np.eye(dims).ravel(), (n, 1)))
+        self._source_shape = f.create_dataset("source_shape", shape=(n, dims), dtype=np.int64)
+        self._window_start = f.create_dataset("window_start", shape=(n, dims), dtype=np.int64)
         self.record = SkipRecord(len(ids))
 
     def skip(self, row: int, issue: Issue) -> None:
@@ -279,10 +283,14 @@ class PreprocessedWriter:
         origin: Sequence[float] | None = None,
         direction: Sequence[float] | None = None,
         map_grid: tuple[Geometry, Sequence[int]] | None = None,
+        source_window: tuple[Sequence[int], Sequence[int]] | None = None,
     ) -> None:
         """One sample: its model input, the 8-bit image its overlays are drawn on and that image's grid (spacing,
         origin, direction; None: ones, zeros, identity), and the model's grid where it is another (``map_grid``:
-        its geometry and shape; see the layout above)."""
+        its geometry and shape; see the layout above). ``source_window``: the sample's spatial shape as loaded
+        and where the overlay image's pixel 0 lies in that grid (after a crop or padding), for its mask."""
+        if source_window is not None:
+            self._source_shape[row], self._window_start[row] = source_window
         self.file["inputs"][row] = inputs
         self._spacing[row] = spacing if spacing is not None else np.ones(self.spatial_dims)
         if origin is not None:
@@ -388,6 +396,14 @@ class PreprocessedShard(_FileReader):
         origin = tuple(float(v) for v in f["origin"][row]) if "origin" in f else (0.0, 0.0, 0.0)
         direction = tuple(float(v) for v in f["direction"][row]) if "direction" in f else IDENTITY
         return Geometry(tuple(float(v) for v in f["spacing"][row]), origin, direction)  # type: ignore[arg-type]
+
+    def source_window(self, row: int) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(the sample's spatial shape as loaded, the index in that grid of the overlay image's pixel 0), the grid a
+        mask of the source lies on; None in files written before it was recorded and for skipped samples."""
+        f = self.file
+        if "source_shape" not in f or not f["source_shape"][row].any():
+            return None
+        return tuple(int(v) for v in f["source_shape"][row]), tuple(int(v) for v in f["window_start"][row])
 
     def map_grid(self, row: int) -> tuple[Geometry, tuple[int, ...]] | None:
         """The model's grid of volume ``row`` (geometry, shape) where it is not the overlay image's; else None."""

@@ -103,11 +103,17 @@ def preprocess_shard(
             if small:
                 log.warning("sample %r (%s): %s", sample_id, path, small)
                 shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
+            # where the overlay image lies in the source's grid, for masks drawn on the source: after a crop or
+            # padding where the overlay is the processed image on its own grid, else at the source's origin
+            on_processed = preprocess_overlay and not (geometry and preprocessing.resamples)
+            start = preprocessing.grid_start(work.shape, first_index + row) if on_processed else (0,) * dims
+            window = (image.shape[:dims], start)
             if geometry is None:
-                shard.write(row, inputs, overlay_base(base, dims))
+                shard.write(row, inputs, overlay_base(base, dims), source_window=window)
             else:
                 origin, direction = geometry.origin, geometry.direction
-                shard.write(row, inputs, base, geometry.spacing, origin=origin, direction=direction, map_grid=map_grid)
+                shard.write(row, inputs, base, geometry.spacing, origin=origin, direction=direction, map_grid=map_grid,
+                            source_window=window)  # fmt: skip
 
 
 def _volume_grids(
