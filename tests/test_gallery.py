@@ -249,6 +249,26 @@ def test_sorting(study, browser):
     assert ids[-2:] == [samples[0]["id"], next(s["id"] for s in samples if s["skipped"])]
 
 
+def test_sorting_by_a_metric_with_every_class_explained_reads_the_predicted_classs_map(tmp_path, browser):
+    # targets: all gives each sample one map per class; the sort read the first (class 0's) map
+    rng = np.random.default_rng(3)
+    samples = [s for s in _samples(12, rng, tmp_path, "00000", 0, 2) if not s["skipped"]]
+    for k, sample in enumerate(samples):
+        for method in METHODS:
+            (only,) = sample["maps"][method]
+            maps = []
+            for c in range(3):  # class 0's value falls with k, the other classes' rise: opposite orders
+                value = 1.0 - k / 12 if c == 0 else (k + 1 + c) / 20
+                maps.append({**only, "class": c, "metrics": {**only["metrics"], "deletion": value}})
+            sample["maps"][method] = maps
+    write_gallery([_manifest(tmp_path / "shards/shard-00000.json", samples, 2)], tmp_path, _summary(tmp_path))
+    _open(browser, tmp_path / "index.html")
+    _select(browser, "sort", "metric:deletion")
+    by_predicted = sorted(samples, key=lambda s: s["maps"]["gradcam"][s["predicted"]]["metrics"]["deletion"])
+    assert _all_rows(browser) == [s["id"] for s in by_predicted]
+    assert by_predicted != sorted(samples, key=lambda s: s["maps"]["gradcam"][0]["metrics"]["deletion"])
+
+
 def test_method_filter_hides_the_other_column(study, browser):
     report, _ = study
     _open(browser, report / "index.html")

@@ -58,7 +58,7 @@
       });
     }
     addOptions($("sort"), [["id", "id"], ["confidence", "probability of the predicted class"]].concat(
-      (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method)"]; })));
+      (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method, predicted class)"]; })));
     ["filter-class", "filter-label", "filter-correct", "filter-method", "sort", "order"].forEach(function (id) {
       $(id).addEventListener("change", function () { state.page = 0; update(); });
     });
@@ -89,9 +89,12 @@
     });
   }
 
+  // A sample's value of a metric for a method: of its predicted class's map (targets: all gives one per class),
+  // else of its first map.
   function metricOf(s, method, metric) {
-    var maps = s.maps[method];
-    var v = maps && maps.length && maps[0].metrics ? maps[0].metrics[metric] : undefined;
+    var maps = s.maps[method] || [], map = maps[0];
+    maps.forEach(function (m) { if (m["class"] === s.predicted) map = m; });
+    var v = map && map.metrics ? map.metrics[metric] : undefined;
     return typeof v === "number" ? v : null;
   }
 
