@@ -852,3 +852,40 @@ def test_a_mask_is_padded_or_cropped_as_its_image_was(tmp_path, step, expected_o
     assert not record.issues  # the mask fits its source: no warning that it was resized
     with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:  # the mask lies where the lesion's pixels do
         assert (shard.overlay_image(0)[..., 0][expected] == 255).all()
+
+
+def test_a_volumes_mask_meets_the_map_in_world_coordinates_whatever_its_grid(tmp_path):
+    # a mask stored x-flipped (direction -1) or cropped to the lesion (origin moved, as Slicer exports) was matched
+    # by array shape alone: pointing game 0 where the map hit the lesion
+    import SimpleITK as sitk
+
+    from xaipipe.preprocess import Preprocessing
+    from xaipipe.stages import preprocess_shard
+
+    spacing, origin = (0.7, 0.8, 3.0), (10.0, -20.0, 5.0)  # SimpleITK's (x, y, z)
+    volume = np.zeros((8, 10, 12), np.uint8)  # (z, y, x)
+    volume[2:5, 3:6, 7:11] = 200
+    truth = volume > 0
+
+    def write(array, path, origin=origin, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(spacing), image.SetOrigin(origin), image.SetDirection(direction)
+        sitk.WriteImage(image, str(path))
+
+    write(volume, tmp_path / "vol.nii.gz")
+    write(truth.astype(np.uint8), tmp_path / "same.nii.gz")
+    # x flipped: voxel x of the array at world x = origin_x + (11 - x) * 0.7, the direction's x axis -1
+    write(truth[:, :, ::-1].astype(np.uint8), tmp_path / "flipped.nii.gz", origin=(10.0 + 11 * 0.7, -20.0, 5.0),
+          direction=(-1, 0, 0, 0, 1, 0, 0, 0, 1))  # fmt: skip
+    # cropped to the lesion's bounding box: origin at voxel (z 2, y 3, x 7)
+    write(truth[2:5, 3:6, 7:11].astype(np.uint8), tmp_path / "box.nii.gz", origin=(10.0 + 7 * 0.7, -20 + 3 * 0.8, 11.0))
+    pre = Preprocessing.from_config({"size": [8, 10, 12], "channels": 1, "standardize": "minmax"})
+    ids = ["same", "flipped", "box"]
+    preprocess_shard([tmp_path / "vol.nii.gz"] * 3, ids, None, None, pre, tmp_path / "pre.h5")
+    masks = [str(tmp_path / f"{name}.nii.gz") for name in ids]
+    regions = evaluate._mask_regions(
+        tmp_path / "pre.h5", ids, masks, ["pointing_game"], truth.shape, np.zeros(3, bool), "fail", "evaluate:gc",
+        h5store.SkipRecord(3),
+    )  # fmt: skip
+    for row in range(3):
+        np.testing.assert_array_equal(regions[row], truth, err_msg=ids[row])

@@ -34,7 +34,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from xaipipe import h5store, metrics
 from xaipipe.atomic import atomic_path
 from xaipipe.errors import Issue, SampleError, check_policy
 from xaipipe.logs import progress
+
+if TYPE_CHECKING:
+    from xaipipe.geometry import Geometry
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +233,9 @@ def mask_paths(config: Mapping[str, Any], ids: Sequence[str]) -> list[str | None
     return paths
 
 
-def load_mask(path: str | os.PathLike, spatial_dims: int) -> np.ndarray:
-    """A ground-truth mask as a bool array (*spatial): True where any channel is non-zero.
+def load_mask(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, Geometry | None]:
+    """A ground-truth mask as a bool array (*spatial): True where any channel is non-zero; with its grid where the
+    file has one (NIfTI, MetaImage, DICOM), else None.
 
     The formats of the samples (:func:`xaipipe.readers.load_sample`). ValueError naming the
     file: missing, empty, unreadable, or of another dimensionality.
@@ -244,7 +248,7 @@ def load_mask(path: str | os.PathLike, spatial_dims: int) -> np.ndarray:
     if path.stat().st_size == 0:
         raise ValueError(f"mask {path}: the file is empty")
     try:
-        array, _ = load_sample(path, spatial_dims)
+        array, geometry = load_sample(path, spatial_dims)
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"mask {path}: unreadable ({error})") from None
     array = np.asarray(array)
@@ -252,7 +256,7 @@ def load_mask(path: str | os.PathLike, spatial_dims: int) -> np.ndarray:
         array = np.any(array != 0, axis=-1)
     if array.ndim != spatial_dims:
         raise ValueError(f"mask {path}: shape {array.shape} is no {spatial_dims}D mask")
-    return array != 0
+    return array != 0, geometry
 
 
 # --- the per-shard stage ----------------------------------------------------------------------
@@ -371,7 +375,9 @@ def _mask_regions(
 ) -> dict[int, np.ndarray]:
     """Row -> the mask resized to the map, for the samples whose mask has a region.
 
-    A mask lies on its source image's grid: where a crop or padding made the overlay image, the mask is
+    A volume's mask with a grid of its own (NIfTI, MetaImage, DICOM) is resampled onto the maps' grid in world
+    coordinates (nearest neighbour), whatever its extent, voxel order or the crop of its image. Any other mask
+    lies on its source image's grid: where a crop or padding made the overlay image, the mask is
     cropped or padded the same way (:func:`window_of`). Where a volume's maps lie on
     another grid (``preprocessing.orientation``, ``spacing``: the model's), the mask is
     first resampled onto that grid (nearest neighbour, in world coordinates), so that
@@ -379,6 +385,7 @@ def _mask_regions(
     """
     if not localized:
         return {}
+    from xaipipe.geometry import equal as geometry_equal
     from xaipipe.geometry import resample_onto
 
     if masks is None or len(masks) != len(ids):
@@ -390,13 +397,22 @@ def _mask_regions(
             if path is None or skipped[row]:
                 continue
             try:
-                mask = load_mask(path, spatial_dims)
+                mask, mask_grid = load_mask(path, spatial_dims)
             except ValueError as error:
                 if on_error == "fail":
                     raise SampleError(sample_id, f"{error}; fix or remove the mask", stage) from None
                 record.warn(Issue(sample_id, stage, "warning", f"{error}; left out of localization"))
                 continue
             image_shape = tuple(shard.overlay_image(row).shape[:spatial_dims])
+            if mask_grid is not None:  # a volume's mask with its grid: onto the maps' grid, in world coordinates
+                target, shape = shard.map_grid(row) or (shard.geometry(row), image_shape)
+                if mask.shape != tuple(shape) or not geometry_equal(mask_grid, target):
+                    mask = resample_onto(mask.astype(np.uint8), mask_grid, target, shape, interpolation="nearest") > 0
+                if mask.any():
+                    resized = metrics.resize_mask(mask, tuple(map_shape))
+                    if resized.any():
+                        regions[row] = resized
+                continue
             window = shard.source_window(row)
             if mask.shape != image_shape and window is not None and mask.shape == window[0]:
                 mask = window_of(mask, window[1], image_shape)  # a mask of the source, cropped or padded as it was
