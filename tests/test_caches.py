@@ -204,3 +204,35 @@ def test_a_sample_file_replaced_with_its_date_kept_removes_its_shard_and_only_th
     (message,) = check()
     assert not shards[0].exists() and shards[1].exists()
     assert "2 sample file(s) of" in message and "('a.png', 'b.png'; whatever their dates)" in message
+
+
+def test_a_metaimages_data_file_replaced_removes_its_shard(tmp_path):
+    # the record hashed the .mhd header alone: a new .raw beside it went unseen, the maps those of the old volume
+    import SimpleITK as sitk
+
+    from xaipipe.stages import preprocess_shard
+
+    def write(folder, value):
+        folder.mkdir(exist_ok=True)
+        volume = np.zeros((4, 5, 6), np.uint8)
+        volume[1, 2, value] = 200
+        sitk.WriteImage(sitk.GetImageFromArray(volume), str(folder / "vol.mhd"))
+        return folder / "vol.mhd"
+
+    header = write(tmp_path / "data", 1)
+    assert [p.name for p in caches.sample_files(header)] == ["vol.mhd", "vol.raw"]
+    shard = tmp_path / "shard.h5"
+    pre = Preprocessing(size=(4, 5, 6), channels=1, interpolation="linear")
+    preprocess_shard([header], ["vol.mhd"], None, None, pre, shard)
+
+    def check():
+        stats = caches.StatCache(tmp_path / "s")
+        return caches.forget_changed_sources([shard], lambda i: str(tmp_path / "data" / i), stats)
+
+    assert check() == [] and shard.exists()
+    other = write(tmp_path / "other", 4).with_suffix(".raw")  # the same header, the blob moved
+    assert other.read_bytes() != (tmp_path / "data/vol.raw").read_bytes()
+    os.utime(other, ns=(10**9, 10**9))  # an older file
+    os.replace(other, tmp_path / "data/vol.raw")
+    (message,) = check()
+    assert "'vol.mhd'" in message and not shard.exists()

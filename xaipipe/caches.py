@@ -36,30 +36,57 @@ from xaipipe.model import sha256_file
 STAT_CACHE = ".snakemake/xaipipe/source-stats.json"
 
 
-def content_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a sample's content: of its file, or for a folder (a DICOM series) of its files' names and
-    hashes, in sorted order (hidden files left out)."""
+def sample_files(path: str | os.PathLike) -> list[Path]:
+    """The files that hold a sample: the file itself; a folder's files (a DICOM series; hidden ones left out);
+    a MetaImage header (``.mhd``) and the data files its ``ElementDataFile`` names."""
     path = Path(path)
-    if not path.is_dir():
-        return sha256_file(path)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not path.name.lower().endswith(".mhd"):
+        return [path]
+    files = [path]
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return files
+    for k, line in enumerate(lines):
+        key, _, value = line.partition("=")
+        if key.strip() == "ElementDataFile":
+            value = value.strip()
+            names = [n.strip() for n in lines[k + 1 :] if n.strip()] if value == "LIST" else [value]
+            files += [path.parent / n for n in names if n != "LOCAL" and "%" not in n]
+            break
+    return files
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a sample's content: of its file (as ``sha256sum`` computes it), or where several files hold it
+    (:func:`sample_files`) of their names and hashes, in order."""
+    files = sample_files(path)
+    if not Path(path).is_dir() and len(files) == 1:
+        return sha256_file(files[0])
+    base = Path(path) if Path(path).is_dir() else Path(path).parent
     digest = hashlib.sha256()
-    for member in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(f"{member.relative_to(path).as_posix()}\0{sha256_file(member)}\n".encode())
+    for member in files:
+        content = sha256_file(member) if member.is_file() else "missing"
+        digest.update(f"{os.path.relpath(member, base)}\0{content}\n".encode())
     return digest.hexdigest()
 
 
 def _stat_key(path: str | os.PathLike) -> list[int] | None:
     """What changes when a file is replaced or written: size, modification and change time, inode (of every file
-    of a folder); None where the path is gone."""
-    try:
-        paths = [Path(path)] if not os.path.isdir(path) else sorted(p for p in Path(path).rglob("*") if p.is_file())
-        key = []
-        for p in paths:
-            st = os.stat(p)
-            key += [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        return key
-    except OSError:
+    that holds the sample, :func:`sample_files`); None where the path is gone."""
+    if not os.path.exists(path):
         return None
+    key = []
+    for p in sample_files(path):
+        try:
+            st = os.stat(p)
+        except OSError:
+            key += [-1, -1, -1, -1]
+            continue
+        key += [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return key
 
 
 class StatCache:
