@@ -158,8 +158,9 @@ def series_uids(folder: str | os.PathLike) -> list[str]:
 
 
 def _check_positions(files: list[str], label: str) -> None:
-    """ValueError naming the series unless its slices lie at even steps along the slice normal."""
-    positions = []
+    """ValueError naming the series unless its slices share one orientation and pixel spacing and lie at even
+    steps along the slice normal, each straight behind the last (no gantry tilt): a rectangular grid."""
+    positions, points, first = [], [], None
     for name in files:
         reader = _file_reader(Path(name))
         try:
@@ -175,8 +176,28 @@ def _check_positions(files: list[str], label: str) -> None:
                 "placed; give the series as a multi-frame file or a NIfTI volume"
             )
         row_col = np.array([float(v) for v in orientation.split("\\")])
+        pixel = np.array([float(v) for v in (meta("0028|0030") or "1\\1").split("\\")])
+        if first is None:
+            first = (name, row_col, pixel)
+        elif not (np.allclose(row_col, first[1], atol=1e-4) and np.allclose(pixel, first[2], rtol=1e-4)):
+            raise ValueError(
+                f"{label}: slice {name} has another orientation or pixel spacing ({row_col.round(4).tolist()}, "
+                f"{pixel.tolist()} mm) than slice {first[0]} ({first[1].round(4).tolist()}, {first[2].tolist()} mm); "
+                "the folder mixes acquisitions: keep the slices of one"
+            )
         normal = np.cross(row_col[:3], row_col[3:])
-        positions.append(float(np.dot(normal, [float(v) for v in position.split("\\")])))
+        points.append(np.array([float(v) for v in position.split("\\")]))
+        positions.append(float(np.dot(normal, points[-1])))
+    assert first is not None
+    # the slices' positions within their plane: one point on a rectangular grid, spread by a gantry tilt
+    in_plane = np.array(points) @ np.stack([first[1][:3], first[1][3:]]).T
+    shift = float(np.linalg.norm(in_plane.max(axis=0) - in_plane.min(axis=0)))
+    if shift > 0.5 * float(first[2].min()):
+        raise ValueError(
+            f"{label}: the slices shift by {shift:.3g} mm within their plane from the first to the last (a gantry "
+            "tilt, or a sheared series); xaipipe places a series on a rectangular grid, where its maps would lie up "
+            "to that far off: convert it with a tool that corrects the tilt (e.g. dcm2niix) and give the NIfTI"
+        )
     order = np.sort(np.array(positions))
     gaps = np.diff(order)
     step = float(np.median(gaps))
