@@ -889,3 +889,14 @@ def test_a_volumes_mask_meets_the_map_in_world_coordinates_whatever_its_grid(tmp
     )  # fmt: skip
     for row in range(3):
         np.testing.assert_array_equal(regions[row], truth, err_msg=ids[row])
+    # an .npy volume or mask has no grid of its own (one is made up): a mask of its shape meets it voxel for voxel
+    np.save(tmp_path / "vol.npy", volume)
+    np.save(tmp_path / "mask.npy", truth.astype(np.uint8))
+    pairs = [("vol.npy", "same.nii.gz"), ("vol.nii.gz", "mask.npy"), ("vol.npy", "mask.npy")]
+    preprocess_shard([tmp_path / image for image, _ in pairs], ["a", "b", "c"], None, None, pre, tmp_path / "npy.h5")
+    regions = evaluate._mask_regions(
+        tmp_path / "npy.h5", ["a", "b", "c"], [str(tmp_path / mask) for _, mask in pairs], ["pointing_game"],
+        truth.shape, np.zeros(3, bool), "fail", "evaluate:gc", h5store.SkipRecord(3),
+    )  # fmt: skip
+    for row in range(3):
+        np.testing.assert_array_equal(regions[row], truth, err_msg=str(pairs[row]))

@@ -256,6 +256,8 @@ def load_mask(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, G
         array = np.any(array != 0, axis=-1)
     if array.ndim != spatial_dims:
         raise ValueError(f"mask {path}: shape {array.shape} is no {spatial_dims}D mask")
+    if path.name.lower().endswith(".npy"):  # a grid made up (ones, zeros, identity), not the mask's
+        geometry = None
     return array != 0, geometry
 
 
@@ -376,7 +378,8 @@ def _mask_regions(
     """Row -> the mask resized to the map, for the samples whose mask has a region.
 
     A volume's mask with a grid of its own (NIfTI, MetaImage, DICOM) is resampled onto the maps' grid in world
-    coordinates (nearest neighbour), whatever its extent, voxel order or the crop of its image. Any other mask
+    coordinates (nearest neighbour), whatever its extent, voxel order or the crop of its image (unless the image
+    is an ``.npy`` array, whose grid is made up, and the mask of its shape: voxel for voxel). Any other mask
     lies on its source image's grid: where a crop or padding made the overlay image, the mask is
     cropped or padded the same way (:func:`window_of`). Where a volume's maps lie on
     another grid (``preprocessing.orientation``, ``spacing``: the model's), the mask is
@@ -385,8 +388,8 @@ def _mask_regions(
     """
     if not localized:
         return {}
+    from xaipipe.geometry import Geometry, resample_onto
     from xaipipe.geometry import equal as geometry_equal
-    from xaipipe.geometry import resample_onto
 
     if masks is None or len(masks) != len(ids):
         raise ValueError(f"the localization metrics need one mask path (or None) per sample, got {masks!r}")
@@ -404,7 +407,9 @@ def _mask_regions(
                 record.warn(Issue(sample_id, stage, "warning", f"{error}; left out of localization"))
                 continue
             image_shape = tuple(shard.overlay_image(row).shape[:spatial_dims])
-            if mask_grid is not None:  # a volume's mask with its grid: onto the maps' grid, in world coordinates
+            made_up = geometry_equal(shard.geometry(row), Geometry())  # an .npy volume's: voxel for voxel
+            if mask_grid is not None and not (made_up and mask.shape == image_shape):
+                # a volume's mask with its grid: onto the maps' grid, in world coordinates
                 target, shape = shard.map_grid(row) or (shard.geometry(row), image_shape)
                 if mask.shape != tuple(shape) or not geometry_equal(mask_grid, target):
                     mask = resample_onto(mask.astype(np.uint8), mask_grid, target, shape, interpolation="nearest") > 0
