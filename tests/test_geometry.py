@@ -317,3 +317,38 @@ def test_pipeline_reorients_resamples_and_puts_the_map_back_on_an_oblique_scan(t
     data = np.asarray(written.dataobj)
     peak = np.unravel_index(np.argmax(data), data.shape)
     assert np.linalg.norm((written.affine @ [*peak, 1])[:3] - (affine @ [*blob, 1])[:3]) <= 2.0
+
+
+def test_a_nifti_whose_sform_and_qform_disagree_is_named_with_how_far(tmp_path):
+    # qform at (10, 20, 30), sform at (40, 50, 60): read by the qform, the maps lay 52 mm off in nibabel, no word
+    from xaipipe import h5store
+    from xaipipe.preprocess import Preprocessing
+    from xaipipe.readers import nifti_form_offset
+    from xaipipe.stages import preprocess_shard
+
+    volume = np.zeros((6, 7, 8), np.int16)
+    volume[2, 3, 4] = 100
+    image = nib.Nifti1Image(volume, np.eye(4))
+    q, s = np.diag([0.8, 0.9, 2.0, 1.0]), np.diag([0.8, 0.9, 2.0, 1.0])
+    q[:3, 3], s[:3, 3] = (10, 20, 30), (40, 50, 60)
+    image.set_qform(q, code=1)
+    image.set_sform(s, code=2)
+    nib.save(image, tmp_path / "forms.nii.gz")
+    loaded = nib.load(tmp_path / "forms.nii.gz")
+    corners = np.array([[i, j, k, 1] for i in (0, 5) for j in (0, 6) for k in (0, 7)], float)
+    expected = np.linalg.norm(corners @ (loaded.get_qform() - loaded.get_sform()).T, axis=1).max()
+    assert nifti_form_offset(tmp_path / "forms.nii.gz") == pytest.approx(expected, abs=1e-4)  # 51.96 mm
+    image.set_sform(q, code=2)  # the two agree: no distance to speak of
+    nib.save(image, tmp_path / "agree.nii")
+    assert nifti_form_offset(tmp_path / "agree.nii") == pytest.approx(0.0, abs=1e-4)
+    image.set_sform(None, code=0)
+    nib.save(image, tmp_path / "qonly.nii")
+    assert nifti_form_offset(tmp_path / "qonly.nii") is None
+    pre = Preprocessing(size=(6, 7, 8), channels=1, interpolation="linear")
+    paths = [tmp_path / "forms.nii.gz", tmp_path / "agree.nii"]
+    preprocess_shard(paths, ["forms", "agree"], None, None, pre, tmp_path / "pre.h5")
+    with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:
+        (issue,) = shard.issues
+    assert issue.sample == "forms" and issue.kind == "warning"
+    assert "sform and qform place the volume 52 mm apart; xaipipe reads the qform" in issue.reason
+    assert load_volume(tmp_path / "forms.nii.gz").geometry.origin == pytest.approx((-10, -20, 30))  # the qform's, LPS

@@ -176,6 +176,41 @@ def _parse_nifti_header(head: bytes) -> _NiftiHeader | None:
     return None
 
 
+def nifti_form_offset(path: str | os.PathLike) -> float | None:
+    """How far apart, in mm, a NIfTI-1 file's sform and qform place its volume (the largest distance at its
+    corners), where it sets both; None otherwise. SimpleITK (and so xaipipe) places the volume by the qform;
+    viewers that prefer the sform (nibabel, FSL) place it, and the maps written on its grid, elsewhere."""
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open if compressed else open)(path, "rb") as handle:
+            head = handle.read(348)
+    except (OSError, EOFError, zlib.error):
+        return None
+    header = _parse_nifti_header(head)
+    if header is None or len(head) < 348 or struct.unpack(f"{header.endian}i", head[:4])[0] != 348:
+        return None
+    e = header.endian
+    qform_code, sform_code = struct.unpack(f"{e}2h", head[252:256])
+    if qform_code <= 0 or sform_code <= 0:
+        return None
+    pixdim = np.array(struct.unpack(f"{e}8f", head[76:108]), np.float64)
+    b, c, d, *offset = struct.unpack(f"{e}6f", head[256:280])
+    a = math.sqrt(max(0.0, 1.0 - b * b - c * c - d * d))
+    rotation = np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+    ])  # fmt: skip
+    qfac = -1.0 if pixdim[0] < 0 else 1.0
+    qform = rotation @ np.diag([pixdim[1], pixdim[2], qfac * pixdim[3]])
+    sform = np.array(struct.unpack(f"{e}12f", head[280:328]), np.float64).reshape(3, 4)
+    extent = [max(int(n), 1) - 1 for n in header.dims[1:4]]
+    corners = np.array([[i, j, k] for i in (0, extent[0]) for j in (0, extent[1]) for k in (0, extent[2])], float)
+    apart = (corners @ qform.T + np.array(offset)) - (corners @ sform[:, :3].T + sform[:, 3])
+    return float(np.linalg.norm(apart, axis=1).max())
+
+
 def _is_nifti2(path: Path) -> bool:
     """Whether ``path`` starts with a NIfTI-2 header (540 bytes), either byte order."""
     try:

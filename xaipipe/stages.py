@@ -36,7 +36,7 @@ from xaipipe.geometry import equal as geometry_equal
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing, small_image_warning
-from xaipipe.readers import load_sample
+from xaipipe.readers import load_sample, nifti_form_offset
 from xaipipe.samples import split_series
 from xaipipe.writers import format_of_extension, write_archive, write_map, write_placeholder
 
@@ -103,6 +103,15 @@ def preprocess_shard(
             if small:
                 log.warning("sample %r (%s): %s", sample_id, path, small)
                 shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
+            apart = nifti_form_offset(path) if geometry and str(path).lower().endswith((".nii", ".nii.gz")) else None
+            if apart is not None and apart > 0.5 * min(geometry.spacing):
+                forms = (
+                    f"{path}: its NIfTI sform and qform place the volume {apart:.3g} mm apart; xaipipe reads the qform "
+                    "(as SimpleITK does) and writes its maps there, where viewers that prefer the sform (nibabel, "
+                    "FSL) show them off the scan: set both to the right one (nibabel: img.set_sform(img.get_qform()))"
+                )
+                log.warning("sample %r: %s", sample_id, forms)
+                shard.warn(Issue(sample_id, "preprocess", "warning", forms))
             # where the overlay image lies in the source's grid, for masks drawn on the source: after a crop or
             # padding where the overlay is the processed image on its own grid, else at the source's origin
             on_processed = preprocess_overlay and not (geometry and preprocessing.resamples)
