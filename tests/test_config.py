@@ -359,3 +359,21 @@ def test_a_sample_table_whose_files_are_missing_names_them_and_the_image_format_
     with pytest.raises(ValueError, match=r"1 of the 2 samples have no file: \S+/flat/gone.png; check the ids against"):
         xconfig.check_sample_files(config, gone)
     xconfig.check_sample_files({**config, "data": {**config["data"], "samples": None}}, gone)  # found files exist
+
+
+def test_parameters_whose_maps_would_look_like_evidence_but_are_not_stop_before_any_job():
+    # each ran: stride 64 over patches of 8 left rows 8-23 at 0 in every map; one segment or cell made every map
+    # constant; smoothgrad with noise null wrote the saliency map under its name
+    cases = [
+        ({"name": "os", "patch_size": 8, "stride": 64}, r"methods\[0\] \(os\): stride 64 is larger than patch_size 8"),
+        ({"name": "os", "stride": 32}, r"stride 32 is larger than patch_size 16"),  # the default patch
+        ({"name": "limepro", "segments": 1}, r"\(limepro\): segments 1 makes every map one value"),
+        ({"name": "rise", "cells": 1}, r"\(rise\): cells 1 makes every map one value"),
+        ({"name": "smoothgrad", "noise": None}, r"\(smoothgrad\): noise null makes smoothgrad the plain saliency map"),
+        ({"name": "vargrad", "noise": None}, r"noise null makes vargrad the plain saliency map"),
+    ]
+    for entry, message in cases:
+        with pytest.raises(ValueError, match=message):
+            xconfig.method_variants(config(methods=[entry]))
+    fine = [{"name": "os", "patch_size": 8, "stride": 8}, {"name": "rise", "cells": 2}]
+    assert len(xconfig.method_variants(config(methods=fine))) == 2

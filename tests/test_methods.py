@@ -913,3 +913,14 @@ def test_nested_layer_lookup():
         find_target_layer(nested, "inner_model/nope")
     with pytest.raises(ValueError, match="no 4D output"):
         find_target_layer(nested, "out")
+
+
+def test_an_occlusion_stride_beyond_its_patch_or_a_single_segment_is_refused_in_python_too():
+    model = left_half_model()
+    with pytest.raises(ValueError, match=r"OcclusionSensitivity: stride 4 is larger than patch_size 2"):
+        OcclusionSensitivity(model, patch_size=2, stride=4)
+    with pytest.raises(ValueError, match=r"segments 1 makes every map one value"):
+        methods.create("limepro", model, segments=1)
+    with pytest.raises(ValueError, match=r"cells 1 makes every map one value"):
+        methods.create("rise", model, cells=1)
+    assert OcclusionSensitivity(model, patch_size=4, stride=2).stride == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xaipipe import demo, methods
-from xaipipe.methods.params import check_params
+from xaipipe.methods.params import check_params, combination_problem
 from xaipipe.naming import overlay_name
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import (
@@ -117,6 +117,11 @@ def method_variants(
             this = _variant_label(name, label, combo, where)
             try:
                 params = check_params(params, size)
+                problem = combination_problem({**methods.defaults(name), **params})
+                if name in ("smoothgrad", "vargrad") and "noise" in params and params["noise"] is None:
+                    problem = f"noise null makes {name} the plain saliency map under another name; use saliency"
+                if problem is not None:
+                    raise ValueError(problem)
             except ValueError as error:
                 named = key if label is None and sweep is None else this  # the entry as written, or its variant
                 raise ValueError(f"{where} ({named}): {error}") from None

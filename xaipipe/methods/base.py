@@ -20,7 +20,7 @@ from xaipipe.methods import (
     renamed_message,
 )
 from xaipipe.methods.noise import NoiseTunnel
-from xaipipe.methods.params import check_params
+from xaipipe.methods.params import check_params, combination_problem
 
 if TYPE_CHECKING:
     import keras
@@ -47,6 +47,9 @@ class _MethodType(ABCMeta):
         method = super().__call__(*args, **kwargs)
         method._set_normalize(normalize)
         method.precision = precision
+        problem = combination_problem(method.params)
+        if problem is not None:
+            raise ValueError(f"{cls.__name__}: {problem}")
         return method
 
 

@@ -180,6 +180,21 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
 }
 
 
+def combination_problem(params: Mapping[str, Any]) -> str | None:
+    """What makes a method's full parameters (defaults filled in) give maps that look like evidence but are
+    not, or None: pixels no occlusion patch covers, a single segment or cell (a constant map)."""
+    stride, patch = params.get("stride"), params.get("patch_size")
+    if stride is not None and patch is not None and stride > patch:
+        return (
+            f"stride {stride} is larger than patch_size {patch}: the pixels between the patches would get no "
+            "value, 0 in every map, which reads as no relevance; choose stride <= patch_size"
+        )
+    for name, what in (("segments", "segment"), ("cells", "cell")):
+        if params.get(name) == 1:
+            return f"{name} 1 makes every map one value over the whole input (a single {what}); choose at least 2"
+    return None
+
+
 def check_params(
     params: Mapping[str, Any], size: Sequence[int] | None = None, method: str | None = None
 ) -> dict[str, Any]:
