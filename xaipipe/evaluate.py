@@ -413,26 +413,19 @@ def _mask_regions(
                 target, shape = shard.map_grid(row) or (shard.geometry(row), image_shape)
                 if mask.shape != tuple(shape) or not geometry_equal(mask_grid, target):
                     mask = resample_onto(mask.astype(np.uint8), mask_grid, target, shape, interpolation="nearest") > 0
-                if mask.any():
-                    resized = metrics.resize_mask(mask, tuple(map_shape))
-                    if resized.any():
-                        regions[row] = resized
-                continue
-            window = shard.source_window(row)
-            if mask.shape != image_shape and window is not None and mask.shape == window[0]:
-                mask = window_of(mask, window[1], image_shape)  # a mask of the source, cropped or padded as it was
-            if mask.shape != image_shape:
-                record.warn(
-                    Issue(
-                        sample_id,
-                        stage,
-                        "warning",
-                        f"mask {path}: shape {mask.shape} differs from the image's {image_shape}; resized to the map's",
+            else:
+                window = shard.source_window(row)
+                if mask.shape != image_shape and window is not None and mask.shape == window[0]:
+                    mask = window_of(mask, window[1], image_shape)  # a mask of the source, cut as its image was
+                if mask.shape != image_shape:
+                    reason = (
+                        f"mask {path}: shape {mask.shape} differs from the image's {image_shape}; resized to the map's"
                     )
-                )
-            map_grid = shard.map_grid(row) if spatial_dims == 3 and mask.shape == image_shape else None
-            if map_grid is not None:  # the maps lie on the model's grid (reoriented, resampled): the mask goes there
-                mask = resample_onto(mask.astype(np.uint8), shard.geometry(row), *map_grid, interpolation="nearest") > 0
+                    record.warn(Issue(sample_id, stage, "warning", reason))
+                map_grid = shard.map_grid(row) if spatial_dims == 3 and mask.shape == image_shape else None
+                if map_grid is not None:  # the maps lie on the model's grid (reoriented, resampled): the mask there
+                    grid = shard.geometry(row)
+                    mask = resample_onto(mask.astype(np.uint8), grid, *map_grid, interpolation="nearest") > 0
             if mask.any():
                 resized = metrics.resize_mask(mask, tuple(map_shape))
                 if resized.any():

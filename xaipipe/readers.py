@@ -23,7 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -108,13 +108,18 @@ class _NiftiHeader(NamedTuple):
     endian: str
 
 
+def _open_nifti(path: str | os.PathLike) -> Any:
+    """A NIfTI file opened for reading its stream, decompressed where it starts with the gzip magic (whatever its
+    extension says)."""
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    return (gzip.open if compressed else open)(path, "rb")
+
+
 def _nifti_stream_length(path: Path) -> tuple[bytes, int, int]:
     """The first 540 bytes of the (decompressed) NIfTI stream, its full decompressed length and, for float
     voxels, how many of them are NaN or infinite (read from the stream itself: SimpleITK turns them into 0)."""
-    with open(path, "rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"  # the gzip magic, whatever the extension says
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as handle:
+    with _open_nifti(path) as handle:
         head = handle.read(540)
         length = len(head)
         counter = _NonFinite(head)
@@ -181,9 +186,7 @@ def nifti_form_offset(path: str | os.PathLike) -> float | None:
     corners), where it sets both; None otherwise. SimpleITK (and so xaipipe) places the volume by the qform;
     viewers that prefer the sform (nibabel, FSL) place it, and the maps written on its grid, elsewhere."""
     try:
-        with open(path, "rb") as raw:
-            compressed = raw.read(2) == b"\x1f\x8b"
-        with (gzip.open if compressed else open)(path, "rb") as handle:
+        with _open_nifti(path) as handle:
             head = handle.read(348)
     except (OSError, EOFError, zlib.error):
         return None
