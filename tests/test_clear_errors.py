@@ -140,3 +140,72 @@ def test_a_model_whose_input_differs_from_preprocessing_names_both(tmp_path):
     assert not (tmp_path / "pred.h5").exists()
     with h5store.PreprocessedShard.open(shard) as opened:
         assert opened.inputs(slice(0, 1)).shape == (1, 16, 16, 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"methods": ["gradcam", {"name": "layercam", "layer": "conv_2"}]},
+         "config key methods[1] (layercam): parameter 'layer': layer 'conv_2' not found in model {model}; did you "
+         "mean 'conv2'"),
+        ({"model": {"layer": "flat"}},
+         "config key methods[0] (gradcam): parameter 'layer': layer 'flat' of model {model} has no 4D output"),
+        ({"preprocessing": {"size": [32, 32], "channels": 1}},
+         "config key model.path: model {model} takes inputs of shape (16, 16, 1), but preprocessing gives "
+         "(32, 32, 1)"),
+    ],
+)
+def test_a_model_that_cannot_serve_the_config_stops_before_any_job(tmp_path, change, expected):
+    """What the model file itself shows (its layers, its input shape) is checked when the config is read: a dry
+    run stops, naming the key and the model, where the jobs would have preprocessed every image first."""
+    import keras
+    import numpy as np
+
+    from pipeline_runs import snakemake
+    from xaipipe.writers import write_png
+
+    for name in ("a/x.png", "b/y.png"):
+        write_png(tmp_path / "images" / name, np.zeros((20, 20), np.uint8))
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="conv2")(x)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten(name="flat")(x))
+    keras.Model(inputs, outputs).save(tmp_path / "model.keras")
+    config = {
+        "data": {"images": str(tmp_path / "images")},
+        "model": {"path": str(tmp_path / "model.keras")},
+        "preprocessing": {"size": [16, 16], "channels": 1},
+        "methods": ["gradcam"],
+    }
+    changed = {key: {**config[key], **value} if isinstance(value, dict) else value for key, value in change.items()}
+    result = snakemake(tmp_path, {**config, **changed}, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected.format(model=tmp_path / "model.keras") in output, output[-2000:]
+    if "methods" in change:  # once: the same study with the model's own settings passes
+        assert snakemake(tmp_path, config, "-n").returncode == 0
+
+
+def test_a_cam_method_on_a_model_without_a_spatial_layer_stops_before_any_job(tmp_path):
+    import keras
+    import numpy as np
+
+    from pipeline_runs import snakemake
+    from xaipipe.writers import write_png
+
+    for name in ("a/x.png", "b/y.png"):
+        write_png(tmp_path / "images" / name, np.zeros((20, 20), np.uint8))
+    mlp = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    mlp.save(tmp_path / "mlp.keras")
+    config = {
+        "data": {"images": str(tmp_path / "images")},
+        "model": {"path": str(tmp_path / "mlp.keras")},
+        "preprocessing": {"size": [8, 8], "channels": 1},
+        "methods": ["saliency", "scorecam"],
+    }
+    result = snakemake(tmp_path, config, "-n")
+    output = result.stdout + result.stderr
+    assert "config key methods[1] (scorecam): parameter 'layer': model" in output, output[-2000:]
+    assert "has no layer with a 4D output of more than one position" in output
+    config["methods"] = ["saliency", "occlusion"]
+    assert snakemake(tmp_path, config, "-n").returncode == 0

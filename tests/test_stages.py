@@ -76,15 +76,16 @@ def test_non_finite_sample_values_are_an_error_naming_the_sample_file_and_count(
 
 def test_the_configured_classes_of_unlabelled_images_are_checked_against_the_model(tmp_path):
     # images in a plain folder with config classes [red, blue]: a 3-output model ran, its columns p_0, p_1, p_2
-    from xaipipe.config import ModelSpec, check_model_outputs
+    from xaipipe.config import ModelSpec, check_model_files
     from xaipipe.samples import discover_folder
 
     for name in ("x.png", "y.png"):
         write_png(tmp_path / "images" / name, np.zeros((8, 8), np.uint8))
     sheet = discover_folder(tmp_path / "images", classes=["red", "blue"])
     dense_model(3, tmp_path / "three.keras")
-    spec = ModelSpec("model", str(tmp_path / "three.keras"), str(tmp_path), {}, str(tmp_path), {})
+    pre = {"size": [8, 8], "channels": 1}
+    spec = ModelSpec("model", str(tmp_path / "three.keras"), str(tmp_path), pre, str(tmp_path), {})
     with pytest.raises(ValueError, match=r"model.path: .*three\.keras has 3 outputs but the samples have 2 classes"):
-        check_model_outputs({"model": spec}, sheet, several=False)
+        check_model_files({"model": spec}, sheet, several=False)
     dense_model(2, tmp_path / "two.keras")
-    check_model_outputs({"model": ModelSpec("model", str(tmp_path / "two.keras"), "", {}, "", {})}, sheet, False)
+    check_model_files({"model": ModelSpec("model", str(tmp_path / "two.keras"), "", pre, "", {})}, sheet, False)

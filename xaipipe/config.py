@@ -342,21 +342,44 @@ def shared_pass_families(specs: dict[str, ModelSpec]) -> list[HeatmapsJob]:
     return [HeatmapsJob(tuple(labels)) for labels in groups.values() if len(labels) > 1]
 
 
-def check_model_outputs(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
-    """ValueError naming the model entry whose file's output count (read without Keras,
-    :func:`xaipipe.modelfile.output_count`) does not fit the classes or the labels; models
-    not yet there (the demo's) or whose count the file does not tell are checked by predict."""
-    from xaipipe.modelfile import output_count
+def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
+    """ValueError naming the config key at fault where a model file's saved architecture (read without Keras,
+    :mod:`xaipipe.modelfile`) shows that the model cannot serve: an output count that does not fit the classes or
+    the labels, an input shape that preprocessing does not give, a CAM method's ``layer`` that is not in the model
+    (or has no spatial output), a CAM method on a model without a spatial layer. Models not yet there (the
+    demo's) and what a file does not tell for certain (custom layers) are checked by the jobs on the loaded model."""
+    from xaipipe.modelfile import input_problem, layer_problem, output_count, saved_layers
     from xaipipe.stages import check_model_classes
 
     for name, spec in specs.items():
-        n_outputs = output_count(spec.path) if os.path.isfile(spec.path) else None
-        if n_outputs is None:
+        if not os.path.isfile(spec.path):
             continue
-        try:
-            check_model_classes(spec.path, n_outputs, sheet.class_names or [], sheet.labels or [], sheet.ids)
-        except ValueError as error:
-            raise ValueError(f"config key {f'models.{name}' if several else 'model.path'}: {error}") from None
+        where = f"config key {f'models.{name}' if several else 'model.path'}"
+        n_outputs = output_count(spec.path)
+        if n_outputs is not None:
+            try:
+                check_model_classes(spec.path, n_outputs, sheet.class_names or [], sheet.labels or [], sheet.ids)
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+        saved = saved_layers(spec.path)
+        if saved is None:
+            continue
+        if saved.input_shape is not None and None not in saved.input_shape:
+            given = (*spec.preprocessing["size"], spec.preprocessing["channels"])
+            problem = input_problem(spec.path, saved.input_shape, given)
+            if problem is not None:
+                overrides = f" (or models.{name}.preprocessing)" if several else ""
+                raise ValueError(f"{where}: {problem}{overrides}")
+        for label, variant in spec.variants.items():
+            if not methods.takes_layer(variant.method):
+                continue
+            problem = layer_problem(saved, variant.params.get("layer"), spec.path)
+            if problem is not None:
+                default = f"models.{name}.layer" if several else "model.layer"
+                raise ValueError(
+                    f"config key methods[{variant.entry}] ({label}): parameter 'layer': {problem} (set the "
+                    f"method's `layer`, or {default} for all its CAM methods)"
+                )
 
 
 def rendered_samples(sheet: SampleSheet, max_per_class: int | None) -> tuple[bool, ...]:

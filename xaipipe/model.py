@@ -346,16 +346,13 @@ def _layers(model) -> list:
 
 
 def check_model_input(model, model_path: str | os.PathLike, input_shape: tuple[int, ...]) -> None:
-    """ValueError naming both shapes unless ``model`` takes inputs of ``input_shape`` (what preprocessing gives)."""
-    expected = tuple(model.inputs[0].shape[1:])
-    given = tuple(int(n) for n in input_shape)
-    if expected != given:
-        spatial, channels = list(expected[:-1]), expected[-1]
-        raise ValueError(
-            f"model {model_path} takes inputs of shape {expected}, but preprocessing gives {given} "
-            f"(preprocessing.size {list(given[:-1])}, preprocessing.channels {given[-1]}); "
-            f"set preprocessing.size: {spatial} and preprocessing.channels: {channels}"
-        )
+    """ValueError naming both shapes unless ``model`` takes inputs of ``input_shape`` (what preprocessing gives;
+    checked before any job where the model file tells its input shape: :func:`xaipipe.config.check_model_files`)."""
+    from xaipipe.modelfile import input_problem
+
+    problem = input_problem(model_path, tuple(model.inputs[0].shape[1:]), input_shape)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def check_supported(model) -> None:

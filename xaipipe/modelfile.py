@@ -6,13 +6,22 @@ a legacy ``.h5`` file), followed from the output layer back through shape-keepin
 (activations, dropout) to a layer that sets the width (``Dense``), also into nested models.
 Where it cannot tell (a custom layer, several outputs, an unreadable file) it says None, and
 the prediction job checks the model as loaded.
+
+:func:`saved_layers`: the model's input shape and every layer's path and output shape, so that a
+CAM method's ``layer`` that is not in the model, a model without a spatial layer to explain and an
+input shape that preprocessing does not give stop the run before any job (:func:`layer_problem`,
+:func:`input_problem`), as the jobs would stop on the loaded model (:mod:`xaipipe.layers`,
+:func:`xaipipe.model.check_model_input`).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 #: Layers whose output has the width of their input.
@@ -86,3 +95,187 @@ def _inbound(layer: dict[str, Any]) -> str | None:
     if not args or not isinstance(args[0], dict) or "keras_history" not in args[0].get("config", {}):
         return None
     return args[0]["config"]["keras_history"][0]
+
+
+Shape = tuple[int | None, ...]
+#: The classes of a saved nested model whose layers Keras's loaded model shows (:func:`xaipipe.layers.sublayers`).
+CONTAINERS = frozenset({"Functional", "Sequential", "Model"})
+
+
+@dataclass(frozen=True)
+class SavedLayers:
+    """What a model file's saved architecture tells of its layers, without loading it.
+
+    ``input_shape``: the one input's shape without the batch axis (None: several inputs, or not told);
+    ``shapes``: every layer's path (``backbone/conv1`` inside the nested model ``backbone``; no input layers),
+    in graph order, to its output shape without the batch axis (None where the file does not tell: a layer
+    called more than once, a legacy ``.h5`` file's graph); ``complete``: every layer is one of Keras's own,
+    so these are all the layers the loaded model has (a custom layer or model may hold others).
+    """
+
+    input_shape: Shape | None
+    shapes: dict[str, Shape | None]
+    complete: bool
+
+
+def saved_layers(path: str | os.PathLike) -> SavedLayers | None:
+    """The :class:`SavedLayers` of a model file, or None where it cannot be read."""
+    try:
+        model = _saved_config(path)
+        shapes: dict[str, Shape | None] = {}
+        # the output of a model xaipipe explains: (batch, classes) (xaipipe.model.check_supported)
+        try:
+            width = _width(model)
+        except (KeyError, IndexError, TypeError, ValueError):
+            width = None
+        complete = _collect(model, (), (width,), shapes)
+        return SavedLayers(_input_shape(model), shapes, complete)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile):
+        return None
+
+
+def _name(entry: dict[str, Any]) -> str:
+    return str(entry["config"]["name"])
+
+
+def _keras_own(entry: dict[str, Any]) -> bool:
+    """Whether a layer's entry is a Keras class (a ``.keras`` file says so in ``module``; a legacy ``.h5``
+    file does not, so none of its layers counts as known)."""
+    return str(entry.get("module") or "").split(".")[0] == "keras"
+
+
+def _shape(value: Any) -> Shape | None:
+    if not isinstance(value, list | tuple) or not value:
+        return None
+    return tuple(None if n is None else int(n) for n in value[1:])
+
+
+def _collect(entry: dict[str, Any], prefix: tuple[str, ...], output: Shape | None,
+             shapes: dict[str, Shape | None]) -> bool:  # fmt: skip
+    """Add the layers of the saved model ``entry`` (whose own output shape is ``output``) to ``shapes``;
+    whether every one of them is Keras's own."""
+    kind, config = entry["class_name"], entry["config"]
+    layers = [layer for layer in config["layers"] if layer["class_name"] != "InputLayer"]
+    complete = _keras_own(entry) or not prefix  # the outer model's own class does not hide layers
+    if kind == "Sequential":  # each layer's output is the next one's input
+        inputs = [_shape((layer.get("build_config") or {}).get("input_shape")) for layer in layers]
+        outputs = [*inputs[1:], output]
+    else:
+        produced = _produced_shapes(layers)
+        last = _output_names(config)
+        outputs = [produced.get(_name(layer)) or (output if [_name(layer)] == last else None) for layer in layers]
+    for layer, shape in zip(layers, outputs, strict=True):
+        path = (*prefix, _name(layer))
+        shapes["/".join(path)] = shape
+        complete = complete and _keras_own(layer)
+        if layer["class_name"] in CONTAINERS and isinstance(layer["config"].get("layers"), list):
+            complete = _collect(layer, path, shape, shapes) and complete
+    return complete
+
+
+def _tensors(value: Any) -> Iterator[dict[str, Any]]:
+    """Every saved Keras tensor (``__keras_tensor__``: shape and producing layer) inside a node's arguments."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            yield value["config"]
+        else:
+            for item in value.values():
+                yield from _tensors(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _tensors(item)
+
+
+def _produced_shapes(layers: list[dict[str, Any]]) -> dict[str, Shape | None]:
+    """Layer name -> the shape of its output as the layers that take it saw it: of its first call (node 0),
+    which is the output Keras gives a layer called more than once."""
+    produced: dict[str, Shape | None] = {}
+    for layer in layers:
+        for tensor in _tensors(layer.get("inbound_nodes") or []):
+            name, node = tensor["keras_history"][:2]
+            if node == 0:
+                produced[name] = _shape(tensor.get("shape"))
+    return produced
+
+
+def _output_names(config: dict[str, Any]) -> list[str]:
+    outputs = config.get("output_layers") or []
+    if outputs and isinstance(outputs[0], str):  # one output written as [name, node, tensor]
+        outputs = [outputs]
+    return [str(output[0]) for output in outputs]
+
+
+def _input_shape(model: dict[str, Any]) -> Shape | None:
+    config = model["config"]
+    layers = config["layers"]
+    if model["class_name"] == "Sequential":
+        first = layers[0]["config"] if layers else {}
+        return _shape(first.get("batch_shape") or first.get("batch_input_shape") or config.get("build_input_shape"))
+    inputs = config.get("input_layers") or []
+    if inputs and isinstance(inputs[0], str):
+        inputs = [inputs]
+    if len(inputs) != 1:
+        return None
+    layer = next(layer["config"] for layer in layers if _name(layer) == inputs[0][0])
+    return _shape(layer.get("batch_shape") or layer.get("batch_input_shape"))
+
+
+def input_problem(model_path: str | os.PathLike, expected: Shape, given: Shape) -> str | None:
+    """Why a model taking inputs of shape ``expected`` cannot take preprocessing's ``given`` (None: it can)."""
+    given = tuple(int(n) for n in given)
+    if tuple(expected) == given:
+        return None
+    spatial, channels = list(expected[:-1]), expected[-1]
+    return (
+        f"model {model_path} takes inputs of shape {tuple(expected)}, but preprocessing gives {given} "
+        f"(preprocessing.size {list(given[:-1])}, preprocessing.channels {given[-1]}); "
+        f"set preprocessing.size: {spatial} and preprocessing.channels: {channels}"
+    )
+
+
+def _has_extent(shape: Shape) -> bool:
+    return any(n is None or n > 1 for n in shape[:-1])
+
+
+def layer_problem(saved: SavedLayers, layer: str | None, model_path: str | os.PathLike) -> str | None:
+    """Why a CAM method cannot explain ``layer`` (None: the automatic choice) of the saved model, where the file
+    tells for certain (None where it can, or where it cannot tell): the rules of
+    :func:`xaipipe.layers.find_target_path`, on the saved layers."""
+    if saved.input_shape is None:
+        return None
+    rank = len(saved.input_shape) + 1
+    known = {path: shape for path, shape in saved.shapes.items() if shape is not None}
+    candidates = [path for path, shape in known.items() if len(shape) + 1 == rank and _has_extent(shape)]
+    if layer is None:
+        if candidates or not saved.complete or len(known) < len(saved.shapes):
+            return None
+        return (
+            f"model {model_path} has no layer with a {rank}D output of more than one position to explain, which a "
+            "CAM method needs; explain it with a method that reads the input (saliency, integratedgradients, "
+            "occlusion, ...)"
+        )
+    matches = [p for p in saved.shapes if p == layer] or [p for p in saved.shapes if p.split("/")[-1] == layer]
+    if not matches:
+        if not saved.complete:
+            return None
+        names = dict.fromkeys([p.split("/")[-1] for p in candidates] + candidates)
+        close = difflib.get_close_matches(layer, list(names), n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        shown = candidates if len(candidates) <= 12 else [*candidates[:3], "...", *candidates[-8:]]
+        return (
+            f"layer {layer!r} not found in model {model_path}; {hint}layers with a {rank}D output "
+            f"({len(candidates)}): {', '.join(shown)}"
+        )
+    path = min(matches, key=lambda p: p.count("/"))  # a plain name: the outermost such layer, the first of those
+    shape = saved.shapes[path]
+    if shape is None:
+        return None
+    if len(shape) + 1 != rank:
+        return f"layer {layer!r} of model {model_path} has no {rank}D output; layers that do: {candidates[-12:]}"
+    if not _has_extent(shape):
+        size = "x".join(str(n) for n in shape[:-1])
+        return (
+            f"layer {layer!r} of model {model_path} has a {size} output: its map would be one value, the same "
+            f"everywhere; choose a layer with a spatial extent: {candidates[-12:]}"
+        )
+    return None

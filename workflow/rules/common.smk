@@ -43,7 +43,7 @@ try:
     # the study's models (config models, or the single model), each with its own output folder
     # and every variant of the methods (config methods[]: label, sweep) by label
     MODELS = xc.model_specs(config)
-    xc.check_model_outputs(MODELS, SAMPLES, bool(config["models"]))
+    xc.check_model_files(MODELS, SAMPLES, bool(config["models"]))
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     MASKS = xc.sample_masks(config, SAMPLES)  # each sample's mask file, None: no masks
