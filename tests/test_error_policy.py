@@ -145,6 +145,24 @@ def nan_for_marked_sample(monkeypatch):
 
 
 @pytest.fixture
+def overflow_for_marked_sample(monkeypatch):
+    """Grad-CAM returns finite maps spanning more than float32 holds (+-3e38) for the marked input: normalized,
+    they would be NaN ((v - min) / (max - min) with max - min = inf)."""
+    from xaipipe.methods.gradcam import GradCAM
+
+    original = GradCAM.raw_maps
+
+    def raw_maps(self, inputs, classes):
+        maps = np.array(original(self, inputs, classes))
+        marked = np.isclose(inputs[:, 0, 0, 0], MARKER)
+        maps[marked] = 3e38
+        maps[marked, ..., 0] = -3e38
+        return maps
+
+    monkeypatch.setattr(GradCAM, "raw_maps", raw_maps)
+
+
+@pytest.fixture
 def exception_for_marked_sample(monkeypatch):
     """Grad-CAM raises for any batch that holds an input whose first pixel is the marker."""
     from xaipipe.methods.gradcam import GradCAM
@@ -163,7 +181,9 @@ def heatmaps(pre, pred, tmp_path, out, on_error):
     compute_heatmaps_shard(pre, pred, tmp_path / "model.keras", "gradcam", {}, "argmax", 2, out, on_error=on_error)
 
 
-@pytest.mark.parametrize("failure", ["nan_for_marked_sample", "exception_for_marked_sample"])
+@pytest.mark.parametrize(
+    "failure", ["nan_for_marked_sample", "overflow_for_marked_sample", "exception_for_marked_sample"]
+)
 def test_a_heatmap_that_fails_for_one_sample_is_skipped_and_listed_or_raises(tmp_path, request, failure):
     pre, pred = shard_with_marked_sample(tmp_path)
     heatmaps(pre, pred, tmp_path, tmp_path / "clean.h5", "fail")  # before the method fails
@@ -171,7 +191,11 @@ def test_a_heatmap_that_fails_for_one_sample_is_skipped_and_listed_or_raises(tmp
     with pytest.raises(SampleError, match="'s3'") as caught:  # the batch's error, narrowed down to the sample
         heatmaps(pre, pred, tmp_path, tmp_path / "failed.h5", "fail")
     assert caught.value.stage == "heatmaps:gradcam" and caught.value.sample_id == "s3"
-    expected = "NaN or infinite" if failure == "nan_for_marked_sample" else "RuntimeError: simulated failure"
+    expected = {
+        "nan_for_marked_sample": "hold 1024 non-finite values (NaN or infinite)",  # its whole 32x32 map
+        "overflow_for_marked_sample": "span -3e+38 to 3e+38, beyond float32's range once normalized",
+        "exception_for_marked_sample": "RuntimeError: simulated failure",
+    }[failure]
     assert expected in caught.value.reason
     assert not (tmp_path / "failed.h5").exists()
     heatmaps(pre, pred, tmp_path, tmp_path / "skip.h5", "skip")

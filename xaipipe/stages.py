@@ -564,13 +564,13 @@ def _compute_heatmaps(
             for family, indices in shared_passes if len(good) else ():
                 try:
                     batch = inputs if keep.all() else inputs[keep]
-                    maps = family.explain(batch, classes[good], [ids[r] for r in good])
+                    maps = family.explain_raw(batch, classes[good], [ids[r] for r in good])
                 except Exception as error:  # noqa: BLE001  each member on its own names the samples at fault
                     log.info("the shared pass failed (%s: %s); each method explains the batch on its own",
                              type(error).__name__, error)  # fmt: skip
                     continue
                 for i, member_maps in zip(indices, maps, strict=True):
-                    shared[i] = list(zip(*member_maps, strict=True))
+                    shared[i] = list(member_maps)
             for m, output in enumerate(outputs):
                 _write_batch(output, rows, inputs, keep, good, classes, ids, n_targets, on_error, shared.get(m))
         for output in outputs:
@@ -593,10 +593,10 @@ def _write_batch(
     ids: Any,
     n_targets: int,
     on_error: str,
-    shared: list[tuple[np.ndarray, np.ndarray]] | None,
+    shared: list[np.ndarray] | None,
 ) -> None:
-    """Write one batch's maps into ``output``'s file: ``shared``, the (raw, normalized) maps of the batch's kept
-    samples from the family's pass, else computed by the member's own explainer."""
+    """Write one batch's maps into ``output``'s file: ``shared``, the raw maps of the batch's kept samples from the
+    family's pass, else computed by the member's own explainer."""
     heatmaps, explainer, stage = output.writer, output.explainer, output.stage
     if keep.all():  # the usual case: one write for the batch
         results = shared
@@ -604,7 +604,7 @@ def _write_batch(
             results = _maps_or_failures(explainer, inputs, classes[rows], ids[rows], on_error, stage)
         if not any(isinstance(result, BaseException) or _non_finite(result) for result in results):
             output.attempted += len(results)
-            raw = np.stack([result[0] for result in results])
+            raw = np.stack(results)
             maps = slice(rows.start * n_targets, rows.stop * n_targets)
             sample_index = np.repeat(np.arange(rows.start, rows.stop), n_targets)
             heatmaps.write(maps, sample_index, classes[rows].reshape(-1), raw)
@@ -626,7 +626,7 @@ def _write_batch(
         output.attempted += 1
         reason = _failure_reason(result)
         if reason is None:
-            heatmaps.write(maps, np.full(n_targets, row), classes[row], result[0])
+            heatmaps.write(maps, np.full(n_targets, row), classes[row], result)
             continue
         if on_error == "fail":  # exceptions were raised where they happened; here non-finite maps
             raise SampleError(ids[row], reason, stage)
@@ -638,16 +638,16 @@ def _write_batch(
 
 def _maps_or_failures(
     explainer: Any, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str], on_error: str, stage: str
-) -> list[tuple[np.ndarray, np.ndarray] | BaseException]:
-    """Each sample's (raw, normalized) maps (T, *spatial), or the exception its maps raised.
+) -> list[np.ndarray | BaseException]:
+    """Each sample's raw maps (T, *spatial), or the exception its maps raised (the file keeps the raw maps and
+    two numbers per map for the normalized ones: no normalized maps at full size are made here).
 
     A batch that raises is explained again sample by sample, so that only the samples at
     fault fail (``on_error: skip``), or the error names the sample at fault (``fail``: a
     SampleError of ``stage``, from the method's exception).
     """
     try:
-        raw, normalized = explainer.explain(inputs, classes, ids=list(ids))
-        return list(zip(raw, normalized, strict=True))
+        return list(explainer.explain_raw(inputs, classes, ids=list(ids)))
     except Exception as error:
         if len(inputs) == 1:
             if on_error == "fail":
@@ -659,16 +659,24 @@ def _maps_or_failures(
     ]
 
 
-def _non_finite(result: tuple[np.ndarray, np.ndarray]) -> bool:
-    return not (np.isfinite(result[0]).all() and np.isfinite(result[1]).all())
+def _non_finite(raw: np.ndarray) -> bool:
+    """Whether raw maps cannot be normalized: a NaN or an infinity (each propagates to the minimum or maximum),
+    or a range beyond float32 (max - min overflows: its normalized maps would be NaN)."""
+    with np.errstate(over="ignore"):
+        return not np.isfinite(np.float32(raw.max()) - np.float32(raw.min()))
 
 
-def _failure_reason(result: tuple[np.ndarray, np.ndarray] | BaseException) -> str | None:
+def _failure_reason(result: np.ndarray | BaseException) -> str | None:
     """Why a sample's maps are unusable (an exception, non-finite values), or None."""
     if isinstance(result, BaseException):
         return f"{type(result).__name__}: {result}"
     if _non_finite(result):
-        bad = sum(int(np.size(m) - np.count_nonzero(np.isfinite(m))) for m in result)
+        bad = int(np.size(result) - np.count_nonzero(np.isfinite(result)))
+        if bad == 0:
+            return (
+                f"its maps span {float(result.min()):.3g} to {float(result.max()):.3g}, beyond float32's range "
+                "once normalized (NaN); check its input and the method's parameters"
+            )
         return f"its maps hold {bad} non-finite values (NaN or infinite); check its input and the method's parameters"
     return None
 

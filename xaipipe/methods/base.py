@@ -177,11 +177,16 @@ class Method(metaclass=_MethodType):
         The inputs must be a batch of the model's input shape, of finite values, and every class an integer in
         0 .. n_classes - 1; otherwise a ValueError names the sample (its id from ``ids``, else its row in the batch).
         """
-        inputs = check_inputs(inputs, self.input_shape, ids)
-        classes = check_classes(classes, len(inputs), self.n_classes, ids)
-        raw = self.raw_maps(inputs, classes)
+        raw = self.explain_raw(inputs, classes, ids)
         normalized = normalize_maps(raw.reshape(-1, *self.spatial_shape), self.normalize).reshape(raw.shape)
         return raw, normalized
+
+    def explain_raw(self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None) -> np.ndarray:
+        """The raw maps of :meth:`explain`, with its checks, without the normalized ones: for a caller that keeps
+        the raw maps and their normalization's two numbers (a heatmaps file), not maps scaled at full size."""
+        inputs = check_inputs(inputs, self.input_shape, ids)
+        classes = check_classes(classes, len(inputs), self.n_classes, ids)
+        return self.raw_maps(inputs, classes)
 
 
 def _sample_name(row: int, ids: Sequence[str] | None) -> str:

@@ -137,13 +137,19 @@ class CAMFamily:
         self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each member's (raw, normalized) maps (B, T, *spatial), as its own ``explain`` gives them."""
-        inputs = check_inputs(inputs, self.input_shape, ids)
-        classes = check_classes(classes, len(inputs), self.n_classes, ids)
         results = []
-        for member, raw in zip(self.members, self.raw_maps(inputs, classes), strict=True):
+        for member, raw in zip(self.members, self.explain_raw(inputs, classes, ids), strict=True):
             flat = raw.reshape(-1, *self.spatial_shape)
             results.append((raw, normalize_maps(flat, member.normalize).reshape(raw.shape)))
         return results
+
+    def explain_raw(
+        self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
+        """Each member's raw maps (B, T, *spatial), as its own ``explain_raw`` gives them."""
+        inputs = check_inputs(inputs, self.input_shape, ids)
+        classes = check_classes(classes, len(inputs), self.n_classes, ids)
+        return self.raw_maps(inputs, classes)
 
 
 def create_family(model: Any, variants: Sequence[tuple[str, Mapping[str, Any]]]) -> tuple[list[Method], CAMFamily]:

@@ -231,12 +231,11 @@ class Lime(Method):
                 )
         return labels
 
-    def explain(
-        self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`Method.explain`; an image that SLIC cannot segment is a ValueError naming the sample."""
+    def explain_raw(self, inputs: np.ndarray, classes: np.ndarray, ids: Sequence[str] | None = None) -> np.ndarray:
+        """As :meth:`Method.explain_raw` (and so :meth:`Method.explain`); an image that SLIC cannot segment is a
+        ValueError naming the sample."""
         try:
-            return super().explain(inputs, classes, ids)
+            return super().explain_raw(inputs, classes, ids)
         except UnsegmentedImage as error:
             raise ValueError(f"sample {_sample_name(error.row, ids)}: {error.reason}") from None
 
