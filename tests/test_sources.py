@@ -28,6 +28,23 @@ def test_csv_with_indices_and_configured_names(tmp_path):
     assert sheet.labels == (2, 0) and sheet.class_names is None
 
 
+def test_class_names_that_are_numbers_are_read_as_names_not_indices(tmp_path):
+    """Graded classes (G1-G3, BI-RADS 1-5) named by their numbers: label '1' is the class named '1' (index 0),
+    not index 1; it had shifted every label by one, each map explaining the next grade."""
+    (tmp_path / "s.csv").write_text("SAMPLE,CLASS\na,1\nb,2\nc,1\nd,3\n")
+    sheet = read_csv(tmp_path / "s.csv", classes=["1", "2", "3"])
+    assert sheet.labels == (0, 1, 0, 2) and sheet.class_names == ("1", "2", "3")
+    (tmp_path / "s.json").write_text(json.dumps({"a": "1", "b": 3, "c": "2"}))
+    assert read_json(tmp_path / "s.json", classes=["1", "2", "3"]).labels == (0, 2, 1)
+    # a number that is no class name would be read as an index into names that are numbers: ambiguous
+    (tmp_path / "z.csv").write_text("SAMPLE,CLASS\na,1\nb,0\n")
+    with pytest.raises(ValueError, match=r"sample 'b' \(row 3\): label '0' is not one of the classes 1, 2, 3 .*read as class names"):
+        read_csv(tmp_path / "z.csv", classes=["1", "2", "3"])
+    # names that equal their indices read alike either way
+    (tmp_path / "b.csv").write_text("SAMPLE,CLASS\na,1\nb,0\n")
+    assert read_csv(tmp_path / "b.csv", classes=["0", "1"]).labels == (1, 0)
+
+
 def test_csv_one_hot_and_no_labels(tmp_path):
     (tmp_path / "s.csv").write_text("SAMPLE,benign,malignant\na,1,0\nb,0,1\n")
     sheet = read_csv(tmp_path / "s.csv", class_columns=["benign", "malignant"])

@@ -209,7 +209,8 @@ def _labels(
     """(labels, class names) of class names or indices, ``where[k]`` naming the sample of ``values[k]``.
 
     With ``classes`` (the config's, in model output order) a label is one of them or
-    an index into them. Without, the labels must all be indices (their order is
+    an index into them; where a class name is a number (grades ``1``, ``2``, ``3``) a label is
+    always a name (label ``1`` is the class named ``1``, index 0). Without, the labels must all be indices (their order is
     explicit; the names stay unknown): names would be guessed, so they are refused.
     """
     if not classes:
@@ -220,21 +221,24 @@ def _labels(
                 "config lists no classes; set `classes` to every class name in the model's output order "
                 "(the order cannot be taken from the labels present)"
             )
+    # class names that are numbers (grades 1-3): every label is a name, an index would be ambiguous
+    numbered = any(_is_index(name) for name in classes)
     labels = []
     for value, sample in zip(values, where):
         if value is None or (isinstance(value, str) and not value.strip()):
             raise ValueError(f"{path}: {sample} has no label; give every sample a class, or leave the labels out")
-        if _is_index(value):
+        if str(value).strip() in classes and not isinstance(value, bool):
+            index = list(classes).index(str(value).strip())
+        elif _is_index(value) and not numbered:
             index = int(value)
             if index < 0 or (classes and index >= len(classes)):
                 valid = f"0..{len(classes) - 1} ({', '.join(classes)})" if classes else "0 or more"
                 raise ValueError(f"{path}: {sample}: class index {value!r} out of range; valid: {valid}")
-        elif isinstance(value, str) and value.strip() in classes:
-            index = list(classes).index(value.strip())
         else:
+            why = " (with class names that are numbers, labels are read as class names)" if numbered else ""
             raise ValueError(
-                f"{path}: {sample}: label {value!r} is not one of the classes {', '.join(classes)} "
-                "(config key classes); correct the label or the classes"
+                f"{path}: {sample}: label {str(value).strip()!r} is not one of the classes {', '.join(classes)} "
+                f"(config key classes){why}; correct the label or the classes"
             )
         labels.append(index)
     return tuple(labels), (tuple(classes) if classes else None)
