@@ -41,6 +41,29 @@ def test_a_model_with_more_outputs_than_class_subfolders_is_refused(tmp_path):
     assert (tmp_path / "p.h5").exists()
 
 
+@pytest.mark.parametrize("activation", [None, "hard_sigmoid"])
+def test_a_one_unit_model_without_a_sigmoid_is_not_taken_for_two_classes(tmp_path, activation):
+    """A Dense(1) head trained with from_logits=True and classes [neg, pos]: it was counted as two classes (as a
+    sigmoid model is), then predicted as one score: without labels every sample 'predicted' class 0 and the class
+    names were lost; with labels the predictions table crashed with an IndexError."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    head = keras.layers.Dense(1, activation=activation)(keras.layers.GlobalAveragePooling2D()(inputs))
+    keras.Model(inputs, head).save(tmp_path / "one.keras")
+    paths = [tmp_path / "s0.png", tmp_path / "s1.png"]
+    for k, path in enumerate(paths):
+        write_png(path, np.full((8, 8), 10 * k, np.uint8))
+    pre = Preprocessing(size=(8, 8), channels=1, standardize="tf")
+    for labels, names in (([0, 1], ["neg", "pos"]), (None, ["neg", "pos"]), (None, None)):
+        preprocess_shard(paths, ["s0", "s1"], labels, names, pre, tmp_path / "pre.h5")
+        if names is None:  # no classes, no labels: one score (class 0), as documented
+            predict_shard(tmp_path / "pre.h5", tmp_path / "one.keras", tmp_path / "p.h5", batch_size=2)
+            continue
+        with pytest.raises(ValueError, match=r"one\.keras has one output without a sigmoid.*Activation\('sigmoid'\)"):
+            predict_shard(tmp_path / "pre.h5", tmp_path / "one.keras", tmp_path / "p.h5", batch_size=2)
+
+
 def test_an_integer_label_beyond_the_model_outputs_is_refused(tmp_path):
     pre = shard(tmp_path, [0, 3], None)  # integer labels, no class names
     dense_model(3, tmp_path / "m.keras")

@@ -214,6 +214,7 @@ def predict_shard(
     preprocessing are left out; a sample whose scores are not finite raises a SampleError
     (``on_error: fail``) or is skipped (``skip``).
     """
+    from xaipipe.autodiff import one_unit_sigmoid
     from xaipipe.model import check_model_input, check_supported, load_model, predict_batch, sha256_file
 
     check_policy(on_error)
@@ -225,7 +226,8 @@ def predict_shard(
         check_model_input(model, model_path, shard.inputs(slice(0, 1)).shape[1:])
         shape = getattr(model, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[-1], int):
-            check_model_classes(model_path, shape[-1], shard.class_names, shard.labels, shard.ids)
+            sigmoid = shape[-1] != 1 or one_unit_sigmoid(model)
+            check_model_classes(model_path, shape[-1], shard.class_names, shard.labels, shard.ids, sigmoid)
         ids = shard.ids
         record = h5store.SkipRecord(len(ids), shard.skipped, shard.skip_reasons)
         n_batches = -(-len(shard) // batch_size)
@@ -240,7 +242,7 @@ def predict_shard(
             scores[np.arange(rows.start, rows.stop)[keep]] = batch
         if scores is None:  # every sample skipped: the model's output count, from one zero input
             scores = np.full((len(ids), predict_batch(model, shard.inputs(slice(0, 1))).shape[1]), np.nan, np.float32)
-        check_model_classes(model_path, scores.shape[1], shard.class_names, shard.labels, ids)
+        check_model_classes(model_path, scores.shape[1], shard.class_names, shard.labels, ids, sigmoid=False)
         for row in np.flatnonzero(~record.skipped & ~np.isfinite(scores).all(axis=1)):
             error = SampleError(
                 ids[row],
@@ -269,14 +271,25 @@ def check_model_classes(
     class_names: Sequence[str],
     labels: Sequence[int],
     ids: Sequence[str],
+    sigmoid: bool = True,
 ) -> None:
     """ValueError naming the model file unless its ``n_outputs`` scores fit the classes and the labels.
 
     The classes, where known (config ``classes``, class subfolders, one-hot columns), must
-    be as many as the outputs; a one-output (sigmoid) model has two classes. Every label
-    (a class index; -1 for none) must be below that count.
+    be as many as the outputs; a one-output model ending in a sigmoid has two classes ([1 - p, p]; ``sigmoid``:
+    whether it does, where known), one without a sigmoid one score. Every label (a class index; -1 for none) must
+    be below that count.
     """
-    n_classes = 2 if n_outputs == 1 else n_outputs
+    n_classes = 2 if n_outputs == 1 and sigmoid else n_outputs
+    two_labels = labels is not None and np.max(np.asarray(labels), initial=-1) >= 1
+    if n_outputs == 1 and not sigmoid and (class_names and len(class_names) == 2 or two_labels):
+        raise ValueError(
+            f"model {model_path} has one output without a sigmoid, which xaipipe reads as one score (class 0), "
+            f"but the samples have two classes ({', '.join(class_names or ['0', '1'])}); a one-output model is two "
+            "classes ([1 - p, p]) where it ends in a sigmoid: if its output is the logit of the second class "
+            "(trained with from_logits=True), end it in one, keras.Sequential([model, "
+            "keras.layers.Activation('sigmoid')]), and save that; else leave the classes and labels out"
+        )
     if class_names and len(class_names) != n_classes:
         raise ValueError(
             f"model {model_path} has {n_outputs} outputs but the samples have {len(class_names)} classes "
