@@ -66,6 +66,14 @@ def head_model(head):
         deepest = keras.Sequential([keras.Input((9,)), dense(), keras.layers.Softmax()], name="deepest")
         inner = keras.Model(inner_in, deepest(inner_in), name="head")
         out = inner(flat)
+    elif head == "softmax, then a linear float32 Activation":  # a mixed-precision head
+        out = keras.layers.Activation("linear", dtype="float32", name="cast")(dense(activation="softmax")(flat))
+    elif head == "Dense(log_softmax)":
+        out = dense(activation="log_softmax")(flat)
+    elif head == "Activation(log_softmax)":
+        out = keras.layers.Activation("log_softmax")(dense()(flat))
+    elif head == "ops.log_softmax":
+        out = keras.ops.log_softmax(dense()(flat))
     elif head == "Lambda":
         out = keras.layers.Lambda(lambda t: tf.nn.softmax(t), name="lam")(dense()(flat))
     elif head == "custom layer":
@@ -85,7 +93,25 @@ SEEN_THROUGH = [
     "nested Functional",
     "nested Sequential",
     "nested twice",
+    "softmax, then a linear float32 Activation",
+    "Dense(log_softmax)",
+    "Activation(log_softmax)",
+    "ops.log_softmax",
 ]
+LOG_SOFTMAX = ["Dense(log_softmax)", "Activation(log_softmax)", "ops.log_softmax"]
+
+
+@pytest.mark.parametrize("head", LOG_SOFTMAX)
+def test_a_log_softmax_head_gives_probabilities_not_log_probabilities(head):
+    """Its output is log p: the predictions and the probabilities score are p = softmax(z), by hand."""
+    model = head_model(head)
+    z = X.reshape(2, -1) @ W + B
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(predict_batch(model, X), p, rtol=1e-5, atol=1e-6)
+    _, _, scores = ScoreGradients(model, score="probabilities")(X, np.array([[0], [1]]))
+    np.testing.assert_allclose(scores, p, rtol=1e-5, atol=1e-6)
+    assert "exp" in score_source(model, "probabilities").description
 
 
 @pytest.mark.parametrize("head", SEEN_THROUGH)

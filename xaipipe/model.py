@@ -9,7 +9,9 @@ import json
 import math
 import os
 import sys
+import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -316,14 +318,35 @@ def check_model_file(path: Path) -> None:
 
 
 def predict_batch(model, inputs: np.ndarray) -> np.ndarray:
-    """Class scores (B, K) of one batch; a one-unit sigmoid model's are [1 - p, p] (two classes)."""
+    """Class scores (B, K) of one batch; a one-unit sigmoid model's are [1 - p, p] (two classes), a model ending in
+    a log_softmax gives its probabilities exp(log p)."""
     scores = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
+    if _ends_in_log_softmax(model):
+        return np.exp(scores)
     if scores.ndim == 2 and scores.shape[1] == 1:
         from xaipipe.autodiff import one_unit_sigmoid, two_class_probabilities
 
         if one_unit_sigmoid(model):
             return two_class_probabilities(scores)
     return scores
+
+
+_LOG_SOFTMAX: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+
+
+def _ends_in_log_softmax(model) -> bool:
+    """:func:`xaipipe.autodiff.log_probabilities`, found once per model (predict_batch runs on every batch)."""
+    try:
+        return _LOG_SOFTMAX[model]
+    except (KeyError, TypeError):
+        from xaipipe.autodiff import log_probabilities
+
+        found = log_probabilities(model)
+        try:
+            _LOG_SOFTMAX[model] = found
+        except TypeError:
+            pass
+        return found
 
 
 #: What xaipipe explains, said in every refusal of a model it does not.

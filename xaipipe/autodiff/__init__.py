@@ -29,7 +29,15 @@ The same ``.keras`` file therefore gives the same maps on every backend.
 """
 
 from xaipipe.autodiff._backend import backend_module
-from xaipipe.autodiff._graph import SCORES, ScoreSource, one_unit_sigmoid, score_source, score_tensor, two_class_probabilities
+from xaipipe.autodiff._graph import (
+    SCORES,
+    ScoreSource,
+    log_probabilities,
+    one_unit_sigmoid,
+    score_source,
+    score_tensor,
+    two_class_probabilities,
+)
 from xaipipe.autodiff.gradients import GuidedCAMGradients, ScoreGradients
 from xaipipe.autodiff.paths import PathGradients
 from xaipipe.autodiff.scores import LayerActivations, PerturbedScores, Scores
@@ -42,6 +50,7 @@ __all__ = [
     "PerturbedScores",
     "ScoreGradients",
     "ScoreSource",
+    "log_probabilities",
     "Scores",
     "backend_module",
     "one_unit_sigmoid",

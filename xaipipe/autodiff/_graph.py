@@ -22,7 +22,8 @@ import numpy as np
 from xaipipe.layers import submodel_graph
 from xaipipe.methods import SCORES  # the registry owns the score names
 
-_SQUASHING = ("softmax", "sigmoid")
+#: Final activations taken off for ``score: logits`` (their input is the logits); log_softmax gives log p.
+_SQUASHING = ("softmax", "sigmoid", "log_softmax")
 #: Layers after which the class scores are those of their input (reshaped, pooled or passed on):
 #: a head that ends in one of them holds logits where its input does.
 _PASS_THROUGH = (
@@ -59,12 +60,12 @@ def _producer(tensor: keras.KerasTensor) -> tuple[Any, list]:
 
 def _squash(operation: Any, rank: int) -> str | None:
     """``softmax`` or ``sigmoid`` where ``operation`` applies it over the class axis (the last), else None."""
-    if isinstance(operation, keras.layers.Softmax) or (
-        type(operation).__name__ == "Softmax" and not isinstance(operation, keras.layers.Layer)  # keras.ops.softmax
-    ):
+    op_name = type(operation).__name__ if not isinstance(operation, keras.layers.Layer) else None
+    if isinstance(operation, keras.layers.Softmax) or op_name in ("Softmax", "LogSoftmax"):  # keras.ops too
+        kind = "log_softmax" if op_name == "LogSoftmax" else "softmax"
         axis = operation.axis
         axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
-        return "softmax" if len(axes) == 1 and axes[0] in (-1, rank - 1) else "softmax over another axis"
+        return kind if len(axes) == 1 and axes[0] in (-1, rank - 1) else f"{kind} over another axis"
     if type(operation).__name__ == "Sigmoid" and not isinstance(operation, keras.layers.Layer):  # keras.ops.sigmoid
         return "sigmoid"
     if isinstance(operation, keras.layers.Layer) and _activation_name(operation) in _SQUASHING:
@@ -130,6 +131,8 @@ def _logits(tensor: keras.KerasTensor, prefix: str = "") -> tuple[keras.KerasTen
             return tensor, source, None, {}
         copy = keras.Model(inner.inputs, inner_logits, name=f"{operation.name}_logits")
         return copy(inputs[0]), source, squash, {**substitutes, id(operation): copy}
+    if isinstance(operation, keras.layers.Activation) and _activation_name(operation) == "linear" and len(inputs) == 1:
+        return _logits(inputs[0], prefix)  # the identity (a mixed-precision head's float32 cast): its input's scores
     if isinstance(operation, _PASS_THROUGH) and len(inputs) == 1:
         _, source, squash, _ = _logits(inputs[0], prefix)
         if squash is not None:
@@ -211,6 +214,9 @@ def score_source(model: keras.Model, score: str = "logits") -> ScoreSource:
         operation, _ = _producer(output)
         scores, substitutes = output, {}
         description = f"probabilities: output of {_describe(operation, '')}"
+        if squash == "log_softmax":  # the output is log p
+            scores = keras.ops.exp(keras.ops.cast(output, "float32"))
+            description = f"probabilities: exp of the log-probabilities output of {_describe(operation, '')}"
         if binary:
             description = f"probabilities: [1 - p, p] of the one-unit output p of {_describe(operation, '')}"
     else:
@@ -226,6 +232,15 @@ def score_source(model: keras.Model, score: str = "logits") -> ScoreSource:
 def score_tensor(model: keras.Model, score: str = "logits") -> keras.KerasTensor:
     """The symbolic class scores of ``model`` (see :func:`score_source`)."""
     return score_source(model, score).tensor
+
+
+def log_probabilities(model: keras.Model) -> bool:
+    """Whether ``model`` ends in a log_softmax (its outputs are log p; :func:`score_source` takes exp for
+    probabilities)."""
+    try:
+        return _logits(model.outputs[0])[2] == "log_softmax"
+    except (_Refused, AttributeError, IndexError):
+        return False
 
 
 def one_unit_sigmoid(model: keras.Model) -> bool:
