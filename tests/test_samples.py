@@ -26,6 +26,16 @@ def test_plain_folder_has_no_labels_and_ignores_other_files(tmp_path):
     assert sheet.labels is None and sheet.class_names is None
 
 
+def test_hidden_folders_hold_no_samples(tmp_path):
+    """Jupyter's .ipynb_checkpoints copies inside a class folder were samples of that class (and a .git or
+    .Trash folder's images would be too)."""
+    _touch_images(tmp_path, ["cat/c0.png", "cat/.ipynb_checkpoints/c0-checkpoint.png", "dog/d0.png",
+                             "dog/sub/.cache/d1.png", ".trash/x.png"])  # fmt: skip
+    sheet = discover_folder(tmp_path)
+    assert sheet.ids == ("cat/c0.png", "dog/d0.png") and sheet.labels == (0, 1)
+    assert discover_folder(tmp_path / "cat").ids == ("c0.png",)
+
+
 def test_forced_class_subfolders_reject_loose_images(tmp_path):
     _touch_images(tmp_path, ["a/1.png", "loose.png"])
     with pytest.raises(ValueError, match="loose.png"):

@@ -133,7 +133,11 @@ def discover_folder(
                 f"images beside them ({', '.join(loose[:3])}): set data.class_subfolders to true (the subfolders "
                 "are the classes; move the loose images into theirs) or to false (no labels from folders)"
             )
-    found = [p for p in root.rglob("*") if _is_sample_file(p) and not (p.parent in series and is_dicom_file(p))]
+    series = [folder for folder in series if not _hidden(folder, root)]
+    found = [
+        p for p in root.rglob("*")
+        if _is_sample_file(p) and not _hidden(p, root) and not (p.parent in series and is_dicom_file(p))
+    ]  # fmt: skip
     ids = sorted([p.relative_to(root).as_posix() for p in found] + [p.relative_to(root).as_posix() for p in series])
     if not ids:
         raise ValueError(f"no images or volumes ({', '.join(SAMPLE_EXTENSIONS)}) found under {root}")
@@ -153,6 +157,12 @@ def discover_folder(
     index = {name: k for k, name in enumerate(class_names)}
     labels = tuple(index[i.split("/", 1)[0]] for i in ids)
     return SampleSheet(tuple(ids), labels, class_names)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a hidden folder below ``root`` or is hidden itself (``.ipynb_checkpoints``, ``.git``:
+    copies and caches, no samples)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def shard_names(n_samples: int, shard_size: int) -> list[str]:
