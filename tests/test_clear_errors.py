@@ -61,6 +61,17 @@ def test_ids_with_braces_are_refused_at_parse_time(sample_id):
     assert repr(sample_id) in str(error.value) and "data.samples" in str(error.value)
 
 
+@pytest.mark.parametrize(("sample_id", "plain"), [("./sub/a.png", "sub/a.png"), ("sub//a.png", "sub/a.png"),
+                                                ("sub/./a.png", "sub/a.png"), ("x/../sub/a.png", "sub/a.png")])
+def test_ids_that_are_no_plain_paths_are_refused(sample_id, plain):
+    """A table listing sub/a.png as cat and ./sub/a.png as dog gave one image two rows with two labels."""
+    from xaipipe.config import check_sample_ids
+
+    with pytest.raises(ValueError, match="not a plain relative path") as error:
+        check_sample_ids(sheet("sub/a.png", sample_id), "data.samples")
+    assert f"write it as {plain!r}" in str(error.value) and repr(sample_id) in str(error.value)
+
+
 def test_distinct_ids_pass():
     from xaipipe.config import check_sample_ids
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -459,9 +460,16 @@ def check_sample_files(config: dict[str, Any], sheet: SampleSheet) -> None:
 
 def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:
     """ValueError naming the ids at fault when an id holds ``{`` or ``}`` (Snakemake reads them as
-    wildcards in file names) or two ids give the same output name (``a/b.png`` and ``a.b.png``)."""
+    wildcards in file names), is not a plain relative path (``./a.png``, ``a//b.png``: one file could be listed
+    under several ids) or two ids give the same output name (``a/b.png`` and ``a.b.png``)."""
     seen: dict[str, str] = {}
     for sample_id in sheet.ids:
+        plain = posixpath.normpath(sample_id) if sample_id else sample_id
+        if plain != sample_id:  # ./a.png, a//b.png, a/./b.png: one file under several ids, each with its own label
+            raise ValueError(
+                f"config key {key}: sample id {sample_id!r} is not a plain relative path (one file may then be "
+                f"listed under several ids); write it as {plain!r}"
+            )
         if "{" in sample_id or "}" in sample_id:
             raise ValueError(
                 f"config key {key}: sample id {sample_id!r} contains '{{' or '}}', which Snakemake reads as "
