@@ -77,6 +77,34 @@ def test_preprocess_skip_records_unreadable_and_non_finite_samples_and_warns_abo
     assert any("tiny.png" in m and "1x1" in m and "32x32" in m for m in warned)
 
 
+@pytest.mark.parametrize(
+    ("image", "mode", "expected"),
+    [
+        (np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8), "tf", "float32 values up to 1 fill less than 1/16"),
+        (np.linspace(0, 4095, 64).astype(np.uint16).reshape(8, 8), "torch", "scaled by 255/65535 to 15.9"),
+        (np.linspace(0, 4095, 64).astype(np.uint16).reshape(8, 8), "minmax", None),  # per image: any range
+        (np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8), "tf", None),
+        (np.linspace(0, 200, 64, dtype=np.float32).reshape(8, 8), "caffe", None),
+        (np.full((8, 8), 3, np.uint8), "tf", None),  # a dark 8-bit image is what it is
+    ],
+)
+def test_a_sample_that_fills_a_sliver_of_a_fixed_range_is_warned_about(tmp_path, image, mode, expected):
+    """0..1 floats under standardize tf reach the model as -1..-0.992, 12-bit data in 16-bit files as 0..16 of
+    0..255: nearly black inputs, with no word (found by a new-user session)."""
+    np.save(tmp_path / "x.npy", image)
+    pre = Preprocessing(size=(8, 8), channels=1, standardize=mode)
+    preprocess_shard([tmp_path / "x.npy"], ["x.npy"], None, None, pre, tmp_path / "pre.h5")
+    with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:
+        issues = shard.issues
+        inputs = shard.inputs(slice(0, 1))
+    if expected is None:
+        assert issues == []
+        return
+    assert [(i.sample, i.kind) for i in issues] == [("x.npy", "warning")] and expected in issues[0].reason
+    if mode == "tf":  # what the model sees, by hand: x / 127.5 - 1 for x in 0..1
+        np.testing.assert_allclose(inputs.max(), 1 / 127.5 - 1, rtol=1e-5)
+
+
 def test_preprocess_fail_stops_at_the_unreadable_file_and_writes_nothing(tmp_path):
     paths = [tmp_path / "a.png", tmp_path / "bad.png"]
     write_png(paths[0], good_image(0))

@@ -70,6 +70,30 @@ def small_image_warning(shape: tuple[int, ...], size: tuple[int, ...]) -> str | 
     return None
 
 
+#: A sample whose values fill less than this share of the 0..255 that a fixed-range mode (tf, caffe, torch) takes
+#: is warned about: the model sees a nearly black image (float data scaled to 0..1, 12-bit data in 16-bit files).
+DIM_FRACTION = 1 / 16
+
+
+def range_warning(image: np.ndarray, mode: str) -> str | None:
+    """Why a sample's values fill only a sliver of the 0..255 that ``mode`` takes, or None: 0..1 floats under
+    ``tf`` (the model sees -1..-0.99), 12-bit values stored in 16 bits (scaled by 255/65535 to at most 16)."""
+    if mode not in FIXED_RANGE_MODES or not image.size or image.dtype == np.uint8:
+        return None
+    hi = float(image.max()) * input_scale(image, mode)
+    if hi <= 0 or hi >= 255 * DIM_FRACTION:
+        return None
+    stored = f"{image.dtype} values up to {float(image.max()):g}"
+    scaled = f" (scaled by 255/65535 to {hi:.3g})" if image.dtype == np.uint16 else ""
+    hint = ("12-bit data stored in 16 bits? " if image.dtype == np.uint16 else
+            "values scaled to 0..1? " if hi <= 1 else "")  # fmt: skip
+    return (
+        f"its {stored}{scaled} fill less than 1/{round(1 / DIM_FRACTION)} of the 0..255 that standardize {mode} "
+        f"takes: the model sees a nearly black image; {hint}choose standardize minmax or z-score (per image), "
+        "or scale the files to the range the model was trained on"
+    )
+
+
 _IMAGENET_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)

@@ -35,7 +35,7 @@ from xaipipe.geometry import Geometry, resample_onto
 from xaipipe.geometry import equal as geometry_equal
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
-from xaipipe.preprocess import Preprocessing, small_image_warning
+from xaipipe.preprocess import Preprocessing, range_warning, small_image_warning
 from xaipipe.readers import load_sample, nifti_form_offset
 from xaipipe.samples import split_series
 from xaipipe.writers import format_of_extension, write_archive, write_map, write_placeholder
@@ -99,10 +99,11 @@ def preprocess_shard(
                 log.warning("sample %r skipped (on_error: skip): %s; %s", sample_id, error, _FIX)
                 shard.skip(row, Issue(sample_id, "preprocess", "skipped", str(error)))
                 continue
-            small = small_image_warning(image.shape, preprocessing.size)
-            if small:
-                log.warning("sample %r (%s): %s", sample_id, path, small)
-                shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {small}"))
+            for warning in (small_image_warning(image.shape, preprocessing.size),
+                            range_warning(processed, preprocessing.standardize)):  # fmt: skip
+                if warning:
+                    log.warning("sample %r (%s): %s", sample_id, path, warning)
+                    shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {warning}"))
             apart = nifti_form_offset(path) if geometry and str(path).lower().endswith((".nii", ".nii.gz")) else None
             if apart is not None and apart > 0.5 * min(geometry.spacing):
                 forms = (
