@@ -3,7 +3,7 @@ from xaipipe.logs import logged
 from xaipipe.model import start_model_job
 
 with logged(snakemake.log[0]):
-    start_model_job(snakemake.threads)
+    start_model_job(snakemake.threads, snakemake.config["model"]["imports"])
     evaluate_shard(
         snakemake.input.shard,
         snakemake.input.predictions,

@@ -4,7 +4,7 @@ from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import compute_heatmaps_shard
 
 with logged(snakemake.log[0]):
-    start_model_job(snakemake.threads)
+    start_model_job(snakemake.threads, snakemake.config["model"]["imports"])
     compute_heatmaps_shard(
         snakemake.input.shard,
         snakemake.input.predictions,

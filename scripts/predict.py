@@ -4,7 +4,7 @@ from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import predict_shard
 
 with logged(snakemake.log[0]):
-    start_model_job(snakemake.threads)
+    start_model_job(snakemake.threads, snakemake.config["model"]["imports"])
     predict_shard(
         snakemake.input.shard,
         snakemake.input.model,

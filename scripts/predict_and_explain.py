@@ -4,7 +4,7 @@ from xaipipe.preprocess import Preprocessing
 from xaipipe.stages import HeatmapsMember, MembersEvaluation, predict_and_explain_shard
 
 with logged(snakemake.log[0]):
-    start_model_job(snakemake.threads)
+    start_model_job(snakemake.threads, snakemake.config["model"]["imports"])
     members = snakemake.params.members
     maps = snakemake.output[1 : 1 + len(members)]
     evaluation = snakemake.params.get("evaluation")  # the outputs after the maps: each member's evaluation

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from xaipipe import h5store
@@ -154,9 +154,13 @@ def forget_changed_sources(
     return messages
 
 
-def write_model_checksum(model_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
-    """Record the sha256 of the model file, as ``sha256sum`` writes it (``sha256sum -c`` checks it)."""
-    write_bytes_atomic(out_path, f"{sha256_file(model_path)}  {model_path}\n".encode())
+def write_model_checksum(
+    model_path: str | os.PathLike, out_path: str | os.PathLike, imports: Sequence[str | os.PathLike] = ()
+) -> None:
+    """Record the sha256 of the model file, and of the files of the modules it imports (config ``model.imports``),
+    one line each, as ``sha256sum`` writes them (``sha256sum -c`` checks them)."""
+    lines = [f"{sha256_file(path)}  {path}\n" for path in (model_path, *imports)]
+    write_bytes_atomic(out_path, "".join(lines).encode())
 
 
 def recorded_checksum(checksum_path: str | os.PathLike) -> str | None:
@@ -168,23 +172,45 @@ def recorded_checksum(checksum_path: str | os.PathLike) -> str | None:
     return words[0] if words and len(words[0]) == 64 else None
 
 
-def forget_stale_checksum(model_path: str | os.PathLike, checksum_path: str | os.PathLike) -> str | None:
-    """Remove the checksum record where the model's content differs from it; say so, or return None.
+def forget_stale_checksum(
+    model_path: str | os.PathLike, checksum_path: str | os.PathLike, imports: Sequence[str | os.PathLike] = ()
+) -> str | None:
+    """Remove the checksum record where the model's content, or that of a module it imports, differs from it (or
+    the modules are others); say so, or return None.
 
-    Hashes the model once, and only where a record exists (it does not before the first run).
+    Hashes the files once, and only where a record exists (it does not before the first run).
     """
     if not os.path.exists(checksum_path) or not os.path.isfile(model_path):
         return None
     recorded = recorded_checksum(checksum_path)
     current = sha256_file(model_path)
-    if recorded == current:
+    if recorded != current:
+        os.unlink(checksum_path)
+        return (
+            f"the model {model_path} is not the one the cached predictions and maps were computed with "
+            f"(sha256 {current[:12]}, recorded {str(recorded)[:12]} in {checksum_path}): "
+            "its predictions, heatmaps and overlays are computed again"
+        )
+    modules = _recorded_files(checksum_path)[1:]
+    now = [(sha256_file(path) if os.path.isfile(path) else "", str(path)) for path in imports]
+    if modules == now:
         return None
     os.unlink(checksum_path)
+    changed = [path for (sha, path) in now if (sha, path) not in modules] or [path for _, path in modules]
     return (
-        f"the model {model_path} is not the one the cached predictions and maps were computed with "
-        f"(sha256 {current[:12]}, recorded {str(recorded)[:12]} in {checksum_path}): "
-        "its predictions, heatmaps and overlays are computed again"
+        f"the modules the model {model_path} imports (config model.imports) are not those the cached predictions "
+        f"and maps were computed with ({', '.join(changed)} changed): its predictions, heatmaps and overlays are "
+        "computed again"
     )
+
+
+def _recorded_files(checksum_path: str | os.PathLike) -> list[tuple[str, str]]:
+    """The (sha256, path) lines of a checksum file."""
+    try:
+        lines = Path(checksum_path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [(line[:64], line[66:]) for line in lines if len(line) > 66]
 
 
 def move_damaged_aside(files: Mapping[str | os.PathLike, str]) -> list[tuple[Path, str]]:

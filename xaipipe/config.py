@@ -343,6 +343,42 @@ def shared_pass_families(specs: dict[str, ModelSpec]) -> list[HeatmapsJob]:
     return [HeatmapsJob(tuple(labels)) for labels in groups.values() if len(labels) > 1]
 
 
+def model_import_files(config: dict[str, Any]) -> list[str]:
+    """The files of the modules of config ``model.imports`` (found as the jobs find them: in the working directory
+    or on ``PYTHONPATH``, without importing them), relative to the working directory where they lie below it; a
+    ValueError naming the module that is not found."""
+    import importlib.util
+    import sys
+
+    modules = config["model"].get("imports") or []
+    if not modules:
+        return []
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        files = []
+        for name in modules:
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError) as error:
+                spec, why = None, f" ({type(error).__name__}: {error})"
+            else:
+                why = ""
+            if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+                raise ValueError(
+                    f"config key model.imports: module {name!r} not found{why}; put {name.replace('.', '/')}.py in the "
+                    f"working directory {cwd} or on PYTHONPATH"
+                )
+            path = os.path.relpath(spec.origin, cwd)
+            files.append(spec.origin if path.startswith("..") else path)
+        return files
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
 def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
     """ValueError naming the config key at fault where a model file's saved architecture (read without Keras,
     :mod:`xaipipe.modelfile`) shows that the model cannot serve: an output count that does not fit the classes or

@@ -8,8 +8,10 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +86,12 @@ def set_threads(threads: int | None) -> None:
 JOB_SKIPPED_IMPORTS = ("sklearn", "jax")
 
 
-def start_model_job(threads: int | None) -> None:
+def start_model_job(threads: int | None, imports: Sequence[str] = ()) -> None:
     """Make a workflow job's process ready to run the model: import Keras and its backend without the optional
     modules of :data:`JOB_SKIPPED_IMPORTS` (their import fails meanwhile, as if they were not installed, which
     both libraries handle; afterwards they import as usual, for a model's own code that needs them), then
-    :func:`set_threads`. For job processes only: in a session of one's own, Keras's scikit-learn wrappers would
-    stay unavailable."""
+    :func:`set_threads` and :func:`import_model_modules` (config ``model.imports``). For job processes only: in a
+    session of one's own, Keras's scikit-learn wrappers would stay unavailable."""
     skipped = [name for name in _skipped_imports() if name not in sys.modules]
     for name in skipped:
         sys.modules[name] = None  # type: ignore[assignment]  # what the import system reads as "not installed"
@@ -100,6 +102,22 @@ def start_model_job(threads: int | None) -> None:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
     set_threads(threads)
+    import_model_modules(imports)
+
+
+def import_model_modules(modules: Sequence[str]) -> None:
+    """Import the modules that register a model's custom classes (config ``model.imports``), from the working
+    directory or ``PYTHONPATH``; a ValueError naming the key and the module where one cannot be imported."""
+    if modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as error:
+            raise ValueError(
+                f"config key model.imports: module {name!r} could not be imported ({type(error).__name__}: {error}); "
+                f"put {name.replace('.', '/')}.py in the working directory {os.getcwd()} or on PYTHONPATH"
+            ) from error
 
 
 def _skipped_imports() -> tuple[str, ...]:
@@ -282,6 +300,14 @@ def load_model(path: str | os.PathLike):
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:
+        custom = re.search(r"Could not locate class '([^']+)'", str(error))
+        if custom:  # Keras's own message leads with "could not be deserialized properly" and a config dump
+            raise ValueError(
+                f"could not load Keras model {path}: it uses the class {custom.group(1)!r}, which is not Keras's own "
+                "and not registered in this process: list the module that registers it "
+                "(keras.saving.register_keras_serializable) under config key model.imports (in Python: import it "
+                f"first); Keras says: {str(error)[:600]}"
+            ) from error
         raise ValueError(f"could not load Keras model {path}: {error}") from error
     if key is not None:
         _SHARED[key] = model  # type: ignore[index]

@@ -43,6 +43,8 @@ try:
     # the study's models (config models, or the single model), each with its own output folder
     # and every variant of the methods (config methods[]: label, sweep) by label
     MODELS = xc.model_specs(config)
+    # the files of the modules that register the models' custom layers (model.imports), in the models' checksums
+    MODEL_IMPORTS = xc.model_import_files(config)
     xc.check_model_files(MODELS, SAMPLES, bool(config["models"]))
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
@@ -181,7 +183,9 @@ def cache_files():
 # that file (and what depends on it) is rebuilt. Only the process that runs the workflow acts.
 if workflow.is_main_process:
     stale = [
-        xcaches.forget_stale_checksum(m.path, f"{m.folder}/checksums/model.sha256")
+        xcaches.forget_stale_checksum(
+            m.path, f"{m.folder}/checksums/model.sha256", MODEL_IMPORTS
+        )
         for m in MODELS.values()
     ]
     damaged = xcaches.move_damaged_aside(cache_files())

@@ -3,6 +3,7 @@
 rule model_checksum:
     input:
         model=model_path,
+        imports=MODEL_IMPORTS,
     output:
         "{root}/checksums/model.sha256",
     log:
