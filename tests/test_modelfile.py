@@ -168,3 +168,30 @@ def test_custom_layers_and_legacy_files_raise_no_false_alarm(tmp_path):
     assert layer_problem(legacy, "backbone/c2", tmp_path / "legacy.h5") is None
     assert layer_problem(legacy, "no_such_layer", tmp_path / "legacy.h5") is None
     assert saved_layers(tmp_path / "missing.keras") is None
+
+
+@pytest.mark.parametrize(
+    ("head", "linear"),
+    [
+        (lambda x: keras.layers.Dense(3, name="logits")(x), "logits"),
+        (lambda x: keras.layers.Activation("linear", name="out")(keras.layers.Dense(3)(x)), "out"),
+        (lambda x: keras.layers.Dense(3, activation="softmax")(x), None),
+        (lambda x: keras.layers.Activation("softmax")(keras.layers.Dense(3)(x)), None),
+        (lambda x: keras.layers.Dense(1, activation="sigmoid")(x), None),
+    ],
+)
+def test_a_head_without_softmax_or_sigmoid_is_told_from_the_file(tmp_path, head, linear):
+    """Its outputs are logits, which predictions.tsv would show as probabilities: the run says so."""
+    from xaipipe.config import linear_head_warning
+    from xaipipe.modelfile import linear_head
+
+    inputs = keras.Input((8, 8, 1))
+    keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs))).save(tmp_path / "m.keras")
+    assert linear_head(tmp_path / "m.keras") == linear
+    warning = linear_head_warning(str(tmp_path / "m.keras"))
+    assert (warning is None) == (linear is None)
+    if linear:
+        assert f"output layer {linear!r} is linear" in warning and "not probabilities" in warning
+    sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="last")])
+    sequential.save(tmp_path / "s.keras")
+    assert linear_head(tmp_path / "s.keras") == "last"

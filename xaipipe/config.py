@@ -379,6 +379,22 @@ def model_import_files(config: dict[str, Any]) -> list[str]:
             sys.path.remove(cwd)
 
 
+def linear_head_warning(model_path: str) -> str | None:
+    """What to say of a model whose file shows it ends without a softmax or sigmoid (:func:`modelfile.linear_head`):
+    its outputs are written where probabilities are expected; None otherwise."""
+    from xaipipe.modelfile import linear_head
+
+    layer = linear_head(model_path) if os.path.isfile(model_path) else None
+    if layer is None:
+        return None
+    return (
+        f"the model {model_path} ends without a softmax or sigmoid (its output layer {layer!r} is linear): the p_ "
+        "columns of predictions.tsv hold its raw scores (logits), not probabilities, and the evaluation's deletion "
+        "and insertion curves follow them; for probabilities end it in one (keras.Sequential([model, "
+        "keras.layers.Softmax()]), or Activation('sigmoid') for multi-label) and save that"
+    )
+
+
 def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
     """ValueError naming the config key at fault where a model file's saved architecture (read without Keras,
     :mod:`xaipipe.modelfile`) shows that the model cannot serve: an output count that does not fit the classes or

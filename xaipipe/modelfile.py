@@ -279,3 +279,25 @@ def layer_problem(saved: SavedLayers, layer: str | None, model_path: str | os.Pa
             f"everywhere; choose a layer with a spatial extent: {candidates[-12:]}"
         )
     return None
+
+
+def linear_head(path: str | os.PathLike) -> str | None:
+    """The name of the model's output layer where the saved architecture shows that it ends without a squashing
+    activation (a ``Dense`` or ``Activation`` layer with activation ``linear``: its outputs are raw scores, logits,
+    not probabilities), else None (a softmax or sigmoid, or a head the file does not tell)."""
+    try:
+        model = _saved_config(path)
+        kind, config = model["class_name"], model["config"]
+        if kind == "Sequential":
+            last = config["layers"][-1]
+        else:
+            names = _output_names(config)
+            if len(names) != 1:
+                return None
+            last = next(layer for layer in config["layers"] if _name(layer) == names[0])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, StopIteration, zipfile.BadZipFile):
+        return None
+    activation = last.get("config", {}).get("activation")
+    if last["class_name"] in ("Dense", "Activation") and activation == "linear":
+        return _name(last)
+    return None

@@ -188,6 +188,7 @@ if workflow.is_main_process:
         )
         for m in MODELS.values()
     ]
+    stale += [xc.linear_head_warning(m.path) for m in MODELS.values()]
     damaged = xcaches.move_damaged_aside(cache_files())
     for message in [m for m in stale if m] + [message for _, message in damaged]:
         logger.warning(message)
