@@ -105,6 +105,28 @@ def test_a_sample_that_fills_a_sliver_of_a_fixed_range_is_warned_about(tmp_path,
         np.testing.assert_allclose(inputs.max(), 1 / 127.5 - 1, rtol=1e-5)
 
 
+def test_a_photo_whose_exif_orientation_turns_it_is_warned_about(tmp_path):
+    """A phone photo stored 48x64 with Orientation 6: read as stored (as Keras's load_img reads it), and said."""
+    from PIL import Image
+
+    pixels = np.zeros((48, 64), np.uint8)
+    pixels[:, :8] = 255  # a bright band on the left of the pixels as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg", quality=95)
+    pre = Preprocessing(size=(48, 64), channels=1, standardize="minmax")
+    paths = [tmp_path / "turned.jpg", tmp_path / "plain.jpg"]
+    preprocess_shard(paths, ["turned.jpg", "plain.jpg"], None, None, pre, tmp_path / "pre.h5")
+    with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:
+        issues = shard.issues
+        inputs = shard.inputs(slice(0, 2))
+    assert [(i.sample, i.kind) for i in issues] == [("turned.jpg", "warning")]
+    assert "EXIF orientation (6: rotated 90 degrees clockwise) is not applied" in issues[0].reason
+    np.testing.assert_allclose(inputs[0], inputs[1])  # the pixels as stored, both
+    assert inputs[0][:, :8].mean() > 0.9 and inputs[0][:, 16:].mean() < 0.1
+
+
 def test_preprocess_fail_stops_at_the_unreadable_file_and_writes_nothing(tmp_path):
     paths = [tmp_path / "a.png", tmp_path / "bad.png"]
     write_png(paths[0], good_image(0))

@@ -340,6 +340,36 @@ def load_volume(path: str | os.PathLike) -> Volume:
     return _load_sitk(path, ext)
 
 
+#: EXIF orientations (tag 0x0112) other than 1, as viewers apply them.
+_ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down", 5: "mirrored and rotated 90 degrees",
+                 6: "rotated 90 degrees clockwise", 7: "mirrored and rotated 270 degrees",
+                 8: "rotated 90 degrees counter-clockwise"}  # fmt: skip
+
+
+def exif_orientation_warning(path: str | os.PathLike) -> str | None:
+    """What to say of a JPEG or TIFF whose EXIF orientation asks viewers to turn it (a phone photo), or None.
+
+    xaipipe reads the pixels as stored, as Keras's ``load_img`` and ``tf.io.decode_jpeg`` do (training pipelines
+    that ignore the tag see the same input); a viewer that applies the tag shows the file turned against its
+    overlays. Reads the header only."""
+    if not str(path).lower().endswith((".jpg", ".jpeg", ".tif", ".tiff")):
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            orientation = image.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001  no readable header: the loader names the file
+        return None
+    if orientation not in _ORIENTATIONS:
+        return None
+    return (
+        f"its EXIF orientation ({orientation}: {_ORIENTATIONS[orientation]}) is not applied: the model and the "
+        "overlays see the pixels as stored (as Keras's load_img and tf.io.decode_jpeg read them), which viewers "
+        "show turned; if the model was trained on turned images, save them turned (PIL.ImageOps.exif_transpose)"
+    )
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Load a 2D image as (H, W) gray or (H, W, 3) RGB, uint8 or uint16 as stored.
 

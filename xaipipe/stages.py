@@ -36,7 +36,7 @@ from xaipipe.geometry import equal as geometry_equal
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
 from xaipipe.preprocess import Preprocessing, range_warning, small_image_warning
-from xaipipe.readers import load_sample, nifti_form_offset
+from xaipipe.readers import exif_orientation_warning, load_sample, nifti_form_offset
 from xaipipe.samples import split_series
 from xaipipe.writers import format_of_extension, write_archive, write_map, write_placeholder
 
@@ -100,7 +100,8 @@ def preprocess_shard(
                 shard.skip(row, Issue(sample_id, "preprocess", "skipped", str(error)))
                 continue
             for warning in (small_image_warning(image.shape, preprocessing.size),
-                            range_warning(processed, preprocessing.standardize)):  # fmt: skip
+                            range_warning(processed, preprocessing.standardize),
+                            exif_orientation_warning(path) if geometry is None else None):  # fmt: skip
                 if warning:
                     log.warning("sample %r (%s): %s", sample_id, path, warning)
                     shard.warn(Issue(sample_id, "preprocess", "warning", f"{path}: {warning}"))
