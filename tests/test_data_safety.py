@@ -171,6 +171,37 @@ def test_sample_files_swapped_with_their_dates_kept_are_explained_again(study):
     assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
 
 
+def test_masks_swapped_with_their_dates_kept_are_evaluated_again(study):
+    """mv keeps a mask's date: the localization metrics stayed those of the old mask (a new-user session: a
+    pointing game of 1.000 that was 0.000 on the mask the folder now holds)."""
+    workdir, _, _ = study
+    left = np.zeros((20, 20), np.uint8)
+    left[:, :10] = 255
+    for k, name in enumerate(USER_IMAGES):  # the left half, or the right half: complements
+        (workdir / "masks" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(workdir / "masks" / name), left if k % 2 == 0 else 255 - left)
+    config = user_config(
+        workdir,
+        output="results_masks",
+        data={"images": str(workdir / "study"), "masks": str(workdir / "masks")},
+        evaluation={"metrics": ["relevance_mass"]},
+    )
+    snakemake_ok(workdir, config)
+    evaluation = workdir / "results_masks/evaluation/gradcam/shard-00001.h5"
+    before = h5store.EvaluationFile.read(evaluation).values["relevance_mass"]
+    a, b = workdir / "masks/other/a.png", workdir / "masks/other/b.png"
+    os.replace(a, workdir / "swap.png")
+    os.replace(b, a)
+    os.replace(workdir / "swap.png", b)
+    rerun = snakemake_ok(workdir, config)
+    assert "2 mask file(s) of results_masks/evaluation/gradcam/shard-00001.h5 hold other content" in rerun.stderr
+    after = h5store.EvaluationFile.read(evaluation).values["relevance_mass"]
+    # each map's share in the complement of its old mask: 1 - its share before, by hand
+    np.testing.assert_allclose(after, 1 - before, atol=1e-9)
+    assert not np.allclose(before, 0.5)
+    assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
+
+
 def test_a_changed_preprocessing_reruns_the_preprocessing(study):
     workdir, _, _ = study
     results = workdir / "results"

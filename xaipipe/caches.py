@@ -14,7 +14,9 @@ Snakemake decides reruns by modification times; two things it cannot see are cau
   (``source_sha256``); where a sample's content no longer matches, the shard is removed,
   so it is preprocessed again and everything that depends on it reruns. A file is hashed
   again only where its size, modification time, inode or change time moved since it was
-  last hashed (:class:`StatCache`), so a run's start costs one ``stat`` per sample.
+  last hashed (:class:`StatCache`), so a run's start costs one ``stat`` per sample;
+- a mask replaced so: each evaluation file records its shard's mask hashes (``mask_sha256``),
+  and is removed where one no longer matches, so that shard's evaluation reruns.
 
 Nothing here imports TensorFlow.
 """
@@ -231,3 +233,38 @@ def move_damaged_aside(files: Mapping[str | os.PathLike, str]) -> list[tuple[Pat
         os.replace(path, aside)
         moved.append((path, f"{path} is damaged ({why}): moved aside to {aside}; it is rebuilt by this run"))
     return moved
+
+
+def forget_changed_masks(files: Mapping[str, Sequence[str | None]], stats: StatCache) -> list[str]:
+    """Remove every evaluation file of ``files`` (path -> its shard's mask paths, None where a sample has none)
+    whose masks' content differs from what it recorded (``mask_sha256``): a mask replaced by another with an older
+    date; one message for each, naming the samples. Files without the record are left to their rules."""
+    messages = []
+    current: dict[str, str] = {}  # each mask stat'ed once, however many methods' files name it
+
+    def digest_of(mask: str) -> str:
+        if mask not in current:
+            current[mask] = stats.sha256(mask) or ""
+        return current[mask]
+
+    for path, masks in files.items():
+        if not os.path.exists(path):
+            continue
+        try:
+            recorded = h5store.read_mask_sha256(path)
+        except (OSError, ValueError, KeyError):
+            continue
+        if recorded is None or len(recorded) != len(masks):
+            continue
+        changed = [
+            mask for mask, digest in zip(masks, recorded, strict=True) if mask is not None and digest_of(mask) != digest
+        ]  # fmt: skip
+        if changed:
+            os.unlink(path)
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            messages.append(
+                f"{len(changed)} mask file(s) of {path} hold other content than when it was evaluated "
+                f"({', '.join(changed[:3])}{more}; whatever their dates): its evaluation is computed again"
+            )
+    stats.save()
+    return messages

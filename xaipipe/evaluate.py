@@ -344,10 +344,19 @@ def evaluate_shard(
         values,
         curves,
         record,
+        mask_sha256=_mask_hashes(masks) if localized else None,
         method=method,
         settings=dict(settings),
         model_sha256=model_sha256 or "",
     )
+
+
+def _mask_hashes(masks: Sequence[str | None] | None) -> list[str]:
+    """Each sample's mask content hash ("" where it has none, or none is there): the record by which a run tells a
+    mask replaced by other content, whatever its date (:func:`xaipipe.caches.forget_changed_masks`)."""
+    from xaipipe.caches import content_sha256
+
+    return [content_sha256(path) if path is not None and os.path.exists(path) else "" for path in masks or []]
 
 
 def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region: np.ndarray, tolerance: int) -> None:

@@ -684,10 +684,14 @@ def write_evaluation(
     values: dict[str, np.ndarray],
     curves: dict[str, np.ndarray],
     record: SkipRecord | None = None,
+    mask_sha256: Sequence[str] | None = None,
     **attrs: Any,
 ) -> None:
-    """An evaluation file (see :mod:`xaipipe.evaluate`): each map's metric values and curves."""
+    """An evaluation file (see :mod:`xaipipe.evaluate`): each map's metric values and curves; ``mask_sha256``: each
+    sample's mask content hash ("" where none), where the localization metrics read masks."""
     with create(path, EVALUATION, **attrs) as f:
+        if mask_sha256 is not None:
+            write_strings(f, "mask_sha256", mask_sha256)
         write_strings(f, "ids", ids)
         f.create_dataset("sample_index", data=np.asarray(sample_index, np.int32))
         f.create_dataset("class_index", data=np.asarray(class_index, np.int32))
@@ -697,6 +701,13 @@ def write_evaluation(
         for name, curve in curves.items():
             f.create_dataset(f"curves/{name}", data=np.asarray(curve, np.float64))
         (record or SkipRecord(len(ids))).write(f)
+
+
+def read_mask_sha256(path: str | os.PathLike) -> list[str] | None:
+    """The mask content hashes an evaluation file recorded (None: it read no masks, or was written before the
+    record existed)."""
+    with open_checked(path, EVALUATION) as f:
+        return read_strings(f, "mask_sha256") if "mask_sha256" in f else None
 
 
 @dataclass

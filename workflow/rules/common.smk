@@ -461,6 +461,18 @@ if workflow.is_main_process:
         xcaches.StatCache(),
     ):
         logger.warning(message)
+    # the same for the masks: an evaluation records its shard's mask content (mask_sha256)
+    if MASKS is not None and EVALUATION.localization and EVALUATION.per_map:
+        evaluated = {
+            f"{root}/evaluation/{method}/shard-{shard}.h5": MASKS[
+                shard_slice(shard, SHARD_SIZE)
+            ]
+            for root, model in BY_ROOT.items()
+            for method in model.variants
+            for shard in SHARDS
+        }
+        for message in xcaches.forget_changed_masks(evaluated, xcaches.StatCache()):
+            logger.warning(message)
 
 
 def shard_start(wildcards):
