@@ -202,6 +202,21 @@ def test_masks_swapped_with_their_dates_kept_are_evaluated_again(study):
     assert "Nothing to be done" in snakemake(workdir, config, "-n").stdout
 
 
+def test_the_report_shows_the_config_of_the_last_run(study):
+    """A key that reruns no computation (on_error) left the summary page showing the config before it."""
+    workdir, _, _ = study
+    results = workdir / "results"
+    snakemake_ok(workdir, user_config(workdir))
+    assert "on_error: fail" in (results / "report/summary.html").read_text()
+    before = mtimes(results)
+    snakemake_ok(workdir, user_config(workdir, on_error="skip"))
+    assert "on_error: skip" in (results / "report/summary.html").read_text()
+    changed = changed_since(before, results)
+    assert "report/summary.html" in changed
+    assert all(p.startswith("report/") for p in changed), changed  # the report's page only: no map redone
+    snakemake_ok(workdir, user_config(workdir))  # as the other tests expect it
+
+
 def test_a_changed_preprocessing_reruns_the_preprocessing(study):
     workdir, _, _ = study
     results = workdir / "results"

@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import re
@@ -61,6 +62,8 @@ except ValueError as error:
     raise WorkflowError(f"invalid configuration: {error}") from None
 
 OUT = config["output"]
+# the config as the report's summary page shows it (a param of its rule: json, keys sorted)
+CONFIG_TEXT = json.dumps(config, sort_keys=True, default=str)
 SHARD_SIZE = config["shard_size"]
 SHARDS = shard_names(len(SAMPLES), SHARD_SIZE)
 IMAGES = config["data"]["images"]
