@@ -64,6 +64,14 @@ except ValueError as error:
 OUT = config["output"]
 # the config as the report's summary page shows it (a param of its rule: json, keys sorted)
 CONFIG_TEXT = json.dumps(config, sort_keys=True, default=str)
+
+
+def config_text(wildcards):
+    """:data:`CONFIG_TEXT`, through a function: a string param would be read for wildcards ({param} of a label
+    template)."""
+    return CONFIG_TEXT
+
+
 SHARD_SIZE = config["shard_size"]
 SHARDS = shard_names(len(SAMPLES), SHARD_SIZE)
 IMAGES = config["data"]["images"]

@@ -71,6 +71,6 @@ rule gallery:
         report=report_folder,
         # the summary page shows the whole config: a key that reruns nothing else (on_error,
         # resources) still rewrites the page, so that it shows the config of the last run
-        config=CONFIG_TEXT,
+        config=config_text,
     script:
         "../../scripts/gallery.py"
