@@ -205,7 +205,44 @@ def in_precision(model, precision: str, float32_parts: tuple[str, ...] = ()):
             "use precision float32 for this model"
         ) from None
     copy.set_weights(model.get_weights())
+    for layer in _all_layers(copy):  # a preprocessing layer's adapted state (Normalization's mean and variance)
+        if hasattr(layer, "finalize_state") and getattr(layer, "built", False):  # lives in weights set_weights fills
+            layer.finalize_state()  # and in tensors derived from them, which only this recomputes
+    _check_copy(model, copy, precision)
     return copy
+
+
+def _all_layers(model) -> list:
+    from xaipipe.layers import sublayers
+
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        stack.extend(sublayers(layer))
+    return found
+
+
+#: How far a reduced-precision copy's scores may lie from the model's on a probe input (probabilities: bfloat16's
+#: rounding moved ResNet50's by <= 2e-4); beyond it the copy computes another function.
+COPY_TOLERANCE = 0.05
+
+
+def _check_copy(model, copy, precision: str) -> None:
+    """ValueError where the copy's scores on a probe input (fixed noise of the model's input shape) differ from the
+    model's by more than :data:`COPY_TOLERANCE` relative to the scores' range: a layer's state that the copy lost."""
+    shape = tuple(int(n) if n is not None else 8 for n in model.inputs[0].shape[1:])
+    probe = np.random.default_rng(0).normal(0.5, 0.25, (2, *shape)).astype(np.float32)
+    original = np.asarray(model.predict_on_batch(probe), np.float32)
+    copied = np.asarray(copy.predict_on_batch(probe), np.float32)
+    scale = max(float(np.abs(original).max()), 1.0)
+    gap = float(np.abs(original - copied).max()) / scale
+    if not np.isfinite(gap) or gap > COPY_TOLERANCE:
+        raise ValueError(
+            f"precision {precision!r}: the copy of model {model.name!r} in that precision gives other scores than "
+            f"the model (by {gap:.3g} of their range on a probe input, beyond {COPY_TOLERANCE}): a layer keeps state "
+            "that the copy does not reproduce; use precision float32 for this model"
+        )
 
 
 #: The parts of a network that ``in_precision(..., float32_parts)`` can keep in float32 besides its head: ``late``,
@@ -384,14 +421,7 @@ SUPPORTED = (
 
 def _layers(model) -> list:
     """Every layer of ``model``, those of nested sub-models included."""
-    from xaipipe.layers import sublayers
-
-    found, stack = [], list(model.layers)
-    while stack:
-        layer = stack.pop()
-        found.append(layer)
-        stack.extend(sublayers(layer))
-    return found
+    return _all_layers(model)
 
 
 def check_model_input(model, model_path: str | os.PathLike, input_shape: tuple[int, ...]) -> None:
