@@ -360,8 +360,11 @@ def _mask_hashes(masks: Sequence[str | None] | None) -> list[str]:
 
 
 def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region: np.ndarray, tolerance: int) -> None:
+    """Each localization metric of one map. A constant map (a blank one: no positive evidence) points nowhere: its
+    pointing game is NaN, left out as its relevance mass is, not the hit that every tied peak would make it."""
     if "pointing_game" in values:
-        values["pointing_game"][m] = float(metrics.pointing_game(heatmap, region, tolerance))
+        blank = heatmap.size == 0 or heatmap.max() == heatmap.min()
+        values["pointing_game"][m] = np.nan if blank else float(metrics.pointing_game(heatmap, region, tolerance))
     if "relevance_mass" in values:
         values["relevance_mass"][m] = metrics.relevance_mass(heatmap, region)
     if "relevance_rank" in values:
