@@ -8,10 +8,17 @@ so that the masks are smooth and their cell borders fall anywhere. Grids and shi
 drawn from ``seed`` and shared by every input. The saliency of class c is the
 mask-weighted mean of its score on the masked inputs x * M_i,
 
-    S_c = (1 / (N * p)) * sum_i f_c(x * M_i) * M_i,
+    S_c = sum_i f_c(x * M_i) * M_i / sum_i M_i,
 
-a Monte-Carlo estimate of E[f_c(x * M) M] / p. The raw map keeps the score's sign (logits
-may be negative). Every target class comes from the same forward passes. The masked copies
+the paper's Monte-Carlo estimate of E[f_c(x * M) M] / p with the realized coverage sum_i M_i in
+place of its expectation N * p (E[M] = p at every pixel: each mask value is a convex
+combination of Bernoulli(p) cells). Both estimate the same map; the paper's
+(1 / (N * p)) * sum_i f_c(x * M_i) * M_i adds to it f_mean * (sum_i M_i / (N p) - 1), each
+pixel's chance coverage times the mean score, which is noise wherever the scores are large:
+a constant added to every logit (the same classifier) moved its maps by r 0.63, and confident
+probabilities near 1 drowned the map in it. Here a constant added to the scores adds that
+constant to the map, which the normalization takes off. The raw map keeps the score's sign
+(logits may be negative); a pixel that no mask kept (a handful of masks) gets the mean score. Every target class comes from the same forward passes. The masked copies
 are made where the model runs (:class:`xaipipe.autodiff.PerturbedScores`), from a small code
 per copy (its grid and shift), ``chunk_size`` copies per model call; the masks themselves are
 made again here, ``chunk_size`` at a time, to accumulate the sum, so no more than a chunk of
@@ -124,8 +131,12 @@ class RISE(Method):
         picked = pick_scores(scores, np.repeat(np.asarray(classes, np.int32), n, axis=0))
         picked = picked.reshape(batch, n, -1).astype(np.float64)  # (B, N, T)
         total = np.zeros((batch, picked.shape[-1], *self.spatial_shape), np.float64)
+        coverage = np.zeros(self.spatial_shape, np.float64)  # sum_i M_i, shared by every input
         for first in range(0, n, self.chunk_size):
             masks = np.asarray(keras.ops.convert_to_numpy(self.masks(self.codes[first : first + self.chunk_size])))
             block = picked[:, first : first + len(masks)]
             total += np.tensordot(block, masks.astype(np.float64), axes=([1], [0]))  # (B, T, *spatial)
-        return (total / (n * self.p)).astype(np.float32)
+            coverage += masks.sum(axis=0, dtype=np.float64)
+        seen = coverage > 0
+        mean = picked.mean(axis=1).reshape(batch, -1, *[1] * len(self.spatial_shape))
+        return np.where(seen, total / np.where(seen, coverage, 1.0), mean).astype(np.float32)
