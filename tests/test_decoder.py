@@ -174,6 +174,22 @@ def test_bad_model_and_method_are_refused(image_dir):
         xai_decoder(gen, small_cnn((16, 16, 1)), method="gradkam")
 
 
+def test_a_method_object_made_for_another_model_is_refused(image_dir):
+    """After model = load_model(...) again, a method object made before is bound to the old model: its maps
+    were the old model's, for the new model's predicted classes (a new-user session: 0.998 off the new maps)."""
+    gen = SeedStyleGenerator(["case_0", "case_1"], image_dir, "png", (16, 16))
+    model, other = small_cnn((16, 16, 1)), small_cnn((16, 16, 1))
+    with pytest.raises(ValueError, match="made for model .* not for the model given"):
+        xai_decoder(gen, Wrapper(other), method=methods.create("gradcam", model))
+    with pytest.raises(ValueError, match="made for model"):  # a reduced-precision method: made for the model, too
+        xai_decoder(gen, Wrapper(other), method=methods.create("gradcam", model, precision="bfloat16"))
+    with pytest.raises(ValueError, match="layerName 'dense' differs from the layer 'conv'"):
+        xai_decoder(gen, Wrapper(model), method=methods.create("gradcam", model), layerName="dense")
+    maps = xai_decoder(gen, Wrapper(model), method=methods.create("gradcam", model, precision="bfloat16"))
+    assert np.asarray(maps[1]).shape[0] == 2  # its own model: accepted
+    assert len(xai_decoder(gen, Wrapper(model), method=methods.create("gradcam", model), layerName="conv")[1]) == 2
+
+
 # --- the decoder's method cache ----------------------------------------------------------
 
 

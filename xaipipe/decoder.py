@@ -145,6 +145,19 @@ def _method(method: Any, model: Any, layer: str | None) -> Method:
         # the seed passes layerName to every method; only those with a target layer take it
         return cached_method(method, model, **({"layer": layer} if methods.takes_layer(method) else {}))
     if isinstance(method, Method):
+        made_for = getattr(method, "source_model", method.model)
+        if made_for is not model:  # its maps would be another model's, for this model's predicted classes
+            raise ValueError(
+                f"method {method.name!r} was made for model {getattr(made_for, 'name', '?')!r}, not for the model "
+                f"given ({getattr(model, 'name', '?')!r}; after load_model the model is another object): make it "
+                "for this model, or pass its key (method='gradcam'), which the decoder builds once per model"
+            )
+        made_layer = getattr(method, "target_layer", None) or layer
+        if layer is not None and methods.takes_layer(method.name) and layer not in (made_layer, made_layer.split("/")[-1]):
+            raise ValueError(
+                f"layerName {layer!r} differs from the layer {method.target_layer!r} the method object was made "
+                "for; leave layerName out, or make the method with that layer"
+            )
         return method
     if hasattr(method, "compute_heatmap"):
         return SeedMethod(model, method)

@@ -37,6 +37,7 @@ class _MethodType(ABCMeta):
             precision = check_params({PRECISION: precision or DEFAULT_PRECISION})[PRECISION]
         except ValueError as error:
             raise ValueError(f"{cls.__name__}: {error}") from None
+        source = args[0] if args else kwargs.get("model")
         if precision != DEFAULT_PRECISION:
             from xaipipe.model import in_precision
 
@@ -45,6 +46,9 @@ class _MethodType(ABCMeta):
             elif "model" in kwargs:
                 kwargs["model"] = in_precision(kwargs["model"], precision)
         method = super().__call__(*args, **kwargs)
+        #: the model the method was made for (``model`` may be its copy in a reduced precision, whose weights are
+        #: those of that moment: make the method again after the weights change)
+        method.source_model = source
         method._set_normalize(normalize)
         method.precision = precision
         problem = combination_problem(method.params)

@@ -172,5 +172,6 @@ def create_family(model: Any, variants: Sequence[tuple[str, Mapping[str, Any]]])
             copies[precision] = in_precision(model, precision)
         member = methods.create(key, copies[precision], **params)  # built in float32 on the copy ...
         member.precision = precision  # ... which is what the method's constructor does with a precision
+        member.source_model = model
         members.append(member)
     return members, CAMFamily(members)
