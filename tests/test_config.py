@@ -371,9 +371,16 @@ def test_parameters_whose_maps_would_look_like_evidence_but_are_not_stop_before_
         ({"name": "rise", "cells": 1}, r"\(rise\): cells 1 makes every map one value"),
         ({"name": "smoothgrad", "noise": None}, r"\(smoothgrad\): noise null makes smoothgrad the plain saliency map"),
         ({"name": "vargrad", "noise": None}, r"noise null makes vargrad the plain saliency map"),
+        # VarGrad of one copy, or of no noise, is all zeros; LIME with fewer samples than segments fit noise
+        ({"name": "vargrad", "noise": {"samples": 1}}, r"\(vargrad\): noise.samples 1 with kind vargrad"),
+        ({"name": "ig", "noise": {"kind": "vargrad", "sigma": 0}}, r"noise.sigma 0 with kind vargrad"),
+        ({"name": "limepro", "num_samples": 8, "segments": 8}, r"num_samples 8 is not above segments 8"),
+        ({"name": "limecon", "num_samples": 30}, r"num_samples 30 is not above segments 50"),  # the default
     ]
     for entry, message in cases:
         with pytest.raises(ValueError, match=message):
             xconfig.method_variants(config(methods=[entry]))
-    fine = [{"name": "os", "patch_size": 8, "stride": 8}, {"name": "rise", "cells": 2}]
-    assert len(xconfig.method_variants(config(methods=fine))) == 2
+    fine = [{"name": "os", "patch_size": 8, "stride": 8}, {"name": "rise", "cells": 2},
+            {"name": "vargrad", "noise": {"samples": 2}}, {"name": "smoothgrad", "noise": {"sigma": 0}},
+            {"name": "limepro", "num_samples": 51}]  # fmt: skip
+    assert len(xconfig.method_variants(config(methods=fine))) == 5

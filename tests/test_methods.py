@@ -924,3 +924,7 @@ def test_an_occlusion_stride_beyond_its_patch_or_a_single_segment_is_refused_in_
     with pytest.raises(ValueError, match=r"cells 1 makes every map one value"):
         methods.create("rise", model, cells=1)
     assert OcclusionSensitivity(model, patch_size=4, stride=2).stride == 2
+    with pytest.raises(ValueError, match=r"noise.samples 1 with kind vargrad"):
+        methods.create("vargrad", model, noise={"samples": 1})
+    with pytest.raises(ValueError, match=r"num_samples 3 is not above segments 8"):
+        methods.create("limepro", model, num_samples=3, segments=8)

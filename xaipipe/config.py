@@ -118,7 +118,10 @@ def method_variants(
             this = _variant_label(name, label, combo, where)
             try:
                 params = check_params(params, size)
-                problem = combination_problem({**methods.defaults(name), **params})
+                full = {**methods.defaults(name), **params}
+                if full.get("noise") is not None:
+                    full["noise"] = methods.noise_settings(name, full["noise"])
+                problem = combination_problem(full)
                 if name in ("smoothgrad", "vargrad") and "noise" in params and params["noise"] is None:
                     problem = f"noise null makes {name} the plain saliency map under another name; use saliency"
                 if problem is not None:

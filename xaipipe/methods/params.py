@@ -181,8 +181,10 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
 
 
 def combination_problem(params: Mapping[str, Any]) -> str | None:
-    """What makes a method's full parameters (defaults filled in) give maps that look like evidence but are
-    not, or None: pixels no occlusion patch covers, a single segment or cell (a constant map)."""
+    """What makes a method's full parameters (defaults filled in, ``noise`` as :func:`xaipipe.methods.noise_settings`
+    completes it) give maps that look like evidence but are not, or None: pixels no occlusion patch covers, a
+    single segment or cell (a constant map), VarGrad of one copy or of no noise (all zeros), LIME with no more
+    samples than segments (an underdetermined fit)."""
     stride, patch = params.get("stride"), params.get("patch_size")
     if stride is not None and patch is not None and stride > patch:
         return (
@@ -192,6 +194,22 @@ def combination_problem(params: Mapping[str, Any]) -> str | None:
     for name, what in (("segments", "segment"), ("cells", "cell")):
         if params.get(name) == 1:
             return f"{name} 1 makes every map one value over the whole input (a single {what}); choose at least 2"
+    noise = params.get("noise")
+    if isinstance(noise, Mapping) and noise.get("kind") == "vargrad":  # the full settings (noise_settings)
+        if noise.get("samples") == 1:
+            return "noise.samples 1 with kind vargrad: the variance of one copy is 0, every map all zeros; choose 2 or more"
+        if noise.get("sigma") == 0:
+            return (
+                "noise.sigma 0 with kind vargrad: every copy is the input itself, whose variance is 0, every map all "
+                "zeros; choose a sigma above 0"
+            )
+    samples, segments = params.get("num_samples"), params.get("segments")
+    if samples is not None and segments is not None and samples <= segments:
+        return (
+            f"num_samples {samples} is not above segments {segments}: LIME fits one weight per segment, and fewer "
+            "samples than weights leave the fit to its regularization (maps of noise); choose num_samples well "
+            "above segments (the defaults: 1000 for 50)"
+        )
     return None
 
 
