@@ -165,8 +165,8 @@ def test_the_gradient_methods_take_noise():
 
 @pytest.mark.parametrize("name", NOISY)
 def test_noise_with_sigma_zero_is_the_plain_method_and_with_sigma_changes_the_maps(name):
-    """Sigma 0: every copy is the input, so SmoothGrad gives the plain map (and VarGrad, zero, is refused); a method that
-    took the option and ignored it (a subclass with its own raw_maps) fails on the noisy maps differing."""
+    """Sigma 0: every copy is the input, so SmoothGrad gives the plain map (and VarGrad, zero, is refused); a
+    method that took the option and ignored it (a subclass with its own raw_maps) fails on the noisy maps differing."""
     model = shared_cnn()
     x = random_inputs((10, 12, 2), 2, seed=8)
     classes = np.array([[0, 2], [1, 1]])

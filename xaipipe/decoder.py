@@ -153,7 +153,8 @@ def _method(method: Any, model: Any, layer: str | None) -> Method:
                 "for this model, or pass its key (method='gradcam'), which the decoder builds once per model"
             )
         made_layer = getattr(method, "target_layer", None) or layer
-        if layer is not None and methods.takes_layer(method.name) and layer not in (made_layer, made_layer.split("/")[-1]):
+        named = (made_layer, made_layer.split("/")[-1])
+        if layer is not None and methods.takes_layer(method.name) and layer not in named:
             raise ValueError(
                 f"layerName {layer!r} differs from the layer {method.target_layer!r} the method object was made "
                 "for; leave layerName out, or make the method with that layer"

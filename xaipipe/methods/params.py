@@ -197,7 +197,10 @@ def combination_problem(params: Mapping[str, Any]) -> str | None:
     noise = params.get("noise")
     if isinstance(noise, Mapping) and noise.get("kind") == "vargrad":  # the full settings (noise_settings)
         if noise.get("samples") == 1:
-            return "noise.samples 1 with kind vargrad: the variance of one copy is 0, every map all zeros; choose 2 or more"
+            return (
+                "noise.samples 1 with kind vargrad: the variance of one copy is 0, every map all zeros; "
+                "choose 2 or more"
+            )
         if noise.get("sigma") == 0:
             return (
                 "noise.sigma 0 with kind vargrad: every copy is the input itself, whose variance is 0, every map all "
