@@ -59,6 +59,14 @@ def mtimes(folder: Path) -> dict[Path, int]:
     }
 
 
+def swap_with_dates_kept(a: Path, b: Path) -> None:
+    """Swap two files' contents as mv does: each keeps its modification time, now under the other's name."""
+    through = a.with_name(a.name + ".swap")
+    os.replace(a, through)
+    os.replace(b, a)
+    os.replace(through, b)
+
+
 def changed_since(before: dict[Path, int], folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p, t in mtimes(folder).items() if before.get(p) != t}
 
@@ -156,10 +164,7 @@ def test_sample_files_swapped_with_their_dates_kept_are_explained_again(study):
     snakemake_ok(workdir, config)  # up to date, whatever the tests before changed
     before = h5store.read_predictions(results / "predictions/shard-00001.h5")
     probabilities = dict(zip(before.ids, before.probabilities, strict=True))
-    a, b = workdir / "study/other/a.png", workdir / "study/other/b.png"
-    os.replace(a, workdir / "swap.png")
-    os.replace(b, a)
-    os.replace(workdir / "swap.png", b)
+    swap_with_dates_kept(workdir / "study/other/a.png", workdir / "study/other/b.png")
     rerun = snakemake_ok(workdir, config)
     assert "results/preprocessed/shard-00001.h5 hold other content" in rerun.stderr
     after = h5store.read_predictions(results / "predictions/shard-00001.h5")
@@ -189,10 +194,7 @@ def test_masks_swapped_with_their_dates_kept_are_evaluated_again(study):
     snakemake_ok(workdir, config)
     evaluation = workdir / "results_masks/evaluation/gradcam/shard-00001.h5"
     before = h5store.EvaluationFile.read(evaluation).values["relevance_mass"]
-    a, b = workdir / "masks/other/a.png", workdir / "masks/other/b.png"
-    os.replace(a, workdir / "swap.png")
-    os.replace(b, a)
-    os.replace(workdir / "swap.png", b)
+    swap_with_dates_kept(workdir / "masks/other/a.png", workdir / "masks/other/b.png")
     rerun = snakemake_ok(workdir, config)
     assert "2 mask file(s) of results_masks/evaluation/gradcam/shard-00001.h5 hold other content" in rerun.stderr
     after = h5store.EvaluationFile.read(evaluation).values["relevance_mass"]
