@@ -104,7 +104,9 @@ def test_the_saved_layers_are_the_loaded_models(saved_model):
     saved = saved_layers(path)
     assert saved.input_shape == tuple(model.inputs[0].shape[1:])
     assert saved.complete
-    loaded = {path_name(p): (tuple(p[-1].output.shape[1:]) if _output_rank(p[-1]) else None) for p in _walk(model.layers)}
+    loaded = {
+        path_name(p): (tuple(p[-1].output.shape[1:]) if _output_rank(p[-1]) else None) for p in _walk(model.layers)
+    }
     assert list(saved.shapes) == list(loaded)  # every layer, in graph order
     output = model.layers[-1].name
     if saved.shapes[output] == (None,):  # the classes are not told (a Reshape before the output): (batch, classes)
@@ -174,7 +176,10 @@ def test_custom_layers_and_legacy_files_raise_no_false_alarm(tmp_path):
     ("head", "linear"),
     [
         (lambda x: keras.layers.Dense(3, name="logits")(x), "logits"),
-        (lambda x: keras.layers.Activation("linear", name="out")(keras.layers.Dense(3)(x)), "out"),
+        (lambda x: keras.layers.Activation("linear", name="out")(keras.layers.Dense(3, name="z")(x)), "z"),
+        # a mixed-precision head: the softmax, then a float32 cast
+        (lambda x: keras.layers.Activation("linear", dtype="float32")(keras.layers.Dense(3, activation="softmax")(x)),
+         None),
         (lambda x: keras.layers.Dense(3, activation="softmax")(x), None),
         (lambda x: keras.layers.Activation("softmax")(keras.layers.Dense(3)(x)), None),
         (lambda x: keras.layers.Dense(1, activation="sigmoid")(x), None),

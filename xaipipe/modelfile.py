@@ -108,8 +108,9 @@ class SavedLayers:
 
     ``input_shape``: the one input's shape without the batch axis (None: several inputs, or not told);
     ``shapes``: every layer's path (``backbone/conv1`` inside the nested model ``backbone``; no input layers),
-    in graph order, to its output shape without the batch axis (None where the file does not tell: a layer
-    called more than once, a legacy ``.h5`` file's graph); ``complete``: every layer is one of Keras's own,
+    in graph order, to its output shape without the batch axis (of its first call where it is called more than
+    once, as Keras gives it; None where the file does not tell: a legacy ``.h5`` file's graph);
+    ``complete``: every layer is one of Keras's own,
     so these are all the layers the loaded model has (a custom layer or model may hold others).
     """
 
@@ -288,16 +289,27 @@ def linear_head(path: str | os.PathLike) -> str | None:
     try:
         model = _saved_config(path)
         kind, config = model["class_name"], model["config"]
+        layers = [layer for layer in config["layers"] if layer["class_name"] != "InputLayer"]
         if kind == "Sequential":
-            last = config["layers"][-1]
+            position = len(layers) - 1
         else:
             names = _output_names(config)
             if len(names) != 1:
                 return None
-            last = next(layer for layer in config["layers"] if _name(layer) == names[0])
+            position = next(k for k, layer in enumerate(layers) if _name(layer) == names[0])
+        by_name = {_name(layer): k for k, layer in enumerate(layers)}
+        for _ in range(len(layers)):
+            last = layers[position]
+            activation = last.get("config", {}).get("activation")
+            if last["class_name"] != "Activation" or activation != "linear":
+                break
+            # a linear Activation (a mixed-precision head's float32 cast) passes its input's scores on
+            before = position - 1 if kind == "Sequential" else by_name.get(_inbound(last) or "", -1)
+            if before < 0:
+                return None
+            position = before
     except (OSError, ValueError, KeyError, IndexError, TypeError, StopIteration, zipfile.BadZipFile):
         return None
-    activation = last.get("config", {}).get("activation")
-    if last["class_name"] in ("Dense", "Activation") and activation == "linear":
+    if last["class_name"] == "Dense" and activation == "linear":
         return _name(last)
     return None
