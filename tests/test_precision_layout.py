@@ -309,5 +309,6 @@ def test_a_reduced_precision_copy_keeps_an_adapted_normalization():
     for precision in ("bfloat16", "float16"):
         np.testing.assert_allclose(in_precision(model, precision).predict(x, verbose=0), reference, atol=0.02)
     expected = (x - x.mean(axis=(0, 1, 2))) / x.std(axis=(0, 1, 2))  # the statistics by hand
-    copy_norm = next(layer for layer in in_precision(model, "bfloat16").layers if isinstance(layer, keras.layers.Normalization))
+    copied = in_precision(model, "bfloat16").layers
+    copy_norm = next(layer for layer in copied if isinstance(layer, keras.layers.Normalization))
     np.testing.assert_allclose(np.asarray(copy_norm(x)), expected, rtol=1e-3, atol=1e-3)

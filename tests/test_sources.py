@@ -38,7 +38,8 @@ def test_class_names_that_are_numbers_are_read_as_names_not_indices(tmp_path):
     assert read_json(tmp_path / "s.json", classes=["1", "2", "3"]).labels == (0, 2, 1)
     # a number that is no class name would be read as an index into names that are numbers: ambiguous
     (tmp_path / "z.csv").write_text("SAMPLE,CLASS\na,1\nb,0\n")
-    with pytest.raises(ValueError, match=r"sample 'b' \(row 3\): label '0' is not one of the classes 1, 2, 3 .*read as class names"):
+    message = r"sample 'b' \(row 3\): label '0' is not one of the classes 1, 2, 3 .*read as class names"
+    with pytest.raises(ValueError, match=message):
         read_csv(tmp_path / "z.csv", classes=["1", "2", "3"])
     # names that equal their indices read alike either way
     (tmp_path / "b.csv").write_text("SAMPLE,CLASS\na,1\nb,0\n")

@@ -341,9 +341,10 @@ def load_volume(path: str | os.PathLike) -> Volume:
 
 
 #: EXIF orientations (tag 0x0112) other than 1, as viewers apply them.
-_ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down", 5: "mirrored and rotated 90 degrees",
-                 6: "rotated 90 degrees clockwise", 7: "mirrored and rotated 270 degrees",
-                 8: "rotated 90 degrees counter-clockwise"}  # fmt: skip
+_ORIENTATIONS = {
+    2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down", 5: "mirrored and rotated 90 degrees",
+    6: "rotated 90 degrees clockwise", 7: "mirrored and rotated 270 degrees", 8: "rotated 90 degrees counter-clockwise",
+}  # fmt: skip
 
 
 def exif_orientation_warning(path: str | os.PathLike) -> str | None:

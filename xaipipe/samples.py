@@ -220,8 +220,9 @@ def _labels(
 
     With ``classes`` (the config's, in model output order) a label is one of them or
     an index into them; where a class name is a number (grades ``1``, ``2``, ``3``) a label is
-    always a name (label ``1`` is the class named ``1``, index 0). Without, the labels must all be indices (their order is
-    explicit; the names stay unknown): names would be guessed, so they are refused.
+    always a name (label ``1`` is the class named ``1``, index 0). Without, the labels must all
+    be indices (their order is explicit; the names stay unknown): names would be guessed, so
+    they are refused.
     """
     if not classes:
         names = _label_names(values)

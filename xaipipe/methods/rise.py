@@ -18,7 +18,8 @@ pixel's chance coverage times the mean score, which is noise wherever the scores
 a constant added to every logit (the same classifier) moved its maps by r 0.63, and confident
 probabilities near 1 drowned the map in it. Here a constant added to the scores adds that
 constant to the map, which the normalization takes off. The raw map keeps the score's sign
-(logits may be negative); a pixel that no mask kept (a handful of masks) gets the mean score. Every target class comes from the same forward passes. The masked copies
+(logits may be negative); a pixel that no mask kept (a handful of masks) gets the mean
+score. Every target class comes from the same forward passes. The masked copies
 are made where the model runs (:class:`xaipipe.autodiff.PerturbedScores`), from a small code
 per copy (its grid and shift), ``chunk_size`` copies per model call; the masks themselves are
 made again here, ``chunk_size`` at a time, to accumulate the sum, so no more than a chunk of
