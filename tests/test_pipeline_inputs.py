@@ -164,8 +164,9 @@ def test_csv_labelled_16bit_pngs(tmp_path):
 
 
 def outputs_but_overlays(results) -> dict:
-    """Modification times of the outputs outside ``overlays/`` (logs and benchmark records left out)."""
-    skip = {"overlays", "logs", "benchmarks"}
+    """Modification times of the outputs outside ``overlays/`` (logs and benchmark records left out, and the report,
+    whose summary page shows the config of the last run, render settings included)."""
+    skip = {"overlays", "logs", "benchmarks", "report"}
     return {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file() and not skip & set(p.relative_to(results).parts)}
 
 
@@ -173,7 +174,8 @@ def check_overlay_selection_and_archive(results, config):
     """render.max_per_class and render.archive on the labelled PNGs (bright, dark, bright, dark, bright; shards
     of 3): with 2 per class p0-p3 keep their overlays, p4 (the third bright) none; as archives, one zip per
     shard and method holding exactly those names, their PNGs the same pixels as the loose files of the plain
-    run above (decoded by OpenCV). Only overlays are drawn again: the gallery and every other output stay."""
+    run above (decoded by OpenCV). Only overlays are drawn again: every other output stays, but the report's pages,
+    which show the config."""
     import shutil
     import zipfile
 
@@ -210,6 +212,7 @@ def check_overlay_selection_and_archive(results, config):
     snakemake_ok(results.parent, {**config, "render": {"max_per_class": 0}})
     assert not overlays.exists()  # no render job at all
     assert outputs_but_overlays(results) == before
+    assert "max_per_class: 0" in (results / "report/summary.html").read_text()  # the page shows the last run's
     assert files == {"max_per_class 2": 8, "max_per_class 2, archive": 4, "archive": 4}, files
     print("overlay files: default 10,", files)
 
