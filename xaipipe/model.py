@@ -205,22 +205,11 @@ def in_precision(model, precision: str, float32_parts: tuple[str, ...] = ()):
             "use precision float32 for this model"
         ) from None
     copy.set_weights(model.get_weights())
-    for layer in _all_layers(copy):  # a preprocessing layer's adapted state (Normalization's mean and variance)
+    for layer in _layers(copy):  # a preprocessing layer's adapted state (Normalization's mean and variance)
         if hasattr(layer, "finalize_state") and getattr(layer, "built", False):  # lives in weights set_weights fills
             layer.finalize_state()  # and in tensors derived from them, which only this recomputes
     _check_copy(model, copy, precision)
     return copy
-
-
-def _all_layers(model) -> list:
-    from xaipipe.layers import sublayers
-
-    found, stack = [], list(model.layers)
-    while stack:
-        layer = stack.pop()
-        found.append(layer)
-        stack.extend(sublayers(layer))
-    return found
 
 
 #: How far a reduced-precision copy's scores may lie from the model's on a probe input (probabilities: bfloat16's
@@ -421,7 +410,14 @@ SUPPORTED = (
 
 def _layers(model) -> list:
     """Every layer of ``model``, those of nested sub-models included."""
-    return _all_layers(model)
+    from xaipipe.layers import sublayers
+
+    found, stack = [], list(model.layers)
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        stack.extend(sublayers(layer))
+    return found
 
 
 def check_model_input(model, model_path: str | os.PathLike, input_shape: tuple[int, ...]) -> None:

@@ -462,6 +462,7 @@ def shard_images(wildcards):
 # modification times: its shard, whose record of the samples' content no longer matches, is removed
 # and rebuilt with all that depends on it (xaipipe/caches.py). After the damaged caches are moved aside.
 if workflow.is_main_process:
+    STATS = xcaches.StatCache()  # the samples' and the masks' file stats, read once
     for message in xcaches.forget_changed_sources(
         [
             f"{pre}/preprocessed/shard-{shard}.h5"
@@ -469,7 +470,7 @@ if workflow.is_main_process:
             for shard in SHARDS
         ],
         sample_file,
-        xcaches.StatCache(),
+        STATS,
     ):
         logger.warning(message)
     # the same for the masks: an evaluation records its shard's mask content (mask_sha256)
@@ -482,7 +483,7 @@ if workflow.is_main_process:
             for method in model.variants
             for shard in SHARDS
         }
-        for message in xcaches.forget_changed_masks(evaluated, xcaches.StatCache()):
+        for message in xcaches.forget_changed_masks(evaluated, STATS):
             logger.warning(message)
 
 
