@@ -63,3 +63,33 @@ def test_truncated_and_missing_images_name_the_file(tmp_path):
 def test_write_png_leaves_no_temporary_files(tmp_path):
     write_png(tmp_path / "sub" / "x.png", np.ones((3, 3), np.uint8))
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.png"]
+
+
+@pytest.mark.parametrize(
+    "suffix, mode, bits",
+    [(".webp", "RGB", 8), (".jp2", "RGB", 8), (".jp2", "I;16", 16), (".pgm", "L", 8), (".pgm", "I;16", 16),
+     (".ppm", "RGB", 8)],
+)  # fmt: skip
+def test_webp_jpeg2000_and_netpbm_read_as_pillow_writes_them(tmp_path, suffix, mode, bits):
+    """The formats folder discovery now takes, lossless, against the pixels Pillow (another decoder) wrote;
+    16-bit JPEG 2000 and PGM keep their depth."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    shape = (9, 13, 3) if mode == "RGB" else (9, 13)
+    pixels = rng.integers(0, 2**bits - 1, shape).astype(np.uint16 if bits == 16 else np.uint8)
+    path = tmp_path / f"x{suffix}"
+    Image.fromarray(pixels).save(path, **({"lossless": True} if suffix == ".webp" else {}))
+    loaded = load_image(path)
+    assert loaded.dtype == pixels.dtype
+    np.testing.assert_array_equal(loaded, pixels)
+
+
+def test_jfif_is_a_jpeg(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(3).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "x.jpg", quality=95)
+    (tmp_path / "x.jfif").write_bytes((tmp_path / "x.jpg").read_bytes())
+    decoded = np.asarray(Image.open(tmp_path / "x.jpg"))
+    assert np.abs(load_image(tmp_path / "x.jfif").astype(int) - decoded).max() <= 2

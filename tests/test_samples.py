@@ -97,3 +97,26 @@ def test_a_plain_folder_keeps_the_configured_classes_to_name_and_count_the_outpu
     _touch_images(tmp_path, ["x.png", "y.png"])
     sheet = discover_folder(tmp_path, classes=["red", "blue"])
     assert sheet.class_names == ("red", "blue") and sheet.labels is None
+
+
+def test_webp_jpeg2000_netpbm_and_jfif_files_are_samples_and_the_rest_is_named(tmp_path):
+    """A folder of .webp, .jfif or .pgm images (MIAS's mammograms) lost them without a word: folder discovery
+    read only .png/.jpg/.tif/.bmp. They are samples now; files still not read are counted in a warning."""
+    from xaipipe.samples import unread_files, unread_files_warning
+
+    _touch_images(tmp_path, ["a/1.png"])
+    for name in ["a/2.webp", "a/3.jfif", "b/4.pgm", "b/5.jp2", "b/6.ppm", "b/7.JPE"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert discover_folder(tmp_path).ids == ("a/1.png", "a/2.webp", "a/3.jfif", "b/4.pgm", "b/5.jp2", "b/6.ppm",
+                                             "b/7.JPE")  # fmt: skip
+    assert unread_files(tmp_path) == {} and unread_files_warning(tmp_path) is None
+    for name in ["a/x.gif", "a/y.gif", "b/z.heic", "b/scan.nrrd", "b/vol.mhd", "b/vol.raw", "labels.csv", "README.md",
+                 "a/.DS_Store", ".cache/q.gif", "b/notes.txt", "b/seg.nii.gz.bak"]:  # fmt: skip
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    # vol.mhd is a sample; its .raw is its pixel data; tables, notes and hidden files are no images
+    assert unread_files(tmp_path) == {".gif": 2, ".bak": 1, ".heic": 1, ".nrrd": 1}
+    warning = unread_files_warning(tmp_path)
+    assert warning.startswith(f"5 files under {tmp_path} are not read as samples (2 .gif, 1 .bak, 1 .heic, 1 .nrrd)")
+    assert ".webp" in warning and "convert" in warning

@@ -348,12 +348,12 @@ _ORIENTATIONS = {
 
 
 def exif_orientation_warning(path: str | os.PathLike) -> str | None:
-    """What to say of a JPEG or TIFF whose EXIF orientation asks viewers to turn it (a phone photo), or None.
+    """What to say of a JPEG, TIFF or WebP whose EXIF orientation asks viewers to turn it (a phone photo), or None.
 
     xaipipe reads the pixels as stored, as Keras's ``load_img`` and ``tf.io.decode_jpeg`` do (training pipelines
     that ignore the tag see the same input); a viewer that applies the tag shows the file turned against its
     overlays. Reads the header only."""
-    if not str(path).lower().endswith((".jpg", ".jpeg", ".tif", ".tiff")):
+    if not str(path).lower().endswith((".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".webp")):
         return None
     try:
         from PIL import Image
@@ -422,7 +422,7 @@ def load_sample(
 ) -> tuple[np.ndarray, Geometry | None]:
     """(array, geometry) of a sample file: spacing, origin and direction for volumes, None for 2D images.
 
-    2D: PNG, JPEG, TIFF, BMP (OpenCV), ``.npy`` and single-frame DICOM; 3D: NIfTI, MetaImage
+    2D: the images of :data:`xaipipe.samples.IMAGE_EXTENSIONS` (OpenCV), ``.npy`` and single-frame DICOM; 3D: NIfTI, MetaImage
     (SimpleITK), ``.npy``, multi-frame DICOM and DICOM series folders (:mod:`xaipipe.dicom`;
     ``series``: the SeriesInstanceUID to read from the folder, see
     :func:`xaipipe.samples.split_series`). A volume where a 2D image is expected, or the

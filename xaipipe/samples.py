@@ -19,11 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: What OpenCV reads (:func:`xaipipe.readers.load_image`), as Keras's ``load_img`` does: PNG, the JPEG family
+#: (``.jfif``, ``.jpe``), TIFF, BMP, WebP, JPEG 2000 (also 16-bit) and the Netpbm files (MIAS's mammograms are
+#: ``.pgm``).
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".pgm", ".ppm", ".pnm",
+)  # fmt: skip
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd")
 ARRAY_EXTENSIONS = (".npy",)
 DICOM_EXTENSIONS = (".dcm",)
 SAMPLE_EXTENSIONS = IMAGE_EXTENSIONS + VOLUME_EXTENSIONS + ARRAY_EXTENSIONS + DICOM_EXTENSIONS
+#: Files that sit beside images and are no images: a folder's tables, notes and archives are passed over in silence.
+NOT_IMAGE_EXTENSIONS = (
+    ".csv", ".tsv", ".txt", ".md", ".rst", ".json", ".yaml", ".yml", ".xml", ".xls", ".xlsx", ".pdf", ".html",
+    ".log", ".py", ".ipynb", ".zip", ".gz", ".tar", ".7z", ".sha256", ".md5", ".db", ".pkl", ".h5", ".keras",
+)  # fmt: skip
 
 #: Between a series folder and the SeriesInstanceUID of the series it names: ``ct@1.2.840.10008.5``.
 SERIES_SEPARATOR = "@"
@@ -157,6 +167,38 @@ def discover_folder(
     index = {name: k for k, name in enumerate(class_names)}
     labels = tuple(index[i.split("/", 1)[0]] for i in ids)
     return SampleSheet(tuple(ids), labels, class_names)
+
+
+def unread_files(root: str | os.PathLike) -> dict[str, int]:
+    """The files under ``root`` that folder discovery passes over and that may be meant as samples: extension
+    (lower case, ``""`` for none) -> count. Hidden files and folders, DICOM files without extension, the files
+    of :data:`NOT_IMAGE_EXTENSIONS` and the ``.raw`` pixel files beside ``.mhd`` headers are left out. A folder of ``.gif`` or ``.nrrd`` files beside ``.png`` ones
+    would otherwise lose them without a word."""
+    root = Path(root)
+    counts: dict[str, int] = {}
+    for path in root.rglob("*"):
+        name = path.name.lower()
+        if _hidden(path, root) or name.endswith(NOT_IMAGE_EXTENSIONS) or not path.is_file() or _is_sample_file(path):
+            continue
+        if name.endswith((".raw", ".zraw")) and any(path.parent.glob("*.[mM][hH][dD]")):
+            continue  # a MetaImage header's pixel data
+        extension = "".join(Path(name).suffixes[-2:]) if name.endswith(".gz") else Path(name).suffix
+        counts[extension] = counts.get(extension, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def unread_files_warning(root: str | os.PathLike) -> str | None:
+    """What to say of :func:`unread_files` (None where there are none)."""
+    counts = unread_files(root)
+    if not counts:
+        return None
+    listed = ", ".join(f"{n} {ext or 'without extension'}" for ext, n in list(counts.items())[:6])
+    more = ", ..." if len(counts) > 6 else ""
+    return (
+        f"{sum(counts.values())} files under {root} are not read as samples ({listed}{more}): "
+        f"xaipipe reads {', '.join(SAMPLE_EXTENSIONS)} and DICOM files; convert the others (for example to .png or "
+        ".nii.gz) or move them out of the folder"
+    )
 
 
 def _hidden(path: Path, root: Path) -> bool:

@@ -22,7 +22,7 @@ from xaipipe import h5store
 from xaipipe import stages as xstages
 from xaipipe.demo import check_demo_folder
 from xaipipe.preprocess import Preprocessing
-from xaipipe.samples import sample_path, shard_names, shard_slice
+from xaipipe.samples import sample_path, shard_names, shard_slice, unread_files_warning
 from xaipipe.writers import EXTENSIONS, output_format
 
 try:
@@ -200,6 +200,8 @@ if workflow.is_main_process:
         for m in MODELS.values()
     ]
     stale += [xc.linear_head_warning(m.path) for m in MODELS.values()]
+    if config["data"]["samples"] is None and not config["demo"]["build"]:
+        stale.append(unread_files_warning(config["data"]["images"]))
     damaged = xcaches.move_damaged_aside(cache_files())
     for message in [m for m in stale if m] + [message for _, message in damaged]:
         logger.warning(message)
