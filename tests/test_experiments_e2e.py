@@ -166,6 +166,10 @@ def test_the_study_gallery_shows_every_model_and_variant_side_by_side_with_a_mod
     for s in data["samples"]:
         for model in MODELS:
             assert s["predictions"][model]["predicted"] == predicted[(model, s["id"])], (model, s["id"])
+            # each model's own picture (its preprocessed input), from its own report folder
+            own = s["predictions"][model]["image"]
+            assert own and all(v.startswith(f"../{model}/report/") for v in own), (model, own)
+            assert all((results / "report" / v).is_file() for v in own), own
         for column, maps in s["maps"].items():
             for view in [v for m in maps for v in m["views"]] + s["image"]:
                 assert (results / "report" / view).is_file(), (column, view)
@@ -177,6 +181,13 @@ def test_the_study_gallery_shows_every_model_and_variant_side_by_side_with_a_mod
         assert header()[6:] == data["methods"]
         Select(driver.find_element("id", "filter-model")).select_by_value("second")
         assert header()[6:] == [f"second / {label}" for label in LABELS] and header()[2] == "predicted (second)"
+        # the picture beside the second model's maps is the second model's input, not the first model's
+        assert header()[5] == "image (second)"
+        pictures = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#gallery tbody img.image-view'), "
+            "function (i) { return i.getAttribute('src'); });"
+        )
+        assert pictures and all(p.startswith("../second/report/") for p in pictures), pictures[:3]
         Select(driver.find_element("id", "filter-method")).select_by_value("occlusion")
         assert header()[6:] == ["second / occlusion"]
         shown = driver.execute_script(

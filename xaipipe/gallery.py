@@ -180,8 +180,9 @@ def study_data(models: Mapping[str, Sequence[str | os.PathLike]], out_dir: str |
 
     ``models``: model name -> its shards' data files (``{model}/report/data/*.json``, whose view
     paths are relative to their report folder). A sample (matched by id; the first model's
-    order, then samples only later models have) carries each model's prediction under
-    ``predictions`` (the first model's is also its own, as a single model's gallery has it) and
+    order, then samples only later models have) carries each model's prediction and picture (its
+    preprocessed input) under ``predictions`` (the first model's are also its own, as a single model's
+    gallery has them) and
     a map column per model and variant, ``"{model} / {variant}"``, variant by variant with the
     models side by side; ``columns`` names each column's model and variant. Models whose class
     names differ cannot share one page: ValueError naming the model.
@@ -205,8 +206,9 @@ def study_data(models: Mapping[str, Sequence[str | os.PathLike]], out_dir: str |
         for variant in data["methods"]:
             variants.setdefault(variant, []).append(model)
         for sample in data["samples"]:
-            prediction = {key: sample[key] for key in ("predicted", "probabilities", "skipped")}
             image = [f"{prefix}/{view}" for view in sample["image"]]
+            # the model's own picture: models whose preprocessing differs (size, crop, window) see other inputs
+            prediction = {**{key: sample[key] for key in ("predicted", "probabilities", "skipped")}, "image": image}
             new = {"id": sample["id"], "label": sample["label"], **prediction, "image": image, "predictions": {}}
             entry = samples.setdefault(sample["id"], {**new, "maps": {}})
             entry["predictions"][model] = prediction

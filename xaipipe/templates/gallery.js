@@ -31,7 +31,8 @@
     options.forEach(function (o) { select.appendChild(el("option", { value: o[0] }, o[1])); });
   }
 
-  // The rows show the prediction of the chosen model (with all models shown: the first one's).
+  // The rows show the prediction and the picture (its input) of the chosen model (with all models shown: the first
+  // one's).
   function predictionsModel() {
     var m = models ? $("filter-model").value : null;
     return models ? (m === "all" ? models[0] : m) : null;
@@ -41,6 +42,8 @@
     samples.forEach(function (s) {
       var p = s.predictions[model] || { predicted: -1, probabilities: null, skipped: true };
       s.predicted = p.predicted; s.probabilities = p.probabilities; s.skipped = p.skipped;
+      if (!s.firstImage) s.firstImage = s.image;
+      s.image = p.image || s.firstImage;
     });
   }
 
@@ -193,7 +196,7 @@
     var shown = shownMethods();
     var head = el("tr");
     var whose = models ? " (" + predictionsModel() + ")" : "";
-    ["id", "label", "predicted" + whose, "probabilities" + whose, "", "image"].concat(shown).forEach(function (h) {
+    ["id", "label", "predicted" + whose, "probabilities" + whose, "", "image" + whose].concat(shown).forEach(function (h) {
       head.appendChild(el("th", {}, h));
     });
     var thead = document.querySelector("#gallery thead");
