@@ -302,3 +302,30 @@ def test_the_cache_does_not_keep_a_deleted_model_alive():
     del model, method
     gc.collect()
     assert model_ref() is None and method_ref() is None
+
+
+def test_the_seeds_example_runs_model_predict_on_the_generator(image_dir):
+    """The seed's own example predicts with ``preds = model.predict(datagen)`` and hands those to the decoder; Keras
+    refused xaipipe's DataGenerator (not a PyDataset). The predictions equal the model's on the generator's inputs
+    made by hand (cv2 resize and min-max, the seed's preprocessing), batch by batch."""
+    samples = [f"case_{k}" for k in range(5)]
+    gen = DataGenerator(samples, image_dir, image_format="png", resize=(16, 16), grayscale=True, batch_size=2)
+    model = small_cnn((16, 16, 1))
+    preds = model.predict(gen, verbose=0)
+    by_hand = []
+    for name in samples:
+        image = cv2.imread(str(image_dir / f"{name}.png"), cv2.IMREAD_GRAYSCALE)  # resized as stored (uint8)
+        image = cv2.resize(image, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+        by_hand.append(((image - image.min()) / (image.max() - image.min()))[..., None])
+    np.testing.assert_allclose(preds, model.predict(np.stack(by_hand), verbose=0), atol=1e-6)
+    _, heatmaps = xai_decoder(gen, model, preds)
+    assert [h.shape for h in heatmaps] == [(40 + k, 30) for k in range(5)]  # each image's own size
+    assert all(np.isfinite(h).all() and 0 <= h.min() <= h.max() <= 1 for h in heatmaps)
+    # with labels, a batch is (inputs, one-hot labels) as the seed's generator gives it (model.fit takes it)
+    labels = np.eye(K, dtype=np.float32)[[0, 1, 2, 0, 1]]
+    labelled = DataGenerator(samples, image_dir, labels=labels, image_format="png", resize=(16, 16), grayscale=True,
+                             batch_size=2)  # fmt: skip
+    x, y = labelled[2]
+    np.testing.assert_allclose(x, np.stack(by_hand[4:]), atol=1e-6)
+    np.testing.assert_array_equal(y, labels[4:])
+    np.testing.assert_allclose(model.predict(labelled, verbose=0), preds, atol=1e-6)

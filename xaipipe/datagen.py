@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
 from xaipipe.channels import convert_channels
@@ -33,12 +34,15 @@ def image_loader(
     return image[..., None] if image.ndim == dims else image
 
 
-class DataGenerator:
+class DataGenerator(keras.utils.PyDataset):
     """Samples, their folder and the preprocessing that turns them into model inputs.
 
     ``resize`` is (height, width) or (depth, height, width); ``standardize_mode``,
     ``subfunctions`` (objects of :mod:`xaipipe.subfunctions`) and ``interpolation``
     are as in the config; ``grayscale`` gives the model one channel instead of three.
+    A Keras ``PyDataset``, as the seed's generator is a Keras ``Sequence``: ``model.predict(datagen)`` gives the
+    predictions the decoder takes (the seed's example), and with ``labels`` (one-hot rows) a batch is
+    ``(inputs, labels)``, which ``model.fit`` and ``model.evaluate`` take.
     """
 
     def __init__(
@@ -57,8 +61,11 @@ class DataGenerator:
         seed: int = 0,
         **kwargs: Any,
     ):
+        super().__init__()
         if len(samples) == 0:
             raise ValueError("the sample list is empty")
+        if labels is not None and len(labels) != len(samples):
+            raise ValueError(f"{len(labels)} labels for {len(samples)} samples; give one label row per sample")
         self.samples = list(samples)
         self.path_imagedir = path_imagedir
         self.labels = labels
@@ -92,7 +99,12 @@ class DataGenerator:
         )
         return p.finish(p.apply_subfunctions(image, index), run_resize, run_standardize)
 
-    def __getitem__(self, batch: int) -> np.ndarray:
-        """The model inputs of batch ``batch``."""
+    def __getitem__(self, batch: int) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The model inputs of batch ``batch``, and with ``labels`` their labels: ``(inputs, labels)``."""
+        if not 0 <= batch < len(self):
+            raise IndexError(f"batch {batch} of a generator of {len(self)} batches")
         indices = range(batch * self.batch_size, min((batch + 1) * self.batch_size, len(self.samples)))
-        return np.stack([self.preprocess_image(i, run_aug=False) for i in indices])
+        inputs = np.stack([self.preprocess_image(i, run_aug=False) for i in indices])
+        if self.labels is None:
+            return inputs
+        return inputs, np.asarray(self.labels)[indices.start : indices.stop]
