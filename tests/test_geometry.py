@@ -352,3 +352,23 @@ def test_a_nifti_whose_sform_and_qform_disagree_is_named_with_how_far(tmp_path):
     assert issue.sample == "forms" and issue.kind == "warning"
     assert "sform and qform place the volume 52 mm apart; xaipipe reads the qform" in issue.reason
     assert load_volume(tmp_path / "forms.nii.gz").geometry.origin == pytest.approx((-10, -20, 30))  # the qform's, LPS
+
+
+def test_a_finer_spacing_keeps_the_volumes_values_at_its_far_edge():
+    """preprocessing.spacing finer than the scan's: the new grid (round(extent / spacing) voxels from the same
+    origin) reaches past the last source voxel, where SimpleITK filled 0 - water in a CT of air at -1000 HU, a
+    plane the model saw that no scanner made. The far edge now repeats the border voxels (MONAI's Spacing pads
+    with the border too). Closed forms: a constant volume stays constant; a ramp along z is linear inside and
+    holds its last value beyond."""
+    from xaipipe.geometry import resample_to_spacing
+
+    z = np.arange(16, dtype=np.float32)
+    ramp = np.broadcast_to((-1000 + 10 * z)[:, None, None], (16, 5, 6)).astype(np.int16)
+    image = sitk.GetImageFromArray(ramp)
+    image.SetSpacing((1.0, 1.0, 3.0))
+    out = sitk.GetArrayFromImage(resample_to_spacing(image, (1.0, 1.0, 1.0)))
+    assert out.shape == (48, 5, 6) and out.dtype == np.int16
+    # new voxel k sits at k mm, source voxel j at 3 j mm: inside, -1000 + 10 k / 3; beyond 45 mm, the last value
+    expected = np.minimum(-1000 + 10 * np.arange(48) / 3, -1000 + 10 * 15)
+    np.testing.assert_allclose(out[:, 2, 3], np.round(expected), atol=1)
+    assert (out == out[:, :1, :1]).all()  # constant across each slice, to the edges in y and x too

@@ -165,15 +165,22 @@ def index_to_lps(index: Sequence[int], shape: Sequence[int], direction: Sequence
 def resample_to_spacing(image: sitk.Image, spacing: Sequence[float], interpolation: str = "linear") -> sitk.Image:
     """``image`` resampled to ``spacing`` (z, y, x) mm over the same extent, same origin and direction.
 
-    The new size is round(extent / spacing), at least 1; voxels outside the source
-    (at the far edges) are 0.
+    The new size is round(extent / spacing), at least 1; voxels beyond the source's last
+    ones (at the far edges, where a finer spacing reaches past them) repeat the nearest
+    source voxel, as MONAI's ``Spacing`` pads with the border: a fill of 0 would be water
+    in a CT of air (-1000 HU), a plane no scanner made.
     """
     new = tuple(float(s) for s in spacing[::-1])
     size = [max(1, round(n * s / t)) for n, s, t in zip(image.GetSize(), image.GetSpacing(), new)]
-    method = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
-    return sitk.Resample(
-        image, size, sitk.Transform(), method, image.GetOrigin(), new, image.GetDirection(), 0.0, image.GetPixelID()
-    )
+    resample = sitk.ResampleImageFilter()
+    resample.SetSize(size)
+    resample.SetOutputOrigin(image.GetOrigin())
+    resample.SetOutputSpacing(new)
+    resample.SetOutputDirection(image.GetDirection())
+    resample.SetInterpolator(sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear)
+    resample.SetOutputPixelType(image.GetPixelID())
+    resample.SetUseNearestNeighborExtrapolator(True)
+    return resample.Execute(image)
 
 
 def resample_onto(
