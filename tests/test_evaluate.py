@@ -902,3 +902,47 @@ def test_a_volumes_mask_meets_the_map_in_world_coordinates_whatever_its_grid(tmp
     )  # fmt: skip
     for row in range(3):
         np.testing.assert_array_equal(regions[row], truth, err_msg=str(pairs[row]))
+
+
+def test_a_volumes_mask_whose_header_places_it_off_its_image_is_named(tmp_path):
+    """A mask saved without its image's header (nib.Nifti1Image(mask, np.eye(4)), a common export) is placed by
+    its own header in world coordinates: its region fell outside the image and the sample got NaN without a word
+    (n 3 of 4 in the summary). Now a warning names the mask; a mask half outside is named with the share kept."""
+    import SimpleITK as sitk
+
+    from xaipipe.preprocess import Preprocessing
+    from xaipipe.stages import preprocess_shard
+
+    spacing, origin, flipped = (1.0, 1.5, 2.5), (30.0, 40.0, -20.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    volume = np.zeros((8, 10, 12), np.uint8)  # (z, y, x)
+    volume[2:6, 3:7, 4:10] = 200
+    truth = volume > 0
+
+    def write(array, path, spacing=spacing, origin=origin, direction=flipped):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(spacing), image.SetOrigin(origin), image.SetDirection(direction)
+        sitk.WriteImage(image, str(path))
+
+    write(volume, tmp_path / "vol.nii.gz")
+    write(truth.astype(np.uint8), tmp_path / "own.nii.gz")  # the image's header: no warning
+    write(truth.astype(np.uint8), tmp_path / "eye.nii.gz", (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    # moved by 4 voxels along z (10 mm): z 2..5 lands on 6..9, of which 6 and 7 lie in the image: half the region
+    write(truth.astype(np.uint8), tmp_path / "moved.nii.gz", origin=(30.0, 40.0, -10.0))
+    pre = Preprocessing.from_config({"size": [8, 10, 12], "channels": 1, "standardize": "minmax"})
+    ids = ["own", "eye", "moved"]
+    preprocess_shard([tmp_path / "vol.nii.gz"] * 3, ids, None, None, pre, tmp_path / "pre.h5")
+    record = h5store.SkipRecord(3)
+    regions = evaluate._mask_regions(
+        tmp_path / "pre.h5", ids, [str(tmp_path / f"{i}.nii.gz") for i in ids], ["pointing_game"], truth.shape,
+        np.zeros(3, bool), "skip", "evaluate:gc", record,
+    )  # fmt: skip
+    np.testing.assert_array_equal(regions[0], truth)
+    assert 1 not in regions  # nothing of it within the image
+    moved = np.zeros_like(truth)
+    moved[6:8] = truth[2:4]
+    np.testing.assert_array_equal(regions[2], moved)
+    warned = {issue.sample: issue.reason for issue in record.issues}
+    assert set(warned) == {"eye", "moved"}
+    assert "eye.nii.gz: none of its region lies within the image" in warned["eye"]
+    assert "left out of localization" in warned["eye"]
+    assert "moved.nii.gz: only 50% of its region" in warned["moved"]

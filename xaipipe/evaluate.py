@@ -384,6 +384,20 @@ def window_of(mask: np.ndarray, start: Sequence[int], shape: Sequence[int]) -> n
     return out
 
 
+#: The least share of a volume's mask region (in mm^3) that must lie within its image once placed in world
+#: coordinates: less, and the mask's header (affine, origin, direction) likely is not its image's.
+MASK_KEPT = 0.9
+
+
+def _mask_outside(path: str, kept: float) -> str:
+    where = "none" if kept == 0 else f"only {kept:.0%}"
+    return (
+        f"mask {path}: {where} of its region lies within the image once placed by its header in world coordinates "
+        "(the mask's affine, origin or direction differ from the image's); check that it was saved with its image's "
+        "header (nibabel: nib.Nifti1Image(mask, image.affine))" + ("; left out of localization" if kept == 0 else "")
+    )
+
+
 def _mask_regions(
     preprocessed_path, ids, masks, localized, map_shape, skipped, on_error, stage, record
 ) -> dict[int, np.ndarray]:
@@ -424,7 +438,11 @@ def _mask_regions(
                 # a volume's mask with its grid: onto the maps' grid, in world coordinates
                 target, shape = shard.map_grid(row) or (shard.geometry(row), image_shape)
                 if mask.shape != tuple(shape) or not geometry_equal(mask_grid, target):
+                    region_mm3 = float(np.count_nonzero(mask)) * math.prod(mask_grid.spacing)
                     mask = resample_onto(mask.astype(np.uint8), mask_grid, target, shape, interpolation="nearest") > 0
+                    kept = float(np.count_nonzero(mask)) * math.prod(target.spacing) / region_mm3 if region_mm3 else 1
+                    if kept < MASK_KEPT:
+                        record.warn(Issue(sample_id, stage, "warning", _mask_outside(path, kept)))
             else:
                 window = shard.source_window(row)
                 if mask.shape != image_shape and window is not None and mask.shape == window[0]:
