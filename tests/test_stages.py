@@ -112,3 +112,34 @@ def test_the_configured_classes_of_unlabelled_images_are_checked_against_the_mod
         check_model_files({"model": spec}, sheet, several=False)
     dense_model(2, tmp_path / "two.keras")
     check_model_files({"model": ModelSpec("model", str(tmp_path / "two.keras"), "", pre, "", {})}, sheet, False)
+
+
+def test_patient_folders_of_volumes_taken_as_classes_are_said(tmp_path):
+    """DICOM's usual layout, a folder per patient (pat1/ct/IM*), was read as classes by class_subfolders: auto:
+    labels pat1 and pat2, columns p_pat1 and p_pat2, without a word where the model had two outputs. Volumes'
+    guessed classes are now said at the start of a run; a count that does not fit says how to turn them off."""
+    from xaipipe.config import ModelSpec, check_model_files, folder_classes, folder_classes_warning
+    from xaipipe.samples import discover_folder
+
+    for name in ("pat1/ct.npy", "pat2/ct.npy", "pat3/ct.npy"):
+        (tmp_path / "images" / name).parent.mkdir(parents=True)
+        np.save(tmp_path / "images" / name, np.zeros((4, 4, 4), np.float32))
+    sheet = discover_folder(tmp_path / "images", "auto", (), series_folders=True)
+    assert sheet.class_names == ("pat1", "pat2", "pat3")
+    config = {"demo": {"build": False}, "classes": [], "preprocessing": {"size": [4, 4, 4]},
+              "data": {"samples": None, "class_subfolders": "auto", "images": str(tmp_path / "images")}}  # fmt: skip
+    assert folder_classes(config, sheet)
+    warning = folder_classes_warning(config, sheet)
+    assert "(pat1, pat2, pat3) are taken as the classes" in warning and "class_subfolders: false" in warning
+    # confirmed classes, folders set explicitly, or 2D images (class folders are the norm there): nothing to say
+    for change in ({"classes": ["pat1", "pat2", "pat3"]}, {"data": {**config["data"], "class_subfolders": True}}):
+        changed = {**config, **change}
+        assert not folder_classes(changed, sheet) and folder_classes_warning(changed, sheet) is None
+    assert folder_classes_warning({**config, "preprocessing": {"size": [4, 4]}}, sheet) is None
+    dense_model(2, tmp_path / "two.keras")
+    spec = ModelSpec("model", str(tmp_path / "two.keras"), str(tmp_path), {"size": [4, 4], "channels": 1}, "", {})
+    with pytest.raises(ValueError, match="2 outputs but the samples have 3 classes.*set data.class_subfolders: false"):
+        check_model_files({"model": spec}, sheet, False, guessed=True)
+    with pytest.raises(ValueError) as plain:
+        check_model_files({"model": spec}, sheet, False)
+    assert "class_subfolders" not in str(plain.value)

@@ -398,12 +398,37 @@ def linear_head_warning(model_path: str) -> str | None:
     )
 
 
-def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool) -> None:
+def folder_classes(config: dict[str, Any], sheet: SampleSheet) -> bool:
+    """Whether the classes are guessed: subfolders of ``data.images`` taken as classes (``class_subfolders: auto``)
+    with no ``classes`` in the config to confirm them."""
+    data = config["data"]
+    return (
+        not config["demo"]["build"] and data["samples"] is None and data["class_subfolders"] == "auto"
+        and not config["classes"] and sheet.labels is not None
+    )  # fmt: skip
+
+
+def folder_classes_warning(config: dict[str, Any], sheet: SampleSheet) -> str | None:
+    """What to say where volumes' subfolders are taken as classes unconfirmed (:func:`folder_classes`): a folder per
+    patient is DICOM's usual layout, and its patients would be read as classes (labels, per-class outputs)."""
+    if not folder_classes(config, sheet) or len(config["preprocessing"]["size"]) != 3:
+        return None
+    names = ", ".join(sheet.class_names[:4]) + (", ..." if len(sheet.class_names) > 4 else "")
+    return (
+        f"the subfolders of {config['data']['images']} ({names}) are taken as the classes (data.class_subfolders: "
+        "auto): where they are patients or series, not classes, set data.class_subfolders: false; where they are "
+        "classes, list them in the model's output order under `classes` (which also silences this)"
+    )
+
+
+def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool, guessed: bool = False) -> None:
     """ValueError naming the config key at fault where a model file's saved architecture (read without Keras,
     :mod:`xaipipe.modelfile`) shows that the model cannot serve: an output count that does not fit the classes or
     the labels, an input shape that preprocessing does not give, a CAM method's ``layer`` that is not in the model
     (or has no spatial output), a CAM method on a model without a spatial layer. Models not yet there (the
-    demo's) and what a file does not tell for certain (custom layers) are checked by the jobs on the loaded model."""
+    demo's) and what a file does not tell for certain (custom layers) are checked by the jobs on the loaded model.
+    ``guessed``: the classes are subfolders taken as classes (:func:`folder_classes`), which a class count error
+    then says."""
     from xaipipe.modelfile import input_problem, layer_problem, output_count, saved_layers
     from xaipipe.stages import check_model_classes
 
@@ -416,7 +441,11 @@ def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: 
             try:
                 check_model_classes(spec.path, n_outputs, sheet.class_names or [], sheet.labels or [], sheet.ids)
             except ValueError as error:
-                raise ValueError(f"{where}: {error}") from None
+                note = (
+                    "; these classes are the subfolders of data.images (data.class_subfolders: auto): where they are "
+                    "patients or series, not classes, set data.class_subfolders: false"
+                ) if guessed else ""  # fmt: skip
+                raise ValueError(f"{where}: {error}{note}") from None
         saved = saved_layers(spec.path)
         if saved is None:
             continue

@@ -46,7 +46,9 @@ try:
     MODELS = xc.model_specs(config)
     # the files of the modules that register the models' custom layers (model.imports), in the models' checksums
     MODEL_IMPORTS = xc.model_import_files(config)
-    xc.check_model_files(MODELS, SAMPLES, bool(config["models"]))
+    xc.check_model_files(
+        MODELS, SAMPLES, bool(config["models"]), xc.folder_classes(config, SAMPLES)
+    )
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
     MASKS = xc.sample_masks(config, SAMPLES)  # each sample's mask file, None: no masks
@@ -200,6 +202,7 @@ if workflow.is_main_process:
         for m in MODELS.values()
     ]
     stale += [xc.linear_head_warning(m.path) for m in MODELS.values()]
+    stale.append(xc.folder_classes_warning(config, SAMPLES))
     if config["data"]["samples"] is None and not config["demo"]["build"]:
         stale.append(unread_files_warning(config["data"]["images"]))
     damaged = xcaches.move_damaged_aside(cache_files())
