@@ -51,7 +51,8 @@ def softmax_numpy(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def build_files(tmp_path, x, maps, model_path, kernel, skipped_rows=(), method="saliency", overlay_shape=None):
+def build_files(tmp_path, x, maps, model_path, kernel, skipped_rows=(), method="saliency", overlay_shape=None,
+                labels=None, normalize="absolute"):  # fmt: skip
     """Preprocessed, predictions and heatmaps files for inputs x (n, *spatial, 1).
 
     ``maps``: (sample row, class, normalized map or None for a skipped sample's map). The maps are stored
@@ -63,7 +64,7 @@ def build_files(tmp_path, x, maps, model_path, kernel, skipped_rows=(), method="
     pre, pred, hm = tmp_path / "pre.h5", tmp_path / "pred.h5", tmp_path / f"maps-{method}.h5"
     overlay = np.zeros((*(overlay_shape or spatial), 3), np.uint8)
     with h5store.preprocessed_writer(
-        pre, ids, [0] * n, x.shape[1:], spatial_dims=len(spatial), class_names=["a", "b"],
+        pre, ids, [0] * n if labels is None else labels, x.shape[1:], spatial_dims=len(spatial), class_names=["a", "b"],
         preprocessing={}, preprocess_overlay=True,
     ) as writer:  # fmt: skip
         for row in range(n):
@@ -74,13 +75,13 @@ def build_files(tmp_path, x, maps, model_path, kernel, skipped_rows=(), method="
     digest = sha256_file(model_path)
     probabilities = softmax_numpy(x, kernel)
     h5store.write_predictions(
-        pred, ids, np.zeros(n), probabilities, class_names=["a", "b"], record=record,
+        pred, ids, np.zeros(n) if labels is None else labels, probabilities, class_names=["a", "b"], record=record,
         model_sha256=digest, model_path=str(model_path),
     )  # fmt: skip
     carried = h5store.SkipRecord(n, record.skipped, record.reasons)
     with h5store.heatmaps_writer(
         hm, ids, len(maps), spatial, carried, method=method, model_sha256=digest,
-        method_params={"normalize": "absolute"},
+        method_params={"normalize": normalize},
     ) as w:  # fmt: skip
         for m, (row, c, heat) in enumerate(maps):
             if heat is None:
@@ -149,9 +150,10 @@ def test_localization_and_complexity_of_maps_on_the_mask_elsewhere_and_constant(
     assert found.method == "saliency" and found.ids == ids and found.issues == []
     np.testing.assert_array_equal(found.sample_index, [0, 1, 2])
     np.testing.assert_array_equal(found.class_index, [0, 0, 1])
-    # a constant map points nowhere: NaN (counted as Quantus counts ties, its peaks include the mask, and a method
-    # whose maps were all blank ranked first in the pointing game)
-    np.testing.assert_array_equal(v["pointing_game"], [1.0, 0.0, np.nan])
+    # a constant map points nowhere: a miss (counted as Quantus counts ties, its peaks include the mask, and a method
+    # whose maps were all blank ranked first in the pointing game; left out as NaN, one that went blank on its hard
+    # cases ranked on its easy ones alone)
+    np.testing.assert_array_equal(v["pointing_game"], [1.0, 0.0, 0.0])
     np.testing.assert_allclose(v["relevance_mass"], [1.0, 0.0, k / n])
     # the one-hot peak lies outside; the k - 1 remaining top slots are shared by the n - 1 tied zeros
     np.testing.assert_allclose(v["relevance_rank"], [1.0, (k - 1) / (n - 1), k / n])
@@ -946,3 +948,32 @@ def test_a_volumes_mask_whose_header_places_it_off_its_image_is_named(tmp_path):
     assert "eye.nii.gz: none of its region lies within the image" in warned["eye"]
     assert "left out of localization" in warned["eye"]
     assert "moved.nii.gz: only 50% of its region" in warned["moved"]
+
+
+def test_maps_of_no_positive_evidence_miss_and_only_the_labels_map_meets_the_mask(tmp_path):
+    """Two ways localization was silently wrong (a helper's study):
+    - a signed map with nothing positive (occlusion of a class the image does not show) has its maximum, 0, at
+      many pixels, some inside the mask: a pointing-game hit (the disk row read 1.00, half of it such maps);
+    - with targets: all, every class's map met the sample's one mask, and the rows of class 'disk' held the disk
+      maps of square images measured against the square's outline.
+    Now such a map misses (relevance mass 0), and of a labelled sample's maps per class only its label's meets
+    the mask; an unlabelled sample's maps all do."""
+    shape = SHAPES["2d"]
+    _, _, kernel = positive_linear_setup(tmp_path, shape)
+    region = np.zeros(shape, bool)
+    region[1:3, 1:3] = True
+    negative = -np.linspace(0, 1, region.size, dtype=np.float32).reshape(shape)  # 0 at pixel (0, 0), < 0 elsewhere
+    negative[region] = 0.0  # ties at the maximum, 0, inside the mask
+    on_mask = region.astype(np.float32)
+    x = np.ones((2, *shape, 1), np.float32)
+    maps = [(0, 0, negative), (0, 1, on_mask), (1, 0, negative), (1, 1, on_mask)]
+    ids, pre, pred, hm = build_files(tmp_path, x, maps, tmp_path / "model.keras", kernel, labels=[0, -1],
+                                     normalize="signed")  # fmt: skip
+    mask = write_mask(tmp_path / "mask.png", region)
+    out = tmp_path / "eval.h5"
+    evaluate.evaluate_shard(pre, pred, hm, None, out, settings(LOCALIZATION), [mask, mask])
+    v = EvaluationFile.read(out).values
+    # sample 0 (label a): its class-a map misses, its class-b map is not measured; sample 1 (no label): both are
+    np.testing.assert_array_equal(v["pointing_game"], [0.0, np.nan, 0.0, 1.0])
+    np.testing.assert_array_equal(v["relevance_mass"], [0.0, np.nan, 0.0, 1.0])
+    assert np.isnan(v["relevance_rank"][1]) and np.isnan(v["roc_auc"][1]) and v["roc_auc"][3] == 1.0

@@ -315,6 +315,7 @@ def evaluate_shard(
         )
         scorer = _Faithfulness(model_path, settings, modelled)
     rows = np.flatnonzero(valid)
+    localizes = _localized_maps(preprocessed_path, sample_index, class_index) if regions else None
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as hm:
         batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
         for batch in progress(batches, f"evaluate {method}", len(batches), "batch"):
@@ -325,7 +326,7 @@ def evaluate_shard(
                 if "complexity" in values:
                     values["complexity"][m] = metrics.complexity(heatmap)
                 region = regions.get(int(sample_index[m]))
-                if region is not None:
+                if region is not None and localizes[m]:
                     _localize(values, m, heatmap, region, int(settings["pointing_tolerance"]))
             if scorer is not None:
                 samples = sample_index[batch]
@@ -359,14 +360,31 @@ def _mask_hashes(masks: Sequence[str | None] | None) -> list[str]:
     return [content_sha256(path) if path is not None and os.path.exists(path) else "" for path in masks or []]
 
 
+def _localized_maps(preprocessed_path, sample_index: np.ndarray, class_index: np.ndarray) -> np.ndarray:
+    """Which maps meet their sample's mask: a sample's one map (its predicted or labelled class), and of a sample
+    with a map per class (``targets: all``) the map of its label's class only, as its mask outlines what makes it
+    that class; every map of a sample without a label."""
+    with h5store.PreprocessedShard.open(preprocessed_path) as shard:
+        labels = np.asarray(shard.labels)  # -1: none
+    sample_index = np.asarray(sample_index, np.intp)
+    per_sample = np.bincount(sample_index, minlength=len(labels))
+    label = labels[sample_index]
+    return (per_sample[sample_index] == 1) | (label < 0) | (np.asarray(class_index) == label)
+
+
 def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region: np.ndarray, tolerance: int) -> None:
-    """Each localization metric of one map. A constant map (a blank one: no positive evidence) points nowhere: its
-    pointing game is NaN, left out as its relevance mass is, not the hit that every tied peak would make it."""
+    """Each localization metric of one map.
+
+    A map that points nowhere, constant (a blank one) or nowhere positive (a signed map of negative evidence only),
+    misses: pointing game 0, not the hit that every tied peak inside the mask would make it, nor NaN, which left
+    it out and ranked a method that goes blank on hard cases on its easy ones alone. A map without positive
+    relevance puts none of it in the mask: relevance mass 0 (the formula's 0/0)."""
+    nowhere = heatmap.size == 0 or heatmap.max() <= 0
     if "pointing_game" in values:
-        blank = heatmap.size == 0 or heatmap.max() == heatmap.min()
-        values["pointing_game"][m] = np.nan if blank else float(metrics.pointing_game(heatmap, region, tolerance))
+        blank = nowhere or heatmap.max() == heatmap.min()
+        values["pointing_game"][m] = 0.0 if blank else float(metrics.pointing_game(heatmap, region, tolerance))
     if "relevance_mass" in values:
-        values["relevance_mass"][m] = metrics.relevance_mass(heatmap, region)
+        values["relevance_mass"][m] = 0.0 if nowhere else metrics.relevance_mass(heatmap, region)
     if "relevance_rank" in values:
         values["relevance_rank"][m] = metrics.relevance_rank(heatmap, region)
     if "roc_auc" in values and not region.all():
