@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import scipy.stats
@@ -977,3 +978,23 @@ def test_maps_of_no_positive_evidence_miss_and_only_the_labels_map_meets_the_mas
     np.testing.assert_array_equal(v["pointing_game"], [0.0, np.nan, 0.0, 1.0])
     np.testing.assert_array_equal(v["relevance_mass"], [0.0, np.nan, 0.0, 1.0])
     assert np.isnan(v["relevance_rank"][1]) and np.isnan(v["roc_auc"][1]) and v["roc_auc"][3] == 1.0
+
+
+@pytest.mark.parametrize("high", [255, 1])
+def test_a_jpeg_mask_is_its_region_without_the_compression_noise(tmp_path, high):
+    """A mask saved as JPEG (quality 75) was read as 'non-zero = inside': the compression's noise around a
+    64-pixel square made it 96 pixels, relevance mass 0.96 instead of 0.78. The region is now where the mask
+    exceeds half its largest value (0/255 and 0/1 masks alike); a PNG mask stays 'non-zero = inside'."""
+    square = np.zeros((32, 32), np.uint8)
+    square[10:18, 12:20] = high
+    cv2.imwrite(str(tmp_path / "m.jpg"), square * (255 // high), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    stored = cv2.imread(str(tmp_path / "m.jpg"), cv2.IMREAD_GRAYSCALE)
+    assert np.count_nonzero(stored) > 64  # the noise is there
+    mask, _ = evaluate.load_mask(tmp_path / "m.jpg", 2)
+    np.testing.assert_array_equal(mask, square > 0)
+    cv2.imwrite(str(tmp_path / "rgb.jpg"), np.dstack([square * (255 // high)] * 3), [cv2.IMWRITE_JPEG_QUALITY, 75])
+    np.testing.assert_array_equal(evaluate.load_mask(tmp_path / "rgb.jpg", 2)[0], square > 0)
+    labels = np.zeros((32, 32), np.uint8)
+    labels[0, 0], labels[5, 5] = 1, 3  # a label map in a PNG: every non-zero label is the region
+    write_png(tmp_path / "labels.png", labels)
+    assert np.count_nonzero(evaluate.load_mask(tmp_path / "labels.png", 2)[0]) == 2

@@ -233,9 +233,15 @@ def mask_paths(config: Mapping[str, Any], ids: Sequence[str]) -> list[str | None
     return paths
 
 
+#: Mask formats whose compression may leave noise around the region (JPEG, lossy WebP and JPEG 2000).
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".jp2")
+
+
 def load_mask(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, Geometry | None]:
     """A ground-truth mask as a bool array (*spatial): True where any channel is non-zero; with its grid where the
-    file has one (NIfTI, MetaImage, DICOM), else None.
+    file has one (NIfTI, MetaImage, DICOM), else None. In a lossily compressed file (:data:`LOSSY_EXTENSIONS`)
+    True where a channel exceeds half the mask's largest value: JPEG's noise around a 0/255 region (values of
+    1-40) made a 64-pixel region 96.
 
     The formats of the samples (:func:`xaipipe.readers.load_sample`). ValueError naming the
     file: missing, empty, unreadable, or of another dimensionality.
@@ -253,11 +259,13 @@ def load_mask(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, G
         raise ValueError(f"mask {path}: unreadable ({error})") from None
     array = np.asarray(array)
     if array.ndim == spatial_dims + 1:
-        array = np.any(array != 0, axis=-1)
+        array = array.max(axis=-1) if path.name.lower().endswith(LOSSY_EXTENSIONS) else np.any(array != 0, axis=-1)
     if array.ndim != spatial_dims:
         raise ValueError(f"mask {path}: shape {array.shape} is no {spatial_dims}D mask")
     if path.name.lower().endswith(".npy"):  # a grid made up (ones, zeros, identity), not the mask's
         geometry = None
+    if path.name.lower().endswith(LOSSY_EXTENSIONS):  # compression noise around the region is no region
+        return array > array.max() / 2, geometry
     return array != 0, geometry
 
 
