@@ -185,6 +185,7 @@ def test_one_hot_map_has_sparseness_n_minus_1_over_n_and_complexity_0(shape):
     heatmap = one_hot(shape, (1,) * len(shape)) * -2.5  # |map| is what counts
     assert metrics.sparseness(heatmap) == pytest.approx((n - 1) / n, abs=1e-12)
     assert metrics.complexity(heatmap) == 0.0
+    assert f"{metrics.complexity(heatmap):.4f}" == "0.0000"  # not "-0.0000" in the tables
 
 
 def test_sparseness_matches_the_mean_absolute_difference(shape):

@@ -153,13 +153,14 @@ def summary_html(data: Mapping, summary: Mapping, title: str) -> str:
     samples = data["samples"]
     skipped = sum(s["skipped"] for s in samples)
     matrix = confusion_matrix(data)
+    warnings = int(summary.get("warnings") or 0)
     return _fill(
         _template("summary.html"),
         title=html.escape(title),
         css=_template("gallery.css"),
         counts=html.escape(
             f"{len(samples)} samples, {skipped} skipped, {int(np.trace(matrix))} of {int(matrix.sum())} labelled "
-            f"samples classified correctly; {int(summary.get('failures') or 0)} failures"
+            f"samples classified correctly; {warnings} warning{'' if warnings == 1 else 's'} (failures.tsv)"
         ),
         evaluation=_table("evaluation", EVALUATION_COLUMNS, summary.get("evaluation_rows") or []),
         plots=_figures(summary.get("plots") or []),

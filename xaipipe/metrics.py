@@ -271,7 +271,7 @@ def complexity(heatmap) -> float:
     if total == 0:
         return float("nan")
     p = values[values > 0] / total
-    return float(max(-(p * np.log(p)).sum(), 0.0))
+    return float(max(-(p * np.log(p)).sum(), 0.0)) + 0.0  # + 0.0: a one-hot map's -0.0 printed "-0.0" in the tables
 
 
 # --- agreement --------------------------------------------------------------------------

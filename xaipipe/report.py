@@ -142,7 +142,7 @@ def build_report(
         with atomic_path(target) as tmp:
             shutil.copyfile(plot, tmp)
         plots.append(Path(os.path.relpath(target, report_dir)).as_posix())
-    failures = [line for line in Path(failures_path).read_text().splitlines()[1:] if line.strip()]
+    failures = [line.split("\t") for line in Path(failures_path).read_text().splitlines()[1:] if line.strip()]
     checksum = Path(checksum_path).read_text().split()  # "<sha256>  <model path>", as sha256sum writes it
     model_path = checksum[1] if len(checksum) > 1 else str(config["model"]["path"])
     several = len(config.get("models") or {}) > 1
@@ -156,7 +156,7 @@ def build_report(
         "model_path": model_path,
         "model_sha256": checksum[0] if checksum else "",
         "versions": versions(),
-        "failures": len(failures),
+        "warnings": sum(len(row) > 2 and row[2] == "warning" for row in failures),  # skipped samples: in the data
     }
     gallery.write_gallery(data_paths, report_dir, summary)
     for method in methods:
