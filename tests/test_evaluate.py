@@ -998,3 +998,22 @@ def test_a_jpeg_mask_is_its_region_without_the_compression_noise(tmp_path, high)
     labels[0, 0], labels[5, 5] = 1, 3  # a label map in a PNG: every non-zero label is the region
     write_png(tmp_path / "labels.png", labels)
     assert np.count_nonzero(evaluate.load_mask(tmp_path / "labels.png", 2)[0]) == 2
+
+
+def test_a_mask_with_its_axes_in_another_order_is_left_out_and_said(tmp_path):
+    """A .npy mask saved in nibabel's (x, y, z) order for a (z, y, x) volume was 'resized to the map's' (a warning
+    that describes a transposition as a resize) and scored where it did not lie. It is left out now, said so."""
+    shape = (4, 5, 6)
+    _, _, kernel = positive_linear_setup(tmp_path, shape)
+    region = np.zeros(shape, bool)
+    region[1:3, 1:3, 4:6] = True
+    x = np.ones((1, *shape, 1), np.float32)
+    ids, pre, pred, hm = build_files(tmp_path, x, [(0, 0, region.astype(np.float32))], tmp_path / "model.keras", kernel)
+    mask = write_mask(tmp_path / "mask.npy", region.transpose())  # (6, 5, 4)
+    out = tmp_path / "eval.h5"
+    evaluate.evaluate_shard(pre, pred, hm, None, out, settings(LOCALIZATION), [mask], on_error="skip")
+    found = EvaluationFile.read(out)
+    assert all(np.isnan(found.values[name][0]) for name in LOCALIZATION)
+    (issue,) = found.issues
+    assert "(6, 5, 4) is the image's (4, 5, 6) with its axes in another order" in issue.reason
+    assert "left out of localization" in issue.reason

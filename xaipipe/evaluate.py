@@ -473,6 +473,14 @@ def _mask_regions(
                 window = shard.source_window(row)
                 if mask.shape != image_shape and window is not None and mask.shape == window[0]:
                     mask = window_of(mask, window[1], image_shape)  # a mask of the source, cut as its image was
+                if mask.shape != image_shape and sorted(mask.shape) == sorted(image_shape):
+                    reason = (
+                        f"mask {path}: shape {mask.shape} is the image's {image_shape} with its axes in another order "
+                        "(an array saved in nibabel's (x, y, z) order?); arrays are (z, y, x) here as the image's: "
+                        "save the mask transposed (mask.transpose()); left out of localization"
+                    )
+                    record.warn(Issue(sample_id, stage, "warning", reason))
+                    continue
                 if mask.shape != image_shape:
                     reason = (
                         f"mask {path}: shape {mask.shape} differs from the image's {image_shape}; resized to the map's"
