@@ -61,7 +61,7 @@
       });
     }
     addOptions($("sort"), [["id", "id"], ["confidence", "probability of the predicted class"]].concat(
-      (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method, predicted class)"]; })));
+      (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method's map; the predicted class's of several)"]; })));
     ["filter-class", "filter-label", "filter-correct", "filter-method", "sort", "order"].forEach(function (id) {
       $(id).addEventListener("change", function () { state.page = 0; update(); });
     });
