@@ -422,8 +422,8 @@ def load_sample(
 ) -> tuple[np.ndarray, Geometry | None]:
     """(array, geometry) of a sample file: spacing, origin and direction for volumes, None for 2D images.
 
-    2D: the images of :data:`xaipipe.samples.IMAGE_EXTENSIONS` (OpenCV), ``.npy`` and single-frame DICOM; 3D: NIfTI, MetaImage
-    (SimpleITK), ``.npy``, multi-frame DICOM and DICOM series folders (:mod:`xaipipe.dicom`;
+    2D: the images of :data:`xaipipe.samples.IMAGE_EXTENSIONS` (OpenCV), ``.npy`` and single-frame DICOM;
+    3D: NIfTI, MetaImage (SimpleITK), ``.npy``, multi-frame DICOM and DICOM series folders (:mod:`xaipipe.dicom`;
     ``series``: the SeriesInstanceUID to read from the folder, see
     :func:`xaipipe.samples.split_series`). A volume where a 2D image is expected, or the
     reverse, is an error naming the file, and so is a sample with NaN or infinite values
