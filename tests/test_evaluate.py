@@ -928,7 +928,8 @@ def test_a_volumes_mask_whose_header_places_it_off_its_image_is_named(tmp_path):
 
     write(volume, tmp_path / "vol.nii.gz")
     write(truth.astype(np.uint8), tmp_path / "own.nii.gz")  # the image's header: no warning
-    write(truth.astype(np.uint8), tmp_path / "eye.nii.gz", (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    identity = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    write(truth.astype(np.uint8), tmp_path / "eye.nii.gz", (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), identity)
     # moved by 4 voxels along z (10 mm): z 2..5 lands on 6..9, of which 6 and 7 lie in the image: half the region
     write(truth.astype(np.uint8), tmp_path / "moved.nii.gz", origin=(30.0, 40.0, -10.0))
     pre = Preprocessing.from_config({"size": [8, 10, 12], "channels": 1, "standardize": "minmax"})

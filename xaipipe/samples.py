@@ -172,8 +172,8 @@ def discover_folder(
 def unread_files(root: str | os.PathLike) -> dict[str, int]:
     """The files under ``root`` that folder discovery passes over and that may be meant as samples: extension
     (lower case, ``""`` for none) -> count. Hidden files and folders, DICOM files without extension, the files
-    of :data:`NOT_IMAGE_EXTENSIONS` and the ``.raw`` pixel files beside ``.mhd`` headers are left out. A folder of ``.gif`` or ``.nrrd`` files beside ``.png`` ones
-    would otherwise lose them without a word."""
+    of :data:`NOT_IMAGE_EXTENSIONS` and the ``.raw`` pixel files beside ``.mhd`` headers are left out. A folder
+    of ``.gif`` or ``.nrrd`` files beside ``.png`` ones would otherwise lose them without a word."""
     root = Path(root)
     counts: dict[str, int] = {}
     for path in root.rglob("*"):

@@ -61,7 +61,9 @@
       });
     }
     addOptions($("sort"), [["id", "id"], ["confidence", "probability of the predicted class"]].concat(
-      (data.metrics || []).map(function (m) { return ["metric:" + m, m + " (first shown method's map; the predicted class's of several)"]; })));
+      (data.metrics || []).map(function (m) {
+        return ["metric:" + m, m + " (first shown method's map; the predicted class's of several)"];
+      })));
     ["filter-class", "filter-label", "filter-correct", "filter-method", "sort", "order"].forEach(function (id) {
       $(id).addEventListener("change", function () { state.page = 0; update(); });
     });
@@ -196,7 +198,8 @@
     var shown = shownMethods();
     var head = el("tr");
     var whose = models ? " (" + predictionsModel() + ")" : "";
-    ["id", "label", "predicted" + whose, "probabilities" + whose, "", "image" + whose].concat(shown).forEach(function (h) {
+    var columns = ["id", "label", "predicted" + whose, "probabilities" + whose, "", "image" + whose];
+    columns.concat(shown).forEach(function (h) {
       head.appendChild(el("th", {}, h));
     });
     var thead = document.querySelector("#gallery thead");
