@@ -7,7 +7,9 @@ For each model, on the same inputs and batch size: the limit (a compiled forward
 pass, and a forward plus full backward pass, per image), every xaipipe method for
 one target class and for all classes, and the peers where installed (AUCMEDI 0.11,
 called per image as its decoder does; Xplique 2.x, batched). Times are medians of
-``--repeats`` runs after a warm-up; the ratios are what counts on a noisy machine.
+``--repeats`` runs after a warm-up; the ratios are what counts on a noisy machine. Beside each fast
+method's row, what a heatmaps job computes of the same batch (``job_ms``: the raw maps and their
+normalization's two numbers, no full-size normalized maps; :func:`as_job`).
 
 Two rows measure the faithfulness metrics (xaipipe.faithfulness) rather than a map:
 ``deletion+insertion`` (both curves, ``steps`` = 20, on the case's batch) against the
@@ -378,6 +380,15 @@ def measure_peer(run: Callable[[], None] | str, limit_pass: Callable[[], None], 
         return f"fails: {type(error).__name__}: {str(error)[:120]}"
 
 
+def as_job(explainer, images: np.ndarray, classes: np.ndarray) -> None:
+    """What a heatmaps job computes and keeps of a batch: the raw maps and their normalization's two numbers (it
+    makes no full-size normalized maps, which :meth:`explain` returns)."""
+    from xaipipe.maps import normalization_params
+
+    raw = explainer.explain_raw(images, classes)
+    normalization_params(raw.reshape(-1, *raw.shape[2:]), explainer.normalize)
+
+
 def cam_family_row(case: Case, method: str, model, x: np.ndarray, limits: Limits, repeats: int) -> dict:
     """The five CAM methods from one pass (CAMFamily) per image, against Grad-CAM alone, and the five one after
     another; all for one target class on the case's batch, interleaved."""
@@ -393,13 +404,13 @@ def cam_family_row(case: Case, method: str, model, x: np.ndarray, limits: Limits
         for explainer in alone:
             explainer.explain(x, one)
 
-    def as_job(maps: list[np.ndarray]) -> None:  # what a heatmaps job keeps: raw maps, two numbers per map
+    def kept(maps: list[np.ndarray]) -> None:  # what a heatmaps job keeps: raw maps, two numbers per map (as_job)
         for member, raw in zip(members, maps):
             normalization_params(raw.reshape(-1, *raw.shape[2:]), member.normalize)
 
     t_gradcam, t_family, t_separate, t_gradcam_job, t_family_job = interleaved_medians(
         [lambda: alone[0].explain(x, one), lambda: family.explain(x, one), separately,
-         lambda: as_job([alone[0].explain_raw(x, one)]), lambda: as_job(family.explain_raw(x, one))], repeats
+         lambda: kept([alone[0].explain_raw(x, one)]), lambda: kept(family.explain_raw(x, one))], repeats
     )  # fmt: skip
     return {
         "model": case.name, "method": f"{method} ({len(members)})", "images": len(x), "batch": len(x),
@@ -443,9 +454,10 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
         one = np.zeros((len(images), 1), np.int32)
         everything = np.tile(np.arange(n_classes, dtype=np.int32), (len(images), 1))
         limit_pass, passes = limit_of(key, explainer, limits)
-        t_limit, t_one, t_all = interleaved_medians(
-            [limit_pass, lambda: explainer.explain(images, one), lambda: explainer.explain(images, everything)], reps
-        )
+        timed = [limit_pass, lambda: explainer.explain(images, one), lambda: explainer.explain(images, everything)]
+        if method not in SLOW:  # what a heatmaps job keeps: the raw maps and their normalization's two numbers
+            timed.append(lambda: as_job(explainer, images, one))
+        t_limit, t_one, t_all, *t_job = interleaved_medians(timed, reps)
         limit = t_limit / len(x) * passes
         t_one, t_all = t_one / len(images), t_all / len(images)
         row = {
@@ -455,6 +467,8 @@ def bench_case(case: Case, repeats: int, peers: bool, methods_to_run: list[str])
             "xaipipe_over_limit": t_one / limit, "all_over_one": t_all / t_one,
             "forward_ms": forward * 1e3, "forward_backward_ms": forward_backward * 1e3,
         }  # fmt: skip
+        if t_job:
+            row.update({"job_ms": t_job[0] / len(images) * 1e3, "job_over_limit": t_job[0] / len(images) / limit})
         if getattr(explainer, "segmentation", None) == "slic":  # SLIC's share of the method's time
             start = time.perf_counter()
             explainer.segment_labels(images)
@@ -528,6 +542,8 @@ def format_row(row: dict) -> str:
     segmentation = f"  (slic {row['segmentation_ms']:.1f} ms/img)" if "segmentation_ms" in row else ""
     if "first_call_ms" in row:
         segmentation += f"  (first call {row['first_call_ms']:.2f} ms/img, ratio {row['first_call_over_limit']:.2f})"
+    if "job_ms" in row and "separate_ms" not in row:
+        segmentation += f"  (as a job keeps them: {row['job_ms']:.2f} ms/img, ratio {row['job_over_limit']:.2f})"
     if "separate_ms" in row:  # cam-family: the limit column is Grad-CAM alone
         segmentation += (
             f"  (limit: gradcam alone; the five separately {row['separate_ms']:.2f} ms/img,"
