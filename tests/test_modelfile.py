@@ -200,3 +200,32 @@ def test_a_head_without_softmax_or_sigmoid_is_told_from_the_file(tmp_path, head,
     sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="last")])
     sequential.save(tmp_path / "s.keras")
     assert linear_head(tmp_path / "s.keras") == "last"
+
+
+@pytest.mark.parametrize(
+    ("head", "multi"),
+    [
+        (lambda x: keras.layers.Dense(3, activation="sigmoid", name="findings")(x), "findings"),
+        (lambda x: keras.layers.Activation("sigmoid", name="p")(keras.layers.Dense(3)(x)), "p"),
+        (lambda x: keras.layers.Activation("linear", dtype="float32")(keras.layers.Dense(4, activation="sigmoid",
+                                                                                         name="mp")(x)), "mp"),
+        (lambda x: keras.layers.Dense(1, activation="sigmoid")(x), None),  # binary: [1 - p, p], exclusive
+        (lambda x: keras.layers.Dense(3, activation="softmax")(x), None),
+        (lambda x: keras.layers.Dense(3)(x), None),
+    ],
+)  # fmt: skip
+def test_a_multi_label_head_is_told_from_the_file_and_said(tmp_path, head, multi):
+    """A model of several sigmoid outputs (chest X-ray findings) ran as if its classes were exclusive: an image
+    with no finding was 'predicted nodule' (the highest of three 0.08s), targets: argmax explained that, and an
+    image with two findings was 'misclassified'; nothing said so (a helper's study). The run now says it."""
+    from xaipipe.config import multi_label_warning
+    from xaipipe.modelfile import multi_label_head
+
+    inputs = keras.Input((8, 8, 1))
+    keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs))).save(tmp_path / "m.keras")
+    assert multi_label_head(tmp_path / "m.keras") == multi
+    warning = multi_label_warning(str(tmp_path / "m.keras"), "argmax")
+    assert (warning is None) == (multi is None)
+    if multi:
+        assert f"output layer {multi!r}: a multi-label model" in warning and "set targets: all" in warning
+        assert "set targets: all" not in multi_label_warning(str(tmp_path / "m.keras"), "all")

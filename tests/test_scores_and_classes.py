@@ -5,6 +5,8 @@ the logit z_c with respect to the input is the column W[:, c] (closed form), and
 softmax or sigmoid in front of it would change it.
 """
 
+import warnings
+
 import h5py
 import keras
 import numpy as np
@@ -305,3 +307,25 @@ def test_the_decoder_explains_the_predicted_side_of_a_one_unit_sigmoid_model():
     np.testing.assert_allclose(maps, both[np.arange(2), side], rtol=1e-6)
     assert not np.allclose(maps, both[np.arange(2), 1 - side])
     assert methods.create("saliency", model).n_classes == 2
+    # preds as users also hold them: raveled (N,) or thresholded (p > 0.5): the same sides; they were refused
+    for other in (p.ravel(), p > 0.5):
+        np.testing.assert_allclose(xai_decoder(gen, model, other, method="IntegratedGradients")[1], maps, rtol=1e-6)
+
+
+def test_the_decoder_says_that_preds_explain_one_finding_of_a_multi_label_model():
+    """With a model of several sigmoids, preds picked one finding per image (the highest; of an image without
+    findings, too), without a word (a helper's study). It still does, as the seed's decoder does, and says so."""
+    import keras
+
+    from xaipipe import xai_decoder
+
+    inputs = keras.Input(X.shape[1:])
+    flat = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid")(flat))
+    gen = ArrayGenerator(X, ["first", "second"])
+    with pytest.warns(UserWarning, match="multi-label.*pass preds=None for a map of every finding"):
+        xai_decoder(gen, model, np.array([[1, 1, 0], [0, 0, 0]]), method="saliency")
+    softmax = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(flat))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xai_decoder(gen, softmax, np.eye(3)[[0, 1]], method="saliency")

@@ -275,3 +275,15 @@ def test_clip_bounds_beyond_an_integer_type_do_not_wrap_around():
         Clip(min=300)(image, 2, None)
     with pytest.raises(ValueError, match="clip max -1 is below the smallest uint16 value 0"):
         Clip(max=-1)(image.astype(np.uint16), 2, None)
+
+
+def test_multi_hot_labels_say_they_are_a_multi_label_study(tmp_path):
+    """Rows of several 1s (an image with two findings) or none stopped with 'is not one-hot' alone, which does not
+    tell a multi-label user what xaipipe takes instead (a helper's study)."""
+    (tmp_path / "m.csv").write_text("SAMPLE,effusion,nodule,mass\na,1,1,0\nb,0,0,0\n")
+    with pytest.raises(ValueError, match=r"row 2.*\['1', '1', '0'\] is not one-hot.*multi-label study.*targets: all"):
+        read_csv(tmp_path / "m.csv", class_columns=["effusion", "nodule", "mass"])
+    (tmp_path / "h.csv").write_text("SAMPLE,benign,malignant\na,0.5,0.5\n")  # soft labels: not a multi-label row
+    with pytest.raises(ValueError, match="not one-hot") as soft:
+        read_csv(tmp_path / "h.csv", class_columns=["benign", "malignant"])
+    assert "multi-label" not in str(soft.value)

@@ -143,3 +143,14 @@ def test_patient_folders_of_volumes_taken_as_classes_are_said(tmp_path):
     with pytest.raises(ValueError) as plain:
         check_model_files({"model": spec}, sheet, False)
     assert "class_subfolders" not in str(plain.value)
+
+
+def test_a_one_unit_sigmoid_with_one_class_name_asks_for_both(tmp_path):
+    """classes: [abnormal] for a one-unit sigmoid stopped with '1 outputs but the samples have 1 classes', which
+    contradicts itself; it now says the sigmoid is two classes and how to name them."""
+    from xaipipe.stages import check_model_classes
+
+    with pytest.raises(ValueError) as caught:
+        check_model_classes("m.keras", 1, ["abnormal"], [], [], sigmoid=True)
+    assert "has 1 output but the samples have 1 class (abnormal)" in str(caught.value)
+    assert "[1 - p, p]" in str(caught.value) and "classes: [not_abnormal, abnormal]" in str(caught.value)

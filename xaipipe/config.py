@@ -398,6 +398,26 @@ def linear_head_warning(model_path: str) -> str | None:
     )
 
 
+def multi_label_warning(model_path: str, targets: str) -> str | None:
+    """What to say of a model whose file shows several sigmoid outputs (:func:`modelfile.multi_label_head`): each
+    output a finding of its own, where xaipipe's predicted class and its marks take the classes as exclusive."""
+    from xaipipe.modelfile import multi_label_head
+
+    layer = multi_label_head(model_path) if os.path.isfile(model_path) else None
+    if layer is None:
+        return None
+    advice = "" if targets == "all" else (
+        "; set targets: all to explain every finding (targets: argmax explains only the highest output, also "
+        "where no finding is present)"
+    )
+    return (
+        f"the model {model_path} ends in several sigmoids (its output layer {layer!r}: a multi-label model, each "
+        "output a finding of its own): the p_ columns of predictions.tsv are each finding's probability, but the "
+        "`predicted` column (the highest output), the report's correct/misclassified marks and its confusion matrix "
+        f"take the classes as exclusive{advice}"
+    )
+
+
 def folder_classes(config: dict[str, Any], sheet: SampleSheet) -> bool:
     """Whether the classes are guessed: subfolders of ``data.images`` taken as classes (``class_subfolders: auto``)
     with no ``classes`` in the config to confirm them."""

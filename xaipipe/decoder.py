@@ -12,6 +12,7 @@ the tracing on its first call only. This module is the one place of that cache.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,8 +186,12 @@ def _predicted_classes(preds: Any, n_classes: int, samples: list[str]) -> np.nda
     from xaipipe.methods.base import target_classes
 
     preds = np.asarray(preds)
+    if preds.dtype == bool:  # thresholded predictions (p > 0.5)
+        preds = preds.astype(np.float32)
     if preds.dtype == object or not np.issubdtype(preds.dtype, np.number):
         raise ValueError(f"preds must be numbers (N samples, {n_classes} classes), got dtype {preds.dtype}")
+    if preds.ndim == 1 and n_classes == 2 and len(preds) == len(samples):  # a one-unit sigmoid's p, raveled
+        preds = preds[:, None]
     if preds.ndim == 2 and preds.shape[1] == 1 and n_classes == 2:
         preds = two_class_probabilities(preds)
     if preds.ndim != 2 or preds.shape != (len(samples), n_classes):
@@ -239,6 +244,15 @@ def xai_decoder(
     n_classes = _class_count(explainer, n_labels)
     if preds is not None:
         classes = _predicted_classes(preds, n_classes, samples)
+        from xaipipe.autodiff import multi_label
+
+        if multi_label(keras_model):
+            warnings.warn(
+                f"model {keras_model.name!r} ends in {n_classes} sigmoids (multi-label: each output a finding of its "
+                "own): with preds the decoder explains one class per sample, its highest, also where no finding is "
+                "present; pass preds=None for a map of every finding",
+                stacklevel=2,
+            )
     else:
         classes = np.tile(np.arange(n_classes, dtype=np.int32), (n, 1))
     extension = (data_gen.image_format or "png") if dims == 2 else (data_gen.image_format or "nii.gz")

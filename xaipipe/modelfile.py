@@ -282,10 +282,10 @@ def layer_problem(saved: SavedLayers, layer: str | None, model_path: str | os.Pa
     return None
 
 
-def linear_head(path: str | os.PathLike) -> str | None:
-    """The name of the model's output layer where the saved architecture shows that it ends without a squashing
-    activation (a ``Dense`` or ``Activation`` layer with activation ``linear``: its outputs are raw scores, logits,
-    not probabilities), else None (a softmax or sigmoid, or a head the file does not tell)."""
+def _head(path: str | os.PathLike) -> tuple[str, str, str | None] | None:
+    """(name, class name, activation) of the layer that makes the model's one output, seen through linear
+    ``Activation`` layers (a mixed-precision head's float32 cast passes its input's scores on); None where the
+    file does not tell (several outputs, no readable architecture)."""
     try:
         model = _saved_config(path)
         kind, config = model["class_name"], model["config"]
@@ -303,13 +303,28 @@ def linear_head(path: str | os.PathLike) -> str | None:
             activation = last.get("config", {}).get("activation")
             if last["class_name"] != "Activation" or activation != "linear":
                 break
-            # a linear Activation (a mixed-precision head's float32 cast) passes its input's scores on
             before = position - 1 if kind == "Sequential" else by_name.get(_inbound(last) or "", -1)
             if before < 0:
                 return None
             position = before
+        return _name(last), last["class_name"], activation if isinstance(activation, str) else None
     except (OSError, ValueError, KeyError, IndexError, TypeError, StopIteration, zipfile.BadZipFile):
         return None
-    if last["class_name"] == "Dense" and activation == "linear":
-        return _name(last)
-    return None
+
+
+def linear_head(path: str | os.PathLike) -> str | None:
+    """The name of the model's output layer where the saved architecture shows that it ends without a squashing
+    activation (a ``Dense`` or ``Activation`` layer with activation ``linear``: its outputs are raw scores, logits,
+    not probabilities), else None (a softmax or sigmoid, or a head the file does not tell)."""
+    head = _head(path)
+    return head[0] if head is not None and head[1] == "Dense" and head[2] == "linear" else None
+
+
+def multi_label_head(path: str | os.PathLike) -> str | None:
+    """The name of the model's output layer where the saved architecture shows several sigmoid outputs (a
+    multi-label model: each output a finding of its own, present or not), else None."""
+    head = _head(path)
+    if head is None or head[2] != "sigmoid" or head[1] not in ("Dense", "Activation"):
+        return None
+    n_outputs = output_count(path)
+    return head[0] if n_outputs is not None and n_outputs > 1 else None

@@ -303,7 +303,13 @@ def _one_hot_index(values: Sequence[Any], where: str) -> int:
     except (TypeError, ValueError):
         raise ValueError(f"{where}: {list(values)} is not one-hot (0 and 1 values, a single 1)") from None
     if sorted(numbers) != [0.0] * (len(numbers) - 1) + [1.0]:
-        raise ValueError(f"{where}: {list(values)} is not one-hot (0 and 1 values, a single 1)")
+        several = set(numbers) <= {0.0, 1.0} and numbers.count(1.0) != 1
+        multi = (
+            "; a row of several 1s, or none, is a multi-label study (findings each present or not), whose labels "
+            "xaipipe does not take: give a table of the id column alone (or a folder without class subfolders), "
+            "the findings' names under `classes`, and set targets: all to explain every finding"
+        ) if several else ""  # fmt: skip
+        raise ValueError(f"{where}: {list(values)} is not one-hot (0 and 1 values, a single 1){multi}")
     return numbers.index(1.0)
 
 

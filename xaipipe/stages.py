@@ -293,10 +293,14 @@ def check_model_classes(
             "keras.layers.Activation('sigmoid')]), and save that; else leave the classes and labels out"
         )
     if class_names and len(class_names) != n_classes:
+        binary = (
+            f" (a one-output sigmoid is two classes, [1 - p, p]: name both, the negative first, e.g. classes: "
+            f"[not_{class_names[0]}, {class_names[0]}])"
+        ) if n_outputs == 1 and sigmoid and len(class_names) == 1 else ""  # fmt: skip
         raise ValueError(
-            f"model {model_path} has {n_outputs} outputs but the samples have {len(class_names)} classes "
-            f"({', '.join(class_names)}); list the model's classes in its output order under `classes`, "
-            "or use the model trained for these classes"
+            f"model {model_path} has {n_outputs} output{'' if n_outputs == 1 else 's'} but the samples have "
+            f"{len(class_names)} class{'' if len(class_names) == 1 else 'es'} ({', '.join(class_names)}){binary}; "
+            "list the model's classes in its output order under `classes`, or use the model trained for these classes"
         )
     labels = np.asarray(labels)
     if labels.size and labels.max() >= n_classes:

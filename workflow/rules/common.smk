@@ -202,6 +202,9 @@ if workflow.is_main_process:
         for m in MODELS.values()
     ]
     stale += [xc.linear_head_warning(m.path) for m in MODELS.values()]
+    stale += [
+        xc.multi_label_warning(m.path, config["targets"]) for m in MODELS.values()
+    ]
     stale.append(xc.folder_classes_warning(config, SAMPLES))
     if config["data"]["samples"] is None and not config["demo"]["build"]:
         stale.append(unread_files_warning(config["data"]["images"]))

@@ -248,6 +248,14 @@ def one_unit_sigmoid(model: keras.Model) -> bool:
     return model.outputs[0].shape[-1] == 1 and score_source(model, "probabilities").tensor.shape[-1] == 2
 
 
+def multi_label(model: keras.Model) -> bool:
+    """Whether ``model`` ends in several sigmoids (a multi-label model: each output a finding of its own)."""
+    try:
+        return model.outputs[0].shape[-1] > 1 and _logits(model.outputs[0])[2] == "sigmoid"
+    except (_Refused, AttributeError, IndexError):
+        return False
+
+
 def two_class_probabilities(p: np.ndarray) -> np.ndarray:
     """Probabilities (N, 2) of the two classes from a one-unit sigmoid model's outputs p (N, 1): [1 - p, p]."""
     return np.asarray(_binary(np.asarray(p, np.float32), "probabilities"), np.float32)
