@@ -218,11 +218,13 @@ def test_all_classes_are_named_with_their_class(run, tmp_path):
     assert names == {overlay_name(i, c) for i in _ids(run) for c in range(3)}
     with h5store.open_checked(run / "all_classes/heatmaps/gradcam/shard-00000.h5", h5store.HEATMAPS) as f:
         assert f["class_index"][()].tolist() == [0, 1, 2] * SHARD_SIZE
-    # the summary per class: every class's maps (one per sample), the lesion masks for localization
+    # the summary per class: every class's maps (one per sample); localization only of each sample's label's map
+    # (its mask outlines the lesion of its own class: a square image's disk map met the square's outline before)
     summary = summary_of(run / "all_classes")
     assert {c for (_, c, _) in summary} == {"disk", "none", "square"}
     assert [summary[("gradcam", c, "deletion")]["n"] for c in ("disk", "none", "square")] == [3 * N_PER_CLASS] * 3
-    assert [summary[("gradcam", c, "pointing_game")]["n"] for c in ("disk", "none", "square")] == [2 * N_PER_CLASS] * 3
+    localized = [summary[("gradcam", c, "pointing_game")]["n"] for c in ("disk", "none", "square")]
+    assert localized == [N_PER_CLASS, 0, N_PER_CLASS]
 
 
 def test_a_config_typo_stops_before_any_job(tmp_path):
