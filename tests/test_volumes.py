@@ -278,3 +278,33 @@ def test_display_volume_rgb():
     assert shown.dtype == np.uint8
     assert tuple(shown[0, 0, 0]) == (0, 128, 255)
     assert shown[1, 1, 1, 0] == 128
+
+
+def test_gif_frames_keep_the_overlays_colours_and_repeated_slices(tmp_path):
+    """OpenCV's GIF encoder snapped every pixel to a fixed 3-3-2 palette: a grey ramp came back with 18 colours,
+    79 levels off at worst, grey 40 as (36, 36, 0), and an overlay's frames had 4-9 colours of its 217-333 (a
+    helper's study). Now one palette chosen from the frames' pixels: a ramp is exact to 3 levels and an overlay
+    volume to 12, read back by OpenCV and by Pillow alike; repeated slices stay frames of their own."""
+    from PIL import Image, ImageSequence
+
+    from xaipipe.drawing import overlay_frames
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8)[None, None, :, None], (3, 8, 1, 3))
+    write_gif(tmp_path / "ramp.gif", ramp, fps=4.0)
+    ok, animation = cv2.imreadanimation(str(tmp_path / "ramp.gif"))
+    back = np.stack([cv2.cvtColor(f[..., :3], cv2.COLOR_BGR2RGB) for f in animation.frames]).astype(int)
+    assert ok and back.shape == ramp.shape and np.abs(back - ramp).max() <= 3
+    rng = np.random.default_rng(0)
+    volume = np.repeat(np.clip(rng.normal(100, 30, (16, 20, 24)), 0, 255).astype(np.uint8)[..., None], 3, -1)
+    z, y, x = np.mgrid[:16, :20, :24]
+    frames = overlay_frames(volume, np.exp(-((z - 8) ** 2 + (y - 10) ** 2 + (x - 12) ** 2) / 30.0), True, 0.5, "jet")
+    frames[5] = frames[4]  # a repeated slice: Pillow's own writer would merge the two into one frame
+    write_gif(tmp_path / "overlay.gif", frames, fps=8.0)
+    ok, animation = cv2.imreadanimation(str(tmp_path / "overlay.gif"))
+    read_cv2 = np.stack([cv2.cvtColor(f[..., :3], cv2.COLOR_BGR2RGB) for f in animation.frames]).astype(int)
+    with Image.open(tmp_path / "overlay.gif") as gif:
+        read_pil = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]).astype(int)
+    for read in (read_cv2, read_pil):
+        assert read.shape == frames.shape
+        assert np.abs(read - frames).max() <= 12 and np.abs(read - frames).mean() < 3
+    assert list(animation.durations) == [120] * 16 and animation.loop_count == 0
