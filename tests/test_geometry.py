@@ -372,3 +372,25 @@ def test_a_finer_spacing_keeps_the_volumes_values_at_its_far_edge():
     expected = np.minimum(-1000 + 10 * np.arange(48) / 3, -1000 + 10 * 15)
     np.testing.assert_allclose(out[:, 2, 3], np.round(expected), atol=1)
     assert (out == out[:, :1, :1]).all()  # constant across each slice, to the edges in y and x too
+
+
+def test_a_map_on_a_coarser_grid_reaches_the_images_last_voxels_but_a_crop_stays_0_outside():
+    """preprocessing.spacing 2 mm over 24 voxels of 1 mm: the model's 12 voxels end half a voxel short of the last
+    source voxel's centre, and the NIfTI map's whole plane there was 0 (a helper's study; the model saw that
+    region). Where the model's grid covers the image (reoriented, resampled) the outermost voxels now take the
+    nearest map value; a map of a crop is still 0 outside the crop."""
+    from xaipipe.geometry import Geometry
+    from xaipipe.stages import on_overlay_grid
+
+    image = Geometry((1.0, 1.0, 1.0), (5.0, -3.0, 2.0))  # spacing (z, y, x), origin (x, y, z)
+    heatmap = np.broadcast_to(np.arange(12, dtype=np.float32) / 11, (4, 6, 12)).copy()  # a ramp along x
+    coarse = Geometry((1.0, 1.0, 2.0), (5.0, -3.0, 2.0))  # same origin, 2 mm along x: voxel k at x = 2k mm
+    out = on_overlay_grid(heatmap, (coarse, (4, 6, 12)), image, (4, 6, 24), False)
+    # image voxel i at x = i mm: map index i / 2, linear between map voxels, the last (23: index 11.5) the edge's
+    expected = np.minimum(np.arange(24) / 2, 11) / 11
+    np.testing.assert_allclose(out[2, 3], expected, atol=1e-6)
+    assert (out[:, :, -1] == 1).all()  # the plane that was 0
+    crop = Geometry((1.0, 1.0, 1.0), (5.0 + 8, -3.0, 2.0))  # x voxels 8..15 of the image, as a crop gives
+    ones = np.ones((4, 6, 8), np.float32)
+    cropped = on_overlay_grid(ones, (crop, (4, 6, 8)), image, (4, 6, 24), False)
+    np.testing.assert_array_equal(cropped[2, 3], (np.arange(24) >= 8) & (np.arange(24) < 16))

@@ -184,17 +184,37 @@ def resample_to_spacing(image: sitk.Image, spacing: Sequence[float], interpolati
 
 
 def resample_onto(
-    array: np.ndarray, source: Geometry, target: Geometry, shape: Sequence[int], interpolation: str = "linear"
+    array: np.ndarray,
+    source: Geometry,
+    target: Geometry,
+    shape: Sequence[int],
+    interpolation: str = "linear",
+    extrapolate: bool = False,
 ) -> np.ndarray:
-    """``array`` (on the grid ``source``) resampled onto the grid ``target`` of ``shape`` (z, y, x), 0 outside.
+    """``array`` (on the grid ``source``) resampled onto the grid ``target`` of ``shape`` (z, y, x), 0 outside
+    (with ``extrapolate``, the nearest voxel's value outside).
 
     Linear interpolation (``nearest`` on request) in world space; the type of ``array`` is kept.
     """
     image = source.image(np.asarray(array))
-    reference = target.image(np.zeros(tuple(shape), np.uint8))
-    method = sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear
-    out = sitk.Resample(image, reference, sitk.Transform(), method, 0.0, image.GetPixelID())
-    return sitk.GetArrayFromImage(out)
+    resample = sitk.ResampleImageFilter()
+    resample.SetReferenceImage(target.image(np.zeros(tuple(shape), np.uint8)))
+    resample.SetInterpolator(sitk.sitkNearestNeighbor if interpolation == "nearest" else sitk.sitkLinear)
+    resample.SetOutputPixelType(image.GetPixelID())
+    resample.SetUseNearestNeighborExtrapolator(extrapolate)
+    return sitk.GetArrayFromImage(resample.Execute(image))
+
+
+def covers(source: Geometry, source_shape: Sequence[int], target: Geometry, shape: Sequence[int]) -> bool:
+    """Whether the grid ``source`` of ``source_shape`` covers the whole extent of ``target`` of ``shape`` (up to
+    half a source voxel, what rounding the size of a resampled grid leaves): a volume's grid made by
+    reorientation and resampling, not a crop of it."""
+    corners = [(z, y, x) for z in (0, shape[0] - 1) for y in (0, shape[1] - 1) for x in (0, shape[2] - 1)]
+    for corner in corners:
+        index = source.world_to_index(target.index_to_world(corner))
+        if any(i < -1.0 - 1e-6 or i > n + 1e-6 for i, n in zip(index, source_shape)):
+            return False
+    return True
 
 
 def equal(a: Geometry, b: Geometry, tolerance: float = 1e-6) -> bool:

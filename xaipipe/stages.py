@@ -31,7 +31,7 @@ from xaipipe.atomic import atomic_path
 from xaipipe.caches import content_sha256
 from xaipipe.drawing import map_at, overlay_base
 from xaipipe.errors import Issue, SampleError, check_policy
-from xaipipe.geometry import Geometry, resample_onto
+from xaipipe.geometry import Geometry, covers, resample_onto
 from xaipipe.geometry import equal as geometry_equal
 from xaipipe.logs import progress
 from xaipipe.naming import extension_of
@@ -781,10 +781,13 @@ def on_overlay_grid(
 ) -> np.ndarray:
     """A volume's map on its overlay image's grid (``geometry``, ``shape``): resampled onto it where the model's grid
     is another (``map_grid``, :meth:`h5store.PreprocessedShard.map_grid`), else as it is (same extent; drawing
-    resizes it)."""
+    resizes it). Where the model's grid covers the image's extent (reoriented, resampled: not cropped), the
+    image's outermost voxels beyond its outermost centres take the nearest map voxel's value: a spacing of
+    2 mm over 24 voxels of 1 mm ends half a voxel short of the last, whose plane of the map was 0."""
     if map_grid is None:
         return heatmap
-    return resample_onto(map_at(heatmap, map_grid[1], signed), map_grid[0], geometry, shape)
+    extend = covers(map_grid[0], map_grid[1], geometry, shape)
+    return resample_onto(map_at(heatmap, map_grid[1], signed), map_grid[0], geometry, shape, extrapolate=extend)
 
 
 def short_reason(reason: str) -> str:
