@@ -707,8 +707,9 @@ def test_the_base_class_owns_score_params_and_the_batch_check():
         assert method.score == "probabilities"
         assert list(method.params)[0] == "score" and method.params["score"] == "probabilities"
         for classes in (np.array([0, 1]), np.array([[0], [1], [2]])):
-            with pytest.raises(ValueError, match=r"classes must be \(batch, targets\)"):
+            with pytest.raises(ValueError, match=r"classes must be \(batch, targets\)") as caught:
                 method.explain(x, classes)
+            assert ("classes[:, None]" in str(caught.value)) == (classes.ndim == 1)  # the fix, where it is that
 
 
 @pytest.mark.parametrize("shape", [(12, 10, 2), (8, 8, 8, 1)], ids=["2d", "3d"])

@@ -228,7 +228,8 @@ def check_classes(classes: Any, n_inputs: int, n_classes: int, ids: Sequence[str
     a ValueError naming the first sample at fault otherwise (negative indices would wrap around)."""
     classes = np.asarray(classes)
     if classes.ndim != 2 or len(classes) != n_inputs:
-        raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {n_inputs} inputs")
+        hint = "; one class per input is classes[:, None]" if classes.ndim == 1 and len(classes) == n_inputs else ""
+        raise ValueError(f"classes must be (batch, targets), got {classes.shape} for {n_inputs} inputs{hint}")
     if classes.dtype == bool or not np.issubdtype(classes.dtype, np.number):
         raise ValueError(f"classes must be integer class indices, got dtype {classes.dtype}")
     whole = np.isfinite(classes) & (classes == np.round(classes)) if classes.dtype.kind == "f" else classes == classes
