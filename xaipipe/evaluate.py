@@ -42,6 +42,7 @@ from xaipipe import h5store, metrics
 from xaipipe.atomic import atomic_path
 from xaipipe.errors import Issue, SampleError, check_policy
 from xaipipe.logs import progress
+from xaipipe.samples import JPEG_EXTENSIONS
 
 if TYPE_CHECKING:
     from xaipipe.geometry import Geometry
@@ -234,7 +235,7 @@ def mask_paths(config: Mapping[str, Any], ids: Sequence[str]) -> list[str | None
 
 
 #: Mask formats whose compression may leave noise around the region (JPEG, lossy WebP and JPEG 2000).
-LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".jp2")
+LOSSY_EXTENSIONS = (*JPEG_EXTENSIONS, ".webp", ".jp2")
 
 
 def load_mask(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, Geometry | None]:
@@ -258,13 +259,14 @@ def load_mask(path: str | os.PathLike, spatial_dims: int) -> tuple[np.ndarray, G
     except (OSError, ValueError, RuntimeError) as error:
         raise ValueError(f"mask {path}: unreadable ({error})") from None
     array = np.asarray(array)
+    lossy = path.name.lower().endswith(LOSSY_EXTENSIONS)
     if array.ndim == spatial_dims + 1:
-        array = array.max(axis=-1) if path.name.lower().endswith(LOSSY_EXTENSIONS) else np.any(array != 0, axis=-1)
+        array = array.max(axis=-1) if lossy else np.any(array != 0, axis=-1)
     if array.ndim != spatial_dims:
         raise ValueError(f"mask {path}: shape {array.shape} is no {spatial_dims}D mask")
     if path.name.lower().endswith(".npy"):  # a grid made up (ones, zeros, identity), not the mask's
         geometry = None
-    if path.name.lower().endswith(LOSSY_EXTENSIONS):  # compression noise around the region is no region
+    if lossy:  # compression noise around the region is no region
         return array > array.max() / 2, geometry
     return array != 0, geometry
 
@@ -323,8 +325,8 @@ def evaluate_shard(
         )
         scorer = _Faithfulness(model_path, settings, modelled)
     rows = np.flatnonzero(valid)
-    localizes = _localized_maps(preprocessed_path, sample_index, class_index) if regions else None
     with h5store.PreprocessedShard.open(preprocessed_path) as shard, h5store.HeatmapsFile.open(heatmaps_path) as hm:
+        localizes = _localized_maps(shard.labels, sample_index, class_index) if regions else None
         batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
         for batch in progress(batches, f"evaluate {method}", len(batches), "batch"):
             heat = np.stack([hm.normalized(int(m)) for m in batch]).astype(np.float64)
@@ -368,12 +370,11 @@ def _mask_hashes(masks: Sequence[str | None] | None) -> list[str]:
     return [content_sha256(path) if path is not None and os.path.exists(path) else "" for path in masks or []]
 
 
-def _localized_maps(preprocessed_path, sample_index: np.ndarray, class_index: np.ndarray) -> np.ndarray:
+def _localized_maps(labels: np.ndarray, sample_index: np.ndarray, class_index: np.ndarray) -> np.ndarray:
     """Which maps meet their sample's mask: a sample's one map (its predicted or labelled class), and of a sample
     with a map per class (``targets: all``) the map of its label's class only, as its mask outlines what makes it
-    that class; every map of a sample without a label."""
-    with h5store.PreprocessedShard.open(preprocessed_path) as shard:
-        labels = np.asarray(shard.labels)  # -1: none
+    that class; every map of a sample without a label (-1 in ``labels``, the shard's)."""
+    labels = np.asarray(labels)
     sample_index = np.asarray(sample_index, np.intp)
     per_sample = np.bincount(sample_index, minlength=len(labels))
     label = labels[sample_index]

@@ -210,7 +210,7 @@ def study_data(models: Mapping[str, Sequence[str | os.PathLike]], out_dir: str |
             image = [f"{prefix}/{view}" for view in sample["image"]]
             # the model's own picture: models whose preprocessing differs (size, crop, window) see other inputs
             prediction = {**{key: sample[key] for key in ("predicted", "probabilities", "skipped")}, "image": image}
-            new = {"id": sample["id"], "label": sample["label"], **prediction, "image": image, "predictions": {}}
+            new = {"id": sample["id"], "label": sample["label"], **prediction, "predictions": {}}
             entry = samples.setdefault(sample["id"], {**new, "maps": {}})
             entry["predictions"][model] = prediction
             for variant, maps in sample["maps"].items():

@@ -353,7 +353,7 @@ def exif_orientation_warning(path: str | os.PathLike) -> str | None:
     xaipipe reads the pixels as stored, as Keras's ``load_img`` and ``tf.io.decode_jpeg`` do (training pipelines
     that ignore the tag see the same input); a viewer that applies the tag shows the file turned against its
     overlays. Reads the header only."""
-    if not str(path).lower().endswith((".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".webp")):
+    if not str(path).lower().endswith((*samples.JPEG_EXTENSIONS, ".tif", ".tiff", ".webp")):
         return None
     try:
         from PIL import Image

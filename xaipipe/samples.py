@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: What OpenCV reads (:func:`xaipipe.readers.load_image`), as Keras's ``load_img`` does: PNG, the JPEG family
-#: (``.jfif``, ``.jpe``), TIFF, BMP, WebP, JPEG 2000 (also 16-bit) and the Netpbm files (MIAS's mammograms are
-#: ``.pgm``).
-IMAGE_EXTENSIONS = (
-    ".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".pgm", ".ppm", ".pnm",
-)  # fmt: skip
+#: The JPEG family's names (lossy; EXIF orientation).
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe")
+#: What OpenCV reads (:func:`xaipipe.readers.load_image`), as Keras's ``load_img`` does: PNG, the JPEG family,
+#: TIFF, BMP, WebP, JPEG 2000 (also 16-bit) and the Netpbm files (MIAS's mammograms are ``.pgm``).
+IMAGE_EXTENSIONS = (".png", *JPEG_EXTENSIONS, ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".mha", ".mhd")
 ARRAY_EXTENSIONS = (".npy",)
 DICOM_EXTENSIONS = (".dcm",)
