@@ -181,7 +181,7 @@ def unread_files(root: str | os.PathLike) -> dict[str, int]:
             continue
         if name.endswith((".raw", ".zraw")) and any(path.parent.glob("*.[mM][hH][dD]")):
             continue  # a MetaImage header's pixel data
-        extension = "".join(Path(name).suffixes[-2:]) if name.endswith(".gz") else Path(name).suffix
+        extension = Path(name).suffix  # (a compressed .gz is passed over with the archives)
         counts[extension] = counts.get(extension, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 

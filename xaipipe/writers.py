@@ -258,8 +258,6 @@ def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -> 
     write_bytes_atomic(path, b"".join(chunks) + b";")
 
 
-
-
 def write_map(
     path: str | os.PathLike,
     heatmap: np.ndarray,
