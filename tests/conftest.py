@@ -8,12 +8,11 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """A folder in which the pipeline ran on a small demo with Grad-CAM (4 shards)."""
-    from pipeline_runs import CONFIG, snakemake_ok
+    """A folder of this worker's own in which the pipeline ran on a small demo with Grad-CAM (4 shards): a copy
+    of one run that the workers share (``pipeline_runs.shared_run``)."""
+    from pipeline_runs import CONFIG, shared_run
 
-    workdir = tmp_path_factory.mktemp("pipeline")
-    snakemake_ok(workdir, CONFIG)
-    return workdir
+    return shared_run(tmp_path_factory, "pipeline", CONFIG)
 
 
 @pytest.fixture(scope="session")

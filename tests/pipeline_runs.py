@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -36,6 +37,29 @@ def use_demo_of(workdir: Path, output: str) -> None:
     target = workdir / output / "demo"
     if not target.exists():
         shutil.copytree(workdir / "results/demo", target)  # with the modification times
+
+
+def shared_run(tmp_path_factory, name: str, config: dict) -> Path:
+    """A folder of this test process's own in which the pipeline ran ``config`` (``name``: the folder's stem).
+
+    The run is made once per test session: under pytest-xdist the first worker to ask runs it in the folder that
+    the workers share (the others wait on a lock), and every worker gets a copy with the files' modification
+    times and Snakemake's records, so that in the copy the run is complete and up to date. The copy is the
+    worker's to change; the shared run stays as it ran.
+    """
+    own = tmp_path_factory.getbasetemp()
+    common = own.parent if os.environ.get("PYTEST_XDIST_WORKER") else own  # pytest-N/, above popen-gwK/
+    made = common / f"{name}-shared"
+    with open(common / f"{name}-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (made / ".complete").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            made.mkdir()
+            snakemake_ok(made, config)
+            (made / ".complete").touch()
+    workdir = tmp_path_factory.mktemp(name)
+    shutil.copytree(made, workdir, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    return workdir
 
 
 def environment() -> dict[str, str]:
