@@ -81,6 +81,27 @@ def test_a_head_of_1x1_convolutions_is_passed_over_and_refused_by_name():
         methods.create("eigencam", model, layer="conv_preds")
 
 
+@pytest.mark.parametrize("shifting", [L.ZeroPadding2D(((0, 1), (0, 1))), L.Cropping2D(((1, 0), (1, 0)))])
+def test_a_padding_or_cropping_layer_is_not_the_default_layer(shifting):
+    # MobileNetV2 on 32x32 inputs: its last stage is 1x1, and the last 4D layer larger than 1x1 was block_13_pad,
+    # a ZeroPadding2D ((0, 1), (0, 1)) of a 2x2 map: stretched over the image, the map's content sat in its top
+    # left two thirds and the bottom and right strips were 0 (3-4% of the map in 44% of the image)
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    h = L.Conv2D(8, 3, strides=4, activation="relu", name="conv")(inputs)  # 8x8
+    h = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="last_spatial")(h)  # 4x4
+    h = L.Conv2D(8, 3, strides=3, name="to_1x1")(shifting(h))  # 5x5 or 3x3 -> 1x1
+    logits = L.Dense(3, name="logits")(L.Flatten()(h))
+    model = keras.Model(inputs, L.Activation("softmax")(logits))
+    assert model.layers[-5] is shifting and shifting.output.shape[1] > 1  # the last layer of more than 1x1
+    method = methods.create("gradcam", model)
+    assert method.target_layer == "last_spatial"
+    x, classes = images(), [0, 2]
+    raw, _ = method.explain(x, np.array(classes)[:, None])
+    expected = hand_gradcam(keras.Model(inputs, [model.get_layer("last_spatial").output, logits]), x, classes)
+    np.testing.assert_allclose(raw[:, 0], expected, rtol=1e-4, atol=1e-4 * expected.max())
+
+
 def test_a_layer_that_no_weight_precedes_has_its_gradient():
     # a Rescaling right after the input: TensorFlow's tape watched the variables only, so the gradient at its
     # output was None ("None values not supported")

@@ -65,13 +65,21 @@ def _has_extent(layer: keras.layers.Layer) -> bool:
     return any(n is None or n > 1 for n in _spatial_size(layer))
 
 
+#: Layers that pad or crop the border: their map stretched over the image is shifted against it (MobileNetV2's
+#: block_13_pad on small inputs, a 2x2 map padded to 3x3 at the bottom and right), so no default layer.
+SHIFTING_LAYERS = (
+    keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D,
+    keras.layers.Cropping1D, keras.layers.Cropping2D, keras.layers.Cropping3D,
+)  # fmt: skip
+
+
 def _default_path(layers: list[keras.layers.Layer], rank: int, prefix: Path = ()) -> Path | None:
-    """The last layer in graph order whose output has ``rank`` and more than one position: a layer of ``layers``,
-    or, where one of them is a sub-model without such an output (a classifier wrapped behind a preprocessing
-    layer), the default inside it."""
+    """The last layer in graph order whose output has ``rank`` and more than one position, not a padding or
+    cropping layer (:data:`SHIFTING_LAYERS`): a layer of ``layers``, or, where one of them is a sub-model without
+    such an output (a classifier wrapped behind a preprocessing layer), the default inside it."""
     found = None
     for layer in layers:
-        if isinstance(layer, keras.layers.InputLayer):
+        if isinstance(layer, (keras.layers.InputLayer, *SHIFTING_LAYERS)):
             continue
         if _output_rank(layer) == rank and _has_extent(layer):
             found = (*prefix, layer)
@@ -116,7 +124,8 @@ def find_target_layer(model: keras.Model, name: str | None = None) -> keras.laye
     position, looking into a sub-model whose own output has not (:func:`_default_path`).
 
     For 2D images (N, H, W, C) that is the last layer with a 4D output larger than 1x1 (not the 1x1
-    convolution of a MobileNet's head); for volumes (N, D, H, W, C) the last with such a 5D output.
+    convolution of a MobileNet's head); for volumes (N, D, H, W, C) the last with such a 5D output. Padding
+    and cropping layers are passed over: their maps, stretched over the image, would be shifted against it.
     ``name`` may be a plain layer name, found in nested sub-models too, or a path such as
     ``inner_model/conv`` for the layer ``conv`` of the sub-model ``inner_model``; a layer of one position
     is refused, its map would be constant.
