@@ -93,3 +93,37 @@ def test_jfif_is_a_jpeg(tmp_path):
     (tmp_path / "x.jfif").write_bytes((tmp_path / "x.jpg").read_bytes())
     decoded = np.asarray(Image.open(tmp_path / "x.jpg"))
     assert np.abs(load_image(tmp_path / "x.jfif").astype(int) - decoded).max() <= 2
+
+
+def test_a_tiff_of_several_pages_is_refused_naming_its_pages(tmp_path):
+    # a z-stack or channels stored as TIFF pages: OpenCV's imread returns the first page, and a 3-page stack of
+    # 10, 128 and 250 was explained as a constant image of 10 (all zeros after minmax) without a word
+    from PIL import Image
+
+    path = tmp_path / "stack.tif"
+    pages = [Image.fromarray(np.full((30, 30), v, np.uint8)) for v in (10, 128, 250)]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    assert Image.open(path).n_frames == 3
+    with pytest.raises(ValueError, match=r"stack\.tif: a TIFF of 3 pages.*one page.*volume"):
+        load_image(path)
+    pages[1].save(tmp_path / "one.tif")
+    assert load_image(tmp_path / "one.tif").tolist() == np.full((30, 30), 128, np.uint8).tolist()
+
+
+def test_an_image_that_opencv_cannot_decode_says_so_not_truncated(tmp_path):
+    # a valid TIFF with an Orientation tag of 6: OpenCV 5 fails inside imread (None), and the error said
+    # "unreadable or truncated image", which sent the user looking for a damaged file
+    from PIL import Image
+
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:16, :32, 0] = 255
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.tif"
+    image.save(path, exif=exif.tobytes())
+    if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None:  # an OpenCV that decodes it: the stored pixels
+        np.testing.assert_array_equal(load_image(path), pixels)
+        return
+    with pytest.raises(ValueError, match=r"OpenCV cannot decode .*turned\.tif.*Pillow reads it \(TIFF RGB"):
+        load_image(path)

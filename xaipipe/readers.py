@@ -379,9 +379,15 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
+    if path.suffix.lower() in (".tif", ".tiff") and (pages := cv2.imcount(str(path))) > 1:
+        raise ValueError(
+            f"{path}: a TIFF of {pages} pages (a stack of slices, or channels stored as pages), of which OpenCV "
+            "reads the first; a 2D image is one page: save the page to explain as a file of its own, or the "
+            "stack as a volume (.nii.gz, .mha)"
+        )
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"unreadable or truncated image: {path}")
+        raise ValueError(_undecodable(path))
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3:
@@ -398,6 +404,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             return image
         raise ValueError(f"{path}: unsupported pixel type {image.dtype}")
     return image
+
+
+def _undecodable(path: Path) -> str:
+    """Why OpenCV read nothing from ``path``: a damaged file, or one that Pillow reads and OpenCV cannot decode (a
+    TIFF with an Orientation tag, with OpenCV 5), which is then what to say."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.load()
+            what = f"{image.format} {image.mode} {image.width}x{image.height}"
+    except Exception:  # noqa: BLE001  Pillow cannot read it either
+        return f"unreadable or truncated image: {path}"
+    return f"OpenCV cannot decode {path}, although Pillow reads it ({what}): save it again, e.g. as PNG"
 
 
 def _load_npy_image(path: Path) -> np.ndarray:
