@@ -826,6 +826,40 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
     assert [float(r["mean"]) for r in rows[:3]] == [0.20, 0.30, 0.50]
 
 
+def test_with_several_models_score_curve_metrics_rank_each_models_variants_among_themselves(tmp_path):
+    # a model without a softmax: its insertion and deletion areas are in its raw scores (1.2-1.3), and ranked with a
+    # softmax model's (0.6) its every variant came first on insertion and last on deletion, by the scale alone
+    soft, raw = tmp_path / "soft.tsv", tmp_path / "raw.tsv"
+    soft.write_text(
+        evaluate.SUMMARY_HEADER
+        + "soft\tgradcam\tgradcam\tall\tinsertion\t0.59\t0.55\t0.63\t12\n"
+        + "soft\tocc\tocclusion\tall\tinsertion\t0.40\t0.35\t0.45\t12\n"
+        + "soft\tgradcam\tgradcam\tall\tpointing_game\t0.50\t0.25\t0.75\t12\n"
+        + "soft\tocc\tocclusion\tall\tpointing_game\t0.92\t0.75\t1.00\t12\n"
+    )
+    raw.write_text(
+        evaluate.SUMMARY_HEADER
+        + "raw\tgradcam\tgradcam\tall\tinsertion\t1.25\t1.20\t1.30\t12\n"
+        + "raw\tocc\tocclusion\tall\tinsertion\t1.31\t1.28\t1.34\t12\n"
+        + "raw\tgradcam\tgradcam\tall\tpointing_game\t0.75\t0.50\t0.92\t12\n"
+        + "raw\tocc\tocclusion\tall\tpointing_game\t1.00\t1.00\t1.00\t12\n"
+    )
+    out = tmp_path / "comparison.tsv"
+    evaluate.write_comparison([soft, raw], out)
+    got = [(r["metric"], r["rank"], r["model"], r["variant"], r["within_ci_of_best"], r["ranked_among"])
+           for r in evaluate.read_table(out)]  # fmt: skip
+    assert got == [
+        ("insertion", "1", "soft", "gradcam", "yes", "its model"),
+        ("insertion", "2", "soft", "occ", "no", "its model"),  # [0.35, 0.45] against [0.55, 0.63]
+        ("pointing_game", "1", "raw", "occ", "yes", "all models"),  # a map's hits: comparable between models
+        ("pointing_game", "2", "soft", "occ", "yes", "all models"),
+        ("pointing_game", "3", "raw", "gradcam", "no", "all models"),  # [0.50, 0.92] below 1.00
+        ("pointing_game", "4", "soft", "gradcam", "no", "all models"),
+        ("insertion", "1", "raw", "occ", "yes", "its model"),
+        ("insertion", "2", "raw", "gradcam", "yes", "its model"),  # [1.20, 1.30] overlaps [1.28, 1.34]
+    ]
+
+
 @pytest.mark.parametrize(
     "step, expected_of",
     [

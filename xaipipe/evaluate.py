@@ -718,7 +718,9 @@ def agreement_matrix(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
 
 # --- the summary ---------------------------------------------------------------------------
 
-COMPARISON_HEADER = "metric\tclass\tbetter\trank\tmodel\tvariant\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\n"
+COMPARISON_HEADER = (
+    "metric\tclass\tbetter\trank\tmodel\tvariant\tmethod\tmean\tci_low\tci_high\tn\twithin_ci_of_best\tranked_among\n"
+)
 SUMMARY_HEADER = "model\tvariant\tmethod\tclass\tmetric\tmean\tci_low\tci_high\tn\n"
 
 
@@ -738,18 +740,28 @@ BETTER: dict[str, str] = {
     "randomization_ssim": "lower",
 }
 
+#: Metrics whose values are areas under the model's own score curves, in its units (probabilities, or the raw
+#: scores of a model without a softmax, above 1): they compare one model's variants, not models, so with several
+#: models each model's variants are ranked among themselves (a logits model's insertion areas of 1.2-1.3 ranked
+#: above every variant of a softmax model, by the scale of its scores).
+MODEL_SCALE_METRICS = frozenset({"deletion", "insertion", "road_morf", "road_lerf"})
+
+
 def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The variants of every model ranked per metric and class, best first (:data:`BETTER`).
 
     ``rows``: summary rows (:func:`read_summary`), each with its ``model``. ``within_ci_of_best``:
     the variant's 95% interval overlaps the best one's, so the data do not tell them apart
-    (the best itself: yes). A variant without a value (NaN) comes last, unranked.
+    (the best itself: yes). A variant without a value (NaN) comes last, unranked. ``ranked_among``:
+    ``all models``, or ``its model`` for the :data:`MODEL_SCALE_METRICS` of a study of several models.
     """
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    several = len({row["model"] for row in rows}) > 1
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["metric"], row["class"]), []).append(row)
+        own = several and row["metric"] in MODEL_SCALE_METRICS
+        groups.setdefault((row["metric"], row["class"], row["model"] if own else ""), []).append(row)
     out: list[dict[str, Any]] = []
-    for (metric, label), members in groups.items():
+    for (metric, label, own_model), members in groups.items():
         better = BETTER.get(metric, "higher")
         ranked = sorted(members, key=lambda r: (math.isnan(r["mean"]), _badness(r["mean"], better)))
         best = ranked[0]
@@ -765,6 +777,7 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     **{key: row[key] for key in ("model", "variant", "method")},
                     **{key: row[key] for key in ("mean", "ci_low", "ci_high", "n")},
                     "within_ci_of_best": "yes" if overlaps else "no",
+                    "ranked_among": "its model" if own_model else "all models",
                 }
             )
     return out
@@ -786,7 +799,7 @@ def write_comparison(summaries: Sequence[str | os.PathLike], out_path: str | os.
             out.write(
                 f"{r['metric']}\t{r['class']}\t{r['better']}\t{r['rank']}\t{r['model']}\t{r['variant']}\t{r['method']}"
                 f"\t{numbers}"
-                f"\t{r['n']}\t{r['within_ci_of_best']}\n"
+                f"\t{r['n']}\t{r['within_ci_of_best']}\t{r['ranked_among']}\n"
             )
 
 
