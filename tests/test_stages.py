@@ -131,11 +131,10 @@ def test_patient_folders_of_volumes_taken_as_classes_are_said(tmp_path):
     assert folder_classes(config, sheet)
     warning = folder_classes_warning(config, sheet)
     assert "(pat1, pat2, pat3) are taken as the classes" in warning and "class_subfolders: false" in warning
-    # confirmed classes, folders set explicitly, or 2D images (class folders are the norm there): nothing to say
+    # confirmed classes, or folders set explicitly: nothing to say
     for change in ({"classes": ["pat1", "pat2", "pat3"]}, {"data": {**config["data"], "class_subfolders": True}}):
         changed = {**config, **change}
         assert not folder_classes(changed, sheet) and folder_classes_warning(changed, sheet) is None
-    assert folder_classes_warning({**config, "preprocessing": {"size": [4, 4]}}, sheet) is None
     dense_model(2, tmp_path / "two.keras")
     spec = ModelSpec("model", str(tmp_path / "two.keras"), str(tmp_path), {"size": [4, 4], "channels": 1}, "", {})
     with pytest.raises(ValueError, match="2 outputs but the samples have 3 classes.*set data.class_subfolders: false"):
@@ -143,6 +142,25 @@ def test_patient_folders_of_volumes_taken_as_classes_are_said(tmp_path):
     with pytest.raises(ValueError) as plain:
         check_model_files({"model": spec}, sheet, False)
     assert "class_subfolders" not in str(plain.value)
+
+
+def test_patient_folders_of_2d_images_taken_as_classes_are_said(tmp_path):
+    # patient_01/scan0.png, patient_02/...: with a two-output model, predictions.tsv had columns p_patient_01 and
+    # p_patient_02, each patient was a label and targets: label explained output 0 for one, 1 for the other, and the
+    # run ended "0 samples skipped, 0 warnings"
+    from xaipipe.config import folder_classes_warning
+    from xaipipe.samples import discover_folder
+
+    for name in ("patient_02/scan0.png", "patient_02/scan1.png", "patient_01/scan0.png"):
+        (tmp_path / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        write_png(tmp_path / "images" / name, np.zeros((8, 8), np.uint8))
+    sheet = discover_folder(tmp_path / "images", "auto", ())
+    config = {"demo": {"build": False}, "classes": [], "preprocessing": {"size": [8, 8]},
+              "data": {"samples": None, "class_subfolders": "auto", "images": str(tmp_path / "images")}}  # fmt: skip
+    warning = folder_classes_warning(config, sheet)
+    assert "(patient_01, patient_02) are taken as the classes, in this order for the model's outputs" in warning
+    assert folder_classes_warning({**config, "classes": ["patient_01", "patient_02"]}, sheet) is None
+    assert folder_classes_warning({**config, "demo": {"build": True}}, sheet) is None  # the demo's own classes
 
 
 def test_a_one_unit_sigmoid_with_one_class_name_asks_for_both(tmp_path):

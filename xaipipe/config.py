@@ -429,15 +429,17 @@ def folder_classes(config: dict[str, Any], sheet: SampleSheet) -> bool:
 
 
 def folder_classes_warning(config: dict[str, Any], sheet: SampleSheet) -> str | None:
-    """What to say where volumes' subfolders are taken as classes unconfirmed (:func:`folder_classes`): a folder per
-    patient is DICOM's usual layout, and its patients would be read as classes (labels, per-class outputs)."""
-    if not folder_classes(config, sheet) or len(config["preprocessing"]["size"]) != 3:
+    """What to say where subfolders are taken as classes unconfirmed (:func:`folder_classes`): a folder per patient
+    (DICOM's usual layout, and 2D scans kept so) would be read as classes (labels, per-class outputs), and class
+    folders are taken in sorted order, which must be the model's output order."""
+    if not folder_classes(config, sheet):
         return None
     names = ", ".join(sheet.class_names[:4]) + (", ..." if len(sheet.class_names) > 4 else "")
     return (
-        f"the subfolders of {config['data']['images']} ({names}) are taken as the classes (data.class_subfolders: "
-        "auto): where they are patients or series, not classes, set data.class_subfolders: false; where they are "
-        "classes, list them in the model's output order under `classes` (which also silences this)"
+        f"the subfolders of {config['data']['images']} ({names}) are taken as the classes, in this order for the "
+        "model's outputs (data.class_subfolders: auto): where they are patients or series, not classes, set "
+        "data.class_subfolders: false; where they are classes, list them in the model's output order under "
+        "`classes` (which also silences this)"
     )
 
 
