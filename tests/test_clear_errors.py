@@ -72,6 +72,16 @@ def test_ids_that_are_no_plain_paths_are_refused(sample_id, plain):
     assert f"write it as {plain!r}" in str(error.value) and repr(sample_id) in str(error.value)
 
 
+@pytest.mark.parametrize("sample_id", ["scan\t1.png", "a\nb.png", "c\rd.png"])
+def test_ids_with_a_tab_or_line_break_are_refused(sample_id):
+    # a file named with a tab gave a row of 6 fields under predictions.tsv's 5 columns, without a word
+    from xaipipe.config import check_sample_ids
+
+    with pytest.raises(ValueError, match="tab or line break.*predictions.tsv") as error:
+        check_sample_ids(sheet("ok.png", sample_id))
+    assert repr(sample_id) in str(error.value) and "data.images" in str(error.value)
+
+
 def test_distinct_ids_pass():
     from xaipipe.config import check_sample_ids
 

@@ -566,7 +566,7 @@ def check_sample_files(config: dict[str, Any], sheet: SampleSheet) -> None:
 
 def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:
     """ValueError naming the ids at fault when an id holds ``{`` or ``}`` (Snakemake reads them as
-    wildcards in file names), is not a plain relative path (``./a.png``, ``a//b.png``: one file could be listed
+    wildcards in file names) or a tab or line break (the tables' separators), is not a plain relative path (``./a.png``, ``a//b.png``: one file could be listed
     under several ids) or two ids give the same output name (``a/b.png`` and ``a.b.png``)."""
     seen: dict[str, str] = {}
     for sample_id in sheet.ids:
@@ -575,6 +575,11 @@ def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:
             raise ValueError(
                 f"config key {key}: sample id {sample_id!r} is not a plain relative path (one file may then be "
                 f"listed under several ids); write it as {plain!r}"
+            )
+        if any(c in sample_id for c in "\t\n\r"):
+            raise ValueError(
+                f"config key {key}: sample id {sample_id!r} contains a tab or line break, which would split its row "
+                "of the tables (predictions.tsv, failures.tsv); rename the file (or its id in the sample table)"
             )
         if "{" in sample_id or "}" in sample_id:
             raise ValueError(
