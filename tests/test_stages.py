@@ -114,6 +114,25 @@ def test_the_configured_classes_of_unlabelled_images_are_checked_against_the_mod
     check_model_files({"model": ModelSpec("model", str(tmp_path / "two.keras"), "", pre, "", {})}, sheet, False)
 
 
+def test_a_model_file_that_is_not_there_names_its_key(tmp_path):
+    # models.mb.path to a file that does not exist: the run printed Snakemake's banner, then a MissingInputException
+    # of rule model_checksum naming the file alone (and the layer checks of that model were passed over)
+    from xaipipe.config import ModelSpec, check_model_files
+    from xaipipe.samples import discover_folder
+
+    write_png(tmp_path / "images" / "x.png", np.zeros((8, 8), np.uint8))
+    sheet = discover_folder(tmp_path / "images")
+    pre = {"size": [8, 8], "channels": 1}
+    dense_model(2, tmp_path / "two.keras")
+    specs = {name: ModelSpec(name, str(tmp_path / file), "", pre, "", {}) for name, file in
+             [("ma", "two.keras"), ("mb", "nope.keras")]}  # fmt: skip
+    with pytest.raises(ValueError, match=r"config key models\.mb\.path: no model file .*nope\.keras"):
+        check_model_files(specs, sheet, True)
+    with pytest.raises(ValueError, match=r"config key model\.path: no model file .*nope\.keras"):
+        check_model_files({"model": specs["mb"]}, sheet, False)
+    check_model_files(specs, sheet, True, demo=True)  # the demo's models: built by its jobs
+
+
 def test_patient_folders_of_volumes_taken_as_classes_are_said(tmp_path):
     """DICOM's usual layout, a folder per patient (pat1/ct/IM*), was read as classes by class_subfolders: auto:
     labels pat1 and pat2, columns p_pat1 and p_pat2, without a word where the model had two outputs. Volumes'

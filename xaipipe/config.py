@@ -443,21 +443,26 @@ def folder_classes_warning(config: dict[str, Any], sheet: SampleSheet) -> str | 
     )
 
 
-def check_model_files(specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool, guessed: bool = False) -> None:
+def check_model_files(
+    specs: dict[str, ModelSpec], sheet: SampleSheet, several: bool, guessed: bool = False, demo: bool = False
+) -> None:
     """ValueError naming the config key at fault where a model file's saved architecture (read without Keras,
     :mod:`xaipipe.modelfile`) shows that the model cannot serve: an output count that does not fit the classes or
     the labels, an input shape that preprocessing does not give, a CAM method's ``layer`` that is not in the model
     (or has no spatial output), a CAM method on a model without a spatial layer. Models not yet there (the
     demo's) and what a file does not tell for certain (custom layers) are checked by the jobs on the loaded model.
     ``guessed``: the classes are subfolders taken as classes (:func:`folder_classes`), which a class count error
-    then says."""
+    then says. ``demo``: the demo builds the models (``demo.build``); else a model file that is not there stops
+    the run here, naming its key (Snakemake's MissingInputException of a checksum job named the file alone)."""
     from xaipipe.modelfile import input_problem, layer_problem, output_count, saved_layers
     from xaipipe.stages import check_model_classes
 
     for name, spec in specs.items():
+        where = f"config key {f'models.{name}' if several else 'model.path'}"
+        if not demo and not os.path.exists(spec.path):
+            raise ValueError(f"{where}{'.path' if several else ''}: no model file {spec.path} (from {os.getcwd()})")
         if not os.path.isfile(spec.path):
             continue
-        where = f"config key {f'models.{name}' if several else 'model.path'}"
         n_outputs = output_count(spec.path)
         if n_outputs is not None:
             try:

@@ -47,7 +47,11 @@ try:
     # the files of the modules that register the models' custom layers (model.imports), in the models' checksums
     MODEL_IMPORTS = xc.model_import_files(config)
     xc.check_model_files(
-        MODELS, SAMPLES, bool(config["models"]), xc.folder_classes(config, SAMPLES)
+        MODELS,
+        SAMPLES,
+        bool(config["models"]),
+        xc.folder_classes(config, SAMPLES),
+        config["demo"]["build"],
     )
     N_CLASSES = xc.class_count(config, SAMPLES) if config["targets"] == "all" else None
     Preprocessing.from_config(config["preprocessing"])  # its checks, before any job
