@@ -449,6 +449,29 @@ def test_guided_gradient_inside_a_nested_model():
     np.testing.assert_allclose(guided.reshape(-1), GUIDED, rtol=1e-6)
 
 
+@pytest.mark.parametrize("key", ["gb", "ggc"])
+def test_guided_methods_warn_where_the_model_has_no_relu_to_gate(key):
+    # LeakyReLU, ELU, swish or GELU everywhere: guided backprop's maps equalled saliency's exactly, without a word
+    import warnings
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.LeakyReLU(0.1)(keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="gelu", name="conv2")(x)
+    leaky = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    x = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    with pytest.warns(UserWarning, match="has no ReLU.*plain gradient"):
+        method = methods.create(key, leaky)
+    if key == "gb":
+        np.testing.assert_array_equal(method.explain(x, np.array([[0], [1]]))[0],
+                                      methods.create("saliency", leaky).explain(x, np.array([[0], [1]]))[0])  # fmt: skip
+    nested = keras.Sequential([keras.Input((2, 2, 1)), relu_model("Activation")])  # its ReLU inside a sub-model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        methods.create("gb", nested)
+    assert not [w for w in caught if "no ReLU" in str(w.message)]
+
+
 def conv_relu_model():
     keras.utils.set_random_seed(5)
     inputs = keras.Input((8, 8, 2))

@@ -11,6 +11,7 @@ which a backend module passes in.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -268,6 +269,26 @@ def is_relu(operation: Any) -> bool:
     if type(operation).__name__ in ("Relu", "Relu6"):  # keras.ops.relu / relu6 in a functional graph
         return True
     return isinstance(operation, keras.layers.Layer) and _activation_name(operation) in ("relu", "relu6")
+
+
+def has_relu(graph: keras.Model) -> bool:
+    """Whether ``graph`` (nested sub-models included) has a plain ReLU (:func:`is_relu`) for a guided gate to act on."""
+    for operation in graph.operations:
+        inner = submodel_graph(operation) if isinstance(operation, keras.layers.Layer) else None
+        if is_relu(operation) or (inner is not None and has_relu(inner)):
+            return True
+    return False
+
+
+def warn_without_relu(graph: keras.Model, model_name: str) -> None:
+    """Warn where guided backpropagation has no ReLU to gate: its maps are then the plain gradient's, exactly."""
+    if not has_relu(graph):
+        warnings.warn(
+            f"model {model_name!r} has no ReLU (its activations are LeakyReLU, ELU, swish, GELU, ...): guided "
+            "backpropagation gates ReLUs only, as Captum's GuidedBackprop does, so its maps here are the plain "
+            "gradient's (saliency's, and Guided Grad-CAM's its product with Grad-CAM)",
+            stacklevel=4,
+        )
 
 
 def replay(

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from xaipipe.autodiff._compiled import CompiledGraph, in_float32
-from xaipipe.autodiff._graph import Forward, GuidedSwitch
+from xaipipe.autodiff._graph import Forward, GuidedSwitch, warn_without_relu
 from xaipipe.layers import layer_path
 
 
@@ -50,6 +50,8 @@ class ScoreGradients(CompiledGraph):
             target = tuple(layer)
         target = self.score_source.graph_path(target)
         self._reduce = in_float32(reduce)
+        if guided:
+            warn_without_relu(self._graph, model.name)
         gate = self._backend.make_guided_gate(GuidedSwitch()) if guided else None
         self._forward = Forward(self._graph, target, gate)
 
@@ -93,6 +95,8 @@ class GuidedCAMGradients(CompiledGraph):
         self._reduce = in_float32(reduce)
         self._switch = GuidedSwitch()
         target = self.score_source.graph_path(tuple(layer))
+        if guided:
+            warn_without_relu(self._graph, model.name)
         gate = self._backend.make_guided_gate(self._switch) if guided else None
         self._forward = Forward(self._graph, target, gate)
 
