@@ -571,8 +571,9 @@ def check_sample_files(config: dict[str, Any], sheet: SampleSheet) -> None:
 
 def check_sample_ids(sheet: SampleSheet, key: str = "data.images") -> None:
     """ValueError naming the ids at fault when an id holds ``{`` or ``}`` (Snakemake reads them as
-    wildcards in file names) or a tab or line break (the tables' separators), is not a plain relative path (``./a.png``, ``a//b.png``: one file could be listed
-    under several ids) or two ids give the same output name (``a/b.png`` and ``a.b.png``)."""
+    wildcards in file names) or a tab or line break (the tables' separators), is not a plain relative path
+    (``./a.png``, ``a//b.png``: one file could be listed under several ids) or two ids give the same output name
+    (``a/b.png`` and ``a.b.png``)."""
     seen: dict[str, str] = {}
     for sample_id in sheet.ids:
         plain = posixpath.normpath(sample_id) if sample_id else sample_id

@@ -409,12 +409,16 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def _undecodable(path: Path) -> str:
     """Why OpenCV read nothing from ``path``: a damaged file, or one that Pillow reads and OpenCV cannot decode (a
     TIFF with an Orientation tag, with OpenCV 5), which is then what to say."""
+    import warnings
+
     try:
         from PIL import Image
 
-        with Image.open(path) as image:
-            image.load()
-            what = f"{image.format} {image.mode} {image.width}x{image.height}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file's "Corrupt EXIF data"
+            with Image.open(path) as image:
+                image.load()
+                what = f"{image.format} {image.mode} {image.width}x{image.height}"
     except Exception:  # noqa: BLE001  Pillow cannot read it either
         return f"unreadable or truncated image: {path}"
     return f"OpenCV cannot decode {path}, although Pillow reads it ({what}): save it again, e.g. as PNG"
