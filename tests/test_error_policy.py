@@ -127,6 +127,26 @@ def test_a_photo_whose_exif_orientation_turns_it_is_warned_about(tmp_path):
     assert inputs[0][:, :8].mean() > 0.9 and inputs[0][:, 16:].mean() < 0.1
 
 
+def test_a_png_whose_exif_orientation_turns_it_is_warned_about_too(tmp_path):
+    # PNG has an eXIf chunk (Pillow writes and reads it; viewers differ in applying it): read as stored, as the JPEG,
+    # but without the JPEG's warning
+    from PIL import Image
+
+    pixels = np.zeros((48, 64), np.uint8)
+    pixels[:, :8] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(pixels).save(tmp_path / "turned.png", exif=exif)
+    assert Image.open(tmp_path / "turned.png").getexif().get(0x0112) == 8
+    pre = Preprocessing(size=(48, 64), channels=1, standardize="minmax")
+    preprocess_shard([tmp_path / "turned.png"], ["turned.png"], None, None, pre, tmp_path / "pre.h5")
+    with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:
+        issues, inputs = shard.issues, shard.inputs(slice(0, 1))
+    assert [(i.sample, i.kind) for i in issues] == [("turned.png", "warning")]
+    assert "EXIF orientation (8: rotated 90 degrees counter-clockwise) is not applied" in issues[0].reason
+    assert inputs[0][:, :8].mean() > 0.9 and inputs[0][:, 16:].mean() < 0.1  # as stored
+
+
 def test_preprocess_fail_stops_at_the_unreadable_file_and_writes_nothing(tmp_path):
     paths = [tmp_path / "a.png", tmp_path / "bad.png"]
     write_png(paths[0], good_image(0))

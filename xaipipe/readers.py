@@ -348,17 +348,20 @@ _ORIENTATIONS = {
 
 
 def exif_orientation_warning(path: str | os.PathLike) -> str | None:
-    """What to say of a JPEG, TIFF or WebP whose EXIF orientation asks viewers to turn it (a phone photo), or None.
+    """What to say of a JPEG, TIFF, WebP or PNG whose EXIF orientation asks viewers to turn it (a phone photo), or
+    None.
 
     xaipipe reads the pixels as stored, as Keras's ``load_img`` and ``tf.io.decode_jpeg`` do (training pipelines
     that ignore the tag see the same input); a viewer that applies the tag shows the file turned against its
     overlays. Reads the header only."""
-    if not str(path).lower().endswith((*samples.JPEG_EXTENSIONS, ".tif", ".tiff", ".webp")):
+    if not str(path).lower().endswith((*samples.JPEG_EXTENSIONS, ".tif", ".tiff", ".webp", ".png")):
         return None
     try:
         from PIL import Image
 
         with Image.open(path) as image:
+            if image.format == "PNG" and "exif" not in image.info:  # getexif would decode the image to look further
+                return None
             orientation = image.getexif().get(0x0112)
     except Exception:  # noqa: BLE001  no readable header: the loader names the file
         return None
