@@ -826,6 +826,23 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
     assert [float(r["mean"]) for r in rows[:3]] == [0.20, 0.30, 0.50]
 
 
+def test_nearer_zero_compares_the_distances_from_zero(tmp_path):
+    # randomization is ranked by |mean|, but within_ci_of_best compared the signed intervals: -0.12 [-0.16, -0.08]
+    # was told apart from +0.10 [0.06, 0.14] although their distances from zero, [0.08, 0.16] and [0.06, 0.14], overlap
+    summary = tmp_path / "summary.tsv"
+    summary.write_text(
+        evaluate.SUMMARY_HEADER
+        + "model\tgradcam\tgradcam\tall\trandomization\t0.10\t0.06\t0.14\t8\n"
+        + "model\tocc\tocclusion\tall\trandomization\t-0.12\t-0.16\t-0.08\t8\n"
+        + "model\tig\tintegratedgradients\tall\trandomization\t-0.40\t-0.50\t-0.30\t8\n"
+        + "model\tsal\tsaliency\tall\trandomization\t0.20\t-0.10\t0.50\t8\n"  # straddles 0: [0, 0.50]
+    )
+    out = tmp_path / "comparison.tsv"
+    evaluate.write_comparison([summary], out)
+    got = [(r["rank"], r["variant"], r["within_ci_of_best"]) for r in evaluate.read_table(out)]
+    assert got == [("1", "gradcam", "yes"), ("2", "occ", "yes"), ("3", "sal", "yes"), ("4", "ig", "no")]
+
+
 def test_with_several_models_score_curve_metrics_rank_each_models_variants_among_themselves(tmp_path):
     # a model without a softmax: its insertion and deletion areas are in its raw scores (1.2-1.3), and ranked with a
     # softmax model's (0.6) its every variant came first on insertion and last on deletion, by the scale alone

@@ -764,10 +764,11 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for (metric, label, own_model), members in groups.items():
         better = BETTER.get(metric, "higher")
         ranked = sorted(members, key=lambda r: (math.isnan(r["mean"]), _badness(r["mean"], better)))
-        best = ranked[0]
+        best_low, best_high = _judged_interval(ranked[0], better)
         for position, row in enumerate(ranked, 1):
             valued = not math.isnan(row["mean"])
-            overlaps = valued and row["ci_low"] <= best["ci_high"] and best["ci_low"] <= row["ci_high"]
+            low, high = _judged_interval(row, better)
+            overlaps = valued and low <= best_high and best_low <= high
             out.append(
                 {
                     "metric": metric,
@@ -781,6 +782,18 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _judged_interval(row: Mapping[str, Any], better: str) -> tuple[float, float]:
+    """The interval of what the rank judges: the mean's, or for ``nearer zero`` its distance from zero's (signed
+    intervals of +0.10 [0.06, 0.14] and -0.12 [-0.16, -0.08] do not overlap, their distances [0.06, 0.14] and
+    [0.08, 0.16] do)."""
+    low, high = row["ci_low"], row["ci_high"]
+    if better != "nearer zero":
+        return low, high
+    if low <= 0 <= high:
+        return 0.0, max(-low, high)
+    return min(abs(low), abs(high)), max(abs(low), abs(high))
 
 
 def _badness(mean: float, better: str) -> float:
