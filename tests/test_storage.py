@@ -113,6 +113,54 @@ def test_a_heatmaps_file_of_an_earlier_schema_version_still_reads(tmp_path, vers
             np.testing.assert_array_equal(maps.raw(m), raw[m])
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(chunks=(1, 8, 6), compression="gzip", compression_opts=4, shuffle=True),  # the writer's, by HDF5
+        dict(chunks=(1, 8, 6), compression="gzip", compression_opts=4),  # no shuffle
+        dict(chunks=(2, 8, 6), compression="gzip", compression_opts=4, shuffle=True),  # two maps a chunk
+        dict(chunks=(1, 8, 6), compression="lzf", shuffle=True),
+        dict(),  # contiguous
+    ],
+)
+def test_raw_maps_read_back_exactly_whatever_their_layout(tmp_path, layout):
+    """HeatmapsFile.raw inflates the writer's chunks itself (libdeflate); any other layout, and a map never
+    written (its fill value), must read as HDF5 reads it."""
+    raw = np.concatenate([smooth_maps(2, (8, 6)), noisy_maps(2, (8, 6))])
+    raw[1, 0, 0] = np.nan
+    path = tmp_path / "h.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs.update(schema=h5store.HEATMAPS, schema_version=3, xaipipe_version="0.1", method="m")
+        f.create_dataset("ids", data=np.array(["a"], dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("sample_index", data=np.zeros(5, np.int32))
+        f.create_dataset("class_index", data=np.zeros(5, np.int32))
+        for name in h5store.NORMALIZATION_DATASETS:
+            f.create_dataset(name, data=np.ones(5, np.float32))
+        maps = f.create_dataset("raw", shape=(5, 8, 6), dtype="<f4", fillvalue=np.float32(-7.5), **layout)
+        maps[:4] = raw  # the fifth never written
+    with h5store.HeatmapsFile.open(path) as stored:
+        for m in range(4):
+            np.testing.assert_array_equal(stored.raw(m).view(np.uint32), raw[m].view(np.uint32))
+        np.testing.assert_array_equal(stored.raw(4), np.full((8, 6), -7.5, np.float32))
+
+
+def test_overlay_images_are_stored_whole_or_in_slabs_and_read_back_exactly(tmp_path, monkeypatch):
+    """One chunk per overlay image (h5py's own chunking cut a 224x224x3 image into 16, each inflated apart),
+    slabs along the first axis beyond OVERLAY_CHUNK_BYTES."""
+    monkeypatch.setattr(h5store, "OVERLAY_CHUNK_BYTES", 40 * 30 * 3 * 7 + 5)  # at most 7 rows of the volume
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 41, 3), np.uint8)
+    volume = rng.integers(0, 256, (20, 40, 30, 3), np.uint8)
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        f.create_group("overlay_images")
+        h5store.put_overlay_image(f, 0, image)
+        h5store.put_overlay_image(f, 1, volume)
+        assert f["overlay_images/000000"].chunks == image.shape
+        assert f["overlay_images/000001"].chunks == (7, 40, 30, 3)
+        np.testing.assert_array_equal(f["overlay_images/000000"][()], image)
+        np.testing.assert_array_equal(f["overlay_images/000001"][()], volume)
+
+
 @pytest.mark.parametrize("shape", [(48, 40), (9, 10, 11)])
 def test_raw_maps_are_stored_in_hdf5s_own_shuffle_and_gzip_format(tmp_path, shape):
     """The writer compresses each map itself (libdeflate) and writes the chunk directly: the chunk must be what

@@ -146,6 +146,7 @@ class _Views:
         map_grid: tuple[Geometry, tuple[int, ...]] | None = None,
     ):
         self.dims = spatial_dims
+        self._small: np.ndarray | None = None
         self.image = convert_channels(image, 3) if spatial_dims == 2 else convert_channels(image, 3, 3)
         self.spacing = tuple(float(s) for s in spacing)
         if spatial_dims == 3:
@@ -168,9 +169,10 @@ class _Views:
     def pictures(self, heatmap: np.ndarray | None, alpha: float, colormap: str, overlay: bool, signed: bool = False):
         """[(view name, RGB picture)], and the peak (in the map's voxels, as stored) of ``heatmap``."""
         if self.dims == 2:
-            size = fit(self.image.shape[:2])
+            if self._small is None:  # the image at the thumbnail's size, once for all its maps
+                self._small = _resize(self.image, fit(self.image.shape[:2]), True)
             return [("image" if heatmap is None else "map", blend(
-                _resize(self.image, size, True), heatmap, alpha, colormap, overlay, signed
+                self._small, heatmap, alpha, colormap, overlay, signed
             ))], (peak(heatmap) if heatmap is not None else None)  # fmt: skip
         volume = self.image
         shape = volume.shape[:3]
