@@ -755,6 +755,39 @@ def test_randomization_table_against_the_maps_of_a_randomized_copy(tmp_path):
     assert summary[0]["n"] == 3
 
 
+def test_randomization_samples_are_spread_over_the_study_not_its_first_class(tmp_path):
+    """Samples listed class by class (folders) put one class first: the test's samples span every shard."""
+    model_path = tmp_path / "conv.keras"
+    conv_model(model_path)
+    rng = np.random.default_rng(2)
+    ids = [f"a{k}" for k in range(5)] + [f"b{k}" for k in range(5)]
+    pre, pred = [], []
+    for s in range(2):
+        shard_ids = ids[5 * s : 5 * s + 5]
+        with h5store.preprocessed_writer(
+            tmp_path / f"pre{s}.h5", shard_ids, [s] * 5, (8, 8, 1), spatial_dims=2, class_names=["a", "b"],
+            preprocessing={}, preprocess_overlay=True,
+        ) as writer:  # fmt: skip
+            for row in range(5):
+                writer.write(row, rng.uniform(0, 1, (8, 8, 1)).astype(np.float32), np.zeros((8, 8, 3), np.uint8))
+        record = h5store.SkipRecord(5)
+        if s == 1:
+            record.skip(2, Issue("b2", "predict", "skipped", "simulated"))
+        h5store.write_predictions(
+            tmp_path / f"pred{s}.h5", shard_ids, np.full(5, s), np.tile([[0.6, 0.4]], (5, 1)), class_names=["a", "b"],
+            record=record, model_sha256=sha256_file(model_path),
+        )  # fmt: skip
+        pre.append(tmp_path / f"pre{s}.h5")
+        pred.append(tmp_path / f"pred{s}.h5")
+    out = tmp_path / "rand.tsv"
+    evaluate.randomization_table(pre, pred, model_path, "saliency", {}, 3, 1, 0, out)
+    # 9 samples not skipped (a0-a4, b0, b1, b3, b4): the 1st, 5th and 9th of them; the first 3 were a0-a2
+    assert [r["sample"] for r in evaluate.read_table(out)] == ["a0", "a4", "b4"]
+    assert evaluate.spread_rows(4, 16).tolist() == [0, 1, 2, 3]
+    assert evaluate.spread_rows(100, 4).tolist() == [0, 33, 66, 99]
+    assert evaluate.spread_rows(0, 4).tolist() == []
+
+
 def test_randomization_spearman_convention():
     a = np.arange(16.0).reshape(4, 4)
     assert evaluate.randomization_spearman(a, np.full((4, 4), 0.3)) == 0.0

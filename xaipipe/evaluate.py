@@ -586,6 +586,11 @@ def randomization_spearman(trained: np.ndarray, randomized: np.ndarray) -> float
 RANDOMIZATION_HEADER = "method\tstage\trandomized_layers\tdown_to\tsample\tclass\tspearman\tssim\n"
 
 
+def spread_rows(total: int, n: int) -> np.ndarray:
+    """``n`` of ``total`` positions (all where ``total <= n``), evenly spaced from the first to the last, ascending."""
+    return np.round(np.linspace(0, total - 1, min(n, total))).astype(np.int64) if total else np.zeros(0, np.int64)
+
+
 def randomization_table(
     preprocessed_paths: Sequence[str | os.PathLike],
     predictions_paths: Sequence[str | os.PathLike],
@@ -599,7 +604,8 @@ def randomization_table(
 ) -> None:
     """The cascading model-parameter randomization test (Adebayo et al. 2018) of one method.
 
-    The first ``n_samples`` samples that were not skipped, their predicted class as target.
+    ``n_samples`` samples that were not skipped, spread evenly over the study's order (:func:`spread_rows`; the first
+    ones would all be one class where the samples are listed class by class), their predicted class as target.
     The layers with weights are randomized from the output down (each takes the weights of
     one randomly initialized copy of the model, seeded by ``seed``), in ``stages`` steps
     (:func:`cascade_cuts`), the last randomizing all of them; at each step, every sample's
@@ -612,13 +618,17 @@ def randomization_table(
     from xaipipe.stages import check_predictions_model
 
     digest = sha256_file(model_path)
-    inputs, classes, ids = [], [], []
+    shards = []  # (preprocessed shard, its predictions, its rows not skipped)
     for preprocessed, predictions_path in zip(preprocessed_paths, predictions_paths, strict=True):
-        if len(ids) >= n_samples:
-            break
         predictions = h5store.read_predictions(predictions_path)
         check_predictions_model(predictions, predictions_path, model_path, digest)
-        rows = np.flatnonzero(~predictions.skipped)[: n_samples - len(ids)]
+        shards.append((preprocessed, predictions, np.flatnonzero(~predictions.skipped)))
+    chosen = spread_rows(sum(len(usable) for *_, usable in shards), n_samples)
+    inputs, classes, ids = [], [], []
+    start = 0
+    for preprocessed, predictions, usable in shards:
+        rows = usable[chosen[(chosen >= start) & (chosen < start + len(usable))] - start]
+        start += len(usable)
         if not len(rows):
             continue
         with h5store.PreprocessedShard.open(preprocessed) as shard:

@@ -590,9 +590,9 @@ def by_method(kind):
     return files
 
 
-def shard_files(kind, sanity=False):
+def shard_files(kind):
     """An input function: every shard file of the job's model (``kind``: preprocessed or
-    predictions), or with ``sanity`` the first ones, enough for evaluation.sanity_samples.
+    predictions).
     """
 
     def files(wildcards):
@@ -601,8 +601,7 @@ def shard_files(kind, sanity=False):
             if kind == "preprocessed"
             else f"{wildcards.root}/{kind}"
         )
-        n = -(-EVALUATION.sanity_samples // SHARD_SIZE) if sanity else len(SHARDS)
-        return [f"{folder}/shard-{shard}.h5" for shard in SHARDS[:n]]
+        return [f"{folder}/shard-{shard}.h5" for shard in SHARDS]
 
     return files
 

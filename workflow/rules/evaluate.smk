@@ -42,8 +42,8 @@ if EVALUATION.metrics:
 
     rule randomization:
         input:
-            shards=shard_files("preprocessed", sanity=True),
-            predictions=shard_files("predictions", sanity=True),
+            shards=shard_files("preprocessed"),
+            predictions=shard_files("predictions"),
             model=model_path,
             checksum="{root}/checksums/model.sha256",
         output:
