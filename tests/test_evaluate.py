@@ -859,6 +859,22 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
     assert [float(r["mean"]) for r in rows[:3]] == [0.20, 0.30, 0.50]
 
 
+def test_equal_means_share_their_rank(tmp_path):
+    # two models' pointing game of exactly 115/116 were ranked 1 and 2, in the config's order
+    summary = tmp_path / "summary.tsv"
+    summary.write_text(
+        evaluate.SUMMARY_HEADER
+        + "m1\tgradcam\tgradcam\tall\tpointing_game\t0.9914\t0.9741\t1.0000\t116\n"
+        + "m2\tsaliency\tsaliency\tall\tpointing_game\t0.6810\t0.5948\t0.7672\t116\n"
+        + "m2\tgradcam\tgradcam\tall\tpointing_game\t0.9914\t0.9741\t1.0000\t116\n"
+        + "m1\tsaliency\tsaliency\tall\tpointing_game\t0.5000\t0.4100\t0.5900\t116\n"
+    )
+    out = tmp_path / "comparison.tsv"
+    evaluate.write_comparison([summary], out)
+    got = [(r["rank"], r["model"], r["variant"]) for r in evaluate.read_table(out)]
+    assert got == [("1", "m1", "gradcam"), ("1", "m2", "gradcam"), ("3", "m2", "saliency"), ("4", "m1", "saliency")]
+
+
 def test_nearer_zero_compares_the_distances_from_zero(tmp_path):
     # randomization is ranked by |mean|, but within_ci_of_best compared the signed intervals: -0.12 [-0.16, -0.08]
     # was told apart from +0.10 [0.06, 0.14] although their distances from zero, [0.08, 0.16] and [0.06, 0.14], overlap

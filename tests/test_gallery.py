@@ -21,7 +21,7 @@ import pytest
 from browser import chromium, severe_console_errors
 
 from xaipipe.drawing import colorize
-from xaipipe.gallery import PAGE_SIZE, json_for_script, merge_manifests, write_gallery
+from xaipipe.gallery import PAGE_SIZE, confusion_matrix, json_for_script, merge_manifests, write_gallery
 
 CLASSES = ["disk", "none", "square"]
 METHODS = ["gradcam", "saliency"]
@@ -395,6 +395,21 @@ def test_shards_must_agree_on_classes(tmp_path):
     with pytest.raises(ValueError, match="class names"):
         write_gallery([a, b], tmp_path / "out", _summary(tmp_path / "out"))
     assert not (tmp_path / "out" / "index.html").exists()
+
+
+def test_unknown_class_names_are_the_output_indices_on_the_summary_page(tmp_path):
+    # integer labels without config `classes`: the predictions file holds no class names (an empty list), and the
+    # summary page said "0 of 0 labelled samples classified correctly" over an empty confusion matrix
+    samples = [{"id": f"s{k}", "label": label, "predicted": predicted, "probabilities": [0.2, 0.3, 0.5],
+                "image": [], "maps": {}}
+               for k, (label, predicted) in enumerate([(0, 0), (0, 2), (1, 1), (2, 2), (2, 2)])]  # fmt: skip
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"methods": [], "class_names": [], "spatial_dims": 2, "samples": samples}))
+    data = merge_manifests([path])
+    assert data["class_names"] == ["0", "1", "2"]
+    assert confusion_matrix(data).tolist() == [[1, 0, 1], [0, 1, 0], [0, 0, 2]]  # counted by hand
+    write_gallery([path], tmp_path / "out", _summary(tmp_path / "out"))
+    assert "4 of 5" in (tmp_path / "out" / "summary.html").read_text()
 
 
 def test_open_time_of_10000_samples(tmp_path, browser):

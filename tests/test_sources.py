@@ -54,6 +54,15 @@ def test_csv_one_hot_and_no_labels(tmp_path):
     assert read_csv(tmp_path / "n.csv").labels is None
 
 
+def test_a_table_of_ids_alone_keeps_the_configured_class_names(tmp_path):
+    # they name the model's outputs, as for a folder without class subfolders; they were dropped, and the
+    # predictions, summary and gallery named the classes 0, 1, ... instead
+    (tmp_path / "n.csv").write_text("SAMPLE\na\nb\n")
+    sheet = read_csv(tmp_path / "n.csv", classes=["disk", "square", "none"])
+    assert sheet.labels is None and sheet.class_names == ("disk", "square", "none")
+    assert read_csv(tmp_path / "n.csv").class_names is None
+
+
 def test_csv_errors_name_the_column_or_row(tmp_path):
     (tmp_path / "s.csv").write_text("SAMPLE,benign,malignant\na,1,1\n")
     with pytest.raises(ValueError, match="several columns"):

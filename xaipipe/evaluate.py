@@ -762,7 +762,8 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     ``rows``: summary rows (:func:`read_summary`), each with its ``model``. ``within_ci_of_best``:
     the variant's 95% interval overlaps the best one's, so the data do not tell them apart
-    (the best itself: yes). A variant without a value (NaN) comes last, unranked. ``ranked_among``:
+    (the best itself: yes). Equal means share a rank (1, 1, 3). A variant without a value (NaN) comes last,
+    unranked. ``ranked_among``:
     ``all models``, or ``its model`` for the :data:`MODEL_SCALE_METRICS` of a study of several models.
     """
     several = len({row["model"] for row in rows}) > 1
@@ -775,8 +776,10 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         better = BETTER.get(metric, "higher")
         ranked = sorted(members, key=lambda r: (math.isnan(r["mean"]), _badness(r["mean"], better)))
         best_low, best_high = _judged_interval(ranked[0], better)
-        for position, row in enumerate(ranked, 1):
+        badness = [_badness(r["mean"], better) for r in ranked if not math.isnan(r["mean"])]
+        for row in ranked:
             valued = not math.isnan(row["mean"])
+            position = 1 + sum(b < _badness(row["mean"], better) for b in badness)  # equal means share a rank
             low, high = _judged_interval(row, better)
             overlaps = valued and low <= best_high and best_low <= high
             out.append(

@@ -76,7 +76,7 @@ def merge_manifests(manifest_paths: Sequence[str | os.PathLike]) -> dict[str, An
     for path in manifest_paths:
         manifest = json.loads(Path(path).read_text())
         names = manifest.get("class_names")
-        if names is not None:
+        if names:  # none, or an empty list: unknown (integer labels without config classes), named below
             if merged["class_names"] is not None and list(names) != merged["class_names"]:
                 raise ValueError(f"{path}: class names {names} differ from the other shards' {merged['class_names']}")
             merged["class_names"] = list(names)

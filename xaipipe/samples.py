@@ -393,8 +393,8 @@ def read_csv(
             order[_one_hot_index([row[c] for c in class_columns], f"{path}: {w}")] for w, row in zip(where, rows)
         ]
         return _sheet(path, ids, labels, names)
-    if class_column is None:
-        return _sheet(path, ids, None, None)
+    if class_column is None:  # no labels; the configured classes still name (and count) the model's outputs
+        return _sheet(path, ids, None, tuple(classes) or None)
     labels, names = _labels(path, [row[class_column] for row in rows], where, classes)
     return _sheet(path, ids, labels, names)
 
