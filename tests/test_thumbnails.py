@@ -176,3 +176,17 @@ def test_a_map_on_a_reoriented_model_grid_is_drawn_on_the_overlay(tmp_path):
     for view, picture in views.items():
         assert picture.shape == reference[view].shape, view
         assert np.abs(picture - reference[view]).max() <= 1, view  # linear resampling at voxel centres: rounding
+
+
+def test_a_flat_map_has_no_peak_and_its_volume_views_pass_through_the_middle():
+    # a blank map (Grad-CAM of a class the model never sees) was said to peak at [0, 0], its first voxel
+    from xaipipe.thumbnails import _Views, peak
+
+    assert peak(np.zeros((4, 5))) is None and peak(np.full((3, 3, 3), 0.7)) is None
+    assert peak(np.array([[0.0, 0.2], [0.9, 0.1]])) == (1, 0)
+    volume = np.zeros((9, 7, 5), np.uint8)
+    volume[4] = 200  # the middle axial slice bright, the rest black
+    views, top = _Views(volume, 3, (1.0, 1.0, 1.0)).pictures(np.zeros((3, 3, 3), np.float32), 0.5, "jet", True)
+    assert top is None
+    by_name = dict(views)
+    assert by_name["axial"].mean() > 150  # the middle slice, not slice 0 (black)

@@ -91,9 +91,12 @@ def blend(
     return render(np.clip(heatmap, *value_range(signed)), image_rgb, overlay, alpha, colormap, signed)
 
 
-def peak(heatmap: np.ndarray) -> tuple[int, ...]:
-    """The index of the map's maximum (the first in C order)."""
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(heatmap)), heatmap.shape))
+def peak(heatmap: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the map's maximum (the first in C order); None for a flat map, which has no peak (its maximum
+    is everywhere: the gallery said "peak at [0, 0]" for a blank map)."""
+    if not heatmap.size or not np.nanmax(heatmap) > np.nanmin(heatmap):
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.nanargmax(heatmap)), heatmap.shape))
 
 
 def at_volume(index: Sequence[int], map_shape: Sequence[int], volume_shape: Sequence[int]) -> tuple[int, ...]:
@@ -176,11 +179,9 @@ class _Views:
             ))], (peak(heatmap) if heatmap is not None else None)  # fmt: skip
         volume = self.image
         shape = volume.shape[:3]
-        if heatmap is None:
-            centre, top = tuple(n // 2 for n in shape), None
-        else:
-            top = peak(heatmap)
-            centre = self._centre(top, heatmap)
+        top = None if heatmap is None else peak(heatmap)
+        centre = tuple(n // 2 for n in shape) if top is None else self._centre(top, heatmap)  # a flat map: the middle
+        if heatmap is not None:
             heatmap = on_overlay_grid(heatmap, self.map_grid, self.geometry, self.stored_shape, signed)
             heatmap = to_lps(heatmap, self.geometry.direction)
         views = []
@@ -244,7 +245,7 @@ def thumbnail_shard(
                 for m, c in maps_of[method][row]:
                     pictures, top = views.pictures(maps.normalized(m), alpha, colormap, overlay, method in signed)
                     paths = _write(pictures, folder, f"{row:06d}.{method}.{c}")
-                    entries.append({"class": c, "views": paths, "peak": list(top)})
+                    entries.append({"class": c, "views": paths, "peak": None if top is None else list(top)})
                 record["maps"][method] = entries
     relative = [
         {**s, "image": [_relative(p, report_dir) for p in s["image"]],
