@@ -425,6 +425,26 @@ def data_config(**data):
     return {"data": {**base, **data}, "demo": {"build": False}, "output": "results"}
 
 
+def test_a_mask_file_the_table_names_but_that_does_not_exist_stops_the_run_before_any_job(tmp_path):
+    # it stopped the first evaluation job, after every prediction and map had been computed
+    from xaipipe.config import missing_masks_warning, sample_masks
+    from xaipipe.samples import SampleSheet
+
+    (tmp_path / "m.png").write_bytes(b"x")
+    table = tmp_path / "samples.csv"
+    table.write_text("id,mask\na.png,m.png\nb.png,nothere.png\nc.png,\n")
+    sheet = SampleSheet(("a.png", "b.png", "c.png"))
+    config = {**data_config(samples=str(table), mask_column="mask"), "on_error": "fail"}
+    with pytest.raises(ValueError, match=r"data\.mask_column: 1 mask file named in column 'mask'.*sample 'b\.png'.*nothere"):
+        sample_masks(config, sheet)
+    config["on_error"] = "skip"  # the evaluation leaves b.png out, and the run says so at its start
+    paths = sample_masks(config, sheet)
+    assert paths == [str(tmp_path / "m.png"), str(tmp_path / "nothere.png"), None]
+    assert "1 mask file(s)" in missing_masks_warning(config, sheet, paths)
+    table.write_text("id,mask\na.png,m.png\nb.png,\nc.png,\n")
+    assert missing_masks_warning(config, sheet, sample_masks(config, sheet)) is None
+
+
 def test_a_masks_folder_mirrors_the_ids_with_any_extension(tmp_path):
     root = tmp_path / "masks"
     (root / "a").mkdir(parents=True)

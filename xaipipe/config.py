@@ -691,7 +691,35 @@ def sample_masks(config: dict[str, Any], sheet: SampleSheet) -> list[str | None]
             f"config key {key}: no mask for any of the {len(paths)} samples (looked for {where}, e.g. "
             f"{sheet.ids[0]!r}); masks mirror the sample ids"
         )
+    missing = missing_masks(sheet.ids, paths)
+    if missing and config["on_error"] == "fail":  # else the evaluation jobs, after every map, stopped on the first
+        sample_id, path = missing[0]
+        raise ValueError(
+            f"config key data.mask_column: {len(missing)} mask file{'s' if len(missing) > 1 else ''} named in column "
+            f"{data['mask_column']!r} of {data['samples']} do{'es' if len(missing) == 1 else ''} not exist, e.g. "
+            f"sample {sample_id!r}: {path}; correct the paths (relative to the table's folder) or empty those cells "
+            "(no mask), or set on_error: skip to leave those samples out of the evaluation"
+        )
     return paths
+
+
+def missing_masks(ids: Sequence[str], paths: Sequence[str | None] | None) -> list[tuple[str, str]]:
+    """(sample id, path) of each mask file that the sample table names and that does not exist."""
+    return [(i, p) for i, p in zip(ids, paths or [], strict=False) if p is not None and not os.path.exists(p)]
+
+
+def missing_masks_warning(config: dict[str, Any], sheet: SampleSheet, paths: Sequence[str | None] | None) -> str | None:
+    """The start-of-run warning where masks named in ``data.mask_column`` do not exist (``on_error: skip``; with
+    ``fail`` :func:`sample_masks` refuses them)."""
+    missing = [] if config["demo"]["build"] else missing_masks(sheet.ids, paths)
+    if not missing:
+        return None
+    sample_id, path = missing[0]
+    return (
+        f"xaipipe: {len(missing)} mask file(s) named in column {config['data']['mask_column']!r} of "
+        f"{config['data']['samples']} do not exist (e.g. sample {sample_id!r}: {path}); on_error: skip leaves those "
+        "samples out of the evaluation, each listed in failures.tsv"
+    )
 
 
 def resolve_data_paths(config: dict[str, Any]) -> None:

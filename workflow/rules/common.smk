@@ -210,6 +210,7 @@ if workflow.is_main_process:
         xc.multi_label_warning(m.path, config["targets"]) for m in MODELS.values()
     ]
     stale.append(xc.folder_classes_warning(config, SAMPLES))
+    stale.append(xc.missing_masks_warning(config, SAMPLES, MASKS))
     if config["data"]["samples"] is None and not config["demo"]["build"]:
         stale.append(unread_files_warning(config["data"]["images"]))
     damaged = xcaches.move_damaged_aside(cache_files())
