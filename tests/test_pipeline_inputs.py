@@ -264,7 +264,7 @@ def test_localization_without_masks_stops_before_any_job(tmp_path):
     cv2.imwrite(str(tmp_path / "png" / "a.png"), np.zeros((32, 32), np.uint8))
     config = base_config(tmp_path, data={"images": str(tmp_path / "png")}, preprocessing={"size": [32, 32], "channels": 1})
     result = snakemake(tmp_path, {**config, "evaluation": {"metrics": ["deletion", "roc_auc"]}})
-    assert result.returncode != 0 and "evaluation.metrics: roc_auc need ground-truth masks" in result.stderr
+    assert result.returncode != 0 and "evaluation.metrics: roc_auc needs ground-truth masks" in result.stderr
     result = snakemake(tmp_path, {**config, "evaluation": {"metrics": ["delet"]}})
     assert result.returncode != 0 and "config key evaluation.metrics" in result.stderr and "'delet'" in result.stderr
     result = snakemake(tmp_path, {**config, "evaluation": {"step": 5}})

@@ -95,7 +95,8 @@ def select_metrics(requested: Sequence[str] | None, has_masks: bool) -> list[str
     without = [name for name in requested if METRICS[name] == "masks" and not has_masks]
     if without:
         raise ValueError(
-            f"config key evaluation.metrics: {', '.join(without)} need ground-truth masks; set data.masks "
+            f"config key evaluation.metrics: {', '.join(without)} need{'s' if len(without) == 1 else ''} ground-truth "
+            "masks; set data.masks "
             "(a folder that mirrors the sample ids) or data.mask_column (a column of mask paths in the "
             "sample table), or leave these metrics out"
         )
