@@ -264,7 +264,8 @@ NOISE_ERRORS = [
     ({"samples": 2.5}, r"noise\.samples must be a positive integer"),
     ({"sigma": -0.1}, r"noise\.sigma must be a number >= 0, got -0\.1"),
     ({"sigma": "big"}, r"noise\.sigma must be a number"),
-    ({"seed": 1.5}, r"noise\.seed must be an integer"),
+    ({"seed": 1.5}, r"noise\.seed must be an integer >= 0"),
+    ({"seed": -1}, r"noise\.seed must be an integer >= 0, got -1"),  # numpy's generators take none
     ({"sigm": 0.1}, r"noise\.sigm: unknown key 'sigm'; noise takes kind, samples, sigma, seed"),
     ("smoothgrad", r"noise must be null \(off\) or a mapping of kind, samples, sigma, seed"),
 ]
@@ -294,6 +295,8 @@ RISE_ERRORS = [
     ({"cells": 0}, r"cells must be a positive integer, got 0"),
     ({"num_masks": 0}, r"num_masks must be a positive integer, got 0"),
     ({"num_masks": 10.0}, r"num_masks must be a positive integer"),
+    ({"seed": -1}, r"seed must be an integer >= 0, got -1"),  # it failed in the job, with numpy's bare message
+    ({"cells": 33}, r"cells 33 exceeds the model input's smallest side (10|32)"),  # cells under a pixel
 ]
 
 
@@ -303,6 +306,20 @@ def test_bad_rise_parameters_are_named(params, message):
         methods.create("RISE", shared_cnn(), **params)
     with pytest.raises(ValueError, match=rf"config key methods\[0\] \(rise\): {message}"):
         xconfig.method_variants(method_config({"name": "rise", **params}))
+
+
+def test_other_parameter_problems_a_user_writes_are_named():
+    # a misspelt keyword was a bare TypeError of __init__, without the method's parameters
+    with pytest.raises(TypeError, match=r"^RISE takes no parameter 'num_mask'; its parameters: score, num_masks"):
+        methods.create("rise", shared_cnn(), num_mask=3)
+    with pytest.raises(ValueError, match=r"^EigenCAM: score must be one of"):  # it named no method
+        methods.create("eigencam", shared_cnn(), score="prob")
+    with pytest.raises(ValueError, match=r"^LimePro: seed must be an integer >= 0, got -1"):
+        methods.create("limepro", shared_cnn(), seed=-1)
+    # compactness with the grid changed nothing: the maps equalled plain grid LIME's under another name
+    with pytest.raises(ValueError, match=r"compactness 5\.0 applies to segmentation 'slic' only"):
+        xconfig.method_variants(method_config({"name": "limepro", "compactness": 5}))
+    assert xconfig.method_variants(method_config({"name": "limepro", "segmentation": "slic", "compactness": 5}))
 
 
 # ---------------------------------------------------------------- RISE

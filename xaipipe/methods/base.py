@@ -104,6 +104,11 @@ class Method(metaclass=_MethodType):
         for old, new in RENAMED.items():
             if old in kwargs and old not in accepted and new in accepted:
                 raise ValueError(f"{cls.__name__}: {renamed_message(old, new)}")
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        unknown = [name for name in kwargs if name not in accepted]
+        if unknown and not takes_any:  # a misspelt parameter, which __init__ would refuse with a bare TypeError
+            names = [name for name in accepted if name not in ("self", "model")]
+            raise TypeError(f"{cls.__name__} takes no parameter {unknown[0]!r}; its parameters: {', '.join(names)}")
         return super().__new__(cls)
 
     def __init__(self, model: keras.Model, score: str = DEFAULT_SCORE):
@@ -111,7 +116,7 @@ class Method(metaclass=_MethodType):
         from xaipipe.model import check_supported
 
         if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+            raise ValueError(f"{type(self).__name__}: score must be one of {SCORES}, got {score!r}")
         check_supported(model)
         self.model = model
         self.score = score

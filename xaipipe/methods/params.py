@@ -48,9 +48,11 @@ def _probability(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+def check_seed(name: str, value: Any) -> int:
+    """A seed of numpy's generators: an integer >= 0 (``numpy.random.default_rng`` refuses a negative one, which
+    the jobs then reported as a bare "expected non-negative integer")."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
 
 
@@ -123,7 +125,7 @@ _NOISE_KEYS: Mapping[str, Callable[[str, Any], Any]] = {
     "kind": _noise_kind,
     "samples": check_positive_int,
     "sigma": check_non_negative_number,  # 0: every copy is the input itself
-    "seed": check_int,
+    "seed": check_seed,
 }
 
 
@@ -170,7 +172,7 @@ KINDS: Mapping[str, Callable[[str, Any], Any]] = {
     "compactness": _optional_positive_number,
     "num_features": check_positive_int,
     "kernel_width": check_positive_number,
-    "seed": check_int,
+    "seed": check_seed,
     "noise": _noise,
     "num_masks": check_positive_int,
     "cells": check_positive_int,
@@ -206,6 +208,11 @@ def combination_problem(params: Mapping[str, Any]) -> str | None:
                 "noise.sigma 0 with kind vargrad: every copy is the input itself, whose variance is 0, every map all "
                 "zeros; choose a sigma above 0"
             )
+    if params.get("segmentation") == "grid" and params.get("compactness") is not None:
+        return (
+            f"compactness {params['compactness']} applies to segmentation 'slic' only: the grid's cells ignore it, "
+            "and the maps would equal plain grid LIME's under another parameter set; remove it or set segmentation: slic"
+        )
     samples, segments = params.get("num_samples"), params.get("segments")
     if samples is not None and segments is not None and samples <= segments:
         return (
@@ -223,17 +230,27 @@ def check_params(
     input's spatial ``size`` where given; ValueError naming the parameter and what is allowed
     (preceded by ``method``'s name where given, as the constructors do)."""
     try:
-        checked = {name: KINDS[name](name, value) if name in KINDS else value for name, value in params.items()}
+        return _checked(params, size)
     except ValueError as error:
         if method is None:
             raise
         raise ValueError(f"{method}: {error}") from None
+
+
+def _checked(params: Mapping[str, Any], size: Sequence[int] | None) -> dict[str, Any]:
+    checked = {name: KINDS[name](name, value) if name in KINDS else value for name, value in params.items()}
     if size is not None:
         patch = checked.get("patch_size")
         if patch is not None and patch > min(size):
             raise ValueError(
                 f"patch_size {patch} is larger than the model input {list(size)}; "
                 f"choose at most {min(size)} (preprocessing.size)"
+            )
+        cells = checked.get("cells")
+        if cells is not None and cells > min(size):
+            raise ValueError(
+                f"cells {cells} exceeds the model input's smallest side {min(size)} ({list(size)}): RISE's mask "
+                f"cells would be smaller than a pixel; choose at most {min(size)}"
             )
         segments = checked.get("segments")
         if segments is not None and segments > math.prod(size):

@@ -79,7 +79,7 @@ class RISE(Method):
         copies per model call."""
         super().__init__(model, score)
         given = {"num_masks": num_masks, "cells": cells, "p": p, "seed": seed, "chunk_size": chunk_size}
-        checked = check_params(given, method=self.name)
+        checked = check_params(given, self.spatial_shape, method=self.name)
         self.num_masks = checked["num_masks"]
         self.cells = checked["cells"]
         self.p = checked["p"]
