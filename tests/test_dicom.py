@@ -111,6 +111,44 @@ def test_ct_is_in_hounsfield_units_and_standardizes_with_minmax():
     np.testing.assert_allclose(inputs[..., 0], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("interpolation", ["area", "linear", "cubic", "nearest"])
+def test_a_ct_smaller_than_the_file_is_resized_in_hounsfield_units(tmp_path, interpolation):
+    # a CT with a Rescale Intercept loads as int32, which OpenCV's resize refuses but for nearest: the preprocess
+    # job stopped with a bare cv2.error naming no sample, whatever on_error said (the test above kept 128x128)
+    import cv2
+
+    pre = Preprocessing(size=(32, 32), channels=1, standardize="none", interpolation=interpolation)
+    preprocess_shard([get_testdata_file("CT_small.dcm")], ["ct"], None, None, pre, tmp_path / "pre.h5")
+    with h5store.PreprocessedShard.open(tmp_path / "pre.h5") as shard:
+        inputs = shard.inputs(slice(0, 1))[0, ..., 0]
+    flag = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+    expected = cv2.resize(reference("CT_small.dcm").astype(np.float64), (32, 32), interpolation=flag[interpolation])
+    np.testing.assert_allclose(inputs, expected, rtol=1e-6, atol=1e-3)  # HU, in float32
+    assert inputs.min() < -500  # air stays air
+
+
+def test_an_unusable_sample_that_opencv_refuses_is_named_and_skipped(tmp_path, monkeypatch):
+    # any error of one sample's preprocessing names the sample and follows on_error, not only ValueErrors
+    import cv2
+
+    from xaipipe import preprocess
+    from xaipipe.errors import SampleError
+
+    array = np.arange(48 * 40, dtype=np.float32).reshape(48, 40)
+    np.save(tmp_path / "a.npy", array)
+
+    def refuse(*args, **kwargs):
+        raise cv2.error("OpenCV(5.0) resize.cpp:4000: error: (-215:Assertion failed) func != 0 in function 'resize'")
+
+    monkeypatch.setattr(preprocess.cv2, "resize", refuse)
+    pre = Preprocessing(size=(16, 16), channels=1, standardize="none")
+    with pytest.raises(SampleError, match=r"a\.npy.*func != 0"):
+        preprocess_shard([tmp_path / "a.npy"], ["a.npy"], None, None, pre, tmp_path / "fail.h5")
+    preprocess_shard([tmp_path / "a.npy"], ["a.npy"], None, None, pre, tmp_path / "skip.h5", on_error="skip")
+    with h5store.PreprocessedShard.open(tmp_path / "skip.h5") as shard:
+        assert shard.skipped.tolist() == [True] and "func != 0" in shard.skip_reasons[0]
+
+
 def test_file_without_extension_read_as_dicom_with_image_format_dcm(tmp_path):
     shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "scan01")
     path = sample_path(tmp_path, "scan01", "dcm")

@@ -48,6 +48,8 @@ INTERPOLATIONS = {
     "lanczos": cv2.INTER_LANCZOS4,
 }
 VOLUME_INTERPOLATIONS = ("nearest", "linear")
+#: The pixel types OpenCV's linear, cubic, area and Lanczos resize take (its nearest takes int32 too).
+_OPENCV_RESIZES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 STANDARDIZE_MODES = ("none", "minmax", "z-score", "grayscale", "tf", "caffe", "torch")
 FIXED_RANGE_MODES = ("tf", "caffe", "torch")  # modes that take 0..255 values (module docstring)
 
@@ -255,6 +257,10 @@ def resize(image: np.ndarray, size: tuple[int, ...], interpolation: str) -> np.n
         return image
     if len(size) == 2:
         height, width = size
+        if image.dtype == bool:
+            image = image.astype(np.uint8)
+        elif image.dtype not in _OPENCV_RESIZES and interpolation != "nearest":  # a CT in HU (int32), int8, ...
+            image = image.astype(np.float64)  # exact for every int32 value; OpenCV's resize refuses the type
         return cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[interpolation])
     moved = np.moveaxis(image, -1, 0) if image.ndim == 4 else image[None]
     if interpolation == "nearest":

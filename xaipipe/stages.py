@@ -93,11 +93,13 @@ def preprocess_shard(
                     base, geometry, map_grid = _volume_grids(
                         image, geometry, processed, grid, preprocessing.resamples, preprocess_overlay
                     )
-            except ValueError as error:
+            except Exception as error:  # noqa: BLE001  whatever fails names the sample (an OpenCV error named none)
+                reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+                reason = reason if str(path) in reason else f"{path}: {reason}"
                 if on_error == "fail":
-                    raise SampleError(sample_id, str(error), "preprocess") from None
-                log.warning("sample %r skipped (on_error: skip): %s; %s", sample_id, error, _FIX)
-                shard.skip(row, Issue(sample_id, "preprocess", "skipped", str(error)))
+                    raise SampleError(sample_id, reason, "preprocess") from None
+                log.warning("sample %r skipped (on_error: skip): %s; %s", sample_id, reason, _FIX)
+                shard.skip(row, Issue(sample_id, "preprocess", "skipped", reason))
                 continue
             for warning in (small_image_warning(image.shape, preprocessing.size),
                             range_warning(processed, preprocessing.standardize),
