@@ -127,3 +127,46 @@ def test_an_image_that_opencv_cannot_decode_says_so_not_truncated(tmp_path):
         return
     with pytest.raises(ValueError, match=r"OpenCV cannot decode .*turned\.tif.*Pillow reads it \(TIFF RGB"):
         load_image(path)
+
+
+# TIFFs as microscopes and scanners write them, made with tifffile (scikit-image's dependency) and read back with it
+# as the reference: OpenCV read each of these differently from the file, without a word
+
+
+def test_a_16_bit_min_is_white_tiff_is_inverted_as_an_8_bit_one_is(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(0)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        stored = rng.integers(0, top + 1, (20, 24), dtype=dtype)
+        tifffile.imwrite(tmp_path / "mw.tif", stored, photometric="miniswhite")
+        loaded = load_image(tmp_path / "mw.tif")
+        assert loaded.dtype == dtype
+        np.testing.assert_array_equal(loaded, top - tifffile.imread(tmp_path / "mw.tif"))  # 0 is white
+
+
+def test_an_rgba_tiff_keeps_its_colours_and_drops_its_alpha(tmp_path):
+    # OpenCV multiplied the colours by the unassociated alpha: transparent pixels came back black
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (16, 18, 4), dtype=np.uint8)
+    rgba[:8, :, 3] = 0
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    np.testing.assert_array_equal(load_image(tmp_path / "rgba.tif"), tifffile.imread(tmp_path / "rgba.tif")[..., :3])
+
+
+def test_a_tiff_with_channels_beyond_colour_and_alpha_is_refused(tmp_path):
+    # a two-channel microscope image was read as its first channel alone
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((10, 12, 2), np.uint8), photometric="minisblack",
+                     planarconfig="contig", extrasamples=["unspecified"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"two\.tif: a TIFF of 2 channels per pixel, 1 of them neither colour nor"):
+        load_image(tmp_path / "two.tif")
+
+
+def test_a_gif_listed_in_a_sample_table_is_refused_as_folder_discovery_passes_it_over(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"anim\.gif: GIF is not read as a sample.*save the image as PNG"):
+        load_image(tmp_path / "anim.gif")

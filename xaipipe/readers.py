@@ -382,15 +382,28 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    if path.suffix.lower() in (".tif", ".tiff") and (pages := cv2.imcount(str(path))) > 1:
+    if path.suffix.lower() == ".gif":  # as folder discovery, which counts them among the files not read
+        raise ValueError(
+            f"{path}: GIF is not read as a sample (of an animation OpenCV reads the first frame, and its colours "
+            "are a palette of 256); save the image as PNG"
+        )
+    tiff = path.suffix.lower() in (".tif", ".tiff")
+    if tiff and (pages := cv2.imcount(str(path))) > 1:
         raise ValueError(
             f"{path}: a TIFF of {pages} pages (a stack of slices, or channels stored as pages), of which OpenCV "
             "reads the first; a 2D image is one page: save the page to explain as a file of its own, or the "
             "stack as a volume (.nii.gz, .mha)"
         )
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    layout = _tiff_layout(path) if tiff else None
+    if layout is not None and layout.unassociated_alpha and layout.bits == 8:  # OpenCV multiplies RGB by alpha
+        image = _pillow_without_alpha(path)
+    else:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(_undecodable(path))
+    if layout is not None and layout.min_is_white and image.dtype.kind == "u" and image.dtype != np.uint8:
+        # OpenCV inverts 8 bits only; inverted over the stored bits, as DICOM's MONOCHROME1 (dicom.py)
+        image = (min((1 << layout.bits) - 1, np.iinfo(image.dtype).max) - image).astype(image.dtype)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3:
@@ -407,6 +420,53 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             return image
         raise ValueError(f"{path}: unsupported pixel type {image.dtype}")
     return image
+
+
+@dataclass(frozen=True)
+class _TiffLayout:
+    """What a TIFF's first directory says of its pixels (:func:`_tiff_layout`)."""
+
+    bits: int
+    min_is_white: bool  # PhotometricInterpretation 0: 0 is white (as DICOM's MONOCHROME1)
+    unassociated_alpha: bool  # ExtraSamples 2: an alpha channel the colours are not multiplied by
+
+
+def _tiff_layout(path: Path) -> _TiffLayout | None:
+    """The layout of a TIFF from its tags (Pillow reads the header only), or None where Pillow cannot read them (the
+    loader then names the file). A ValueError for channels that are neither colour nor alpha (ExtraSamples 0, a
+    microscope's second channel), of which OpenCV reads the first alone."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            tags = image.tag_v2
+            photometric = tags.get(262)
+            samples_per_pixel = int(tags.get(277, 1))
+            extra = tuple(tags.get(338, ()) or ())
+            bits = int((tags.get(258) or (8,))[0])
+    except Exception:  # noqa: BLE001  no readable header: the loader says what is wrong with the file
+        return None
+    if 0 in extra:
+        raise ValueError(
+            f"{path}: a TIFF of {samples_per_pixel} channels per pixel, {extra.count(0)} of them neither colour nor "
+            "alpha (a microscope's channels?), of which OpenCV reads the first alone; save the channels to explain "
+            "as a gray or RGB image"
+        )
+    return _TiffLayout(bits, photometric == 0, 2 in extra)
+
+
+def _pillow_without_alpha(path: Path) -> np.ndarray | None:
+    """An 8-bit TIFF with unassociated alpha as Pillow reads it, its alpha dropped (None where Pillow cannot)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image)
+    except Exception:  # noqa: BLE001  then OpenCV's reading and its error
+        return None
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (2, 4):
+        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return np.ascontiguousarray(array[..., 0] if array.shape[2] == 2 else array[..., :3][..., ::-1])  # BGR as OpenCV
 
 
 def _undecodable(path: Path) -> str:
