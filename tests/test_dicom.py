@@ -224,6 +224,15 @@ def test_twelve_bit_jpeg_that_simpleitk_decodes_wrongly_is_refused(name):
         load_sample(get_testdata_file(name), 2)
 
 
+@pytest.mark.parametrize("name", ["SC_rgb_rle_16bit.dcm", "SC_rgb_rle_32bit.dcm"])
+def test_rle_colour_of_more_than_8_bits_that_simpleitk_decodes_wrongly_is_refused(name):
+    # its red, green and blue stripes came back green, blue and red with the bytes mixed, without a word
+    with pytest.raises(ValueError, match=rf"{name}: (16|32)-bit colour pixel data compressed as RLE lossless.*gdcmconv"):
+        load_sample(get_testdata_file(name), 2)
+    array, _ = load_sample(get_testdata_file("SC_rgb_rle.dcm"), 2)  # 8 bits: right
+    np.testing.assert_array_equal(array, pydicom.dcmread(get_testdata_file("SC_rgb_rle.dcm")).pixel_array)
+
+
 def test_reading_leaves_the_locale_as_it_was(tmp_path):
     write_series(tmp_path / "ct", hu_volume(), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), UID_A)
     before = locale.setlocale(locale.LC_ALL)

@@ -135,6 +135,8 @@ def read_file(path: str | os.PathLike) -> tuple[sitk.Image, int]:
     return image, frames
 
 
+#: RLE lossless, whose decoder in SimpleITK's GDCM mixes the channels and bytes of colour of more than 8 bits.
+_RLE = "1.2.840.10008.1.2.5"
 #: JPEG processes whose decoder in SimpleITK's GDCM takes 8-bit samples only.
 _EIGHT_BIT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 
@@ -142,13 +144,24 @@ _EIGHT_BIT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 def _check_decodable(path: Path, meta: Callable[[str], str | None]) -> None:
     """ValueError for pixel data GDCM would decode wrongly without an error: JPEG of more than 8 bits per sample
     (it prints "Unsupported JPEG data precision 12" and returns values cut to 8 bits: pydicom's JPGExtended.dcm,
-    12-bit, came back with a maximum of 264)."""
+    12-bit, came back with a maximum of 264), and RLE colour of more than 8 bits (SC_rgb_rle_16bit.dcm)."""
     syntax = _transfer_syntax(path)
     bits = meta("0028|0101")  # Bits Stored
     if syntax in _EIGHT_BIT_JPEG and bits is not None and bits.isdigit() and int(bits) > 8:
         raise ValueError(
             f"{path}: {bits}-bit {_TRANSFER_SYNTAXES[syntax]} pixel data (transfer syntax {syntax}), which "
             f"SimpleITK decodes to wrong values (8 bits only); {_DECOMPRESS}"
+        )
+    allocated, channels = meta("0028|0100"), meta("0028|0002")  # Bits Allocated, Samples per Pixel
+    if (
+        syntax == _RLE
+        and allocated is not None and allocated.isdigit() and int(allocated) > 8
+        and channels is not None and channels.isdigit() and int(channels) > 1
+    ):  # fmt: skip
+        raise ValueError(
+            f"{path}: {allocated}-bit colour pixel data compressed as RLE lossless (transfer syntax {syntax}), "
+            "which SimpleITK decodes with its channels and bytes mixed (pydicom's red, green and blue stripes came "
+            f"back green, blue and red); {_DECOMPRESS}"
         )
 
 
