@@ -233,6 +233,15 @@ def test_rle_colour_of_more_than_8_bits_that_simpleitk_decodes_wrongly_is_refuse
     np.testing.assert_array_equal(array, pydicom.dcmread(get_testdata_file("SC_rgb_rle.dcm")).pixel_array)
 
 
+def test_an_image_of_another_type_named_dcm_is_said_to_be_one(tmp_path):
+    # it was "a DICOM file without pixel data (an RT plan, a structure set, a report, ...)"
+    import cv2
+
+    (tmp_path / "scan.dcm").write_bytes(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    with pytest.raises(ValueError, match=r"scan\.dcm: not a DICOM file but a PNG image named \.dcm; rename it"):
+        load_sample(tmp_path / "scan.dcm", 2)
+
+
 def test_reading_leaves_the_locale_as_it_was(tmp_path):
     write_series(tmp_path / "ct", hu_volume(), (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), UID_A)
     before = locale.setlocale(locale.LC_ALL)

@@ -88,6 +88,23 @@ def _transfer_syntax(path: Path) -> str | None:
     return head[at + 8 : at + 8 + length].decode("ascii", "replace").strip("\x00 ") or None
 
 
+#: The first bytes of the image files a DICOM folder may hold by mistake, and their types.
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP",
+    b"GIF8": "GIF",
+}  # fmt: skip
+
+
+def _image_signature(path: Path) -> str | None:
+    """The type of image whose signature starts ``path`` (PNG, JPEG, ...), or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in _SIGNATURES.items() if head.startswith(magic)), None)
+
+
 def _has_pixel_data(path: Path) -> bool:
     """Whether the file holds a Pixel Data element (7FE0,0010), either byte order (a byte search)."""
     try:
@@ -98,7 +115,13 @@ def _has_pixel_data(path: Path) -> bool:
 
 
 def _unreadable(path: Path, error: RuntimeError) -> ValueError:
-    """The ValueError for a DICOM file GDCM could not read: no pixel data, an undecodable codec, or damage."""
+    """The ValueError for a DICOM file GDCM could not read: no DICOM at all, no pixel data, an undecodable codec, or
+    damage."""
+    kind = _image_signature(path)
+    if kind is not None:  # a PNG renamed .dcm was said to be "a DICOM file without pixel data"
+        return ValueError(
+            f"{path}: not a DICOM file but a {kind} image named .dcm; rename it to its type's extension"
+        )
     if not _has_pixel_data(path):
         return ValueError(
             f"{path}: a DICOM file without pixel data (an RT plan, a structure set, a report, ...), not an image; "

@@ -483,7 +483,7 @@ def _undecodable(path: Path) -> str:
                 image.load()
                 what = f"{image.format} {image.mode} {image.width}x{image.height}"
     except Exception:  # noqa: BLE001  Pillow cannot read it either
-        return f"unreadable or truncated image: {path}"
+        return f"unreadable or truncated image: {path}; repair or remove it"
     return f"OpenCV cannot decode {path}, although Pillow reads it ({what}): save it again, e.g. as PNG"
 
 
