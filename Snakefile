@@ -29,3 +29,11 @@ rule all:
     default_target: True
     input:
         all_outputs,
+
+
+# Outputs of earlier runs that this config no longer makes (samples removed or renamed, another shard_size, a
+# variant removed) are said at the start, never deleted.
+if workflow.is_main_process:
+    orphans = xcaches.orphan_outputs([*BY_ROOT, *PREPROCESSED], all_outputs(None))
+    if orphans:
+        logger.warning(xcaches.orphans_warning(orphans, OUT))

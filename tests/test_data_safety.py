@@ -230,6 +230,28 @@ def test_a_changed_preprocessing_reruns_the_preprocessing(study):
             assert f.inputs(slice(None)).min() >= -1 and f.inputs(slice(None)).min() < 0  # [-1, 1], not minmax's [0, 1]
 
 
+def test_outputs_of_samples_and_shards_the_config_no_longer_has_are_said_at_the_start(study):
+    # a removed sample's overlays and a shard of an earlier shard_size stayed on disk, named like current ones,
+    # without a word (a glob over heatmaps/*/shard-*.h5 counted their samples twice); they are not deleted
+    workdir, _, _ = study
+    results = workdir / "results"
+    config = user_config(workdir, preprocessing={"size": [16, 16], "channels": 1, "standardize": "tf"})
+    quiet = snakemake_ok(workdir, config, "-n")  # a dry run logs to stdout
+    assert "outputs of no sample" not in quiet.stdout + quiet.stderr
+    stale = [results / "overlays/gradcam/other.removed.png", results / "heatmaps/gradcam/shard-00007.h5"]
+    shutil.copy(results / "overlays/gradcam/other.a.png", stale[0])
+    shutil.copy(results / "heatmaps/gradcam/shard-00001.h5", stale[1])
+    (results / "heatmaps/gradcam/.shard-00001.h5.abcd1234.part").write_bytes(b"")  # an interrupted write: no output
+    said = snakemake_ok(workdir, config, "-n")
+    log = said.stdout + said.stderr
+    assert "xaipipe: 2 file(s) under results are outputs of no sample, shard or variant" in log
+    assert "other.removed.png" in log and "shard-00007.h5" in log
+    assert all(path.exists() for path in stale)  # nothing deleted
+    for path in stale:
+        path.unlink()
+    (results / "heatmaps/gradcam/.shard-00001.h5.abcd1234.part").unlink()
+
+
 def test_the_demo_writes_only_into_its_folder_under_the_output(tmp_path):
     outside = {"demo": {"build": True}, "data": {"images": str(tmp_path / "mine")}, "methods": ["gc"]}
     result = snakemake(tmp_path, outside, "-n")  # a dry run reports on stdout

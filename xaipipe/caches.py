@@ -268,3 +268,43 @@ def forget_changed_masks(files: Mapping[str, Sequence[str | None]], stats: StatC
             )
     stats.save()
     return messages
+
+
+#: The files a run writes once per shard or sample, by folder pattern under a model's output folder (or the folder of
+#: its preprocessed shards): what :func:`orphan_outputs` looks through.
+PER_SAMPLE_OUTPUTS = (
+    "preprocessed/shard-*.h5", "predictions/shard-*.h5", "heatmaps/*/shard-*.h5", "evaluation/*/shard-*.h5",
+    "overlays/*/*",
+)  # fmt: skip
+
+
+def orphan_outputs(roots: Sequence[str | os.PathLike], expected: Sequence[str | os.PathLike]) -> list[str]:
+    """The per-shard and per-sample outputs under ``roots`` (:data:`PER_SAMPLE_OUTPUTS`) that are none of
+    ``expected`` (the run's targets): an earlier run's, for samples since removed or renamed, another
+    ``shard_size``, a variant since removed. They are in none of this run's tables or pages, but a glob over the
+    folders (``heatmaps/*/shard-*.h5``) would count them, and an overlay of a removed sample looks like a current
+    one. Hidden files (an interrupted write's) and ``.damaged`` files (moved aside) are not listed."""
+    wanted = {os.path.abspath(p) for p in expected}
+    found = []
+    for root in dict.fromkeys(os.path.abspath(r) for r in roots):
+        for pattern in PER_SAMPLE_OUTPUTS:
+            for path in sorted(Path(root).glob(pattern)):
+                name = path.name
+                if name.startswith(".") or name.endswith(".damaged") or not path.is_file():
+                    continue
+                if str(path) not in wanted:
+                    found.append(str(path))
+    return found
+
+
+def orphans_warning(orphans: Sequence[str], output: str) -> str | None:
+    """The start-of-run warning for :func:`orphan_outputs`, or None."""
+    if not orphans:
+        return None
+    examples = ", ".join(os.path.relpath(p) for p in orphans[:3])
+    return (
+        f"xaipipe: {len(orphans)} file(s) under {output} are outputs of no sample, shard or variant of this config "
+        f"(an earlier run's: samples removed or renamed, another shard_size, a variant removed), e.g. {examples}; "
+        "no table or page of this run reads them, but a glob over the folders would: delete them if you no longer "
+        "need them (xaipipe deletes nothing of yours)"
+    )
