@@ -170,3 +170,14 @@ def test_a_gif_listed_in_a_sample_table_is_refused_as_folder_discovery_passes_it
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     with pytest.raises(ValueError, match=r"anim\.gif: GIF is not read as a sample.*save the image as PNG"):
         load_image(tmp_path / "anim.gif")
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.float64])
+def test_signed_and_wide_tiffs_keep_their_values(tmp_path, dtype):
+    # an int16 TIFF (a CT exported in HU) was refused as an "unsupported pixel type", with no way forward
+    tifffile = pytest.importorskip("tifffile")
+    values = np.random.default_rng(2).integers(-1024, 3000, (12, 14)).astype(dtype)
+    tifffile.imwrite(tmp_path / "ct.tif", values)
+    loaded = load_image(tmp_path / "ct.tif")
+    assert loaded.dtype == dtype
+    np.testing.assert_array_equal(loaded, tifffile.imread(tmp_path / "ct.tif"))

@@ -375,7 +375,7 @@ def exif_orientation_warning(path: str | os.PathLike) -> str | None:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Load a 2D image as (H, W) gray or (H, W, 3) RGB, uint8 or uint16 as stored.
+    """Load a 2D image as (H, W) gray or (H, W, 3) RGB, of its stored type (uint8, uint16, int16, float32, ...).
 
     An alpha channel is dropped (the colour channels are kept as they are).
     """
@@ -415,11 +415,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             raise ValueError(f"{path}: unsupported channel count {image.shape[2]}")
     if image.ndim != 2 and image.ndim != 3:
         raise ValueError(f"{path}: expected a 2D image, got shape {image.shape}")
-    if image.dtype not in (np.uint8, np.uint16):
-        if image.dtype == np.float32:
-            return image
-        raise ValueError(f"{path}: unsupported pixel type {image.dtype}")
-    return image
+    if image.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: unsupported pixel type {image.dtype}; save it with integer or float pixels")
+    return image  # int16 (a CT exported as TIFF), int32, float64 too: kept as stored, as .npy and DICOM samples are
 
 
 @dataclass(frozen=True)
