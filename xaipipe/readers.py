@@ -544,8 +544,9 @@ def _load_dicom(path: Path, spatial_dims: int, series: str | None) -> tuple[np.n
         if spatial_dims != 3:
             if frames != 1:
                 raise ValueError(
-                    f"{path}: a multi-frame DICOM file of {frames} frames (a volume) where a 2D image is expected "
-                    "(preprocessing.size has 2 entries); use a 3D config for it"
+                    f"{path}: a multi-frame DICOM file of {frames} frames (a volume, or a cine clip) where a 2D image "
+                    "is expected (preprocessing.size has 2 entries); save the frame to explain as a file of its own, "
+                    "or explain the frames as a volume with a 3D config"
                 )
             array = sitk.GetArrayFromImage(image)
             return _check_finite(array.reshape(array.shape[1:]), path), None
