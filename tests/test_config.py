@@ -356,7 +356,7 @@ def test_a_sample_table_whose_files_are_missing_names_them_and_the_image_format_
     with pytest.raises(ValueError, match=r"here 'nii.gz'"):
         xconfig.check_sample_files(config, SampleSheet(("flat/scan",)))
     gone = SampleSheet(("flat/r0.png", "flat/gone.png"))
-    with pytest.raises(ValueError, match=r"1 of the 2 samples have no file: \S+/flat/gone.png; check the ids against"):
+    with pytest.raises(ValueError, match=r"1 of the 2 samples has no file: \S+/flat/gone.png; check the ids against"):
         xconfig.check_sample_files(config, gone)
     xconfig.check_sample_files({**config, "data": {**config["data"], "samples": None}}, gone)  # found files exist
 

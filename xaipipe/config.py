@@ -565,7 +565,8 @@ def check_sample_files(config: dict[str, Any], sheet: SampleSheet) -> None:
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
     listed = ", ".join(str(paths[i]) for i in missing[:3]) + more
     raise ValueError(
-        f"config key data.samples: {len(missing)} of the {len(sheet)} samples have no file: {listed}{hint}"
+        f"config key data.samples: {len(missing)} of the {len(sheet)} samples {'has' if len(missing) == 1 else 'have'} "
+        f"no file: {listed}{hint}"
     )
 
 
