@@ -86,6 +86,8 @@ def test_a_sweep_gives_one_variant_per_combination_in_the_order_written():
         ([{"name": "gc", "sweep": {"layer": ["block 1"]}}], r"label 'gradcam-layer-block 1' is no safe folder name"),
         ([{"name": "os", "label": "o{stride}", "sweep": {"patch_size": [4]}}], r"methods\[0\]\.label: template 'o\{stride\}' names 'stride', which is not swept"),
         ([{"name": "os", "sweep": {"patch_size": [4, 0]}}], r"methods\[0\] \(occlusion-patch_size-0\): patch_size"),
+        ([{"name": "os", "label": "O-8"}, {"name": "os", "label": "o-{patch_size}", "sweep": {"patch_size": [8]}}],
+         r"methods\[1\]: label 'o-8' is taken by methods\[0\] too as 'O-8' \(they differ in case alone"),
     ],
 )
 def test_bad_variants_are_named(methods, message):
@@ -270,6 +272,8 @@ def test_families_hold_in_every_model_of_the_study():
         ({"models": {"../x": {"path": "a.keras"}}}, r"models\.\.\./x: the name '\.\./x' is no safe folder name"),
         ({"models": {"a b": {"path": "a.keras"}}}, r"models\.a b: the name 'a b' is no safe folder name"),
         ({"models": {"report": {"path": "a.keras"}}}, r"models\.report: the name 'report' is a folder of the study's own"),
+        ({"models": {"A": {"path": "a.keras"}, "a": {"path": "b.keras"}}},
+         r"models\.a: the name differs from models\.A in case alone"),
         ({"models": {"a": {"path": "a.keras"}}, "model": {"path": "m.keras", "layer": None}},
          r"config keys model\.path and models: set one of them"),
         ({"models": {"a": {"path": "a.keras", "preprocessing": {"sise": [3, 3]}}}},

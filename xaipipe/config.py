@@ -129,11 +129,13 @@ def method_variants(
             except ValueError as error:
                 named = key if label is None and sweep is None else this  # the entry as written, or its variant
                 raise ValueError(f"{where} ({named}): {error}") from None
-            if this in variants:
-                first = variants[this].entry
+            taken = next((v for v in variants if v.lower() == this.lower()), None)  # folders: case may not count
+            if taken is not None:
+                first = variants[taken].entry
                 hint = "give each a different label" if first != position else "use a label template with {param}"
+                case = "" if taken == this else f" as {taken!r} (they differ in case alone: one folder on macOS/Windows)"
                 raise ValueError(
-                    f"{where}: label {this!r} is taken by methods[{first}] too; {hint} "
+                    f"{where}: label {this!r} is taken by methods[{first}] too{case}; {hint} "
                     f"(e.g. {{name: {key}, label: {key}-2, ...}})"
                 )
             variants[this] = Variant(this, name, params, position)
@@ -244,6 +246,10 @@ def model_specs(config: dict[str, Any]) -> dict[str, ModelSpec]:
     shared: dict[str, str] = {}  # preprocessing (as JSON) -> its folder
     for name, entry in models.items():
         where = f"config key models.{name}"
+        twin = next((other for other in specs if other.lower() == name.lower()), None)
+        if twin is not None:  # one folder where case does not count (macOS, Windows, SMB shares)
+            raise ValueError(f"{where}: the name differs from models.{twin} in case alone, which makes one folder on "
+                             "macOS and Windows; rename one of them")  # fmt: skip
         if not LABEL.match(name) or name in RESERVED_MODEL_NAMES:
             why = "is a folder of the study's own" if name in RESERVED_MODEL_NAMES else "is no safe folder name"
             raise ValueError(
