@@ -86,6 +86,8 @@ def test_a_sweep_gives_one_variant_per_combination_in_the_order_written():
         ([{"name": "gc", "sweep": {"layer": ["block 1"]}}], r"label 'gradcam-layer-block 1' is no safe folder name"),
         ([{"name": "os", "label": "o{stride}", "sweep": {"patch_size": [4]}}], r"methods\[0\]\.label: template 'o\{stride\}' names 'stride', which is not swept"),
         ([{"name": "os", "sweep": {"patch_size": [4, 0]}}], r"methods\[0\] \(occlusion-patch_size-0\): patch_size"),
+        ([{"name": "sm", "sweep": {"noise": [None, {"kind": "smoothgrad", "samples": 4}]}}],
+         r"is no safe folder name.*a swept 'noise' that is a mapping names no folder: list its variants as entries"),
         ([{"name": "os", "label": "O-8"}, {"name": "os", "label": "o-{patch_size}", "sweep": {"patch_size": [8]}}],
          r"methods\[1\]: label 'o-8' is taken by methods\[0\] too as 'O-8' \(they differ in case alone"),
     ],

@@ -10,7 +10,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,9 +185,16 @@ def _variant_label(name: str, label: str | None, combo: dict[str, Any], where: s
         text = (label or name) + "".join(f"-{p}-{_label_value(v)}" for p, v in combo.items())
     if not LABEL.match(text) or text in RESERVED_LABELS:
         why = "is reserved" if text in RESERVED_LABELS else "is no safe folder name"
+        mapping = next((p for p, v in combo.items() if isinstance(v, Mapping)), None)
+        fix = (
+            f"a swept {mapping!r} that is a mapping names no folder: list its variants as entries of their own, "
+            f"each with a label (e.g. {{name: {name}, label: {name}-sg, {mapping}: ...}})"
+            if mapping is not None
+            else "set `label`, or a template such as 'occ-{patch_size}'"
+        )
         raise ValueError(
             f"{where}: label {text!r} {why}; a label holds letters, digits and _.+=- and starts with a "
-            "letter or digit (set `label`, or a template such as 'occ-{patch_size}')"
+            f"letter or digit ({fix})"
         )
     return text
 
