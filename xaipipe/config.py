@@ -473,7 +473,10 @@ def check_model_files(
     for name, spec in specs.items():
         where = f"config key {f'models.{name}' if several else 'model.path'}"
         if not demo and not os.path.exists(spec.path):
-            raise ValueError(f"{where}{'.path' if several else ''}: no model file {spec.path} (from {os.getcwd()})")
+            raise ValueError(
+                f"{where}{'.path' if several else ''}: no model file {spec.path} (from {os.getcwd()}); correct the "
+                "path (relative paths start at the working directory, snakemake's --directory) or copy the model there"
+            )
         if not os.path.isfile(spec.path):
             continue
         n_outputs = output_count(spec.path)
