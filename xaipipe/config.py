@@ -708,9 +708,10 @@ def sample_masks(config: dict[str, Any], sheet: SampleSheet) -> list[str | None]
             f"config key {key}: no mask for any of the {len(paths)} samples (looked for {where}, e.g. "
             f"{sheet.ids[0]!r}); masks mirror the sample ids"
         )
-    missing = missing_masks(sheet.ids, paths)
-    if missing and config["on_error"] == "fail":  # else the evaluation jobs, after every map, stopped on the first
-        sample_id, path = missing[0]
+    # a table's paths may name no file (a folder's were found on disk); with skip, missing_masks_warning says so at
+    # the run's start: each mask is looked up once either way
+    if data["mask_column"] and config["on_error"] == "fail" and (missing := missing_masks(sheet.ids, paths)):
+        sample_id, path = missing[0]  # else the evaluation jobs, after every map, stopped on the first
         raise ValueError(
             f"config key data.mask_column: {len(missing)} mask file{'s' if len(missing) > 1 else ''} named in column "
             f"{data['mask_column']!r} of {data['samples']} do{'es' if len(missing) == 1 else ''} not exist, e.g. "
@@ -728,13 +729,15 @@ def missing_masks(ids: Sequence[str], paths: Sequence[str | None] | None) -> lis
 def missing_masks_warning(config: dict[str, Any], sheet: SampleSheet, paths: Sequence[str | None] | None) -> str | None:
     """The start-of-run warning where masks named in ``data.mask_column`` do not exist (``on_error: skip``; with
     ``fail`` :func:`sample_masks` refuses them)."""
-    missing = [] if config["demo"]["build"] else missing_masks(sheet.ids, paths)
+    data = config["data"]
+    skip = bool(data["mask_column"]) and config["on_error"] == "skip" and not config["demo"]["build"]
+    missing = missing_masks(sheet.ids, paths) if skip else []
     if not missing:
         return None
     sample_id, path = missing[0]
     return (
-        f"xaipipe: {len(missing)} mask file(s) named in column {config['data']['mask_column']!r} of "
-        f"{config['data']['samples']} do not exist (e.g. sample {sample_id!r}: {path}); on_error: skip leaves those "
+        f"xaipipe: {len(missing)} mask file(s) named in column {data['mask_column']!r} of "
+        f"{data['samples']} do not exist (e.g. sample {sample_id!r}: {path}); on_error: skip leaves those "
         "samples out of the evaluation, each listed in failures.tsv"
     )
 
