@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from xaipipe import evaluate, h5store
+from xaipipe import evaluate, faithfulness, h5store
 from xaipipe.errors import Issue, SampleError
 from xaipipe.model import sha256_file
 from xaipipe.writers import write_png
@@ -137,39 +137,43 @@ def test_localization_and_complexity_of_maps_on_the_mask_elsewhere_and_constant(
     elsewhere = np.zeros(shape, np.float32)
     elsewhere[(-1,) * len(shape)] = 1.0  # one-hot outside the block
     constant = np.full(shape, 0.5, np.float32)
-    x = np.ones((3, *shape, 1), np.float32)
-    maps = [(0, 0, on_mask), (1, 0, elsewhere), (2, 1, constant)]
+    blank = np.zeros(shape, np.float32)  # a map of nothing (Grad-CAM where no evidence is positive)
+    x = np.ones((4, *shape, 1), np.float32)
+    maps = [(0, 0, on_mask), (1, 0, elsewhere), (2, 1, constant), (3, 0, blank)]
     ids, pre, pred, hm = build_files(tmp_path, x, maps, tmp_path / "model.keras", kernel)
     mask = write_mask(tmp_path / f"mask{mask_suffix(kind)}", region)
     out = tmp_path / "eval.h5"
     evaluate.evaluate_shard(
-        pre, pred, hm, tmp_path / "model.keras", out, settings(LOCALIZATION_AND_COMPLEXITY), [mask] * 3, batch_size=2
+        pre, pred, hm, tmp_path / "model.keras", out, settings(LOCALIZATION_AND_COMPLEXITY), [mask] * 4, batch_size=2
     )
     found = EvaluationFile.read(out)
     v = found.values
     k = int(region.sum())
     assert found.method == "saliency" and found.ids == ids and found.issues == []
-    np.testing.assert_array_equal(found.sample_index, [0, 1, 2])
-    np.testing.assert_array_equal(found.class_index, [0, 0, 1])
+    np.testing.assert_array_equal(found.sample_index, [0, 1, 2, 3])
+    np.testing.assert_array_equal(found.class_index, [0, 0, 1, 0])
     # a constant map points nowhere: a miss (counted as Quantus counts ties, its peaks include the mask, and a method
     # whose maps were all blank ranked first in the pointing game; left out as NaN, one that went blank on its hard
     # cases ranked on its easy ones alone)
-    np.testing.assert_array_equal(v["pointing_game"], [1.0, 0.0, 0.0])
-    np.testing.assert_allclose(v["relevance_mass"], [1.0, 0.0, k / n])
+    np.testing.assert_array_equal(v["pointing_game"], [1.0, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(v["relevance_mass"], [1.0, 0.0, k / n, 0.0])
     # the one-hot peak lies outside; the k - 1 remaining top slots are shared by the n - 1 tied zeros
-    np.testing.assert_allclose(v["relevance_rank"], [1.0, (k - 1) / (n - 1), k / n])
+    np.testing.assert_allclose(v["relevance_rank"], [1.0, (k - 1) / (n - 1), k / n, k / n])
     # the one-hot map's pixel ranks above the k mask pixels' (tied with n - k - 1 others below): AUC 0.5 - 0.5/(n-k)
-    np.testing.assert_allclose(v["roc_auc"], [1.0, 0.5 - 0.5 / (n - k), 0.5])
-    # Gini: 0 for a constant map, (n-1)/n for a one-hot map; the block map has k equal values of n
-    np.testing.assert_allclose(v["sparseness"], [1 - k / n, (n - 1) / n, 0.0], atol=1e-12)
-    np.testing.assert_allclose(v["complexity"], [math.log(k), 0.0, math.log(n)], atol=1e-12)
+    np.testing.assert_allclose(v["roc_auc"], [1.0, 0.5 - 0.5 / (n - k), 0.5, 0.5])
+    # Gini: 0 for a constant map, (n-1)/n for a one-hot map; the block map has k equal values of n. The blank map
+    # counts as the constant map it is the limit of (the formulas' 0/0 left it out: ranked on the other maps alone)
+    np.testing.assert_allclose(v["sparseness"], [1 - k / n, (n - 1) / n, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(v["complexity"], [math.log(k), 0.0, math.log(n), math.log(n)], atol=1e-12)
     assert set(found.curves) == set()
 
 
 def hand_ranking(heat: np.ndarray) -> list[int]:
-    """C-order positions of the pixels, most relevant first, ties by position (written out, not argsort)."""
+    """C-order positions of the pixels, most relevant first, ties in the documented tie order (the seeded
+    permutation's place of each position; written out, not argsort)."""
     flat = [float(v) for v in heat.ravel()]
-    return sorted(range(len(flat)), key=lambda p: (-flat[p], p))
+    priority = np.random.default_rng(faithfulness.TIE_SEED).permutation(len(flat))
+    return sorted(range(len(flat)), key=lambda p: (-flat[p], priority[p]))
 
 
 def hand_curves(x: np.ndarray, heat: np.ndarray, kernel: np.ndarray, c: int, replacement: float, steps: int):

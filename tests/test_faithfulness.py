@@ -116,8 +116,13 @@ def test_blur_replacement_against_numpy_copies(spatial):
             assert out["insertion"][b, t] == pytest.approx(float((inserted * w).sum()), abs=1e-3)
 
 
-def test_removal_steps_with_ties_follow_the_position():
-    # maps full of ties (rounded noise, zeros): the step of each pixel from a stable sort done here
+def tie_priority(n):
+    """Where each position stands among its ties, as the module documents it: this seeded permutation."""
+    return np.random.default_rng(faithfulness.TIE_SEED).permutation(n)
+
+
+def test_removal_steps_with_ties_follow_the_seeded_tie_order():
+    # maps full of ties (rounded noise, zeros): the step of each pixel from a sort by (-value, tie priority) done here
     rng = np.random.default_rng(10)
     for trial in range(60):
         shape = tuple(int(n) for n in rng.integers(1, 7, size=rng.integers(1, 4)))
@@ -125,18 +130,43 @@ def test_removal_steps_with_ties_follow_the_position():
         maps = maps[trial % 3].astype(np.float64)
         steps = int(rng.integers(1, 25))
         n = int(np.prod(shape))
+        priority = tie_priority(n)
         expected = np.zeros((2, n), np.int64)
         for b in range(2):
-            order = np.argsort(-maps[b].ravel(), kind="stable")
+            flat = maps[b].ravel()
+            order = sorted(range(n), key=lambda p: (-flat[p], priority[p]))
             for t in range(steps, 0, -1):  # the first step whose k_t covers the pixel's rank
                 expected[b, order[: (t * n) // steps]] = t
+            ranks = faithfulness.relevance_ranks(maps[b : b + 1])[0].ravel()
+            np.testing.assert_array_equal(np.argsort(ranks), order)
         np.testing.assert_array_equal(faithfulness.map_removal_steps(maps, steps).reshape(2, n), expected)
-    # and a tied map through the model: [[1, 1], [0, 1]] removes (0,0), (0,1), (1,1), then (1,0)
+    # and a tied map through the model: [[1, 1], [0, 1]] removes the three 1s in tie order, then the 0
     w = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)[..., None]
     out = DeletionInsertion(linear_model(w), score="logits", steps=4, replacement=0.0)(
         np.ones((1, 2, 2, 1), np.float32), np.array([[[1.0, 1.0], [0.0, 1.0]]]), [0]
     )
-    np.testing.assert_allclose(out["deletion"][0], [10, 9, 7, 3, 0], atol=1e-5)
+    ones = sorted([0, 1, 3], key=lambda p: tie_priority(4)[p])
+    left = 10.0 - np.cumsum([0.0] + [w.ravel()[p] for p in ones + [2]])
+    np.testing.assert_allclose(out["deletion"][0], left, atol=1e-5)
+
+
+@pytest.mark.parametrize("spatial", [(16, 16), (8, 8, 8)])
+def test_a_blank_map_scores_at_chance_not_by_its_pixels_position(spatial):
+    # a model that reads the first rows only: deleting in C order (the old tie-break) removed them first and
+    # a blank map looked as faithful as a perfect one; in random order the score falls linearly, area 1/2
+    w = np.zeros(spatial, np.float32)
+    w[:2] = 1.0
+    x = np.ones((1, *spatial, 1), np.float32)
+    metric = DeletionInsertion(linear_model(w[..., None]), score="logits", steps=16, replacement=0.0)
+    out = metric(x, np.zeros((1, *spatial)), [0])
+    total = float(w.sum())
+    assert out["deletion"][0, 0] == pytest.approx(total)
+    # the expectation over random orders is total / 2; a fixed permutation of 256 or 512 pixels is within 0.08
+    assert out["deletion_area"][0] / total == pytest.approx(0.5, abs=0.08)
+    assert out["insertion_area"][0] / total == pytest.approx(0.5, abs=0.08)
+    # the map that names the read rows removes them first, as C order did: 1/16 (2D) and 1/8 (3D) by hand
+    perfect = metric(x, w[None], [0])
+    assert perfect["deletion_area"][0] / total == pytest.approx(1 / 16 if len(spatial) == 2 else 1 / 8)
 
 
 def test_blur_matches_scipy_and_keeps_constants():

@@ -103,6 +103,13 @@ def select_metrics(requested: Sequence[str] | None, has_masks: bool) -> list[str
     return [name for name in METRICS if name in requested]
 
 
+#: The revision of the per-map metrics' definitions, among the per-shard job's params so that a study evaluated by
+#: an earlier xaipipe is evaluated again, not summarized from its old files: 2 (Sun Nov 29 2026), the faithfulness
+#: curves' ties in a fixed random order (:func:`xaipipe.faithfulness.tie_order`) and blank maps' sparseness and
+#: complexity those of a constant map (0 and ln n), where C order and NaN were.
+DEFINITIONS = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     """The ``evaluation`` config section, checked (see the schema for each key)."""
@@ -158,8 +165,9 @@ class Settings:
         }
 
     def shard_params(self) -> dict[str, Any]:
-        """What the per-shard job depends on (a change reruns it)."""
+        """What the per-shard job depends on (a change reruns it), with :data:`DEFINITIONS`."""
         return {
+            "definitions": DEFINITIONS,
             "metrics": list(self.per_map),
             "steps": self.steps,
             "replacement": self.replacement,
@@ -332,10 +340,7 @@ def evaluate_shard(
         for batch in progress(batches, f"evaluate {method}", len(batches), "batch"):
             heat = np.stack([hm.normalized(int(m)) for m in batch]).astype(np.float64)
             for m, heatmap in zip(batch, heat, strict=True):
-                if "sparseness" in values:
-                    values["sparseness"][m] = metrics.sparseness(heatmap)
-                if "complexity" in values:
-                    values["complexity"][m] = metrics.complexity(heatmap)
+                _complexity(values, m, heatmap)
                 region = regions.get(int(sample_index[m]))
                 if region is not None and localizes[m]:
                     _localize(values, m, heatmap, region, int(settings["pointing_tolerance"]))
@@ -380,6 +385,19 @@ def _localized_maps(labels: np.ndarray, sample_index: np.ndarray, class_index: n
     per_sample = np.bincount(sample_index, minlength=len(labels))
     label = labels[sample_index]
     return (per_sample[sample_index] == 1) | (label < 0) | (np.asarray(class_index) == label)
+
+
+def _complexity(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray) -> None:
+    """Sparseness and complexity of one map. A blank map (all zero: nothing at all, or no positive evidence in a
+    ``positive`` normalization) is scored as the constant map it is the limit of, the least sparse and most complex
+    there is: sparseness 0 (as Quantus's ``Sparseness``, whose 1e-7 offset gives it) and complexity ln(n), not the
+    formulas' NaN, which left it out and ranked a method that goes blank on its hard cases on its easy ones alone
+    (n 15 against the others' 24)."""
+    blank = not np.any(heatmap)
+    if "sparseness" in values:
+        values["sparseness"][m] = 0.0 if blank else metrics.sparseness(heatmap)
+    if "complexity" in values:
+        values["complexity"][m] = math.log(heatmap.size) if blank else metrics.complexity(heatmap)
 
 
 def _localize(values: dict[str, np.ndarray], m: int, heatmap: np.ndarray, region: np.ndarray, tolerance: int) -> None:

@@ -3,8 +3,12 @@ and MoRF/LeRF with ROAD's noisy linear imputation (Rong et al. 2022), for 2D ima
 
 Definitions (inputs x of shape (*spatial, C), a map M of shape (*spatial), target class c):
 
-- The pixels (voxels) are ranked by the map: rank 0 is the most relevant (ties are
-  broken by the position in C order, so the ranking is deterministic). Signed maps rank
+- The pixels (voxels) are ranked by the map: rank 0 is the most relevant. Ties are broken
+  in one fixed random order of the positions (:func:`tie_order`, seeded: the ranking is
+  deterministic and the same for every method), not by position: a blank map, all one tie,
+  is scored as a map in random order would be (the chance level, as relevance rank and
+  ROC AUC count ties). C order removed the image's top rows first, and an all-blank
+  variant ranked second of nine on deletion. Signed maps rank
   by value, not magnitude (as Quantus's ``PixelFlipping`` with its default ``abs=False``): the most
   positive first, the most negative last. With n pixels
   and ``steps`` equal fractions, step t (0..steps) removes or reveals the
@@ -45,6 +49,7 @@ and are built in numpy, then scored by the same compiled forward pass in chunks.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -139,11 +144,34 @@ def fractions(steps: int) -> np.ndarray:
     return np.arange(check_steps(steps) + 1, dtype=np.float64) / steps
 
 
+#: The seed of :func:`tie_order`.
+TIE_SEED = 20180514
+
+
+@functools.lru_cache(maxsize=8)
+def tie_order(n_pixels: int) -> np.ndarray:
+    """Where each of ``n_pixels`` positions (C order) stands among the pixels it ties with, 0 first: the
+    permutation ``numpy.random.default_rng(TIE_SEED).permutation(n_pixels)``, the same for every map of that size."""
+    order = np.random.default_rng(TIE_SEED).permutation(n_pixels)
+    order.flags.writeable = False
+    return order
+
+
+@functools.lru_cache(maxsize=8)
+def _positions_in_tie_order(n_pixels: int) -> np.ndarray:
+    positions = np.argsort(tie_order(n_pixels))
+    positions.flags.writeable = False
+    return positions
+
+
 def relevance_ranks(maps: np.ndarray, descending: bool = True) -> np.ndarray:
-    """Rank (B, *spatial) of each pixel in its map, 0 = first removed (the most relevant where ``descending``)."""
+    """Rank (B, *spatial) of each pixel in its map, 0 = first removed (the most relevant where ``descending``);
+    tied pixels in :func:`tie_order`."""
     maps = np.asarray(maps, np.float64)
     flat = maps.reshape(len(maps), -1)
-    order = np.argsort(-flat if descending else flat, axis=1, kind="stable")
+    shuffle = _positions_in_tie_order(flat.shape[1])  # a stable sort of the pixels taken in this order keeps it
+    keys = (-flat if descending else flat)[:, shuffle]
+    order = shuffle[np.argsort(keys, axis=1, kind="stable")]
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None, :], axis=1)
     return ranks.reshape(maps.shape)
@@ -159,22 +187,24 @@ def map_removal_steps(maps: np.ndarray, steps: int) -> np.ndarray:
     """``removal_steps(relevance_ranks(maps), steps)`` without sorting every pixel: a partition at the k_t.
 
     Step t removes the k_t first pixels of the ranking, the pixels whose value exceeds
-    v_t (the k_t-th largest) and, of those equal to v_t, the first by position. A pixel
+    v_t (the k_t-th largest) and, of those equal to v_t, the first in :func:`tie_order`. A pixel
     whose value is none of the v_t is removed at the first t with v_t below it; for the
     pixels equal to some v_t the rank is counted exactly (the larger values, then the
-    position among the equal ones).
+    place in tie order among the equal ones).
     """
     maps = np.asarray(maps, np.float64)
     flat = maps.reshape(len(maps), -1)
     n = flat.shape[1]
     counts = step_counts(n, steps)
     used = np.flatnonzero(counts > 0)  # the steps that remove anything (k_t >= 1): a suffix of 0..steps
+    ties = tie_order(n)
     out = np.empty(flat.shape, np.int64)
     for b, values in enumerate(-flat):  # ascending keys: rank 0 is the smallest key
         thresholds = np.partition(values, counts[used] - 1)[counts[used] - 1]  # v_t, nondecreasing
         out[b] = used[np.minimum(np.searchsorted(thresholds, values, side="right"), len(used) - 1)]
         for value in np.unique(thresholds):
-            tied = np.flatnonzero(values == value)  # in C order: the tie-break
+            tied = np.flatnonzero(values == value)
+            tied = tied[np.argsort(ties[tied], kind="stable")]  # in tie order
             ranks = np.count_nonzero(values < value) + np.arange(len(tied))
             out[b, tied] = np.searchsorted(counts, ranks, side="right")
     return out.reshape(maps.shape)
