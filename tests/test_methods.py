@@ -952,3 +952,7 @@ def test_an_occlusion_stride_beyond_its_patch_or_a_single_segment_is_refused_in_
         methods.create("vargrad", model, noise={"samples": 1})
     with pytest.raises(ValueError, match=r"num_samples 3 is not above segments 8"):
         methods.create("limepro", model, num_samples=3, segments=8)
+    # the grid ignores compactness: accepted, the maps were plain grid LIME's under a parameter nobody applied
+    with pytest.raises(ValueError, match=r"LimePro: compactness 5 applies to segmentation 'slic' only"):
+        methods.create("limepro", model, compactness=5)
+    assert methods.create("limepro", model, segmentation="slic", compactness=5).compactness == 5

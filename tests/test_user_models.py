@@ -141,6 +141,25 @@ def test_a_subclassed_model_is_refused_with_what_to_do():
             methods.create(key, net)
 
 
+def test_a_sequential_model_not_built_yet_is_told_to_build_not_called_subclassed():
+    # keras.Sequential without keras.Input has no inputs until built: it was refused as "a subclassed keras.Model"
+    # with advice to rebuild it as a functional model, where model.build(...) was all it needed
+    layers = [L.Conv2D(4, 3, activation="relu", name="c"), L.GlobalAveragePooling2D(), L.Dense(2, activation="softmax")]
+    model = keras.Sequential(layers)
+    with pytest.raises(ValueError, match=r"not built yet.*model\.build\(\(None, H, W, C\)\)") as error:
+        methods.create("gradcam", model)
+    assert "subclassed" not in str(error.value)
+    model.build((None, SIZE, SIZE, 3))
+    x = images(2)
+    raw, _ = methods.create("saliency", model).explain(x, np.array([[0], [1]]))
+    with tf.GradientTape() as tape:
+        tape.watch(tensor := tf.constant(x))
+        logits = model.layers[-1].kernel.value  # softmax(h W + b): the logit of class c is (h W + b)_c
+        h = keras.ops.mean(model.layers[0](tensor), axis=(1, 2))
+        score = tf.reduce_sum(tf.gather(h @ logits + model.layers[-1].bias, [0, 1], batch_dims=1))
+    np.testing.assert_allclose(raw[:, 0], np.abs(tape.gradient(score, tensor).numpy()).max(axis=-1), rtol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_an_input_with_nan_or_inf_names_its_sample(bad):
     # TensorFlow's compiled ReLU turns NaN into 0: the maps of a NaN image looked like any other's

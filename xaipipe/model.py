@@ -430,10 +430,22 @@ def check_model_input(model, model_path: str | os.PathLike, input_shape: tuple[i
         raise ValueError(problem)
 
 
+def _is_sequential(model) -> bool:
+    import keras
+
+    return isinstance(model, keras.Sequential)
+
+
 def check_supported(model) -> None:
     """ValueError saying what is supported unless ``model`` is: one input of fixed spatial size, channels last,
     one output of shape (batch, classes). The predictions and heatmaps stages and every method check it."""
     name = getattr(model, "name", "model")
+    if getattr(model, "inputs", None) is None and _is_sequential(model):  # no keras.Input, never built or called
+        raise ValueError(
+            f"model {name!r} is a keras.Sequential model that is not built yet: it has no input shape, so no graph of "
+            "layers to explain; build it with model.build((None, H, W, C)) (or begin it with keras.Input((H, W, C))), "
+            "then pass or save it again"
+        )
     if getattr(model, "inputs", None) is None:  # a subclassed keras.Model: no graph of layers to read
         raise ValueError(
             f"model {name!r} ({type(model).__name__}) is a subclassed keras.Model, which has no graph of layers "

@@ -47,7 +47,7 @@ import numpy as np
 from xaipipe.autodiff import PerturbedScores
 from xaipipe.methods import defaults
 from xaipipe.methods.base import Method, _sample_name, pick_scores, repeat_classes
-from xaipipe.methods.params import check_params
+from xaipipe.methods.params import check_params, combination_problem
 
 RIDGE_PENALTY = 1.0
 #: SLIC's compactness for 2D RGB inputs, in CIELAB (scikit-image's default)...
@@ -167,6 +167,9 @@ class Lime(Method):
         self.segments = checked["segments"]
         self.segmentation = checked["segmentation"]
         given_compactness = checked["compactness"]
+        problem = combination_problem({"segmentation": self.segmentation, "compactness": compactness})
+        if problem is not None:  # params leave a grid's compactness out, so the constructor's check would not see it
+            raise ValueError(f"{type(self).__name__}: {problem}")
         self.compactness = default_compactness(self.input_shape) if given_compactness is None else given_compactness
         self.num_features = checked["num_features"]
         self.kernel_width = checked["kernel_width"]
