@@ -169,7 +169,10 @@ def test_a_model_whose_input_differs_from_preprocessing_names_both(tmp_path):
         ({"methods": ["gradcam", {"name": "layercam", "layer": "conv_2"}]},
          "config key methods[1] (layercam): parameter 'layer': layer 'conv_2' not found in model {model}; did you "
          "mean 'conv2'"),
-        ({"model": {"layer": "flat"}},
+        ({"model": {"layer": "flat"}},  # the default layer's own key, not the entry that took it
+         "config key model.layer: layer 'flat' of model {model} has no 4D output; layers that do: ['conv1', "
+         "'conv2'] (the default layer of methods[0] (gradcam): correct it, or set the method's own `layer`)"),
+        ({"model": {"layer": "flat"}, "methods": [{"name": "gradcam", "layer": "flat"}]},
          "config key methods[0] (gradcam): parameter 'layer': layer 'flat' of model {model} has no 4D output"),
         ({"preprocessing": {"size": [32, 32], "channels": 1}},
          "config key model.path: model {model} takes inputs of shape (16, 16, 1), but preprocessing gives "

@@ -284,7 +284,11 @@ def test_families_hold_in_every_model_of_the_study():
          r"models\.a\.preprocessing\.size: \[8, 8, 8\] has 3 dimensions"),
         ({"models": {"a": {"path": "a.keras"}, "b": {"path": "b.keras", "preprocessing": {"size": [32, 32]}}},
           "methods": [{"name": "os", "patch_size": 48}]},  # fits a's 64x64 input, not b's
-         r"methods\[0\] \(os\): patch_size 48 is larger than the model input \[32, 32\].*\(model 'b'\)"),
+         r"methods\[0\] \(os\): patch_size 48 is larger than the model input \[32, 32\]; choose at most 32 "
+         r"\(models\.b\.preprocessing\.size\) \(model 'b'\)"),
+        ({"models": {"a": {"path": "a.keras"}}, "methods": [{"name": "os", "patch_size": 80}]},  # the study's size
+         r"methods\[0\] \(os\): patch_size 80 is larger than the model input \[64, 64\]; choose at most 64 "
+         r"\(preprocessing\.size\) \(model 'a'\)"),
     ],
 )
 def test_bad_models_are_named(changes, message):

@@ -133,6 +133,40 @@ def test_a_model_file_that_is_not_there_names_its_key(tmp_path):
     check_model_files(specs, sheet, True, demo=True)  # the demo's models: built by its jobs
 
 
+def test_a_bad_default_layer_is_blamed_on_its_own_key_not_on_the_method_that_took_it(tmp_path):
+    # models.mb.layer: nope stopped as "config key methods[0] (gradcam): parameter 'layer'": the entry sets no layer
+    import keras
+
+    from xaipipe.config import check_model_files, model_specs
+    from xaipipe.samples import discover_folder
+
+    write_png(tmp_path / "images" / "x.png", np.zeros((8, 8), np.uint8))
+    sheet = discover_folder(tmp_path / "images")
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(conv))).save(
+        tmp_path / "m.keras"
+    )
+    config = {
+        "output": str(tmp_path / "out"), "model": {"path": None, "layer": None}, "score": "logits",
+        "preprocessing": {"size": [8, 8], "channels": 1, "standardize": "tf"}, "methods": ["gradcam", "saliency"],
+        "models": {"ma": {"path": str(tmp_path / "m.keras")}, "mb": {"path": str(tmp_path / "m.keras"), "layer": "nope"}},
+    }  # fmt: skip
+    specs = model_specs(config)
+    assert (specs["ma"].variants["gradcam"].layer_key, specs["mb"].variants["gradcam"].layer_key) == (
+        "model.layer", "models.mb.layer"
+    )
+    assert specs["mb"].variants["saliency"].layer_key is None  # takes no layer
+    with pytest.raises(ValueError, match=r"^config key models\.mb\.layer: layer 'nope' not found .*\(the default "
+                       r"layer of methods\[0\] \(gradcam\) on model 'mb': correct it, or set the method's own"):
+        check_model_files(specs, sheet, True)
+    config["methods"] = [{"name": "gradcam", "layer": "nope"}]  # the entry's own layer: the entry is at fault
+    specs = model_specs(config)
+    assert specs["mb"].variants["gradcam"].layer_key is None
+    with pytest.raises(ValueError, match=r"^config key methods\[0\] \(gradcam\): parameter 'layer'"):
+        check_model_files(specs, sheet, True)
+
+
 def test_patient_folders_of_volumes_taken_as_classes_are_said(tmp_path):
     """DICOM's usual layout, a folder per patient (pat1/ct/IM*), was read as classes by class_subfolders: auto:
     labels pat1 and pat2, columns p_pat1 and p_pat2, without a word where the model had two outputs. Volumes'

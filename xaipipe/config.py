@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xaipipe import demo, methods
-from xaipipe.methods.params import check_params, combination_problem
+from xaipipe.methods.params import InputSizeError, check_params, combination_problem
 from xaipipe.naming import overlay_name
 from xaipipe.preprocess import Preprocessing
 from xaipipe.samples import (
@@ -72,6 +72,9 @@ class Variant:
     method: str  #: the canonical method name (xaipipe.methods)
     params: dict[str, Any]  #: every parameter the config sets (with the config's layer and score)
     entry: int  #: its position in the config's ``methods`` list
+    #: the config key its ``layer`` comes from where the entry does not set one (``model.layer``,
+    #: ``models.<name>.layer``), None where it does or the method takes no layer
+    layer_key: str | None = None
 
 
 #: ``method_variants``'s default layer and score: the config's (``model.layer``, ``score``).
@@ -79,7 +82,12 @@ FROM_CONFIG: Any = object()
 
 
 def method_variants(
-    config: dict[str, Any], layer: str | None = FROM_CONFIG, score: str = FROM_CONFIG, size: list[int] | None = None
+    config: dict[str, Any],
+    layer: str | None = FROM_CONFIG,
+    score: str = FROM_CONFIG,
+    size: list[int] | None = None,
+    size_key: str = "preprocessing.size",
+    layer_key: str = "model.layer",
 ) -> dict[str, Variant]:
     """Label -> :class:`Variant`, from the ``methods`` list of the config, sweeps expanded.
 
@@ -89,7 +97,8 @@ def method_variants(
     or by a ``label`` template holding ``{param}`` fields. ``layer``/``score`` (default: the
     config's ``model.layer`` and ``score``; a ``layer`` of None: the automatic choice) are the
     defaults of the methods that take them;
-    patch sizes are checked against ``size`` (default: ``preprocessing.size``).
+    patch sizes are checked against ``size`` (default: ``preprocessing.size``), an error naming ``size_key``;
+    ``layer_key``: the config key of ``layer``, which a variant that takes it from there records.
     Unknown keys and parameters, renamed parameters, bad sweeps and two variants with one
     label stop the run here, before any job, naming the entry.
     """
@@ -110,6 +119,7 @@ def method_variants(
         for param in entry:
             _check_parameter(name, key, param, f"{where}.{param}")
         combos = _sweep_combinations(name, key, sweep, entry, where)
+        default_layer = methods.takes_layer(name) and "layer" not in entry and "layer" not in (sweep or {})
         if methods.takes_layer(name):
             entry.setdefault("layer", layer)
         entry.setdefault("score", score)
@@ -128,7 +138,8 @@ def method_variants(
                     raise ValueError(problem)
             except ValueError as error:
                 named = key if label is None and sweep is None else this  # the entry as written, or its variant
-                raise ValueError(f"{where} ({named}): {error}") from None
+                hint = f" ({size_key})" if isinstance(error, InputSizeError) else ""
+                raise ValueError(f"{where} ({named}): {error}{hint}") from None
             taken = next((v for v in variants if v.lower() == this.lower()), None)  # folders: case may not count
             if taken is not None:
                 first = variants[taken].entry
@@ -138,7 +149,7 @@ def method_variants(
                     f"{where}: label {this!r} is taken by methods[{first}] too{case}; {hint} "
                     f"(e.g. {{name: {key}, label: {key}-2, ...}})"
                 )
-            variants[this] = Variant(this, name, params, position)
+            variants[this] = Variant(this, name, params, position, layer_key if default_layer else None)
     return variants
 
 
@@ -283,9 +294,12 @@ def model_specs(config: dict[str, Any]) -> dict[str, ModelSpec]:
         shared.setdefault(key, f"{out}/{name}/preprocessed")
         try:
             # a model's own layer (null: the automatic choice) and score, else the config's
+            own_size = "size" in overrides and overrides["size"] != study["size"]
             variants = method_variants(
-                config, entry.get("layer", FROM_CONFIG), entry.get("score", FROM_CONFIG), preprocessing["size"]
-            )
+                config, entry.get("layer", FROM_CONFIG), entry.get("score", FROM_CONFIG), preprocessing["size"],
+                f"{where[len('config key '):]}.preprocessing.size" if own_size else "preprocessing.size",
+                f"models.{name}.layer" if "layer" in entry else "model.layer",
+            )  # fmt: skip
         except ValueError as error:
             raise ValueError(f"{error} (model {name!r})") from None
         specs[name] = ModelSpec(name, entry["path"], f"{out}/{name}", preprocessing, shared[key], variants)
@@ -502,6 +516,12 @@ def check_model_files(
             if not methods.takes_layer(variant.method):
                 continue
             problem = layer_problem(saved, variant.params.get("layer"), spec.path)
+            if problem is not None and variant.layer_key is not None:  # the default layer, not the entry's
+                raise ValueError(
+                    f"config key {variant.layer_key}: {problem} (the default layer of methods[{variant.entry}] "
+                    f"({variant.label}){f' on model {name!r}' if several else ''}: correct it, or set the method's "
+                    "own `layer`)"
+                )
             if problem is not None:
                 default = f"models.{name}.layer" if several else "model.layer"
                 raise ValueError(

@@ -223,6 +223,10 @@ def combination_problem(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+class InputSizeError(ValueError):
+    """A parameter too large for the model input's spatial size (which the workflow sets by a preprocessing key)."""
+
+
 def check_params(
     params: Mapping[str, Any], size: Sequence[int] | None = None, method: str | None = None
 ) -> dict[str, Any]:
@@ -234,7 +238,7 @@ def check_params(
     except ValueError as error:
         if method is None:
             raise
-        raise ValueError(f"{method}: {error}") from None
+        raise type(error)(f"{method}: {error}") from None
 
 
 def _checked(params: Mapping[str, Any], size: Sequence[int] | None) -> dict[str, Any]:
@@ -242,17 +246,18 @@ def _checked(params: Mapping[str, Any], size: Sequence[int] | None) -> dict[str,
     if size is not None:
         patch = checked.get("patch_size")
         if patch is not None and patch > min(size):
-            raise ValueError(
-                f"patch_size {patch} is larger than the model input {list(size)}; "
-                f"choose at most {min(size)} (preprocessing.size)"
+            raise InputSizeError(
+                f"patch_size {patch} is larger than the model input {list(size)}; choose at most {min(size)}"
             )
         cells = checked.get("cells")
         if cells is not None and cells > min(size):
-            raise ValueError(
+            raise InputSizeError(
                 f"cells {cells} exceeds the model input's smallest side {min(size)} ({list(size)}): RISE's mask "
                 f"cells would be smaller than a pixel; choose at most {min(size)}"
             )
         segments = checked.get("segments")
         if segments is not None and segments > math.prod(size):
-            raise ValueError(f"segments {segments} exceeds the {math.prod(size)} pixels of the model input {list(size)}")
+            raise InputSizeError(
+                f"segments {segments} exceeds the {math.prod(size)} pixels of the model input {list(size)}"
+            )
     return checked
