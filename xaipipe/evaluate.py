@@ -430,7 +430,7 @@ def window_of(mask: np.ndarray, start: Sequence[int], shape: Sequence[int]) -> n
     return out
 
 
-#: The least share of a volume's mask region (in mm^3) that must lie within its image once placed in world
+#: The least share of a volume's mask voxels whose centres must lie within its image once placed in world
 #: coordinates: less, and the mask's header (affine, origin, direction) likely is not its image's.
 MASK_KEPT = 0.9
 
@@ -438,10 +438,46 @@ MASK_KEPT = 0.9
 def _mask_outside(path: str, kept: float) -> str:
     where = "none" if kept == 0 else f"only {kept:.0%}"
     return (
-        f"mask {path}: {where} of its region lies within the image once placed by its header in world coordinates "
-        "(the mask's affine, origin or direction differ from the image's); check that it was saved with its image's "
-        "header (nibabel: nib.Nifti1Image(mask, image.affine))" + ("; left out of localization" if kept == 0 else "")
+        f"mask {path}: {where} of its region lies within the image, as the maps see it, once placed by its header "
+        "in world coordinates: the mask's affine, origin or direction differ from the image's (check that it was "
+        "saved with its image's header, nibabel: nib.Nifti1Image(mask, image.affine)), or preprocessing's crop cut "
+        "it off" + ("; left out of localization" if kept == 0 else "")
     )
+
+
+def _mask_held(path: str, held: np.ndarray, where: str) -> str:
+    return (
+        f"mask {path}: its region is smaller than a voxel of {where}, which nearest-neighbour resampling left "
+        f"without it; it counts as the {np.count_nonzero(held)} voxel(s) that hold its voxels' centres"
+    )
+
+
+def _held_voxels(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The voxels of a grid of ``shape`` over the same extent as ``mask`` that hold the centre of one of its
+    voxels (pixel-centre alignment, as :func:`xaipipe.metrics.resize_mask`): a region smaller than an output
+    voxel, which nearest neighbour misses, keeps the voxels it lies in."""
+    out = np.zeros(shape, bool)
+    found = np.nonzero(mask)
+    out[tuple(np.minimum(((i + 0.5) * m / n).astype(np.int64), m - 1) for i, n, m in zip(found, mask.shape, shape))] = 1
+    return out
+
+
+def _held_voxels_in_world(mask: np.ndarray, grid, target, shape: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    """(the voxels of the grid ``target`` of ``shape`` that hold the world position of one of ``mask``'s voxel
+    centres, the share of its voxels whose centre lies within that grid): where a mask's region lies, whatever
+    resampling then makes of its volume (a coarser grid halves or doubles its voxel count, which is no sign of a
+    header that differs)."""
+    found = np.array(np.nonzero(mask), np.float64)  # (3, N): z, y, x
+    if not found.size:
+        return np.zeros(shape, bool), 1.0
+    steps = found[::-1] * np.asarray(grid.spacing[::-1], np.float64)[:, None]  # x, y, z in mm along the axes
+    world = np.asarray(grid.origin)[:, None] + np.asarray(grid.direction).reshape(3, 3) @ steps
+    index = np.linalg.solve(np.asarray(target.direction).reshape(3, 3), world - np.asarray(target.origin)[:, None])
+    index = np.rint(index[::-1] / np.asarray(target.spacing)[:, None]).astype(np.int64)  # z, y, x
+    inside = np.all((index >= 0) & (index < np.asarray(shape)[:, None]), axis=0)
+    held = np.zeros(shape, bool)
+    held[tuple(index[:, inside])] = True
+    return held, float(inside.mean())
 
 
 def _mask_regions(
@@ -484,11 +520,13 @@ def _mask_regions(
                 # a volume's mask with its grid: onto the maps' grid, in world coordinates
                 target, shape = shard.map_grid(row) or (shard.geometry(row), image_shape)
                 if mask.shape != tuple(shape) or not geometry_equal(mask_grid, target):
-                    region_mm3 = float(np.count_nonzero(mask)) * math.prod(mask_grid.spacing)
+                    held, kept = _held_voxels_in_world(mask, mask_grid, target, tuple(shape))
                     mask = resample_onto(mask.astype(np.uint8), mask_grid, target, shape, interpolation="nearest") > 0
-                    kept = float(np.count_nonzero(mask)) * math.prod(target.spacing) / region_mm3 if region_mm3 else 1
                     if kept < MASK_KEPT:
                         record.warn(Issue(sample_id, stage, "warning", _mask_outside(path, kept)))
+                    if held.any() and not mask.any():
+                        record.warn(Issue(sample_id, stage, "warning", _mask_held(path, held, "the maps' grid")))
+                        mask = held
             else:
                 window = shard.source_window(row)
                 if mask.shape != image_shape and window is not None and mask.shape == window[0]:
@@ -512,6 +550,9 @@ def _mask_regions(
                     mask = resample_onto(mask.astype(np.uint8), grid, *map_grid, interpolation="nearest") > 0
             if mask.any():
                 resized = metrics.resize_mask(mask, tuple(map_shape))
+                if not resized.any():
+                    resized = _held_voxels(mask, tuple(map_shape))
+                    record.warn(Issue(sample_id, stage, "warning", _mask_held(path, resized, "the maps")))
                 if resized.any():
                     regions[row] = resized
     return regions
