@@ -166,6 +166,39 @@ def test_volumes_return_depth_and_write_nifti(tmp_path):
     assert written.array.shape == (10, 12, 14) and 0.0 <= written.array.min() and written.array.max() <= 1.0
 
 
+def test_nifti_maps_keep_their_sources_grid(tmp_path):
+    # the decoder wrote every NIfTI map with 1 mm spacing and the identity direction: a viewer placed the map of an
+    # anisotropic, oblique scan at the wrong size and angle (the pipeline's maps carried the source's grid)
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(4)
+    angle = np.deg2rad(25)
+    oblique = (np.cos(angle), -np.sin(angle), 0.0, np.sin(angle), np.cos(angle), 0.0, 0.0, 0.0, 1.0)
+    grids = {"aniso": ((0.7, 0.9, 3.0), (-10.0, 20.0, 5.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)),
+             "oblique": ((1.5, 1.0, 2.0), (3.0, -4.0, 50.0), oblique)}  # fmt: skip
+    for name, (spacing, origin, direction) in grids.items():
+        image = sitk.GetImageFromArray(rng.normal(size=(10, 12, 14)).astype(np.float32))
+        image.SetSpacing(spacing), image.SetOrigin(origin), image.SetDirection(direction)
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    gen = DataGenerator(list(grids), tmp_path, image_format="nii.gz", resize=(8, 8, 8), grayscale=True,
+                        standardize_mode="minmax")  # fmt: skip
+    xai_decoder(gen, small_cnn((8, 8, 8, 1)), np.eye(K)[[0, 1]], method="gc", out_path=tmp_path / "out")
+    for name, (spacing, origin, direction) in grids.items():
+        written = sitk.ReadImage(str(tmp_path / "out" / f"{name}.nii.gz"))
+        assert written.GetSize() == (14, 12, 10)
+        np.testing.assert_allclose(written.GetSpacing(), spacing, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(written.GetOrigin(), origin, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(written.GetDirection(), direction, atol=1e-5, err_msg=name)
+    # a crop of the subfunctions: the window is not known here, so the origin is not either, and a warning says so
+    gen = DataGenerator(["aniso"], tmp_path, image_format="nii.gz", resize=(8, 8, 8), grayscale=True,
+                        subfunctions=[Crop((8, 8, 8))])  # fmt: skip
+    with pytest.warns(UserWarning, match=r"'aniso': its NIfTI map keeps the spacing and direction .* not its origin"):
+        xai_decoder(gen, small_cnn((8, 8, 8, 1)), np.eye(K)[[0]], method="gc", out_path=tmp_path / "crop")
+    written = sitk.ReadImage(str(tmp_path / "crop" / "aniso.nii.gz"))
+    assert written.GetSize() == (8, 8, 8) and written.GetOrigin() == (0.0, 0.0, 0.0)
+    np.testing.assert_allclose(written.GetSpacing(), grids["aniso"][0], atol=1e-5)
+
+
 def test_bad_model_and_method_are_refused(image_dir):
     gen = SeedStyleGenerator(["case_0"], image_dir, "png", (16, 16))
     with pytest.raises(TypeError, match="Keras model"):
