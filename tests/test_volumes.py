@@ -159,8 +159,22 @@ def test_other_component_counts_and_time_series_rejected(tmp_path):
         load_volume(tmp_path / "four.npy")
     series = sitk.JoinSeries([sitk.GetImageFromArray(np.full((2, 3, 4), t, np.float32)) for t in range(5)])
     sitk.WriteImage(series, str(tmp_path / "series.nii.gz"))
-    with pytest.raises(ValueError, match="series.nii.gz.*time series"):
+    with pytest.raises(ValueError, match="series.nii.gz.*time series.*save the time point to explain"):
         load_volume(tmp_path / "series.nii.gz")
+
+
+def test_a_sheared_affine_is_named_as_such_not_as_a_damaged_file(tmp_path):
+    # a CT with gantry tilt converted without tilt correction: intact, read by nibabel, refused by ITK; it was
+    # called "unreadable or truncated volume", which sent the user looking for a damaged file
+    nibabel = pytest.importorskip("nibabel")
+    affine = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    image = nibabel.Nifti1Image(np.zeros((6, 7, 8), np.int16), affine)
+    image.set_qform(None, code=0)  # the shear lives in the sform alone, as converters write it
+    image.to_filename(tmp_path / "tilted.nii.gz")
+    assert nibabel.load(tmp_path / "tilted.nii.gz").get_fdata().shape == (6, 7, 8)  # intact
+    with pytest.raises(ValueError, match=r"tilted\.nii\.gz: its affine is sheared .* resample it") as info:
+        load_volume(tmp_path / "tilted.nii.gz")
+    assert "unreadable" not in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii", "ct.mha"])

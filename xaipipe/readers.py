@@ -266,6 +266,13 @@ def _load_sitk(path: Path, ext: str) -> Volume:
                 f"{path}: a NIfTI-2 file, which SimpleITK cannot read; save it as NIfTI-1 (for example with "
                 "nibabel: nibabel.Nifti1Image(img.dataobj, img.affine, img.header).to_filename(...))"
             ) from exc
+        if "orthonormal direction cosines" in str(exc):  # a sheared affine: intact, but no grid ITK can hold
+            raise ValueError(
+                f"{path}: its affine is sheared (not a rotation times spacings: a CT with gantry tilt converted "
+                "without tilt correction, or a registration output), which ITK cannot hold as a grid; resample it "
+                "onto an orthonormal grid (e.g. nibabel.processing.resample_from_to, or dcm2niix's gantry tilt "
+                "correction from the DICOM)"
+            ) from exc
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"unreadable or truncated volume: {path} ({reason})") from exc
     return volume_from_sitk(image, path)
@@ -292,7 +299,10 @@ def volume_from_sitk(image: sitk.Image, path: Path) -> Volume:
         direction = direction[0:3] + direction[4:7] + direction[8:11]  # the 3x3 block of the 4x4
     if dimension != 3:
         if dimension == 4:
-            raise ValueError(f"{path}: a 3D volume expected, got a 4D time series of shape {array.shape}")
+            raise ValueError(
+                f"{path}: a 3D volume expected, got a 4D time series of shape {array.shape}; save the time point "
+                "to explain (or a mean over time) as a 3D volume of its own"
+            )
         raise ValueError(f"{path}: a volume expected, got shape {array.shape} ({dimension}D image)")
     array = _check_volume_array(array, path)
     check_direction(direction, str(path))
