@@ -32,8 +32,11 @@ rule all:
 
 
 # Outputs of earlier runs that this config no longer makes (samples removed or renamed, another shard_size, a
-# variant removed) are said at the start, never deleted.
+# variant or a model removed) are said at the start, never deleted.
 if workflow.is_main_process:
-    orphans = xcaches.orphan_outputs([*BY_ROOT, *PREPROCESSED], all_outputs(None))
+    roots = [*BY_ROOT, *PREPROCESSED]
+    orphans = xcaches.orphan_outputs(
+        [*roots, *xcaches.former_model_folders(OUT, roots)], all_outputs(None)
+    )
     if orphans:
         logger.warning(xcaches.orphans_warning(orphans, OUT))

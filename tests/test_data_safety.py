@@ -238,17 +238,21 @@ def test_outputs_of_samples_and_shards_the_config_no_longer_has_are_said_at_the_
     config = user_config(workdir, preprocessing={"size": [16, 16], "channels": 1, "standardize": "tf"})
     quiet = snakemake_ok(workdir, config, "-n")  # a dry run logs to stdout
     assert "outputs of no sample" not in quiet.stdout + quiet.stderr
-    stale = [results / "overlays/gradcam/other.removed.png", results / "heatmaps/gradcam/shard-00007.h5"]
+    stale = [results / "overlays/gradcam/other.removed.png", results / "heatmaps/gradcam/shard-00007.h5",
+             results / "oldmodel/heatmaps/gradcam/shard-00000.h5"]  # a model since removed from `models`: a folder
+    (results / "oldmodel/heatmaps/gradcam").mkdir(parents=True)
     shutil.copy(results / "overlays/gradcam/other.a.png", stale[0])
     shutil.copy(results / "heatmaps/gradcam/shard-00001.h5", stale[1])
+    shutil.copy(results / "heatmaps/gradcam/shard-00001.h5", stale[2])
     (results / "heatmaps/gradcam/.shard-00001.h5.abcd1234.part").write_bytes(b"")  # an interrupted write: no output
     said = snakemake_ok(workdir, config, "-n")
     log = said.stdout + said.stderr
-    assert "xaipipe: 2 file(s) under results are outputs of no sample, shard or variant" in log
-    assert "other.removed.png" in log and "shard-00007.h5" in log
+    assert "xaipipe: 3 file(s) under results are outputs of no sample, shard or variant" in log
+    assert "other.removed.png" in log and "shard-00007.h5" in log and "oldmodel/heatmaps/gradcam" in log
     assert all(path.exists() for path in stale)  # nothing deleted
     for path in stale:
         path.unlink()
+    shutil.rmtree(results / "oldmodel")
     (results / "heatmaps/gradcam/.shard-00001.h5.abcd1234.part").unlink()
 
 

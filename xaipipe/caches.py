@@ -297,6 +297,20 @@ def orphan_outputs(roots: Sequence[str | os.PathLike], expected: Sequence[str | 
     return found
 
 
+def former_model_folders(output: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> list[str]:
+    """The folders right under ``output`` that hold a model's outputs (``predictions/`` or ``heatmaps/``) and are
+    none of ``roots`` (this config's models' folders): a model since removed from ``models``, or the models' folders
+    after a switch to one ``model.path``, whose files :func:`orphan_outputs` should list with the rest."""
+    current = {os.path.abspath(r) for r in roots}
+    found = []
+    for folder in sorted(Path(output).glob("*/")):
+        if os.path.abspath(folder) in current or folder.name.startswith("."):
+            continue
+        if (folder / "predictions").is_dir() or (folder / "heatmaps").is_dir():
+            found.append(str(folder))
+    return found
+
+
 def orphans_warning(orphans: Sequence[str], output: str) -> str | None:
     """The start-of-run warning for :func:`orphan_outputs`, or None."""
     if not orphans:
@@ -304,7 +318,8 @@ def orphans_warning(orphans: Sequence[str], output: str) -> str | None:
     examples = ", ".join(os.path.relpath(p) for p in orphans[:3])
     return (
         f"xaipipe: {len(orphans)} file(s) under {output} are outputs of no sample, shard or variant of this config "
-        f"(an earlier run's: samples removed or renamed, another shard_size, a variant removed), e.g. {examples}; "
+        f"(an earlier run's: samples removed or renamed, another shard_size, a variant or model removed), e.g. "
+        f"{examples}; "
         "no table or page of this run reads them, but a glob over the folders would: delete them if you no longer "
         "need them (xaipipe deletes nothing of yours)"
     )
