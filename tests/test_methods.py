@@ -472,6 +472,28 @@ def test_guided_methods_warn_where_the_model_has_no_relu_to_gate(key):
     assert not [w for w in caught if "no ReLU" in str(w.message)]
 
 
+def test_guided_methods_warn_where_relus_hide_in_a_lambda():
+    # one ReLU as a layer, one in a Lambda: the Lambda's stayed ungated (r 0.89 to a fully guided map), without a
+    # word, since the model had a ReLU; with its only ReLUs in Lambdas, the warning blamed LeakyReLU, ELU, ...
+    import warnings
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.ReLU()(keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    x = keras.layers.Lambda(lambda v: keras.ops.relu(v), name="my_relu")(keras.layers.Conv2D(4, 3, padding="same")(x))
+    mixed = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    with pytest.warns(UserWarning, match=r"gates the ReLUs it sees, but it has Lambda or custom layers \(my_relu\)"):
+        methods.create("gb", mixed)
+    y = keras.layers.Lambda(lambda v: keras.ops.relu(v), name="only")(keras.layers.Conv2D(4, 3)(inputs))
+    hidden = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y)))
+    with pytest.warns(UserWarning, match=r"has no ReLU that guided backpropagation can see.*\(only\)"):
+        methods.create("ggc", hidden)
+    plain = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(4, 3, activation="relu")(inputs))))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        methods.create("gb", plain)
+
+
 def conv_relu_model():
     keras.utils.set_random_seed(5)
     inputs = keras.Input((8, 8, 2))

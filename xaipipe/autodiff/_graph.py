@@ -280,13 +280,43 @@ def has_relu(graph: keras.Model) -> bool:
     return False
 
 
+def opaque_layers(graph: keras.Model) -> list[str]:
+    """The layers of ``graph`` (nested sub-models included) whose inside the gate cannot see: ``Lambda`` layers and
+    layers of the user's own classes (a ReLU in their ``call`` keeps its plain gradient)."""
+    found = []
+    for operation in graph.operations:
+        if not isinstance(operation, keras.layers.Layer):
+            continue
+        inner = submodel_graph(operation)
+        if inner is not None:
+            found.extend(opaque_layers(inner))
+        elif isinstance(operation, keras.layers.Lambda) or not type(operation).__module__.startswith("keras"):
+            found.append(operation.name)
+    return found
+
+
 def warn_without_relu(graph: keras.Model, model_name: str) -> None:
-    """Warn where guided backpropagation has no ReLU to gate: its maps are then the plain gradient's, exactly."""
+    """Warn where guided backpropagation has no ReLU to gate (its maps are then the plain gradient's, exactly) or
+    where some ReLUs may hide from it in ``Lambda`` or custom layers (its maps then gate some ReLUs, not all)."""
+    hidden = opaque_layers(graph)
+    inside = (
+        f"; it has Lambda or custom layers ({', '.join(hidden[:3])}{', ...' if len(hidden) > 3 else ''}), whose ReLUs "
+        "keep their plain gradient: write them as keras.layers.ReLU() or keras.ops.relu in the functional graph"
+    ) if hidden else ""  # fmt: skip
     if not has_relu(graph):
+        what = "no ReLU that guided backpropagation can see" if hidden else (
+            "no ReLU (its activations are LeakyReLU, ELU, swish, GELU, ...)"
+        )  # fmt: skip
         warnings.warn(
-            f"model {model_name!r} has no ReLU (its activations are LeakyReLU, ELU, swish, GELU, ...): guided "
-            "backpropagation gates ReLUs only, as Captum's GuidedBackprop does, so its maps here are the plain "
-            "gradient's (saliency's, and Guided Grad-CAM's its product with Grad-CAM)",
+            f"model {model_name!r} has {what}: guided backpropagation gates ReLUs only, as Captum's GuidedBackprop "
+            "does, so its maps here are the plain gradient's (saliency's, and Guided Grad-CAM's its product with "
+            f"Grad-CAM){inside}",
+            stacklevel=4,
+        )
+    elif hidden:
+        warnings.warn(
+            f"model {model_name!r}: guided backpropagation gates the ReLUs it sees, but{inside[1:]}; its maps mix "
+            "guided and plain gradients",
             stacklevel=4,
         )
 
