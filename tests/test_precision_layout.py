@@ -55,6 +55,31 @@ def test_maps_of_a_float16_model_match_its_float32_copy(key):
             assert error.max() < 0.01, (dtype, error.max())
 
 
+@pytest.mark.parametrize("how", ["precision", "policy"])
+def test_maps_that_underflow_in_float16_are_said_not_returned_blank_in_silence(how):
+    # a head whose logits move by ~1e-6 with the input: float16's gradients vanish, and Grad-CAM, saliency and
+    # integrated gradients came back all zero without a word (float32 and bfloat16 maps are fine); the same for a
+    # model built under mixed_float16 and explained at float32
+    import warnings
+
+    reference, copies = float_copies()
+    model = copies["mixed_float16"] if how == "policy" else reference
+    kernel, bias = model.get_layer("out").get_weights()
+    model.get_layer("out").set_weights([kernel * 1e-6, bias])
+    precision = {"precision": "float16"} if how == "precision" else {}
+    for key in ("gradcam", "saliency", "ig"):
+        with pytest.warns(UserWarning, match=rf"4 of 4 maps are all zero \(the first of sample #0\), and the model "
+                                             r"computes in float16"):  # fmt: skip
+            raw, _ = methods.create(key, model, **precision).explain(X, CLASSES)
+        assert not raw.any()
+        with warnings.catch_warnings():  # float32 computes them: no warning, maps that are not blank
+            warnings.simplefilter("error")
+            plain = reference if how == "policy" else model
+            if how == "policy":
+                plain.get_layer("out").set_weights([kernel * 1e-6, bias])
+            assert methods.create(key, plain).explain(X, CLASSES)[0].reshape(4, -1).any(axis=1).all()
+
+
 def test_gradcampp_weights_of_float16_gradients_are_computed_in_float32():
     """The closed form on arrays: g = 1e-3, sum(A) = 1000 -> alpha = 1 / (2 + 1), not 1/2 (g^3 = 0 in float16)."""
     activations = np.full((1, 10, 10, 1), 10.0, np.float16)  # sum = 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -195,7 +196,40 @@ class Method(metaclass=_MethodType):
         the raw maps and their normalization's two numbers (a heatmaps file), not maps scaled at full size."""
         inputs = check_inputs(inputs, self.input_shape, ids)
         classes = check_classes(classes, len(inputs), self.n_classes, ids)
-        return self.raw_maps(inputs, classes)
+        raw = self.raw_maps(inputs, classes)
+        if computes_in_float16(self.model) and raw.size:
+            _warn_blank_in_float16(self.name, raw, ids)
+        return raw
+
+
+def computes_in_float16(model: keras.Model) -> bool:
+    """Whether any layer of ``model`` (nested ones included) computes in float16 (``precision: float16``'s copy, a
+    model built under ``mixed_float16``), where gradients below about 6e-8 vanish. Known once per model."""
+    known = getattr(model, "_xaipipe_float16", None)
+    if known is None:
+        layers = model._flatten_layers(include_self=False, recursive=True)
+        known = any(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16" for layer in layers)
+        try:
+            model._xaipipe_float16 = known
+        except AttributeError:  # a model that takes no attribute: asked again next time
+            pass
+    return known
+
+
+def _warn_blank_in_float16(method: str, raw: np.ndarray, ids: Sequence[str] | None) -> None:
+    """Warn where maps of a model that computes in float16 are all zero: its gradients (and score differences)
+    underflow where the scores move little with the input, and the maps came back blank without a word."""
+    blank = ~np.any(raw.reshape(raw.shape[0] * raw.shape[1], -1), axis=1)
+    if not blank.any():
+        return
+    first = int(np.flatnonzero(blank)[0]) // raw.shape[1]
+    warnings.warn(
+        f"{method}: {int(blank.sum())} of {blank.size} maps are all zero (the first of sample "
+        f"{_sample_name(first, ids)}), and the model computes in float16, whose gradients vanish below about 6e-8 "
+        "where the scores move little with the input; compute in bfloat16 (precision: bfloat16, float32's exponent) "
+        "or float32 (for a model built under mixed_float16, rebuild it under the float32 policy)",
+        stacklevel=3,
+    )
 
 
 def _sample_name(row: int, ids: Sequence[str] | None) -> str:
