@@ -516,7 +516,8 @@ def check_model_files(
             if not methods.takes_layer(variant.method):
                 continue
             problem = layer_problem(saved, variant.params.get("layer"), spec.path)
-            if problem is not None and variant.layer_key is not None:  # the default layer, not the entry's
+            named = variant.params.get("layer") is not None  # a layer named by the default's key, not chosen
+            if problem is not None and named and variant.layer_key is not None:  # the default's key, not the entry
                 raise ValueError(
                     f"config key {variant.layer_key}: {problem} (the default layer of methods[{variant.entry}] "
                     f"({variant.label}){f' on model {name!r}' if several else ''}: correct it, or set the method's "
