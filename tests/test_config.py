@@ -352,6 +352,15 @@ def test_max_per_class_follows_class_subfolders_and_a_tables_labels(tmp_path):
     assert [i for i, k in zip(sheet.ids, kept) if k] == ["q.png", "p.png", "r.png"]
 
 
+def test_a_tables_mask_column_is_not_taken_for_its_labels(tmp_path):
+    # ids and a mask column alone: "class_column: null takes the only other column" took the masks as labels
+    (tmp_path / "table.csv").write_text("SAMPLE,MASK\nq.png,masks/q.png\np.png,\n")
+    data = {"images": str(tmp_path), "samples": str(tmp_path / "table.csv"), "id_column": "SAMPLE",
+            "class_column": None, "class_columns": [], "mask_column": "MASK"}  # fmt: skip
+    sheet = xconfig.sample_sheet(config(data=data, preprocessing={"size": [8, 8]}, targets="argmax", classes=["x", "y"]))
+    assert sheet.ids == ("q.png", "p.png") and sheet.labels is None and sheet.class_names == ("x", "y")
+
+
 def test_a_sample_table_whose_files_are_missing_names_them_and_the_image_format_to_set(tmp_path):
     # Snakemake's bare MissingInputException listed 'flat/r0', 'flat/b0', with no word of data.image_format
     for name in ("r0.png", "b0.png", "scan.nii.gz"):

@@ -63,6 +63,18 @@ def test_a_table_of_ids_alone_keeps_the_configured_class_names(tmp_path):
     assert read_csv(tmp_path / "n.csv").class_names is None
 
 
+def test_a_mask_column_is_no_label_column(tmp_path):
+    # ids and masks, no labels (an unlabelled or multi-label study): the mask column was taken as the class column
+    # ("label 'masks/m_00.png' is not one of the classes"), and with a dummy column "several columns besides SAMPLE"
+    (tmp_path / "m.csv").write_text("SAMPLE,mask\na.png,masks/a.png\nb.png,\n")
+    sheet = read_csv(tmp_path / "m.csv", classes=["x", "y"], not_labels=["mask"])
+    assert sheet.ids == ("a.png", "b.png") and sheet.labels is None and sheet.class_names == ("x", "y")
+    (tmp_path / "l.csv").write_text("SAMPLE,mask,finding\na.png,masks/a.png,y\nb.png,,x\n")
+    assert read_csv(tmp_path / "l.csv", classes=["x", "y"], not_labels=["mask"]).labels == (1, 0)
+    with pytest.raises(ValueError, match="not one of the classes"):
+        read_csv(tmp_path / "m.csv", classes=["x", "y"])  # the column taken as labels where nothing says it is masks
+
+
 def test_csv_errors_name_the_column_or_row(tmp_path):
     (tmp_path / "s.csv").write_text("SAMPLE,benign,malignant\na,1,1\n")
     with pytest.raises(ValueError, match="several columns"):

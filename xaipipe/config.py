@@ -44,8 +44,9 @@ def sample_sheet(config: dict[str, Any]) -> SampleSheet:
             sheet = discover_folder(data["images"], data["class_subfolders"], config["classes"], series_folders)
         elif data["samples"].lower().endswith(".csv"):
             sheet = read_csv(
-                data["samples"], data["id_column"], data["class_column"], data["class_columns"], config["classes"]
-            )
+                data["samples"], data["id_column"], data["class_column"], data["class_columns"], config["classes"],
+                [data["mask_column"]] if data.get("mask_column") else [],
+            )  # fmt: skip
         elif data["samples"].lower().endswith(".json"):
             sheet = read_json(data["samples"], config["classes"])
         else:

@@ -340,12 +340,13 @@ def read_csv(
     class_column: str | None = None,
     class_columns: Sequence[str] = (),
     classes: Sequence[str] = (),
+    not_labels: Sequence[str] = (),
 ) -> SampleSheet:
     """Samples from a CSV file (UTF-8, a byte-order mark allowed): an id column, and one class column, one-hot columns, or no labels.
 
     ``class_column`` names a column of class names or indices; ``class_columns``
-    lists one-hot columns. With neither, a file with only the id column has no
-    labels, a file with one more column uses it as the class column, and more
+    lists one-hot columns. With neither, a file with only the id column (and the columns of ``not_labels``, such
+    as the mask column) has no labels, a file with one more column uses it as the class column, and more
     columns are an error that lists them.
 
     Class order: class names need ``classes`` (the model's output order) and each
@@ -369,7 +370,7 @@ def read_csv(
         raise ValueError(f"{path}: column {doubled[0]!r} appears more than once in the header {columns}")
     if id_column not in columns:
         raise ValueError(f"{path}: no id column {id_column!r} (data.id_column); columns: {columns}")
-    others = [c for c in columns if c != id_column]
+    others = [c for c in columns if c != id_column and c not in not_labels]  # a mask column holds no labels
     for column in [class_column, *class_columns]:
         if column is not None and column not in columns:
             raise ValueError(f"{path}: label column {column!r} does not exist; columns: {columns}")
