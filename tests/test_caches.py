@@ -136,8 +136,10 @@ def test_a_model_checksum_is_forgotten_when_the_model_changed(tmp_path):
     mtime = model.stat().st_mtime_ns
     model.write_bytes(b"model two")
     os.utime(model, ns=(mtime - 10**10, mtime - 10**10))  # older than before
+    dry = caches.forget_stale_checksum(model, checksum, dry_run=True)  # snakemake -n: said, nothing removed
+    assert checksum.exists() and str(model) in dry and "this dry run removed nothing" in dry
     message = caches.forget_stale_checksum(model, checksum)
-    assert not checksum.exists() and str(model) in message
+    assert not checksum.exists() and str(model) in message and "dry run" not in message
     checksum.parent.mkdir(exist_ok=True)
     checksum.write_text("garbage")
     assert caches.forget_stale_checksum(model, checksum) is not None and not checksum.exists()

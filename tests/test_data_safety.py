@@ -105,6 +105,10 @@ def test_a_damaged_cache_is_moved_aside_and_only_what_depends_on_it_rebuilt(stud
     truncated = damaged.read_bytes()[:1000]  # as by a full disk or a copy cut short
     damaged.write_bytes(truncated)
     before = mtimes(results)
+    dry = snakemake_ok(workdir, config, "-n")  # a dry run says, and moves nothing
+    assert "results/predictions/shard-00000.h5 is damaged" in dry.stdout and "this dry run moved nothing" in dry.stdout
+    assert damaged.read_bytes() == truncated and not (results / "predictions/shard-00000.h5.damaged").exists()
+    assert changed_since(before, results) == set()
     rerun = snakemake_ok(workdir, config)
     named = "results/predictions/shard-00000.h5"  # as the config names it: relative to the working folder
     assert f"{named} is damaged" in rerun.stderr and f"{named}.damaged" in rerun.stderr
@@ -147,6 +151,12 @@ def test_a_replaced_model_reruns_its_predictions_and_maps_even_when_older(study)
     user_model(model, seed=2)  # another model ...
     os.utime(model, ns=(old_mtime - 10**10, old_mtime - 10**10))  # ... whose file is older
     new_sha = sha256_file(model)
+    # a dry run removed the checksum record: the model put back, everything was computed again all the same
+    checksum = results / "checksums/model.sha256"
+    recorded = checksum.read_bytes()
+    dry = snakemake_ok(workdir, config, "-n")
+    assert "is not the one the cached predictions" in dry.stdout and "this dry run removed nothing" in dry.stdout
+    assert checksum.read_bytes() == recorded
     snakemake_ok(workdir, config)
     for shard in ("00000", "00001"):
         with h5store.open_checked(results / f"predictions/shard-{shard}.h5", h5store.PREDICTIONS) as f:
@@ -165,6 +175,9 @@ def test_sample_files_swapped_with_their_dates_kept_are_explained_again(study):
     before = h5store.read_predictions(results / "predictions/shard-00001.h5")
     probabilities = dict(zip(before.ids, before.probabilities, strict=True))
     swap_with_dates_kept(workdir / "study/other/a.png", workdir / "study/other/b.png")
+    dry = snakemake_ok(workdir, config, "-n")  # says so, and removes nothing
+    assert "shard-00001.h5 hold other content" in dry.stdout and "this dry run removed nothing" in dry.stdout
+    assert (results / "preprocessed/shard-00001.h5").exists()
     rerun = snakemake_ok(workdir, config)
     assert "results/preprocessed/shard-00001.h5 hold other content" in rerun.stderr
     after = h5store.read_predictions(results / "predictions/shard-00001.h5")
@@ -195,6 +208,9 @@ def test_masks_swapped_with_their_dates_kept_are_evaluated_again(study):
     evaluation = workdir / "results_masks/evaluation/gradcam/shard-00001.h5"
     before = h5store.EvaluationFile.read(evaluation).values["relevance_mass"]
     swap_with_dates_kept(workdir / "masks/other/a.png", workdir / "masks/other/b.png")
+    dry = snakemake_ok(workdir, config, "-n")  # says so, and removes nothing
+    assert "hold other content" in dry.stdout and "this dry run removed nothing" in dry.stdout
+    assert evaluation.exists()
     rerun = snakemake_ok(workdir, config)
     assert "2 mask file(s) of results_masks/evaluation/gradcam/shard-00001.h5 hold other content" in rerun.stderr
     after = h5store.EvaluationFile.read(evaluation).values["relevance_mass"]

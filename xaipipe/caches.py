@@ -121,12 +121,18 @@ class StatCache:
             write_bytes_atomic(self.path, json.dumps(self.entries).encode())
 
 
+#: What a dry run's message adds where a real run would remove a cache file.
+DRY_RUN_NOTE = " by a real run (this dry run removed nothing, and does not list those jobs)"
+
+
 def forget_changed_sources(
-    shards: list[str | os.PathLike], sample_file: Callable[[str], str], stats: StatCache
+    shards: list[str | os.PathLike], sample_file: Callable[[str], str], stats: StatCache, dry_run: bool = False
 ) -> list[str]:
     """Remove every preprocessed shard of ``shards`` whose samples' content differs from what it recorded
     (``source_sha256``); one message for each, naming the samples. ``sample_file``: a sample id's path.
-    Shards written before the record existed, or whose samples are not there, are left to their rules."""
+    Shards written before the record existed, or whose samples are not there, are left to their rules.
+    ``dry_run``: remove nothing, say so (a ``snakemake -n`` that removed a shard lost it for good, also where the
+    sample was then put back)."""
     messages = []
     for shard_path in shards:
         if not os.path.exists(shard_path):
@@ -144,13 +150,14 @@ def forget_changed_sources(
             if current is not None and current != digest:
                 changed.append(sample_id)
         if changed:
-            os.unlink(shard_path)
+            if not dry_run:
+                os.unlink(shard_path)
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             names = ", ".join(repr(i) for i in changed[:3]) + more
             messages.append(
                 f"{len(changed)} sample file(s) of {shard_path} hold other content than when it was preprocessed "
                 f"({names}; whatever their dates): its preprocessing, predictions, heatmaps and overlays are "
-                "computed again"
+                "computed again" + (DRY_RUN_NOTE if dry_run else "")
             )
     stats.save()
     return messages
@@ -175,10 +182,13 @@ def recorded_checksum(checksum_path: str | os.PathLike) -> str | None:
 
 
 def forget_stale_checksum(
-    model_path: str | os.PathLike, checksum_path: str | os.PathLike, imports: Sequence[str | os.PathLike] = ()
+    model_path: str | os.PathLike,
+    checksum_path: str | os.PathLike,
+    imports: Sequence[str | os.PathLike] = (),
+    dry_run: bool = False,
 ) -> str | None:
     """Remove the checksum record where the model's content, or that of a module it imports, differs from it (or
-    the modules are others); say so, or return None.
+    the modules are others); say so, or return None. ``dry_run``: remove nothing, say so.
 
     Hashes the files once, and only where a record exists (it does not before the first run).
     """
@@ -187,22 +197,24 @@ def forget_stale_checksum(
     recorded = recorded_checksum(checksum_path)
     current = sha256_file(model_path)
     if recorded != current:
-        os.unlink(checksum_path)
+        if not dry_run:
+            os.unlink(checksum_path)
         return (
             f"the model {model_path} is not the one the cached predictions and maps were computed with "
             f"(sha256 {current[:12]}, recorded {str(recorded)[:12]} in {checksum_path}): "
-            "its predictions, heatmaps and overlays are computed again"
+            "its predictions, heatmaps and overlays are computed again" + (DRY_RUN_NOTE if dry_run else "")
         )
     modules = _recorded_files(checksum_path)[1:]
     now = [(sha256_file(path) if os.path.isfile(path) else "", str(path)) for path in imports]
     if modules == now:
         return None
-    os.unlink(checksum_path)
+    if not dry_run:
+        os.unlink(checksum_path)
     changed = [path for (sha, path) in now if (sha, path) not in modules] or [path for _, path in modules]
     return (
         f"the modules the model {model_path} imports (config model.imports) are not those the cached predictions "
         f"and maps were computed with ({', '.join(changed)} changed): its predictions, heatmaps and overlays are "
-        "computed again"
+        "computed again" + (DRY_RUN_NOTE if dry_run else "")
     )
 
 
@@ -215,11 +227,11 @@ def _recorded_files(checksum_path: str | os.PathLike) -> list[tuple[str, str]]:
     return [(line[:64], line[66:]) for line in lines if len(line) > 66]
 
 
-def move_damaged_aside(files: Mapping[str | os.PathLike, str]) -> list[tuple[Path, str]]:
+def move_damaged_aside(files: Mapping[str | os.PathLike, str], dry_run: bool = False) -> list[tuple[Path, str]]:
     """Move every existing file of ``files`` (path -> HDF5 schema) that is damaged to ``<name>.damaged``.
 
     Returns (path, message) for each file moved; the message names it, says why and where
-    it went. Missing files are left to their rules.
+    it went. Missing files are left to their rules. ``dry_run``: move nothing, say so.
     """
     moved = []
     for path, schema in files.items():
@@ -230,15 +242,22 @@ def move_damaged_aside(files: Mapping[str | os.PathLike, str]) -> list[tuple[Pat
         if why is None:
             continue
         aside = path.with_name(path.name + ".damaged")
+        if dry_run:
+            moved.append((path, f"{path} is damaged ({why}): a real run moves it aside to {aside} and rebuilds it "
+                                "(this dry run moved nothing)"))  # fmt: skip
+            continue
         os.replace(path, aside)
         moved.append((path, f"{path} is damaged ({why}): moved aside to {aside}; it is rebuilt by this run"))
     return moved
 
 
-def forget_changed_masks(files: Mapping[str, Sequence[str | None]], stats: StatCache) -> list[str]:
+def forget_changed_masks(
+    files: Mapping[str, Sequence[str | None]], stats: StatCache, dry_run: bool = False
+) -> list[str]:
     """Remove every evaluation file of ``files`` (path -> its shard's mask paths, None where a sample has none)
     whose masks' content differs from what it recorded (``mask_sha256``): a mask replaced by another with an older
-    date; one message for each, naming the samples. Files without the record are left to their rules."""
+    date; one message for each, naming the samples. Files without the record are left to their rules.
+    ``dry_run``: remove nothing, say so."""
     messages = []
     current: dict[str, str] = {}  # each mask stat'ed once, however many methods' files name it
 
@@ -260,11 +279,13 @@ def forget_changed_masks(files: Mapping[str, Sequence[str | None]], stats: StatC
             mask for mask, digest in zip(masks, recorded, strict=True) if mask is not None and digest_of(mask) != digest
         ]  # fmt: skip
         if changed:
-            os.unlink(path)
+            if not dry_run:
+                os.unlink(path)
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             messages.append(
                 f"{len(changed)} mask file(s) of {path} hold other content than when it was evaluated "
                 f"({', '.join(changed[:3])}{more}; whatever their dates): its evaluation is computed again"
+                + (DRY_RUN_NOTE if dry_run else "")
             )
     stats.save()
     return messages

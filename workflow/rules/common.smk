@@ -197,11 +197,14 @@ def cache_files():
 
 # What modification times cannot tell (xaipipe/caches.py): a model replaced by another, also
 # by an older file, reruns everything that uses it; a damaged cache is moved aside, so exactly
-# that file (and what depends on it) is rebuilt. Only the process that runs the workflow acts.
+# that file (and what depends on it) is rebuilt. Only the process that runs the workflow acts,
+# and a dry run (snakemake -n) only says what a real run would remove: it removed the caches,
+# which were then lost also where the model or sample was put back.
+DRY_RUN = bool(getattr(workflow.output_settings, "dryrun", False))
 if workflow.is_main_process:
     stale = [
         xcaches.forget_stale_checksum(
-            m.path, f"{m.folder}/checksums/model.sha256", MODEL_IMPORTS
+            m.path, f"{m.folder}/checksums/model.sha256", MODEL_IMPORTS, DRY_RUN
         )
         for m in MODELS.values()
     ]
@@ -213,7 +216,7 @@ if workflow.is_main_process:
     stale.append(xc.missing_masks_warning(config, SAMPLES, MASKS))
     if config["data"]["samples"] is None and not config["demo"]["build"]:
         stale.append(unread_files_warning(config["data"]["images"]))
-    damaged = xcaches.move_damaged_aside(cache_files())
+    damaged = xcaches.move_damaged_aside(cache_files(), DRY_RUN)
     for message in [m for m in stale if m] + [message for _, message in damaged]:
         logger.warning(message)
 
@@ -484,6 +487,7 @@ if workflow.is_main_process:
         ],
         sample_file,
         STATS,
+        DRY_RUN,
     ):
         logger.warning(message)
     # the same for the masks: an evaluation records its shard's mask content (mask_sha256)
@@ -496,7 +500,7 @@ if workflow.is_main_process:
             for method in model.variants
             for shard in SHARDS
         }
-        for message in xcaches.forget_changed_masks(evaluated, STATS):
+        for message in xcaches.forget_changed_masks(evaluated, STATS, DRY_RUN):
             logger.warning(message)
 
 
