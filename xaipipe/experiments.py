@@ -1,8 +1,9 @@
 """The study's list of experiments: every model x method variant that a run computes.
 
 ``experiments.tsv`` (one row per model and variant, in the config's order): the model's name
-and file, the variant's label, its canonical method and every parameter it runs with
-(JSON, keys sorted), the folder of its maps and the model's sha256 as recorded by the run.
+and file, the variant's label, its canonical method and its parameters as the config sets them
+(JSON, keys sorted; each heatmaps file records all of them, defaults included, in ``method_params``),
+the folder of its maps and the model's sha256 as recorded by the run.
 """
 
 from __future__ import annotations
