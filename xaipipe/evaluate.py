@@ -462,14 +462,24 @@ def _held_voxels(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _held_voxels_in_world(mask: np.ndarray, grid, target, shape: tuple[int, ...]) -> tuple[np.ndarray, float]:
+#: The most mask voxels :func:`_held_voxels_in_world` places to measure the share within the maps' grid (evenly
+#: spaced among them): a large organ's segmentation has millions.
+SHARE_SAMPLE = 100_000
+
+
+def _held_voxels_in_world(
+    mask: np.ndarray, grid, target, shape: tuple[int, ...], most: int | None = SHARE_SAMPLE
+) -> tuple[np.ndarray, float]:
     """(the voxels of the grid ``target`` of ``shape`` that hold the world position of one of ``mask``'s voxel
     centres, the share of its voxels whose centre lies within that grid): where a mask's region lies, whatever
     resampling then makes of its volume (a coarser grid halves or doubles its voxel count, which is no sign of a
-    header that differs)."""
+    header that differs). ``most``: place at most this many voxels, evenly spaced (the share is then measured on
+    them, and the held voxels are theirs); None: all."""
     found = np.array(np.nonzero(mask), np.float64)  # (3, N): z, y, x
     if not found.size:
         return np.zeros(shape, bool), 1.0
+    if most is not None and found.shape[1] > most:
+        found = found[:, np.linspace(0, found.shape[1] - 1, most).astype(np.int64)]
     steps = found[::-1] * np.asarray(grid.spacing[::-1], np.float64)[:, None]  # x, y, z in mm along the axes
     world = np.asarray(grid.origin)[:, None] + np.asarray(grid.direction).reshape(3, 3) @ steps
     index = np.linalg.solve(np.asarray(target.direction).reshape(3, 3), world - np.asarray(target.origin)[:, None])
@@ -520,11 +530,13 @@ def _mask_regions(
                 # a volume's mask with its grid: onto the maps' grid, in world coordinates
                 target, shape = shard.map_grid(row) or (shard.geometry(row), image_shape)
                 if mask.shape != tuple(shape) or not geometry_equal(mask_grid, target):
+                    region = mask
                     held, kept = _held_voxels_in_world(mask, mask_grid, target, tuple(shape))
                     mask = resample_onto(mask.astype(np.uint8), mask_grid, target, shape, interpolation="nearest") > 0
                     if kept < MASK_KEPT:
                         record.warn(Issue(sample_id, stage, "warning", _mask_outside(path, kept)))
-                    if held.any() and not mask.any():
+                    if held.any() and not mask.any():  # a small region: every voxel of it placed
+                        held = _held_voxels_in_world(region, mask_grid, target, tuple(shape), None)[0]
                         record.warn(Issue(sample_id, stage, "warning", _mask_held(path, held, "the maps' grid")))
                         mask = held
             else:

@@ -207,13 +207,23 @@ def computes_in_float16(model: keras.Model) -> bool:
     model built under ``mixed_float16``), where gradients below about 6e-8 vanish. Known once per model."""
     known = getattr(model, "_xaipipe_float16", None)
     if known is None:
-        layers = model._flatten_layers(include_self=False, recursive=True)
-        known = any(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16" for layer in layers)
+        known = any(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", None) == "float16"
+                    for layer in _all_layers(model))  # fmt: skip
         try:
             model._xaipipe_float16 = known
         except AttributeError:  # a model that takes no attribute: asked again next time
             pass
     return known
+
+
+def _all_layers(model: Any) -> list[Any]:
+    """The layers of ``model`` and of the models nested in it."""
+    found = []
+    for layer in getattr(model, "layers", None) or []:
+        found.append(layer)
+        if getattr(layer, "layers", None):
+            found.extend(_all_layers(layer))
+    return found
 
 
 def _warn_blank_in_float16(method: str, raw: np.ndarray, ids: Sequence[str] | None) -> None:
