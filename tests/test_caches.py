@@ -238,3 +238,13 @@ def test_a_metaimages_data_file_replaced_removes_its_shard(tmp_path):
     os.replace(other, tmp_path / "data/vol.raw")
     (message,) = check()
     assert "'vol.mhd'" in message and not shard.exists()
+
+
+def test_former_model_folders_are_a_removed_models_not_another_studys(tmp_path):
+    # the shipped demo's output holds config/methods.yaml's study (results/methods): its 1,220 files were called
+    # outputs of no sample of the shipped config; a model removed from `models` left its folder unnamed before
+    out = tmp_path / "results"
+    for folder in ("current/predictions", "removed/heatmaps/gradcam", "methods/predictions", "demo/images"):
+        (out / folder).mkdir(parents=True)
+    (out / "methods" / caches.STUDY_MARK).write_text("model\tvariant\n")  # every study writes it at its root
+    assert caches.former_model_folders(out, [out / "current"]) == [str(out / "removed")]

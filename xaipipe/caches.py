@@ -321,15 +321,20 @@ def orphan_outputs(roots: Sequence[str | os.PathLike], expected: Sequence[str | 
 def former_model_folders(output: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> list[str]:
     """The folders right under ``output`` that hold a model's outputs (``predictions/`` or ``heatmaps/``) and are
     none of ``roots`` (this config's models' folders): a model since removed from ``models``, or the models' folders
-    after a switch to one ``model.path``, whose files :func:`orphan_outputs` should list with the rest."""
+    after a switch to one ``model.path``, whose files :func:`orphan_outputs` should list with the rest. A folder with
+    an ``experiments.tsv`` is another study's output (``results/methods`` under ``results``), not a model's."""
     current = {os.path.abspath(r) for r in roots}
     found = []
     for folder in sorted(Path(output).glob("*/")):
-        if os.path.abspath(folder) in current or folder.name.startswith("."):
+        if os.path.abspath(folder) in current or folder.name.startswith(".") or (folder / STUDY_MARK).exists():
             continue
         if (folder / "predictions").is_dir() or (folder / "heatmaps").is_dir():
             found.append(str(folder))
     return found
+
+
+#: The file every study writes at its output's root (workflow/rules/common.smk's EXPERIMENTS), and no model folder.
+STUDY_MARK = "experiments.tsv"
 
 
 def orphans_warning(orphans: Sequence[str], output: str) -> str | None:

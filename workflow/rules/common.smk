@@ -115,7 +115,7 @@ if config["demo"]["build"]:
     except ValueError as error:
         raise WorkflowError(str(error)) from None
 # every model and method variant with its parameters
-EXPERIMENTS = f"{OUT}/experiments.tsv"
+EXPERIMENTS = f"{OUT}/{xcaches.STUDY_MARK}"  # at every study's root: the orphan check tells studies by it
 # each model's variants with their method and parameters, as the experiments table lists them
 EXPERIMENT_RECORDS = {
     name: {
