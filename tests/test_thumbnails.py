@@ -178,6 +178,24 @@ def test_a_map_on_a_reoriented_model_grid_is_drawn_on_the_overlay(tmp_path):
         assert np.abs(picture - reference[view]).max() <= 1, view  # linear resampling at voxel centres: rounding
 
 
+def test_the_views_pass_through_the_peak_where_the_model_grid_has_another_shape_than_the_map():
+    # preprocessing.spacing resampled a volume to a (24, 20, 12) grid, which the model saw at 8^3: the views were put
+    # at the peak's index on the 8^3 map taken as an index of the 24 x 20 x 12 grid, 10 mm from a lesion, whose
+    # axial view then showed noise alone
+    from xaipipe.geometry import Geometry
+    from xaipipe.thumbnails import _Views
+
+    volume = np.zeros((12, 20, 24), np.uint8)  # the overlay image: 2.5 x 1 x 0.8 mm, LPS stored
+    geometry = Geometry((2.5, 1.0, 0.8), (10.0, -20.0, 5.0))
+    grid = Geometry((1.25, 1.0, 1.2), (10.0, -20.0, 5.0))  # the resampled grid the model's input was made from
+    heatmap = np.zeros((8, 8, 8), np.float32)
+    heatmap[5, 2, 5] = 1.0
+    views = _Views(volume, 3, geometry.spacing, geometry, (grid, (24, 20, 12)))
+    # by hand: map voxel i of 8 on 24, 20, 12 grid voxels lies at (i + 0.5) * n / 8 - 0.5: z 16, y 5.75, x 7.75;
+    # in mm from the origin z 20, y 5.75, x 9.3; on the image's grid z 20 / 2.5 = 8, y 5.75 -> 6, x 11.625 -> 12
+    assert views._centre((5, 2, 5), heatmap) == (8, 6, 12)
+
+
 def test_a_flat_map_has_no_peak_and_its_volume_views_pass_through_the_middle():
     # a blank map (Grad-CAM of a class the model never sees) was said to peak at [0, 0], its first voxel
     from xaipipe.thumbnails import _Views, peak

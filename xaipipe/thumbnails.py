@@ -164,8 +164,10 @@ class _Views:
         """The overlay voxel (in LPS order) of the map's voxel ``top`` (in the map's stored order)."""
         if self.map_grid is None:  # same extent, centres aligned (as the overlays' trilinear resize)
             stored = at_volume(top, heatmap.shape, self.stored_shape)
-        else:  # the voxel nearest the peak's position in the world
-            index = np.round(self.geometry.world_to_index(self.map_grid[0].index_to_world(top))).astype(int)
+        else:  # the voxel nearest the peak's position in the world: the map spans its grid (centres aligned)
+            grid, grid_shape = self.map_grid
+            position = [(i + 0.5) * n / m - 0.5 for i, m, n in zip(top, heatmap.shape, grid_shape)]
+            index = np.round(self.geometry.world_to_index(grid.index_to_world(position))).astype(int)
             stored = tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(index, self.stored_shape))
         return index_to_lps(stored, self.stored_shape, self.geometry.direction)
 
