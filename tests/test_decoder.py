@@ -192,7 +192,7 @@ def test_nifti_maps_keep_their_sources_grid(tmp_path):
     # a crop of the subfunctions: the window is not known here, so the origin is not either, and a warning says so
     gen = DataGenerator(["aniso"], tmp_path, image_format="nii.gz", resize=(8, 8, 8), grayscale=True,
                         subfunctions=[Crop((8, 8, 8))])  # fmt: skip
-    with pytest.warns(UserWarning, match=r"'aniso': its NIfTI map keeps the spacing and direction .* not its origin"):
+    with pytest.warns(UserWarning, match=r"'aniso': its map keeps the spacing and direction .* not its origin"):
         xai_decoder(gen, small_cnn((8, 8, 8, 1)), np.eye(K)[[0]], method="gc", out_path=tmp_path / "crop")
     written = sitk.ReadImage(str(tmp_path / "crop" / "aniso.nii.gz"))
     assert written.GetSize() == (8, 8, 8) and written.GetOrigin() == (0.0, 0.0, 0.0)

@@ -122,3 +122,32 @@ def test_a_failed_archive_leaves_no_file_and_a_wrong_count_is_named(tmp_path):
     assert list(archive.parent.iterdir()) == []  # neither the zip nor a part of it
     with pytest.raises(ValueError, match=r"holds 2 maps of the 1 samples to draw; 3 output files were asked for"):
         render_shard(pre, maps_path, ["a.png", "b.png", "c.png"], True, 0.25, "jet", [1], archive)
+
+
+def test_a_volumes_gif_shows_its_slices_in_one_orientation_whatever_the_storage(tmp_path):
+    # the GIF was drawn in the file's voxel order: a lesion on the patient's left showed top-right for an LPS-stored
+    # volume, bottom-left (mirrored and upside down) for a RAS-stored one, in another frame for an LPI one
+    import cv2
+
+    from xaipipe.writers import write_map
+
+    lps = np.zeros((6, 8, 10), np.uint8)  # (z, y, x) towards superior, posterior, left
+    lps[4, 1, 7] = 250  # superior, anterior, on the patient's left
+    storages = {
+        "LPS": (lps, (1, 0, 0, 0, 1, 0, 0, 0, 1)),
+        "RAS": (lps[:, ::-1, ::-1], (-1, 0, 0, 0, -1, 0, 0, 0, 1)),  # x and y stored the other way
+        "LPI": (lps[::-1], (1, 0, 0, 0, 1, 0, 0, 0, -1)),  # slices stored superior first
+    }
+    frames = {}
+    for name, (stored, direction) in storages.items():
+        stored = np.ascontiguousarray(stored)
+        path = tmp_path / f"{name}.gif"
+        write_map(path, stored.astype(np.float32) / 250, stored, 3, "gif", overlay=False, colormap="hot",
+                  direction=direction)  # fmt: skip
+        ok, animation = cv2.imreadanimation(str(path))
+        frames[name] = np.stack(animation.frames)[..., :3].astype(int)
+    # by hand: frame z (inferior first), row y (anterior at the top), column x (the patient's right on the left)
+    brightest = np.unravel_index(frames["LPS"].sum(axis=-1).argmax(), frames["LPS"].shape[:3])
+    assert tuple(int(i) for i in brightest) == (4, 1, 7)
+    for name in ("RAS", "LPI"):
+        np.testing.assert_array_equal(frames[name], frames["LPS"], err_msg=name)

@@ -276,7 +276,7 @@ def xai_decoder(
                 heatmaps.append(resized[0] if preds is not None else resized)
                 continue
             display = display_image(image, dims)
-            grid = _source_grid(data_gen, i, shape) if file_format == "nifti" else {}
+            grid = _source_grid(data_gen, i, shape) if file_format in ("nifti", "gif") else {}
             for t, class_index in enumerate(classes[i]):
                 name = overlay_name(str(data_gen.samples[i]), None if preds is not None else int(class_index), extension)
                 target = Path(out_path) / name
@@ -289,11 +289,12 @@ def xai_decoder(
 
 
 def _source_grid(data_gen: Any, index: int, shape: tuple[int, ...]) -> dict[str, Any]:
-    """``spacing``, ``origin`` and ``direction`` of sample ``index``'s file, for a NIfTI map of ``shape`` on its
-    grid, as the pipeline writes them; a warning and none (1 mm, the identity) where the file cannot tell them
-    (a generator whose loader reads from elsewhere, an ``.npy`` volume) or subfunctions changed the shape (a crop or
-    a padding, whose window is not known here). The maps were written with the identity without a word, so a
-    viewer placed an anisotropic, oblique or LPS-stored scan's map in the wrong size, side and angle."""
+    """``spacing``, ``origin`` and ``direction`` of sample ``index``'s file for its map of ``shape`` (a NIfTI map's
+    grid; a GIF's orientation), as the pipeline writes them: none (1 mm, the identity) for an ``.npy`` volume, whose
+    grid that is, and with a warning where the file cannot be read here (a generator whose loader reads from
+    elsewhere); the origin not where subfunctions changed the shape (a crop or a padding, whose window is not known
+    here), with a warning. The maps were written with the identity without a word, so a viewer placed an
+    anisotropic, oblique or LPS-stored scan's map in the wrong size, side and angle."""
     from xaipipe.geometry import Geometry
     from xaipipe.geometry import equal as geometry_equal
     from xaipipe.readers import load_sample
@@ -304,14 +305,14 @@ def _source_grid(data_gen: Any, index: int, shape: tuple[int, ...]) -> dict[str,
         path = sample_path(data_gen.path_imagedir, sample, data_gen.image_format)
         array, geometry = load_sample(path, 3, split_series(sample)[1])
     except (OSError, ValueError) as error:
-        warnings.warn(f"sample {sample!r}: its NIfTI map gets no geometry of its source (1 mm, identity): {error}",
+        warnings.warn(f"sample {sample!r}: its map gets no geometry of its source (1 mm, identity): {error}",
                       stacklevel=3)  # fmt: skip
         return {}
     if geometry is None or geometry_equal(geometry, Geometry()):
         return {}  # an .npy volume: the made-up grid (1 mm, identity) is its own
     if tuple(array.shape[:3]) != tuple(shape):
         warnings.warn(
-            f"sample {sample!r}: its NIfTI map keeps the spacing and direction of {path} but not its origin: the image "
+            f"sample {sample!r}: its map keeps the spacing and direction of {path} but not its origin: the image "
             f"the map is drawn on has shape {tuple(shape)}, the file {tuple(array.shape[:3])} (a crop or padding of "
             "the subfunctions, whose window is not known here)",
             stacklevel=3,

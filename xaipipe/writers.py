@@ -275,7 +275,9 @@ def write_map(
     """Write one normalized map at the resolution of ``image`` (8-bit, gray or RGB).
 
     ``png`` (and other 2D image types, by the path's extension) and ``gif`` draw the
-    coloured map, blended over the image with ``overlay``; ``npy`` and ``nifti``
+    coloured map, blended over the image with ``overlay`` (a volume's GIF: its axial slices from inferior to
+    superior, the patient's right on the left and anterior at the top, whatever the voxel order ``direction``
+    says the file has); ``npy`` and ``nifti``
     store the map itself (NIfTI with ``spacing``, ``origin`` and ``direction``, as 8-bit levels with
     the scaling in its header, 16-bit for signed maps: see :func:`nifti_levels`). ``signed``: the map is in [-1, 1]
     (its method's ``normalize: signed``), drawn in a diverging colour map and stored with its sign.
@@ -283,7 +285,11 @@ def write_map(
     shape = image.shape[:spatial_dims]
     if file_format == "png":
         write_image(path, drawing.draw(heatmap, image, 2, overlay, alpha, colormap, signed))
-    elif file_format == "gif":
+    elif file_format == "gif":  # in LPS order, as the report's axial views: one orientation whatever the storage
+        if direction is not None:
+            from xaipipe.geometry import to_lps
+
+            heatmap, image = to_lps(np.asarray(heatmap), direction), to_lps(np.asarray(image), direction)
         write_gif(path, drawing.draw(heatmap, image, 3, overlay, alpha, colormap, signed))
     elif file_format == "npy":
         write_npy(path, drawing.map_at(heatmap, shape, signed))
