@@ -301,6 +301,8 @@ def test_clicking_a_map_enlarges_it(study, browser, tmp_path):
     assert _images_loaded(browser, "#modal-colormap") == [256]
     text = modal.text
     assert f"saliency, class {CLASSES[entry['class']]}" in text and row_id in text
+    # the peak's axes named: a volume's (z, y, x) was read as a viewer's (i, j, k), the reverse
+    assert f"peak at map pixel (row, column) [{entry['peak'][0]}, {entry['peak'][1]}]" in text
     assert [s.text for s in browser.find_elements("css selector", "#modal .scale span")] == ["0", "1"]
     assert f"{entry['metrics']['deletion']:.4f}" in text and f"{entry['metrics']['insertion']:.4f}" in text
     _artifact(browser, tmp_path, "gallery-2d-modal.png")

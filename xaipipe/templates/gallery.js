@@ -220,7 +220,8 @@
     var s = samples[+img.closest("tr.sample").getAttribute("data-index")];
     var method = img.getAttribute("data-method"), map = s.maps[method][+img.getAttribute("data-map")];
     $("modal-title").textContent = s.id + " — " + method + ", class " + className(map["class"]) +
-      (map.peak ? ", peak at [" + map.peak.join(", ") + "]" : "");
+      (map.peak ? ", peak at map " + (VIEWS.length ? "voxel (z, y, x) [" : "pixel (row, column) [") +
+        map.peak.join(", ") + "]" : "");
     var box = $("modal-views");
     box.replaceChildren();
     box.className = VIEWS.length ? "volume" : "";
