@@ -357,7 +357,8 @@ def test_a_tables_mask_column_is_not_taken_for_its_labels(tmp_path):
     (tmp_path / "table.csv").write_text("SAMPLE,MASK\nq.png,masks/q.png\np.png,\n")
     data = {"images": str(tmp_path), "samples": str(tmp_path / "table.csv"), "id_column": "SAMPLE",
             "class_column": None, "class_columns": [], "mask_column": "MASK"}  # fmt: skip
-    sheet = xconfig.sample_sheet(config(data=data, preprocessing={"size": [8, 8]}, targets="argmax", classes=["x", "y"]))
+    study = config(data=data, preprocessing={"size": [8, 8]}, targets="argmax", classes=["x", "y"])
+    sheet = xconfig.sample_sheet(study)
     assert sheet.ids == ("q.png", "p.png") and sheet.labels is None and sheet.class_names == ("x", "y")
 
 

@@ -150,7 +150,8 @@ def test_a_bad_default_layer_is_blamed_on_its_own_key_not_on_the_method_that_too
     config = {
         "output": str(tmp_path / "out"), "model": {"path": None, "layer": None}, "score": "logits",
         "preprocessing": {"size": [8, 8], "channels": 1, "standardize": "tf"}, "methods": ["gradcam", "saliency"],
-        "models": {"ma": {"path": str(tmp_path / "m.keras")}, "mb": {"path": str(tmp_path / "m.keras"), "layer": "nope"}},
+        "models": {"ma": {"path": str(tmp_path / "m.keras")},
+                   "mb": {"path": str(tmp_path / "m.keras"), "layer": "nope"}},
     }  # fmt: skip
     specs = model_specs(config)
     assert (specs["ma"].variants["gradcam"].layer_key, specs["mb"].variants["gradcam"].layer_key) == (
