@@ -98,6 +98,7 @@ def study(tmp_path_factory):
     shards = [_samples(60, rng, report, f"{s:05d}", 60 * s, 2) for s in range(2)]
     shards[1][-1]["id"] = ODD_ID
     shards[0][0]["maps"]["gradcam"][0]["metrics"]["insertion"] = float("nan")  # none on the page
+    shards[0][1]["maps"]["saliency"][0]["peak"] = None  # a blank map: a flat map has no peak
     paths = [_manifest(report / "shards" / f"shard-{s:05d}.json", shard, 2) for s, shard in enumerate(shards)]
     write_gallery(paths, report, _summary(report))
     return report, shards[0] + shards[1]
@@ -312,6 +313,12 @@ def test_clicking_a_map_enlarges_it(study, browser, tmp_path):
     assert modal.is_displayed()
     modal.click()
     assert not modal.is_displayed()
+    # a blank map's overlay is the image alone: the enlarged view says why, where nothing did
+    blank = samples[1]
+    assert blank["maps"]["saliency"][0]["peak"] is None
+    browser.find_element("css selector", f'tr[data-id="{blank["id"]}"] img.map[data-method=saliency]').click()
+    assert "saliency, class" in modal.text and "a blank map: no relevance anywhere" in modal.text
+    browser.find_element("tag name", "body").send_keys(Keys.ESCAPE)
     assert severe_console_errors(browser) == []
 
 

@@ -221,7 +221,7 @@
     var method = img.getAttribute("data-method"), map = s.maps[method][+img.getAttribute("data-map")];
     $("modal-title").textContent = s.id + " — " + method + ", class " + className(map["class"]) +
       (map.peak ? ", peak at map " + (VIEWS.length ? "voxel (z, y, x) [" : "pixel (row, column) [") +
-        map.peak.join(", ") + "]" : "");
+        map.peak.join(", ") + "]" : ", a blank map: no relevance anywhere, the overlay is the image alone");
     var box = $("modal-views");
     box.replaceChildren();
     box.className = VIEWS.length ? "volume" : "";
