@@ -872,7 +872,7 @@ def test_comparison_ranks_the_variants_of_each_metric_by_its_direction(tmp_path)
         ("deletion", "1", "os-16", "yes"),
         ("deletion", "2", "os-8", "yes"),  # [0.25, 0.35] overlaps the best's [0.15, 0.26]
         ("deletion", "3", "gradcam", "no"),
-        ("deletion", "", "empty", "no"),  # no value: last, unranked
+        ("deletion", "", "empty", ""),  # no value: last, unranked, not judged
         ("pointing_game", "1", "gradcam", "yes"),
         ("pointing_game", "2", "os-8", "yes"),  # [0.80, 0.97] overlaps [0.90, 1.00]
         ("pointing_game", "3", "os-16", "no"),

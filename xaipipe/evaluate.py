@@ -834,8 +834,9 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     ``rows``: summary rows (:func:`read_summary`), each with its ``model``. ``within_ci_of_best``:
     the variant's 95% interval overlaps the best one's, so the data do not tell them apart
-    (the best itself: yes). Equal means share a rank (1, 1, 3). A variant without a value (NaN) comes last,
-    unranked. ``ranked_among``:
+    (the best itself: yes). Equal means share a rank (1, 1, 3). A variant without a value (NaN: a class without
+    masks, for localization) comes last, unranked, its ``within_ci_of_best`` empty (a "no" read as a judgement).
+    ``ranked_among``:
     ``all models``, or ``its model`` for the :data:`MODEL_SCALE_METRICS` of a study of several models.
     """
     several = len({row["model"] for row in rows}) > 1
@@ -862,7 +863,7 @@ def comparison_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "rank": position if valued else "",
                     **{key: row[key] for key in ("model", "variant", "method")},
                     **{key: row[key] for key in ("mean", "ci_low", "ci_high", "n")},
-                    "within_ci_of_best": "yes" if overlaps else "no",
+                    "within_ci_of_best": ("yes" if overlaps else "no") if valued else "",  # no value: no judgement
                     "ranked_among": "its model" if own_model else "all models",
                 }
             )

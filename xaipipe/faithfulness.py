@@ -5,7 +5,9 @@ Definitions (inputs x of shape (*spatial, C), a map M of shape (*spatial), targe
 
 - The pixels (voxels) are ranked by the map: rank 0 is the most relevant. Ties are broken
   in one fixed random order of the positions (:func:`tie_order`, seeded: the ranking is
-  deterministic and the same for every method), not by position: a blank map, all one tie,
+  deterministic and the same for every method; position i takes place
+  ``default_rng(TIE_SEED).permutation(n)[i]`` among the pixels it ties with, not the
+  inverse), not by position: a blank map, all one tie,
   is scored as a map in random order would be (the chance level, as relevance rank and
   ROC AUC count ties). C order removed the image's top rows first, and an all-blank
   variant ranked second of nine on deletion. Signed maps rank

@@ -4,7 +4,10 @@ Pure numpy, for 2D maps ``(H, W)`` and 3D maps ``(D, H, W)`` alike; one map (and
 per call. Every function checks its input and raises ``ValueError`` naming what is wrong:
 a map that is not 2D or 3D, a map with NaN or infinite values, shapes that differ, an
 empty mask. A degenerate map for which a metric is undefined (an all-zero map for
-``sparseness``) gives NaN, as ``spearman`` does for a constant map.
+``sparseness``) gives NaN, as ``spearman`` does for a constant map. The pipeline's evaluation
+(:mod:`xaipipe.evaluate`) scores a blank map where these functions give NaN or a tie's hit:
+pointing game 0, relevance mass 0, sparseness 0 and complexity ln n (README, "Evaluation"), so
+its files differ from these functions' values on such maps.
 
 Localization (a map against a ground-truth mask of the same shape; ``resize_mask`` brings a
 mask read at another resolution to the map's shape):
