@@ -480,10 +480,7 @@ def _held_voxels_in_world(
         return np.zeros(shape, bool), 1.0
     if most is not None and found.shape[1] > most:
         found = found[:, np.linspace(0, found.shape[1] - 1, most).astype(np.int64)]
-    steps = found[::-1] * np.asarray(grid.spacing[::-1], np.float64)[:, None]  # x, y, z in mm along the axes
-    world = np.asarray(grid.origin)[:, None] + np.asarray(grid.direction).reshape(3, 3) @ steps
-    index = np.linalg.solve(np.asarray(target.direction).reshape(3, 3), world - np.asarray(target.origin)[:, None])
-    index = np.rint(index[::-1] / np.asarray(target.spacing)[:, None]).astype(np.int64)  # z, y, x
+    index = np.rint(target.world_to_index(grid.index_to_world(found))).astype(np.int64)  # z, y, x
     inside = np.all((index >= 0) & (index < np.asarray(shape)[:, None]), axis=0)
     held = np.zeros(shape, bool)
     held[tuple(index[:, inside])] = True

@@ -63,15 +63,22 @@ class Geometry:
         origin = np.array(self.origin) + np.array(self.direction).reshape(3, 3) @ steps
         return Geometry(self.spacing, _floats(origin), self.direction)
 
-    def index_to_world(self, index: Sequence[float]) -> np.ndarray:
-        """The world position (x, y, z) of the numpy index (k, j, i), fractional allowed."""
-        steps = np.array([index[2] * self.spacing[2], index[1] * self.spacing[1], index[0] * self.spacing[0]])
-        return np.array(self.origin) + np.array(self.direction).reshape(3, 3) @ steps
+    def index_to_world(self, index: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The world position (x, y, z) of the numpy index (k, j, i), fractional allowed; of (3, N) indices, the
+        (3, N) positions."""
+        index = np.asarray(index, np.float64)
+        extra = (1,) * (index.ndim - 1)
+        steps = index[::-1] * np.asarray(self.spacing[::-1], np.float64).reshape(3, *extra)
+        return np.asarray(self.origin, np.float64).reshape(3, *extra) + np.array(self.direction).reshape(3, 3) @ steps
 
-    def world_to_index(self, world: Sequence[float]) -> np.ndarray:
-        """The fractional numpy index (k, j, i) of the world position (x, y, z): :meth:`index_to_world` inverted."""
-        steps = np.linalg.solve(np.array(self.direction).reshape(3, 3), np.asarray(world, np.float64) - self.origin)
-        return steps[::-1] / np.array(self.spacing)
+    def world_to_index(self, world: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The fractional numpy index (k, j, i) of the world position (x, y, z): :meth:`index_to_world` inverted;
+        of (3, N) positions, the (3, N) indices."""
+        world = np.asarray(world, np.float64)
+        extra = (1,) * (world.ndim - 1)
+        origin = np.asarray(self.origin, np.float64).reshape(3, *extra)
+        steps = np.linalg.solve(np.array(self.direction).reshape(3, 3), world - origin)
+        return steps[::-1] / np.asarray(self.spacing, np.float64).reshape(3, *extra)
 
 
 def _floats(values: Sequence[float]) -> tuple[float, ...]:
